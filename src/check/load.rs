@@ -1,0 +1,260 @@
+//! Reading manifests: files, folders (recursive, *.yaml|*.yml|*.json) and
+//! stdin; multi-document YAML and `kind: List`. Every document carries its
+//! source (`deploy/llm.yaml#0`, `list.yaml#0/items/3`) so that every result
+//! and every error says where it came from.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// One Kubernetes object read from the input.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub source: String,
+    pub value: Value,
+}
+
+/// What reading produced: the objects, the problems, and the documents
+/// that were not Kubernetes objects (reported, never silently dropped).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub documents: Vec<Document>,
+    pub errors: Vec<Error>,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Reads every input. `-` is stdin.
+pub fn load(inputs: &[PathBuf]) -> Loaded {
+    let mut out = Loaded::default();
+    for input in inputs {
+        if input.as_os_str() == "-" {
+            let mut text = String::new();
+            match std::io::stdin().read_to_string(&mut text) {
+                Ok(_) => parse_text(&text, "<stdin>", false, &mut out),
+                Err(source) => out.errors.push(Error::Io {
+                    path: "<stdin>".into(),
+                    source,
+                }),
+            }
+            continue;
+        }
+        match manifest_files(input) {
+            Ok(files) => {
+                for f in files {
+                    load_file(&f, &mut out);
+                }
+            }
+            Err(e) => out.errors.push(e),
+        }
+    }
+    out
+}
+
+/// A file as given, or a folder's manifests in a stable (sorted) order.
+fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let p = entry.path();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if is_dir && !hidden {
+                stack.push(p);
+            } else if !is_dir && is_manifest(&p) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn is_manifest(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+fn load_file(path: &Path, out: &mut Loaded) {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => {
+                let is_json = path.extension().is_some_and(|e| e == "json");
+                parse_text(&text, &path.display().to_string(), is_json, out);
+            }
+            Err(e) => out.errors.push(Error::input(
+                path.display().to_string(),
+                format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+            )),
+        },
+        Err(source) => out.errors.push(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Parses one text into documents. After a syntax error the rest of that
+/// text cannot be trusted, so reading it stops there (and says so).
+pub fn parse_text(text: &str, name: &str, is_json: bool, out: &mut Loaded) {
+    if is_json {
+        for (i, doc) in serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .enumerate()
+        {
+            match doc {
+                Ok(v) => push_document(format!("{name}#{i}"), v, out),
+                Err(e) => {
+                    out.errors.push(Error::input(
+                        format!("{name}#{i}"),
+                        format!("line {} column {}: {e}", e.line(), e.column()),
+                    ));
+                    return;
+                }
+            }
+        }
+        return;
+    }
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        match Value::deserialize(doc) {
+            Ok(Value::Null) => {} // an empty document, e.g. after a trailing `---`
+            Ok(v) => push_document(format!("{name}#{i}"), v, out),
+            Err(e) => {
+                // serde_yaml_ng's message already names the line and column.
+                out.errors.push(Error::input(
+                    format!("{name}#{i}"),
+                    format!("{e} (the rest of this file was not read)"),
+                ));
+                return;
+            }
+        }
+    }
+}
+
+fn push_document(source: String, value: Value, out: &mut Loaded) {
+    let Some(obj) = value.as_object() else {
+        out.errors.push(Error::input(
+            source,
+            "expected a Kubernetes object (a mapping with apiVersion and kind)",
+        ));
+        return;
+    };
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if kind.is_empty() || api_version.is_empty() {
+        out.skipped.push((
+            source,
+            "not a Kubernetes object (no apiVersion or kind)".into(),
+        ));
+        return;
+    }
+    if kind.ends_with("List") && obj.get("items").is_some() {
+        match obj.get("items") {
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    push_document(format!("{source}/items/{i}"), item.clone(), out);
+                }
+            }
+            _ => out
+                .errors
+                .push(Error::input(source, "items of a List must be a sequence")),
+        }
+        return;
+    }
+    out.documents.push(Document { source, value });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Loaded {
+        let mut out = Loaded::default();
+        parse_text(text, "t.yaml", false, &mut out);
+        out
+    }
+
+    #[test]
+    fn numbers_documents_and_list_items() {
+        let out = parse(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n- {apiVersion: v1, kind: Namespace, metadata: {name: c}}\n",
+        );
+        let sources: Vec<_> = out.documents.iter().map(|d| d.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            ["t.yaml#0", "t.yaml#2/items/0", "t.yaml#2/items/1"]
+        );
+        assert!(out.errors.is_empty());
+    }
+
+    #[test]
+    fn a_syntax_error_names_document_and_line() {
+        let out = parse("apiVersion: v1\nkind: Namespace\n---\nkind: [unclosed\n");
+        assert_eq!(out.documents.len(), 1);
+        let msg = out.errors[0].to_string();
+        assert!(msg.starts_with("t.yaml#1: "), "{msg}");
+        assert!(msg.contains("line 4 column 7"), "{msg}");
+    }
+
+    #[test]
+    fn non_objects_are_reported() {
+        let out = parse("just a string\n---\nfoo: bar\n");
+        assert_eq!(out.errors.len(), 1);
+        assert!(
+            out.errors[0]
+                .to_string()
+                .contains("expected a Kubernetes object")
+        );
+        assert_eq!(
+            out.skipped,
+            [(
+                "t.yaml#1".into(),
+                "not a Kubernetes object (no apiVersion or kind)".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn json_files_read_with_line_numbers() {
+        let mut out = Loaded::default();
+        parse_text(
+            "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\"}\n{oops",
+            "t.json",
+            true,
+            &mut out,
+        );
+        assert_eq!(out.documents.len(), 1);
+        assert!(
+            out.errors[0]
+                .to_string()
+                .starts_with("t.json#1: line 2 column")
+        );
+    }
+}

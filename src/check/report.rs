@@ -1,0 +1,241 @@
+//! The two outputs of `check`: the JSON contract (`-o json`, see DESIGN.md)
+//! and text for a terminal, grouped by object, coloured only on a TTY.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use json_patch::PatchOperation;
+use serde::Serialize;
+
+use crate::decision::Evaluation;
+use crate::error::Error;
+use crate::policy::Action;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub results: Vec<WorkloadResult>,
+    pub errors: Vec<Error>,
+    pub skipped: Vec<(String, String)>,
+    /// Objects that are not workloads, by kind (Services, HPAs, …).
+    pub other_objects: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    pub results: &'a [WorkloadResult],
+    pub errors: Vec<String>,
+    pub skipped: Vec<Skipped<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Skipped<'a> {
+    pub source: &'a str,
+    pub reason: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadResult {
+    pub source: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub inference: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference_reason: Option<String>,
+    pub governed_by: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_governed: Option<String>,
+    pub allowed: bool,
+    pub violations: Vec<ViolationOut>,
+    pub patch: Vec<PatchOperation>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exemptions: Vec<ExemptionOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expired_exceptions: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ViolationOut {
+    pub rule: &'static str,
+    pub pillar: &'static str,
+    pub action: &'static str,
+    pub patched: bool,
+    pub message: String,
+    pub fix: String,
+    pub path: String,
+    pub policy: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExemptionOut {
+    pub rule: &'static str,
+    pub exception: String,
+    pub reason: String,
+    pub expires: String,
+    pub suppressed: usize,
+}
+
+pub(super) fn result(source: String, eval: Evaluation) -> WorkloadResult {
+    let w = eval.workload;
+    let d = eval.decision;
+    WorkloadResult {
+        source,
+        kind: w.kind.as_str().to_owned(),
+        namespace: w.namespace,
+        name: w.name,
+        inference: d.inference.is_some() && !d.opted_out,
+        inference_reason: d.inference,
+        governed_by: d.governed_by,
+        not_governed: d.not_governed,
+        allowed: eval.allowed,
+        violations: d
+            .violations
+            .into_iter()
+            .map(|v| ViolationOut {
+                rule: v.rule.as_str(),
+                pillar: v.rule.pillar().as_str(),
+                action: v.action.as_str(),
+                patched: v.patched,
+                message: v.message,
+                fix: v.fix,
+                path: v.path,
+                policy: v.policy,
+            })
+            .collect(),
+        patch: d.patch,
+        exemptions: d
+            .exemptions
+            .into_iter()
+            .map(|e| ExemptionOut {
+                rule: e.rule.as_str(),
+                exception: e.exception,
+                reason: e.reason,
+                expires: e.expires.to_string(),
+                suppressed: e.suppressed,
+            })
+            .collect(),
+        expired_exceptions: d.expired_exceptions,
+    }
+}
+
+impl Report {
+    /// 2 for bad input, 1 when something is denied, 0 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        if !self.errors.is_empty() {
+            2
+        } else if self.results.iter().any(|r| !r.allowed) {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// The `-o json` document, fields in the contract's order.
+    pub fn to_json(&self) -> JsonReport<'_> {
+        JsonReport {
+            results: &self.results,
+            errors: self.errors.iter().map(ToString::to_string).collect(),
+            skipped: self
+                .skipped
+                .iter()
+                .map(|(source, reason)| Skipped { source, reason })
+                .collect(),
+        }
+    }
+
+    pub fn to_text(&self, colour: bool) -> String {
+        let paint = |code: &str, s: &str| {
+            if colour {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s.to_owned()
+            }
+        };
+        let mut out = String::new();
+        for r in &self.results {
+            let title = format!("{} {}/{}", r.kind, r.namespace, r.name);
+            let (mark, verdict) = if r.not_governed.is_some() {
+                ("-", paint("2", "not governed"))
+            } else if !r.allowed {
+                ("✗", paint("1;31", "denied"))
+            } else if r
+                .violations
+                .iter()
+                .any(|v| v.action == Action::Warn.as_str())
+            {
+                ("!", paint("33", "allowed with warnings"))
+            } else {
+                ("✓", paint("32", "allowed"))
+            };
+            let _ = writeln!(out, "{mark} {title}  {verdict}  ({})", r.source);
+            if let Some(why) = &r.not_governed {
+                let _ = writeln!(out, "    {why}");
+            } else if let Some(reason) = &r.inference_reason {
+                let _ = writeln!(out, "    model serving: {reason}");
+            }
+            for v in &r.violations {
+                let action = match v.action {
+                    "deny" => paint("31", "deny "),
+                    "warn" => paint("33", "warn "),
+                    _ => paint("2", "audit"),
+                };
+                let patched = if v.patched {
+                    paint("36", "  [patched]")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "    {action} {} ({}): {}{patched}",
+                    v.rule, v.pillar, v.message
+                );
+                let _ = writeln!(out, "          fix: {}", v.fix);
+            }
+            for e in &r.exemptions {
+                let _ = writeln!(
+                    out,
+                    "    exempt {} by {} until {}: {}",
+                    e.rule, e.exception, e.expires, e.reason
+                );
+            }
+            for e in &r.expired_exceptions {
+                let _ = writeln!(out, "    ignored exception {e}");
+            }
+        }
+        for (source, why) in &self.skipped {
+            let _ = writeln!(out, "- skipped {source}: {why}");
+        }
+        for e in &self.errors {
+            let _ = writeln!(out, "{} {e}", paint("1;31", "error:"));
+        }
+        let denied = self.results.iter().filter(|r| !r.allowed).count();
+        let governed = self
+            .results
+            .iter()
+            .filter(|r| r.not_governed.is_none())
+            .count();
+        let patched = self.results.iter().filter(|r| !r.patch.is_empty()).count();
+        let others: usize = self.other_objects.values().sum();
+        let _ = write!(
+            out,
+            "\n{} workload(s): {governed} governed, {denied} denied, {patched} would be patched",
+            self.results.len()
+        );
+        if others > 0 {
+            let kinds: Vec<String> = self
+                .other_objects
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            let _ = write!(out, "; other objects: {}", kinds.join(", "));
+        }
+        if !self.errors.is_empty() {
+            let _ = write!(out, "; {} error(s)", self.errors.len());
+        }
+        out.push('\n');
+        out
+    }
+}

@@ -1,0 +1,263 @@
+//! What the engine knows about the cluster beyond the object itself:
+//! autoscalers, namespace labels and exceptions. `check` builds it from the
+//! files it reads; the webhook from its reflector stores. The engine never
+//! asks the API server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::core::{Selector, SelectorExt};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::policy::{RuleId, WellArchitectedException, WorkloadRef};
+use crate::workload::{Workload, typed};
+
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalerKind {
+    HorizontalPodAutoscaler,
+    ScaledObject,
+}
+
+impl ScalerKind {
+    /// The field that sets the floor, as the user writes it.
+    pub fn min_field(self) -> &'static str {
+        match self {
+            ScalerKind::HorizontalPodAutoscaler => "minReplicas",
+            ScalerKind::ScaledObject => "minReplicaCount",
+        }
+    }
+    pub fn max_field(self) -> &'static str {
+        match self {
+            ScalerKind::HorizontalPodAutoscaler => "maxReplicas",
+            ScalerKind::ScaledObject => "maxReplicaCount",
+        }
+    }
+}
+
+impl fmt::Display for ScalerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScalerKind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            ScalerKind::ScaledObject => "ScaledObject",
+        })
+    }
+}
+
+/// An autoscaler and the workload it scales.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScalerRef {
+    pub kind: ScalerKind,
+    pub namespace: String,
+    pub name: String,
+    pub target_kind: String,
+    pub target_name: String,
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+}
+
+impl ScalerRef {
+    /// Reads an HPA (autoscaling/v2 or v1: same fields) or a KEDA
+    /// ScaledObject. `Ok(None)` for an HPA that KEDA made for a ScaledObject:
+    /// the ScaledObject itself stands for it.
+    pub fn from_value(
+        object: serde_json::Value,
+        default_namespace: &str,
+        at: &str,
+    ) -> Result<Option<ScalerRef>> {
+        let kind = object
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        if kind == "ScaledObject" {
+            let so: ScaledObject = typed(object, at)?;
+            let target = so.spec.scale_target_ref;
+            return Ok(Some(ScalerRef {
+                kind: ScalerKind::ScaledObject,
+                namespace: so
+                    .metadata
+                    .namespace
+                    .unwrap_or_else(|| default_namespace.into()),
+                name: so.metadata.name.unwrap_or_default(),
+                target_kind: target.kind.unwrap_or_else(|| "Deployment".into()),
+                target_name: target.name,
+                // KEDA's own defaults.
+                min_replicas: so.spec.min_replica_count.unwrap_or(0),
+                max_replicas: so.spec.max_replica_count.unwrap_or(100),
+            }));
+        }
+        let hpa: HorizontalPodAutoscaler = typed(object, at)?;
+        let owned_by_keda = hpa
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "ScaledObject");
+        if owned_by_keda {
+            return Ok(None);
+        }
+        let spec = hpa.spec;
+        Ok(Some(ScalerRef {
+            kind: ScalerKind::HorizontalPodAutoscaler,
+            namespace: hpa
+                .metadata
+                .namespace
+                .unwrap_or_else(|| default_namespace.into()),
+            name: hpa.metadata.name.unwrap_or_default(),
+            target_kind: spec.scale_target_ref.kind,
+            target_name: spec.scale_target_ref.name,
+            min_replicas: spec.min_replicas.unwrap_or(1),
+            max_replicas: spec.max_replicas,
+        }))
+    }
+
+    fn targets(&self, w: &Workload) -> bool {
+        self.namespace == w.namespace
+            && self.target_name == w.name
+            && self.target_kind == w.kind.as_str()
+    }
+}
+
+#[derive(Deserialize)]
+struct ScaledObject {
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: ScaledObjectSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScaledObjectSpec {
+    scale_target_ref: ScaleTargetRef,
+    min_replica_count: Option<i32>,
+    max_replica_count: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct ScaleTargetRef {
+    name: String,
+    kind: Option<String>,
+}
+
+/// A `WellArchitectedException`, checked and ready to match.
+#[derive(Clone, Debug)]
+pub struct Exception {
+    pub namespace: String,
+    pub name: String,
+    workloads: Vec<WorkloadRef>,
+    selector: Option<Selector>,
+    pub rules: Vec<RuleId>,
+    pub reason: String,
+    pub expires: jiff::Timestamp,
+}
+
+impl Exception {
+    /// Refuses an exception that could be misread: no target, no reason,
+    /// no rule, or a selector that does not parse.
+    pub fn compile(e: &WellArchitectedException, default_namespace: &str) -> Result<Exception> {
+        let name = e.metadata.name.clone().unwrap_or_default();
+        let namespace = e
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_namespace.into());
+        let mut problems = Vec::new();
+        let selector = match e.spec.selector.clone().map(Selector::try_from) {
+            None => None,
+            Some(Ok(s)) if s.selects_all() => {
+                problems.push("spec.selector: an empty selector would exempt every workload in the namespace; name the workloads".into());
+                None
+            }
+            Some(Ok(s)) => Some(s),
+            Some(Err(err)) => {
+                problems.push(format!("spec.selector: {err}"));
+                None
+            }
+        };
+        if e.spec.workloads.is_empty() && e.spec.selector.is_none() {
+            problems.push("spec: name the exempted workloads in `workloads` or `selector`".into());
+        }
+        if e.spec.workloads.iter().any(|w| w.name.is_empty()) {
+            problems.push("spec.workloads: every entry needs a name".into());
+        }
+        if e.spec.rules.is_empty() {
+            problems.push("spec.rules: list at least one rule id".into());
+        }
+        if e.spec.reason.trim().is_empty() {
+            problems.push("spec.reason: say why the exception is needed".into());
+        }
+        if !problems.is_empty() {
+            return Err(Error::Policy {
+                kind: "WellArchitectedException",
+                name: format!("{namespace}/{name}"),
+                problems,
+            });
+        }
+        Ok(Exception {
+            namespace,
+            name,
+            workloads: e.spec.workloads.clone(),
+            selector,
+            rules: e.spec.rules.clone(),
+            reason: e.spec.reason.clone(),
+            expires: e.spec.expires.0,
+        })
+    }
+
+    pub fn applies_to(&self, w: &Workload) -> bool {
+        self.namespace == w.namespace
+            && (self
+                .workloads
+                .iter()
+                .any(|r| r.kind == w.kind && r.name == w.name)
+                || self.selector.as_ref().is_some_and(|s| s.matches(&w.labels)))
+    }
+
+    pub fn is_expired(&self, now: jiff::Timestamp) -> bool {
+        self.expires <= now
+    }
+
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    scalers: Vec<ScalerRef>,
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+    exceptions: Vec<Exception>,
+}
+
+impl Context {
+    pub fn add_scaler(&mut self, s: ScalerRef) {
+        self.scalers.push(s);
+    }
+
+    pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        self.namespaces.insert(name.to_owned(), labels);
+    }
+
+    pub fn add_exception(&mut self, e: Exception) {
+        self.exceptions.push(e);
+    }
+
+    /// The autoscalers that target this workload.
+    pub fn scalers_for(&self, w: &Workload) -> Vec<&ScalerRef> {
+        self.scalers.iter().filter(|s| s.targets(w)).collect()
+    }
+
+    /// A namespace's labels; `kubernetes.io/metadata.name` is always there,
+    /// as the apiserver sets it on every namespace.
+    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        let mut labels = self.namespaces.get(namespace).cloned().unwrap_or_default();
+        labels.insert(NAMESPACE_NAME_LABEL.into(), namespace.into());
+        labels
+    }
+
+    pub fn exceptions_for<'a>(&'a self, w: &'a Workload) -> impl Iterator<Item = &'a Exception> {
+        self.exceptions.iter().filter(move |e| e.applies_to(w))
+    }
+}

@@ -1,0 +1,20 @@
+//! waf-admission: holds AI model-serving workloads on AKS to the Azure
+//! Well-Architected Framework. The engine (`judge`, `evaluate`) is pure and
+//! synchronous; the CLI's `check`, the webhook and the background audit all
+//! call it, which is what makes the CLI's verdict the cluster's verdict.
+
+pub mod check;
+pub mod context;
+pub mod decision;
+pub mod error;
+pub mod image;
+pub mod inference;
+pub mod policy;
+pub mod quantity;
+pub mod rules;
+pub mod workload;
+
+pub use context::Context;
+pub use decision::{Decision, Evaluation, Violation, evaluate, judge};
+pub use error::{Error, Result};
+pub use policy::compiled::{Policy, PolicySet};

@@ -1,0 +1,46 @@
+//! The built-in baseline policy, embedded in the binary so that `check`
+//! works on any folder with no set-up.
+
+use super::WellArchitectedPolicy;
+use crate::error::{Error, Result};
+
+pub const BASELINE_YAML: &str = include_str!("baseline.yaml");
+
+pub fn policy() -> Result<WellArchitectedPolicy> {
+    serde_yaml_ng::from_str(BASELINE_YAML)
+        .map_err(|e| Error::input("built-in baseline policy", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{
+        Action, DefaultAction, Rules, WellArchitectedPolicySpec, compiled::Policy,
+    };
+
+    #[test]
+    fn the_baseline_parses_and_compiles() {
+        let p = policy().unwrap();
+        let compiled = Policy::compile(&p).unwrap();
+        assert_eq!(compiled.name, "baseline");
+        assert_eq!(compiled.autoscaler.unwrap().action, Action::Warn);
+        assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
+    }
+
+    #[test]
+    fn rule_defaults_are_the_baseline_values() {
+        let p = policy().unwrap();
+        let defaults = Rules::default();
+        // Everything the baseline says beyond the serde defaults is the
+        // opt-in to mutation and the autoscaler's Warn.
+        let mut rules = p.spec.rules.clone();
+        rules.zone_spread.mutate = false;
+        rules.resources.mutate = false;
+        rules.gpu_placement.mutate = false;
+        rules.autoscaler.action = None;
+        assert_eq!(rules, defaults);
+        assert_eq!(p.spec.action, DefaultAction::Deny);
+        let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();
+        assert_eq!(empty.rules, defaults);
+    }
+}

@@ -1,0 +1,648 @@
+//! `gpu-placement` (Cost Optimization): a pod that requests a GPU targets
+//! the GPU node pool (nodeSelector, or a required node affinity that says
+//! the same) and tolerates its taint; a pod that requests none stays off
+//! GPU nodes; and, where the platform team lists them, GPU pods pick only
+//! approved VM sizes. WAF: "use GPU nodes only for work that needs them".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{PodSpec, Toleration};
+use serde_json::{Value, json};
+
+use super::{Finding, Outcome, add, flow_map, pointer};
+use crate::policy;
+use crate::quantity::Quantity;
+use crate::workload::{ContainerView, Workload};
+
+pub const INSTANCE_TYPE_LABELS: [&str; 2] = [
+    "node.kubernetes.io/instance-type",
+    "beta.kubernetes.io/instance-type",
+];
+
+/// Which extended resource names are GPUs: exact names and `prefix*` patterns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GpuResources {
+    exact: BTreeSet<String>,
+    prefixes: BTreeSet<String>,
+}
+
+impl GpuResources {
+    pub fn new(names: &[String]) -> GpuResources {
+        let mut g = GpuResources::default();
+        g.extend(names);
+        g
+    }
+
+    /// The GPU resources inference detection knows with no policy at all.
+    pub fn builtin() -> GpuResources {
+        GpuResources::new(&[
+            "nvidia.com/gpu".into(),
+            "nvidia.com/mig-*".into(),
+            "amd.com/gpu".into(),
+            "gpu.intel.com/*".into(),
+        ])
+    }
+
+    pub fn extend(&mut self, names: &[String]) {
+        for n in names {
+            match n.strip_suffix('*') {
+                Some(prefix) => self.prefixes.insert(prefix.to_owned()),
+                None => self.exact.insert(n.clone()),
+            };
+        }
+    }
+
+    pub fn extend_from(&mut self, other: &GpuResources) {
+        self.exact.extend(other.exact.iter().cloned());
+        self.prefixes.extend(other.prefixes.iter().cloned());
+    }
+
+    pub fn matches(&self, resource: &str) -> bool {
+        self.exact.contains(resource)
+            || self
+                .prefixes
+                .iter()
+                .any(|p| resource.starts_with(p.as_str()))
+    }
+
+    /// The first container asking for a non-zero amount of a GPU, and the
+    /// resource name. Init containers count: they hold the GPU while they run.
+    pub fn requested_by<'a>(&self, w: &'a Workload) -> Option<(ContainerView<'a>, String)> {
+        w.resourced_containers().find_map(|c| {
+            let r = c.resources?;
+            let name = r
+                .requests
+                .iter()
+                .chain(r.limits.iter())
+                .flatten()
+                .find(|(name, q)| {
+                    self.matches(name) && Quantity::parse(&q.0).map_or(true, |v| !v.is_zero())
+                })
+                .map(|(name, _)| name.clone())?;
+            Some((c, name))
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub gpus: GpuResources,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    pub allowed_vm_sizes: BTreeSet<String>,
+}
+
+impl Settings {
+    pub fn compile(spec: &policy::GpuPlacement, at: &str, problems: &mut Vec<String>) -> Settings {
+        if spec.resource_names.is_empty() {
+            problems.push(format!(
+                "{at}.resourceNames: list at least one GPU resource"
+            ));
+        }
+        if spec.node_selector.is_empty() && spec.tolerations.is_empty() {
+            problems.push(format!(
+                "{at}: give a nodeSelector or tolerations that identify GPU nodes"
+            ));
+        }
+        for (i, t) in spec.tolerations.iter().enumerate() {
+            let op = t.operator.as_deref().unwrap_or("Equal");
+            if !matches!(op, "Equal" | "Exists") {
+                problems.push(format!(
+                    "{at}.tolerations[{i}].operator: must be Equal or Exists"
+                ));
+            }
+            if t.key.as_deref().unwrap_or_default().is_empty() {
+                problems.push(format!(
+                    "{at}.tolerations[{i}].key: name the GPU nodes' taint key"
+                ));
+            }
+        }
+        Settings {
+            gpus: GpuResources::new(&spec.resource_names),
+            node_selector: spec.node_selector.clone(),
+            tolerations: spec.tolerations.clone(),
+            allowed_vm_sizes: spec.allowed_vm_sizes.iter().cloned().collect(),
+        }
+    }
+}
+
+pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
+    let mut out = Outcome::default();
+    let pod = &w.pod;
+    let node_selector = pod.node_selector.clone().unwrap_or_default();
+    let selector_path = w.pod_field("nodeSelector");
+    let tolerations_path = w.pod_field("tolerations");
+    match s.gpus.requested_by(w) {
+        Some((container, resource)) => {
+            let who = format!("{} requests {resource}", container.describe());
+            let missing: BTreeMap<&String, &String> = s
+                .node_selector
+                .iter()
+                .filter(|(k, v)| !selects(pod, &node_selector, k, v))
+                .collect();
+            if !missing.is_empty() {
+                let conflicting = missing.keys().any(|k| node_selector.contains_key(*k));
+                out.findings.push(Finding {
+                    message: format!(
+                        "{who} but the pod does not select GPU nodes {}: it can land on a node pool \
+                         the platform team did not size for it",
+                        flow_map(missing.iter().map(|(k, v)| (*k, *v)))
+                    ),
+                    fix: format!(
+                        "add to the pod spec: nodeSelector: {}",
+                        flow_map(missing.iter().map(|(k, v)| (*k, *v)))
+                    ),
+                    path: selector_path.clone(),
+                    fixable: !conflicting,
+                });
+                if mutate && !conflicting {
+                    if pod.node_selector.is_some() {
+                        for (k, v) in &missing {
+                            out.patch.push(add(
+                                pointer(&selector_path, &[k.as_str()]),
+                                Value::String((*v).clone()),
+                            ));
+                        }
+                    } else {
+                        out.patch
+                            .push(add(pointer(&selector_path, &[]), json!(missing)));
+                    }
+                }
+            }
+
+            let untolerated: Vec<&Toleration> = s
+                .tolerations
+                .iter()
+                .filter(|taint| !tolerated(pod, taint))
+                .collect();
+            if !untolerated.is_empty() {
+                out.findings.push(Finding {
+                    message: format!(
+                        "{who} but the pod does not tolerate the GPU nodes' taint {}: it stays Pending",
+                        untolerated.iter().map(|t| taint_text(t)).collect::<Vec<_>>().join(", ")
+                    ),
+                    fix: format!(
+                        "add to the pod spec: tolerations: [{}]",
+                        untolerated.iter().map(|t| toleration_flow(t)).collect::<Vec<_>>().join(", ")
+                    ),
+                    path: tolerations_path.clone(),
+                    fixable: true,
+                });
+                if mutate {
+                    if pod.tolerations.is_some() {
+                        for t in &untolerated {
+                            out.patch.push(add(
+                                pointer(&tolerations_path, &["-"]),
+                                serde_json::to_value(t).unwrap_or_default(),
+                            ));
+                        }
+                    } else {
+                        out.patch.push(add(
+                            pointer(&tolerations_path, &[]),
+                            serde_json::to_value(&untolerated).unwrap_or_default(),
+                        ));
+                    }
+                }
+            }
+
+            if !s.allowed_vm_sizes.is_empty() {
+                let sizes = selected_vm_sizes(pod, &node_selector);
+                let refused: Vec<&String> = sizes
+                    .iter()
+                    .filter(|size| !s.allowed_vm_sizes.contains(*size))
+                    .collect();
+                if !refused.is_empty() {
+                    out.findings.push(Finding {
+                        message: format!(
+                            "{who} on VM size {} that the policy does not allow (allowed: {})",
+                            join(&refused),
+                            join(&s.allowed_vm_sizes.iter().collect::<Vec<_>>())
+                        ),
+                        fix: format!(
+                            "select an allowed size: nodeSelector: {{{}: {}}}",
+                            INSTANCE_TYPE_LABELS[0],
+                            s.allowed_vm_sizes.iter().next().map_or("", String::as_str)
+                        ),
+                        path: selector_path.clone(),
+                        fixable: false,
+                    });
+                }
+            }
+        }
+        None => {
+            let targeted: BTreeMap<&String, &String> = s
+                .node_selector
+                .iter()
+                .filter(|(k, v)| selects(pod, &node_selector, k, v))
+                .collect();
+            if !targeted.is_empty() {
+                out.findings.push(Finding {
+                    message: format!(
+                        "the pod requests no GPU but selects GPU nodes {}: it occupies a GPU node \
+                         without using the GPU",
+                        flow_map(targeted.iter().map(|(k, v)| (*k, *v)))
+                    ),
+                    fix: format!(
+                        "remove {} from nodeSelector / node affinity, or request the GPU it needs",
+                        join(&targeted.keys().collect::<Vec<_>>())
+                    ),
+                    path: selector_path.clone(),
+                    fixable: false,
+                });
+            }
+            for taint in &s.tolerations {
+                if let Some(i) = tolerating_index(pod, taint) {
+                    out.findings.push(Finding {
+                        message: format!(
+                            "the pod requests no GPU but tolerates the GPU nodes' taint {}: the \
+                             scheduler may put it on a GPU node",
+                            taint_text(taint)
+                        ),
+                        fix: format!("remove tolerations[{i}] from the pod spec"),
+                        path: pointer(&tolerations_path, &[&i.to_string()])
+                            .as_str()
+                            .to_owned(),
+                        fixable: false,
+                    });
+                }
+            }
+            let gpu_sizes: Vec<String> = selected_vm_sizes(pod, &node_selector)
+                .into_iter()
+                .filter(|size| s.allowed_vm_sizes.contains(size))
+                .collect();
+            if !gpu_sizes.is_empty() {
+                out.findings.push(Finding {
+                    message: format!(
+                        "the pod requests no GPU but selects GPU VM size {}",
+                        join(&gpu_sizes.iter().collect::<Vec<_>>())
+                    ),
+                    fix: "select a CPU node pool, or request the GPU it needs".into(),
+                    path: selector_path,
+                    fixable: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// True when every node the pod can be scheduled on carries `key=value`:
+/// through nodeSelector, or through required node affinity where every
+/// term (terms are ORed) admits only that value.
+fn selects(
+    pod: &PodSpec,
+    node_selector: &BTreeMap<String, String>,
+    key: &str,
+    value: &str,
+) -> bool {
+    if node_selector.get(key).is_some_and(|v| v == value) {
+        return true;
+    }
+    let terms = required_terms(pod);
+    !terms.is_empty()
+        && terms.iter().all(|term| {
+            term.match_expressions.iter().flatten().any(|e| {
+                e.key == key
+                    && e.operator == "In"
+                    && e.values
+                        .as_ref()
+                        .is_some_and(|vs| !vs.is_empty() && vs.iter().all(|v| v == value))
+            })
+        })
+}
+
+fn required_terms(pod: &PodSpec) -> &[k8s_openapi::api::core::v1::NodeSelectorTerm] {
+    pod.affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map_or(&[], |r| r.node_selector_terms.as_slice())
+}
+
+/// The VM sizes the pod pins itself to, by nodeSelector or required affinity.
+fn selected_vm_sizes(pod: &PodSpec, node_selector: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let mut sizes = BTreeSet::new();
+    for label in INSTANCE_TYPE_LABELS {
+        if let Some(v) = node_selector.get(label) {
+            sizes.insert(v.clone());
+        }
+        for term in required_terms(pod) {
+            for e in term.match_expressions.iter().flatten() {
+                if e.key == label && e.operator == "In" {
+                    sizes.extend(e.values.iter().flatten().cloned());
+                }
+            }
+        }
+    }
+    sizes
+}
+
+/// Kubernetes' ToleratesTaint: the policy's toleration entry stands for the
+/// taint the GPU nodes carry.
+fn tolerates(t: &Toleration, taint: &Toleration) -> bool {
+    let effect_ok = t.effect.as_deref().is_none_or(str::is_empty) || t.effect == taint.effect;
+    if !effect_ok {
+        return false;
+    }
+    let key = t.key.as_deref().unwrap_or_default();
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => key.is_empty() || Some(key) == taint.key.as_deref(),
+        _ => {
+            Some(key) == taint.key.as_deref()
+                && t.value.as_deref().unwrap_or_default()
+                    == taint.value.as_deref().unwrap_or_default()
+        }
+    }
+}
+
+fn tolerating_index(pod: &PodSpec, taint: &Toleration) -> Option<usize> {
+    pod.tolerations
+        .iter()
+        .flatten()
+        .position(|t| tolerates(t, taint))
+}
+
+fn tolerated(pod: &PodSpec, taint: &Toleration) -> bool {
+    tolerating_index(pod, taint).is_some()
+}
+
+fn taint_text(t: &Toleration) -> String {
+    format!(
+        "{}={}:{}",
+        t.key.as_deref().unwrap_or_default(),
+        t.value.as_deref().unwrap_or_default(),
+        t.effect.as_deref().unwrap_or_default()
+    )
+}
+
+fn toleration_flow(t: &Toleration) -> String {
+    let mut parts = vec![format!("key: {}", t.key.as_deref().unwrap_or_default())];
+    parts.push(format!(
+        "operator: {}",
+        t.operator.as_deref().unwrap_or("Equal")
+    ));
+    if let Some(v) = &t.value {
+        parts.push(format!("value: {v}"));
+    }
+    if let Some(e) = &t.effect {
+        parts.push(format!("effect: {e}"));
+    }
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::*;
+
+    fn settings_with(f: impl FnOnce(&mut policy::GpuPlacement)) -> Settings {
+        let mut spec = policy::GpuPlacement::default();
+        f(&mut spec);
+        let mut problems = vec![];
+        let s = Settings::compile(&spec, "gpuPlacement", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        s
+    }
+
+    fn run(obj: &Value) -> Outcome {
+        check(&workload(obj), &settings_with(|_| {}), true)
+    }
+
+    fn pod_spec(d: &mut Value) -> &mut Value {
+        &mut d["spec"]["template"]["spec"]
+    }
+
+    #[test]
+    fn accepts_gpu_pod_on_gpu_nodes_with_toleration() {
+        assert_eq!(run(&gpu_deployment()), Outcome::default());
+    }
+
+    #[test]
+    fn denies_gpu_pod_without_toleration_and_adds_it() {
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)
+            .as_object_mut()
+            .unwrap()
+            .remove("tolerations");
+        let out = run(&d);
+        assert_eq!(out.findings.len(), 1);
+        assert_eq!(
+            out.findings[0].message,
+            "container \"llm\" requests nvidia.com/gpu but the pod does not tolerate the GPU \
+             nodes' taint sku=gpu:NoSchedule: it stays Pending"
+        );
+        let patched = apply(&d, &out.patch);
+        assert!(run(&patched).is_clean());
+    }
+
+    #[test]
+    fn keeps_existing_tolerations_and_node_selector_entries() {
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)["tolerations"] =
+            json!([{"key": "team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]);
+        pod_spec(&mut d)["nodeSelector"] = json!({"kubernetes.io/os": "linux"});
+        let out = run(&d);
+        assert_eq!(out.findings.len(), 2);
+        let patched = apply(&d, &out.patch);
+        let spec = &patched["spec"]["template"]["spec"];
+        assert_eq!(spec["tolerations"].as_array().unwrap().len(), 2);
+        assert_eq!(spec["tolerations"][0]["key"], "team");
+        assert_eq!(
+            spec["nodeSelector"],
+            json!({"kubernetes.io/os": "linux", "kubernetes.azure.com/accelerator": "nvidia"})
+        );
+        assert!(run(&patched).is_clean());
+    }
+
+    #[test]
+    fn patches_a_pod_that_has_no_node_selector_at_all() {
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)
+            .as_object_mut()
+            .unwrap()
+            .remove("nodeSelector");
+        let out = run(&d);
+        assert!(
+            out.findings[0]
+                .message
+                .contains("does not select GPU nodes {kubernetes.azure.com/accelerator: nvidia}")
+        );
+        assert!(run(&apply(&d, &out.patch)).is_clean());
+    }
+
+    #[test]
+    fn required_node_affinity_is_as_good_as_a_node_selector() {
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)
+            .as_object_mut()
+            .unwrap()
+            .remove("nodeSelector");
+        pod_spec(&mut d)["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.azure.com/accelerator", "operator": "In", "values": ["nvidia"]}]}]}}});
+        assert!(run(&d).is_clean());
+    }
+
+    #[test]
+    fn affinity_that_also_admits_other_nodes_is_not_equivalent() {
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)
+            .as_object_mut()
+            .unwrap()
+            .remove("nodeSelector");
+        pod_spec(&mut d)["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.azure.com/accelerator", "operator": "In", "values": ["nvidia"]}]},
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}}});
+        assert_eq!(run(&d).findings.len(), 1);
+    }
+
+    #[test]
+    fn a_conflicting_node_selector_value_is_not_overwritten() {
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)["nodeSelector"] = json!({"kubernetes.azure.com/accelerator": "amd"});
+        let out = run(&d);
+        assert!(!out.findings[0].fixable);
+        assert!(out.patch.is_empty());
+    }
+
+    #[test]
+    fn gpu_limits_on_init_containers_count_as_gpu_requests() {
+        let mut d = cpu_deployment();
+        pod_spec(&mut d)["initContainers"] = json!([{"name": "warmup", "image": "x",
+            "resources": {"limits": {"nvidia.com/gpu": "1"}}}]);
+        let out = run(&d);
+        assert_eq!(out.findings.len(), 2);
+        assert!(
+            out.findings[0]
+                .message
+                .starts_with("init container \"warmup\" requests nvidia.com/gpu")
+        );
+    }
+
+    #[test]
+    fn mig_slices_are_gpus_through_the_prefix_pattern() {
+        let mut d = cpu_deployment();
+        pod_spec(&mut d)["containers"][0]["resources"]["limits"] =
+            json!({"nvidia.com/mig-1g.10gb": "1"});
+        assert_eq!(run(&d).findings.len(), 2);
+    }
+
+    #[test]
+    fn a_zero_gpu_request_is_no_gpu_request() {
+        let mut d = cpu_deployment();
+        pod_spec(&mut d)["containers"][0]["resources"]["limits"] = json!({"nvidia.com/gpu": "0"});
+        assert!(run(&d).is_clean());
+    }
+
+    #[test]
+    fn cpu_pods_stay_off_gpu_nodes() {
+        let mut d = cpu_deployment();
+        pod_spec(&mut d)["nodeSelector"] = json!({"kubernetes.azure.com/accelerator": "nvidia"});
+        pod_spec(&mut d)["tolerations"] = json!([{"operator": "Exists"}]);
+        let out = run(&d);
+        assert_eq!(out.findings.len(), 2, "{:?}", out.findings);
+        assert!(
+            out.findings[0]
+                .message
+                .starts_with("the pod requests no GPU but selects GPU nodes")
+        );
+        assert!(
+            out.findings[1]
+                .message
+                .contains("tolerates the GPU nodes' taint sku=gpu:NoSchedule")
+        );
+        assert_eq!(out.findings[1].path, "/spec/template/spec/tolerations/0");
+        assert!(out.patch.is_empty());
+    }
+
+    #[test]
+    fn cpu_pods_without_gpu_placement_pass() {
+        assert!(run(&cpu_deployment()).is_clean());
+    }
+
+    #[test]
+    fn restricts_vm_sizes_only_where_the_pod_selects_one() {
+        let s = settings_with(|g| g.allowed_vm_sizes = vec!["Standard_NC24ads_A100_v4".into()]);
+        let mut d = gpu_deployment();
+        assert!(
+            check(&workload(&d), &s, true).is_clean(),
+            "no size selected is fine"
+        );
+        pod_spec(&mut d)["nodeSelector"]["node.kubernetes.io/instance-type"] =
+            json!("Standard_ND96asr_v4");
+        let out = check(&workload(&d), &s, true);
+        assert_eq!(out.findings.len(), 1);
+        assert!(
+            out.findings[0]
+                .message
+                .contains("VM size Standard_ND96asr_v4 that the policy does not allow")
+        );
+        pod_spec(&mut d)["nodeSelector"]["node.kubernetes.io/instance-type"] =
+            json!("Standard_NC24ads_A100_v4");
+        assert!(check(&workload(&d), &s, true).is_clean());
+    }
+
+    #[test]
+    fn vm_sizes_in_required_affinity_are_checked_too() {
+        let s = settings_with(|g| g.allowed_vm_sizes = vec!["Standard_NC24ads_A100_v4".into()]);
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "node.kubernetes.io/instance-type",
+                "operator": "In", "values": ["Standard_NC24ads_A100_v4", "Standard_NC96ads_A100_v4"]}]}]}}});
+        let out = check(&workload(&d), &s, true);
+        assert!(out.findings[0].message.contains("Standard_NC96ads_A100_v4"));
+    }
+
+    #[test]
+    fn toleration_matching_follows_kubernetes() {
+        let taint = Toleration {
+            key: Some("sku".into()),
+            value: Some("gpu".into()),
+            effect: Some("NoSchedule".into()),
+            operator: Some("Equal".into()),
+            toleration_seconds: None,
+        };
+        let t = |v: Value| -> Toleration { serde_json::from_value(v).unwrap() };
+        assert!(tolerates(
+            &t(json!({"key": "sku", "operator": "Exists"})),
+            &taint
+        ));
+        assert!(tolerates(&t(json!({"operator": "Exists"})), &taint));
+        assert!(tolerates(&t(json!({"key": "sku", "value": "gpu"})), &taint));
+        assert!(!tolerates(
+            &t(json!({"key": "sku", "value": "cpu"})),
+            &taint
+        ));
+        assert!(!tolerates(
+            &t(json!({"key": "sku", "operator": "Exists", "effect": "NoExecute"})),
+            &taint
+        ));
+        assert!(!tolerates(
+            &t(json!({"key": "other", "operator": "Exists"})),
+            &taint
+        ));
+    }
+
+    #[test]
+    fn refuses_settings_that_cannot_identify_gpu_nodes() {
+        let mut spec = policy::GpuPlacement::default();
+        spec.node_selector.clear();
+        spec.tolerations.clear();
+        spec.resource_names.clear();
+        let mut problems = vec![];
+        Settings::compile(&spec, "gpuPlacement", &mut problems);
+        assert_eq!(problems.len(), 2);
+    }
+}

@@ -1,0 +1,71 @@
+//! Fixtures for rule tests: compliant workloads to break one field at a
+//! time, and helpers that apply a rule's patch with json-patch.
+
+use json_patch::PatchOperation;
+use serde_json::Value;
+
+use crate::context::{ScalerKind, ScalerRef};
+use crate::workload::Workload;
+
+fn fixture(yaml: &str) -> Value {
+    serde_yaml_ng::from_str(yaml).expect("fixture parses")
+}
+
+/// A GPU model server that passes every rule of the baseline.
+pub fn gpu_deployment() -> Value {
+    fixture(include_str!(
+        "../../tests/fixtures/workloads/compliant-gpu-deployment.yaml"
+    ))
+}
+
+/// A CPU model server that passes every rule of the baseline.
+pub fn cpu_deployment() -> Value {
+    fixture(include_str!(
+        "../../tests/fixtures/workloads/compliant-cpu-deployment.yaml"
+    ))
+}
+
+/// The GPU deployment's pod, bare.
+pub fn gpu_pod() -> Value {
+    let d = gpu_deployment();
+    let mut meta = d["spec"]["template"]["metadata"].clone();
+    meta["name"] = "llm-0".into();
+    meta["namespace"] = "ml".into();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": meta,
+        "spec": d["spec"]["template"]["spec"].clone(),
+    })
+}
+
+pub fn workload(obj: &Value) -> Workload {
+    Workload::from_value(obj.clone(), "default")
+        .expect("fixture is a valid workload")
+        .expect("fixture is a workload kind")
+}
+
+/// Applies a patch as the apiserver would, failing the test on a bad patch.
+pub fn apply(obj: &Value, patch: &[PatchOperation]) -> Value {
+    let mut out = obj.clone();
+    json_patch::patch(&mut out, patch).expect("patch applies");
+    out
+}
+
+pub fn remove_pod_field(obj: &mut Value, field: &str) {
+    obj["spec"]["template"]["spec"]
+        .as_object_mut()
+        .expect("pod spec")
+        .remove(field);
+}
+
+pub fn scaler(target: &str, min: i32, max: i32) -> ScalerRef {
+    ScalerRef {
+        kind: ScalerKind::HorizontalPodAutoscaler,
+        namespace: "ml".into(),
+        name: target.into(),
+        target_kind: "Deployment".into(),
+        target_name: target.into(),
+        min_replicas: min,
+        max_replicas: max,
+    }
+}

@@ -1,0 +1,414 @@
+//! Deployment | StatefulSet | Pod | ReplicaSet | Job | CronJob → one view of
+//! the pod template. Rules see only this view, so a rule is written once for
+//! every kind, and each view knows the JSON pointer of its pod spec so that
+//! patches land in the right place.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The kinds whose pod templates the engine can judge.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    Pod,
+    ReplicaSet,
+    Job,
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// The kind for an apiVersion/kind pair, if it is a workload the engine
+    /// knows. Retired API versions (extensions/v1beta1 …) are not served by
+    /// any supported Kubernetes, so they are an input error, not a workload.
+    pub fn from_type(api_version: &str, kind: &str) -> Option<WorkloadKind> {
+        match (api_version, kind) {
+            ("apps/v1", "Deployment") => Some(WorkloadKind::Deployment),
+            ("apps/v1", "StatefulSet") => Some(WorkloadKind::StatefulSet),
+            ("apps/v1", "ReplicaSet") => Some(WorkloadKind::ReplicaSet),
+            ("v1", "Pod") => Some(WorkloadKind::Pod),
+            ("batch/v1", "Job") => Some(WorkloadKind::Job),
+            ("batch/v1", "CronJob") => Some(WorkloadKind::CronJob),
+            _ => None,
+        }
+    }
+
+    /// True for a kind name the engine governs under an API version
+    /// Kubernetes no longer serves.
+    pub fn is_retired_version(api_version: &str, kind: &str) -> bool {
+        matches!(
+            kind,
+            "Deployment" | "StatefulSet" | "ReplicaSet" | "Pod" | "Job" | "CronJob"
+        ) && Self::from_type(api_version, kind).is_none()
+            && matches!(
+                api_version,
+                "extensions/v1beta1"
+                    | "apps/v1beta1"
+                    | "apps/v1beta2"
+                    | "batch/v1beta1"
+                    | "batch/v2alpha1"
+            )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::Pod => "Pod",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+
+    pub fn api_version(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::ReplicaSet => {
+                "apps/v1"
+            }
+            WorkloadKind::Pod => "v1",
+            WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
+        }
+    }
+
+    /// Kinds that run several identical pods behind one name: the ones an
+    /// autoscaler can scale and a zone outage can take down at once.
+    pub fn is_replicated(self) -> bool {
+        matches!(
+            self,
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::ReplicaSet
+        )
+    }
+
+    /// JSON pointer of the pod spec inside the object.
+    fn pod_spec_path(self) -> &'static str {
+        match self {
+            WorkloadKind::Pod => "/spec",
+            WorkloadKind::CronJob => "/spec/jobTemplate/spec/template/spec",
+            _ => "/spec/template/spec",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The controller that owns an object (`ownerReferences[controller=true]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+}
+
+/// One workload, as the rules see it.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    /// `metadata.name`, or `generateName` followed by `*` for objects the
+    /// apiserver will name.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub controller: Option<Owner>,
+    /// `spec.replicas` as written (None: omitted, which Kubernetes reads as 1).
+    pub replicas: Option<i32>,
+    /// `spec.selector` of replicated kinds.
+    pub selector: Option<LabelSelector>,
+    pub template_labels: BTreeMap<String, String>,
+    pub pod: PodSpec,
+    /// JSON pointer of `pod` inside the object.
+    pub pod_path: &'static str,
+}
+
+/// Which list of the pod spec a container sits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContainerRole {
+    Init,
+    App,
+    Ephemeral,
+}
+
+impl ContainerRole {
+    /// The pod spec field that holds containers of this role.
+    pub fn field(self) -> &'static str {
+        match self {
+            ContainerRole::Init => "initContainers",
+            ContainerRole::App => "containers",
+            ContainerRole::Ephemeral => "ephemeralContainers",
+        }
+    }
+}
+
+/// One container of any role, with its JSON pointer.
+#[derive(Clone, Debug)]
+pub struct ContainerView<'a> {
+    pub role: ContainerRole,
+    pub index: usize,
+    pub name: &'a str,
+    pub image: Option<&'a str>,
+    /// None for ephemeral containers, which cannot have resources.
+    pub resources: Option<&'a ResourceRequirements>,
+    pub path: String,
+}
+
+impl ContainerView<'_> {
+    /// How a message names this container: `container "llm"`,
+    /// `init container "fetch-model"`.
+    pub fn describe(&self) -> String {
+        match self.role {
+            ContainerRole::App => format!("container \"{}\"", self.name),
+            ContainerRole::Init => format!("init container \"{}\"", self.name),
+            ContainerRole::Ephemeral => format!("ephemeral container \"{}\"", self.name),
+        }
+    }
+}
+
+impl Workload {
+    /// Reads a workload from a Kubernetes object. `Ok(None)` when the
+    /// object is not of a workload kind; an error naming the field when it
+    /// is one but does not parse. `default_namespace` is used when the
+    /// object names none (the apiserver's request namespace, or `default`).
+    pub fn from_value(
+        object: serde_json::Value,
+        default_namespace: &str,
+    ) -> Result<Option<Workload>> {
+        let api_version = object
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let kind = object
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        if WorkloadKind::is_retired_version(&api_version, &kind) {
+            return Err(Error::input(
+                format!("{kind} {}", object_name(&object)),
+                format!(
+                    "apiVersion {api_version} is no longer served by Kubernetes; use {}",
+                    if kind == "CronJob" || kind == "Job" {
+                        "batch/v1"
+                    } else {
+                        "apps/v1"
+                    }
+                ),
+            ));
+        }
+        let Some(wk) = WorkloadKind::from_type(&api_version, &kind) else {
+            return Ok(None);
+        };
+        let at = format!("{kind} {}", object_name(&object));
+        let w = match wk {
+            WorkloadKind::Deployment => {
+                let d: Deployment = typed(object, &at)?;
+                let spec = d.spec;
+                Self::assemble(
+                    wk,
+                    d.metadata,
+                    spec.replicas,
+                    Some(spec.selector),
+                    spec.template,
+                    default_namespace,
+                )
+            }
+            WorkloadKind::StatefulSet => {
+                let s: StatefulSet = typed(object, &at)?;
+                let spec = s.spec;
+                Self::assemble(
+                    wk,
+                    s.metadata,
+                    spec.replicas,
+                    Some(spec.selector),
+                    spec.template,
+                    default_namespace,
+                )
+            }
+            WorkloadKind::ReplicaSet => {
+                let r: ReplicaSet = typed(object, &at)?;
+                let spec = r.spec;
+                Self::assemble(
+                    wk,
+                    r.metadata,
+                    spec.replicas,
+                    Some(spec.selector),
+                    spec.template.unwrap_or_default(),
+                    default_namespace,
+                )
+            }
+            WorkloadKind::Job => {
+                let j: Job = typed(object, &at)?;
+                let spec = j.spec.unwrap_or_default();
+                Self::assemble(wk, j.metadata, None, None, spec.template, default_namespace)
+            }
+            WorkloadKind::CronJob => {
+                let c: CronJob = typed(object, &at)?;
+                let template = c
+                    .spec
+                    .job_template
+                    .spec
+                    .map(|s| s.template)
+                    .unwrap_or_default();
+                Self::assemble(wk, c.metadata, None, None, template, default_namespace)
+            }
+            WorkloadKind::Pod => {
+                let p: Pod = typed(object, &at)?;
+                let labels = p.metadata.labels.clone().unwrap_or_default();
+                let template = PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels),
+                        ..Default::default()
+                    }),
+                    spec: p.spec,
+                };
+                Self::assemble(wk, p.metadata, None, None, template, default_namespace)
+            }
+        };
+        Ok(Some(w))
+    }
+
+    fn assemble(
+        kind: WorkloadKind,
+        meta: ObjectMeta,
+        replicas: Option<i32>,
+        selector: Option<LabelSelector>,
+        template: PodTemplateSpec,
+        default_namespace: &str,
+    ) -> Workload {
+        let name = match (meta.name, meta.generate_name) {
+            (Some(n), _) if !n.is_empty() => n,
+            (_, Some(g)) if !g.is_empty() => format!("{g}*"),
+            _ => String::new(),
+        };
+        let controller = meta
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.controller == Some(true))
+            .map(|o| Owner {
+                kind: o.kind,
+                name: o.name,
+            });
+        Workload {
+            kind,
+            namespace: meta
+                .namespace
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| default_namespace.to_owned()),
+            name,
+            labels: meta.labels.unwrap_or_default(),
+            controller,
+            replicas,
+            selector,
+            template_labels: template.metadata.and_then(|m| m.labels).unwrap_or_default(),
+            pod: template.spec.unwrap_or_default(),
+            pod_path: kind.pod_spec_path(),
+        }
+    }
+
+    /// Every container: init, then app, then ephemeral.
+    pub fn containers(&self) -> impl Iterator<Item = ContainerView<'_>> {
+        let base = self.pod_path;
+        let init = self
+            .pod
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(move |(i, c)| ContainerView {
+                role: ContainerRole::Init,
+                index: i,
+                name: &c.name,
+                image: c.image.as_deref(),
+                resources: c.resources.as_ref(),
+                path: format!("{base}/initContainers/{i}"),
+            });
+        let app = self
+            .pod
+            .containers
+            .iter()
+            .enumerate()
+            .map(move |(i, c)| ContainerView {
+                role: ContainerRole::App,
+                index: i,
+                name: &c.name,
+                image: c.image.as_deref(),
+                resources: c.resources.as_ref(),
+                path: format!("{base}/containers/{i}"),
+            });
+        let ephemeral = self
+            .pod
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(move |(i, c)| ContainerView {
+                role: ContainerRole::Ephemeral,
+                index: i,
+                name: &c.name,
+                image: c.image.as_deref(),
+                resources: None,
+                path: format!("{base}/ephemeralContainers/{i}"),
+            });
+        init.chain(app).chain(ephemeral)
+    }
+
+    /// Containers that can carry resources (init and app).
+    pub fn resourced_containers(&self) -> impl Iterator<Item = ContainerView<'_>> {
+        self.containers()
+            .filter(|c| c.role != ContainerRole::Ephemeral)
+    }
+
+    /// `Deployment ml/llm`
+    pub fn display_name(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+
+    /// The pointer to a pod spec field: `/spec/template/spec/nodeSelector`.
+    pub fn pod_field(&self, field: &str) -> String {
+        format!("{}/{field}", self.pod_path)
+    }
+}
+
+/// `ml/llm` or `llm` for an error message, before the object is parsed.
+fn object_name(object: &serde_json::Value) -> String {
+    let meta = object.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("<unnamed>");
+    match meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(|n| n.as_str())
+    {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// Deserializes into a k8s-openapi type, naming the field at fault.
+pub(crate) fn typed<T: DeserializeOwned>(object: serde_json::Value, at: &str) -> Result<T> {
+    serde_path_to_error::deserialize(object).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Error::input(at, inner.to_string())
+        } else {
+            Error::input(at, format!("field {path}: {inner}"))
+        }
+    })
+}

@@ -1,0 +1,166 @@
+//! Every rule's fixtures under tests/fixtures/rules/<rule-id>/: a `pass-*`
+//! file passes that rule and is admitted; a `fail-*` file violates that rule
+//! and no other deny rule. Every patch the engine proposes is applied with
+//! json-patch and the patched object is checked again.
+
+use std::path::{Path, PathBuf};
+
+use waf_admission::check::{self, Loaded};
+use waf_admission::{PolicySet, check::Report};
+
+fn fixtures() -> Vec<(String, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
+    let mut out = Vec::new();
+    for rule_dir in std::fs::read_dir(&root).unwrap() {
+        let rule_dir = rule_dir.unwrap().path();
+        let rule = rule_dir.file_name().unwrap().to_str().unwrap().to_owned();
+        for f in std::fs::read_dir(&rule_dir).unwrap() {
+            out.push((rule.clone(), f.unwrap().path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn judge(set: &PolicySet, loaded: Loaded) -> Report {
+    check::run(set, loaded, jiff::Timestamp::now())
+}
+
+fn load_text(text: &str, name: &str) -> Loaded {
+    let mut loaded = Loaded::default();
+    check::load::parse_text(text, name, false, &mut loaded);
+    loaded
+}
+
+#[test]
+fn every_rule_has_passing_and_failing_fixtures() {
+    let all = fixtures();
+    for rule in [
+        "zone-spread",
+        "autoscaler",
+        "resources",
+        "gpu-placement",
+        "image-provenance",
+    ] {
+        let names: Vec<String> = all
+            .iter()
+            .filter(|(r, _)| r == rule)
+            .map(|(_, p)| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("pass-")),
+            "{rule} has no passing fixture"
+        );
+        assert!(
+            names.iter().any(|n| n.starts_with("fail-")),
+            "{rule} has no failing fixture"
+        );
+    }
+}
+
+#[test]
+fn fixtures_pass_or_fail_exactly_their_rule() {
+    let set = PolicySet::baseline().unwrap();
+    for (rule, path) in fixtures() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let report = judge(&set, check::load(std::slice::from_ref(&path)));
+        assert!(report.errors.is_empty(), "{name}: {:?}", report.errors);
+        let r = report
+            .results
+            .first()
+            .unwrap_or_else(|| panic!("{name}: no workload judged"));
+        let of_rule: Vec<_> = r.violations.iter().filter(|v| v.rule == rule).collect();
+        if name.starts_with("pass-") {
+            assert!(of_rule.is_empty(), "{name}: {of_rule:#?}");
+            assert!(r.allowed, "{name}: {:#?}", r.violations);
+        } else {
+            assert!(
+                !of_rule.is_empty(),
+                "{name}: expected a {rule} violation, got {:#?}",
+                r.violations
+            );
+            // A fixture may name rules it cannot help failing too.
+            let text = std::fs::read_to_string(&path).unwrap();
+            let also: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# also-fails: "))
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            let other_denials: Vec<_> = r
+                .violations
+                .iter()
+                .filter(|v| v.rule != rule && v.action == "deny" && !also.contains(&v.rule))
+                .collect();
+            assert!(
+                other_denials.is_empty(),
+                "{name}: other rules deny too: {other_denials:#?}"
+            );
+            assert!(
+                of_rule
+                    .iter()
+                    .all(|v| !v.message.is_empty() && !v.fix.is_empty())
+            );
+            assert!(of_rule.iter().all(|v| v.path.starts_with('/')), "{name}");
+        }
+    }
+}
+
+#[test]
+fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
+    let set = PolicySet::baseline().unwrap();
+    let mut patched_count = 0;
+    for (_, path) in fixtures() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let report = judge(&set, load_text(&text, &name));
+        for r in report.results.iter().filter(|r| !r.patch.is_empty()) {
+            patched_count += 1;
+            // Apply the patch to the document as written, as the apiserver would.
+            let docs: Vec<serde_json::Value> = {
+                use serde::Deserialize;
+                serde_yaml_ng::Deserializer::from_str(&text)
+                    .map(|d| serde_json::Value::deserialize(d).unwrap())
+                    .collect()
+            };
+            let index: usize = r.source.rsplit('#').next().unwrap().parse().unwrap();
+            let mut object = docs[index].clone();
+            json_patch::patch(&mut object, &r.patch)
+                .unwrap_or_else(|e| panic!("{name}: patch does not apply: {e}"));
+            let mut again = docs.clone();
+            again[index] = object;
+            let yaml: String = again
+                .iter()
+                .map(|d| format!("---\n{}", serde_yaml_ng::to_string(d).unwrap()))
+                .collect();
+            let second = judge(&set, load_text(&yaml, &name));
+            let after = second
+                .results
+                .iter()
+                .find(|a| a.source == r.source)
+                .unwrap();
+            for fixed in r.violations.iter().filter(|v| v.patched) {
+                assert!(
+                    !after
+                        .violations
+                        .iter()
+                        .any(|a| a.rule == fixed.rule && a.message == fixed.message),
+                    "{name}: patched violation still there: {}",
+                    fixed.message
+                );
+            }
+            assert!(
+                after.patch.is_empty(),
+                "{name}: a second patch after the first: {:?}",
+                after.patch
+            );
+            assert_eq!(
+                after.allowed, r.allowed,
+                "{name}: verdict after patch differs"
+            );
+        }
+    }
+    assert!(
+        patched_count >= 8,
+        "only {patched_count} fixtures produced patches"
+    );
+}
