@@ -96,7 +96,9 @@ fn run_check(args: CheckArgs) -> ExitCode {
             stdout.write_all(report.to_text(colour).as_bytes())
         }
     };
-    if let Err(e) = written {
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
         eprintln!("error: writing the report: {e}");
         return ExitCode::from(2);
     }

@@ -226,8 +226,10 @@ mod tests {
 
     #[test]
     fn latest_is_refused_even_when_digests_are_not_required() {
-        let mut spec = policy::ImageProvenance::default();
-        spec.require_digest = false;
+        let spec = policy::ImageProvenance {
+            require_digest: false,
+            ..Default::default()
+        };
         let s = Settings::compile(&spec, "p", &mut vec![]);
         let d = with_image("contoso.azurecr.io/llm:latest");
         assert_eq!(check(&workload(&d), &s).findings.len(), 1);
@@ -257,8 +259,10 @@ mod tests {
 
     #[test]
     fn star_allows_any_registry_but_keeps_pinning() {
-        let mut spec = policy::ImageProvenance::default();
-        spec.allowed_registries = vec!["*".into()];
+        let spec = policy::ImageProvenance {
+            allowed_registries: vec!["*".into()],
+            ..Default::default()
+        };
         let s = Settings::compile(&spec, "p", &mut vec![]);
         assert!(check(&workload(&with_image(&format!("nginx@{DIGEST}"))), &s).is_clean());
         assert_eq!(check(&workload(&with_image("nginx")), &s).findings.len(), 1);
@@ -266,8 +270,10 @@ mod tests {
 
     #[test]
     fn refuses_empty_and_malformed_allow_lists() {
-        let mut spec = policy::ImageProvenance::default();
-        spec.allowed_registries = vec![];
+        let mut spec = policy::ImageProvenance {
+            allowed_registries: vec![],
+            ..Default::default()
+        };
         let mut problems = vec![];
         Settings::compile(&spec, "p", &mut problems);
         assert_eq!(problems.len(), 1);

@@ -1,0 +1,531 @@
+//! The `waf-admission` binary as users run it: real files, real stdin,
+//! real exit codes and the JSON contract of DESIGN.md.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_waf-admission"))
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).current_dir(root()).output().unwrap()
+}
+
+fn run_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn result<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no result for {name}"))
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("waf-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn write(&self, name: &str, body: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn compliant_examples_exit_zero() {
+    let out = run(&["check", "examples/good"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("✓ Deployment ml/llm  allowed"));
+}
+
+#[test]
+fn bad_examples_exit_one_with_every_rule_named() {
+    let out = run(&["check", "-f", "examples/bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    for rule in [
+        "zone-spread (Reliability)",
+        "autoscaler (Performance Efficiency)",
+        "resources (Cost Optimization)",
+        "gpu-placement (Cost Optimization)",
+        "image-provenance (Security)",
+    ] {
+        assert!(t.contains(rule), "missing {rule} in:\n{t}");
+    }
+    assert!(!t.contains('\x1b'), "colour written to a pipe");
+}
+
+#[test]
+fn json_output_follows_the_contract() {
+    let out = run(&[
+        "check",
+        "-o",
+        "json",
+        "examples/bad/zone-spread.yaml",
+        "examples/good/web-frontend.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    let chat = result(&report, "chat");
+    assert_eq!(chat["source"], "examples/bad/zone-spread.yaml#0");
+    assert_eq!(chat["kind"], "Deployment");
+    assert_eq!(chat["namespace"], "ml");
+    assert_eq!(chat["inference"], true);
+    assert_eq!(
+        chat["inferenceReason"],
+        "container \"llm\" requests nvidia.com/gpu"
+    );
+    assert_eq!(chat["allowed"], false);
+    let v = &chat["violations"][1];
+    assert_eq!(v["rule"], "zone-spread");
+    assert_eq!(v["pillar"], "Reliability");
+    assert_eq!(v["action"], "deny");
+    assert_eq!(v["patched"], true);
+    assert_eq!(v["path"], "/spec/template/spec/topologySpreadConstraints");
+    assert!(
+        v["fix"]
+            .as_str()
+            .unwrap()
+            .contains("topologyKey: topology.kubernetes.io/zone")
+    );
+    assert_eq!(chat["patch"][0]["op"], "add");
+    assert_eq!(
+        chat["patch"][0]["path"],
+        "/spec/template/spec/topologySpreadConstraints"
+    );
+    // The replica count is not patchable, so the workload stays denied.
+    assert_eq!(chat["violations"][0]["patched"], false);
+
+    let web = result(&report, "web");
+    assert_eq!(web["inference"], false);
+    assert_eq!(web["allowed"], true);
+    assert_eq!(web["violations"], Value::Array(vec![]));
+    assert_eq!(web["patch"], Value::Array(vec![]));
+    assert!(
+        web["notGoverned"]
+            .as_str()
+            .unwrap()
+            .starts_with("not model serving")
+    );
+}
+
+#[test]
+fn a_patch_that_fixes_every_denial_makes_the_workload_allowed() {
+    let out = run(&["check", "-o", "json", "examples/bad/gpu-placement.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let vision = result(&json(&out), "vision").clone();
+    assert_eq!(vision["allowed"], true);
+    assert_eq!(vision["violations"][0]["action"], "deny");
+    assert_eq!(vision["violations"][0]["patched"], true);
+}
+
+#[test]
+fn reads_stdin_multi_document_yaml_and_lists() {
+    let input = format!(
+        "{}\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {{name: p, namespace: ml}}\n  spec:\n    containers: [{{name: c, image: 'ollama/ollama'}}]\n",
+        std::fs::read_to_string(root().join("examples/good/llm-gpu.yaml")).unwrap()
+    );
+    let out = run_stdin(&["check", "-o", "json", "-"], &input);
+    let report = json(&out);
+    let sources: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["<stdin>#0", "<stdin>#3/items/0"]);
+    let pod = result(&report, "p");
+    assert_eq!(
+        pod["inferenceReason"],
+        "container \"c\" runs Ollama (ollama/ollama)"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn bad_yaml_exits_two_naming_file_document_and_line() {
+    let dir = TempDir::new("badyaml");
+    let f = dir.write("broken.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x\n");
+    let out = run(&["check", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    let t = text(&out);
+    assert!(t.contains(&format!("{f}#1: ")), "{t}");
+    assert!(t.contains("line 8"), "{t}");
+}
+
+#[test]
+fn a_mistyped_field_exits_two_naming_the_field() {
+    let dir = TempDir::new("badfield");
+    let f = dir.write(
+        "d.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x, namespace: ml}\nspec:\n  replicas: two\n  selector: {matchLabels: {a: b}}\n  template: {spec: {containers: [{name: c, image: i}]}}\n",
+    );
+    let out = run(&["check", "-o", "json", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = json(&out);
+    let err = report["errors"][0].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "{f}#0: Deployment ml/x: field spec.replicas: invalid type"
+        )),
+        "{err}"
+    );
+    assert!(stderr(&out).contains("spec.replicas"));
+}
+
+#[test]
+fn no_input_is_a_usage_error() {
+    let out = run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("name the manifests to check"));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let out = run(&["check", "no/such/file.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("no/such/file.yaml: No such file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_refused_policy_applies_nothing_and_names_file_and_field() {
+    let dir = TempDir::new("badpolicy");
+    let p = dir.write(
+        "p.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: p}\nspec:\n  rules:\n    imageProvenance: {allowedRegistries: []}\n    resources: {defaults: {requests: {cpu: lots}}}\n",
+    );
+    let out = run(&["check", "--policy", &p, "examples/good"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!("{p}#0: WellArchitectedPolicy p refused:")),
+        "{e}"
+    );
+    assert!(
+        e.contains("spec.rules.imageProvenance.allowedRegistries"),
+        "{e}"
+    );
+    assert!(
+        e.contains("spec.rules.resources.defaults.requests.cpu"),
+        "{e}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing judged under a broken policy"
+    );
+}
+
+#[test]
+fn unknown_policy_fields_and_bad_enums_are_refused() {
+    let dir = TempDir::new("typo");
+    let typo = dir.write(
+        "typo.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: p}\nspec:\n  rules:\n    zoneSpread: {maxSkw: 2}\n",
+    );
+    let e = stderr(&run(&["check", "--policy", &typo, "examples/good"]));
+    assert!(
+        e.contains("spec.rules.zoneSpread") && e.contains("unknown field `maxSkw`"),
+        "{e}"
+    );
+    let bad_enum = dir.write(
+        "enum.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: p}\nspec:\n  action: Block\n",
+    );
+    let e = stderr(&run(&["check", "--policy", &bad_enum, "examples/good"]));
+    assert!(
+        e.contains("spec.action") && e.contains("unknown variant `Block`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn several_policies_combine_and_the_strictest_action_wins() {
+    let dir = TempDir::new("combine");
+    let warn = dir.write(
+        "warn.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: a-warn}\nspec:\n  action: Warn\n",
+    );
+    let deny_images = dir.write(
+        "deny.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: b-images}\nspec:\n  action: Audit\n  rules:\n    imageProvenance: {action: Deny}\n",
+    );
+    let only_warn = run(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        &warn,
+        "examples/bad/image-provenance.yaml",
+    ]);
+    assert_eq!(only_warn.status.code(), Some(0));
+    assert_eq!(
+        result(&json(&only_warn), "ollama")["violations"][0]["action"],
+        "warn"
+    );
+
+    let both = run(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        &warn,
+        "--policy",
+        &deny_images,
+        "examples/bad/image-provenance.yaml",
+        "examples/bad/autoscaler.yaml",
+    ]);
+    assert_eq!(both.status.code(), Some(1));
+    let report = json(&both);
+    let ollama = result(&report, "ollama");
+    assert_eq!(
+        ollama["governedBy"],
+        serde_json::json!(["a-warn", "b-images"])
+    );
+    assert_eq!(ollama["violations"][0]["action"], "deny");
+    assert_eq!(ollama["violations"][0]["policy"], "b-images");
+    // Where both flag the autoscaler, Warn beats Audit.
+    assert_eq!(
+        result(&report, "summarize")["violations"][0]["action"],
+        "warn"
+    );
+}
+
+#[test]
+fn exceptions_exempt_until_they_expire() {
+    let dir = TempDir::new("exceptions");
+    let active = std::fs::read_to_string(root().join("examples/exception.yaml")).unwrap();
+    let expired = active
+        .replace("ollama-mirror-pending", "old-one")
+        .replace("2099-01-01T00:00:00Z", "2020-01-01T00:00:00Z");
+    let a = dir.write("active.yaml", &active);
+    let x = dir.write("expired.yaml", &expired);
+
+    let out = run(&[
+        "check",
+        "-o",
+        "json",
+        "examples/bad/image-provenance.yaml",
+        &a,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ollama = result(&json(&out), "ollama").clone();
+    assert_eq!(ollama["violations"], Value::Array(vec![]));
+    assert_eq!(ollama["exemptions"][0]["rule"], "image-provenance");
+    assert_eq!(
+        ollama["exemptions"][0]["exception"],
+        "ml/ollama-mirror-pending"
+    );
+    assert_eq!(ollama["exemptions"][0]["suppressed"], 2);
+
+    let out = run(&[
+        "check",
+        "-o",
+        "json",
+        "examples/bad/image-provenance.yaml",
+        &x,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let ollama = result(&json(&out), "ollama").clone();
+    assert_eq!(ollama["violations"][0]["rule"], "image-provenance");
+    assert!(
+        ollama["expiredExceptions"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("ml/old-one (expired 2020-01-01")
+    );
+}
+
+#[test]
+fn an_exception_without_reason_is_refused() {
+    let dir = TempDir::new("exc-reason");
+    let e = dir.write(
+        "e.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedException\nmetadata: {name: e, namespace: ml}\nspec:\n  workloads: [{kind: Deployment, name: ollama}]\n  rules: [image-provenance]\n  reason: ''\n  expires: '2099-01-01T00:00:00Z'\n",
+    );
+    let out = run(&["check", "examples/bad/image-provenance.yaml", &e]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("spec.reason: say why the exception is needed"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn namespace_labels_in_the_input_feed_namespace_selectors() {
+    let dir = TempDir::new("ns");
+    let ns = dir.write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml, labels: {environment: production}}\n");
+    let strict = run(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        "examples/policies/strict.yaml",
+        "examples/good/llm-gpu.yaml",
+        &ns,
+    ]);
+    let llm = result(&json(&strict), "llm").clone();
+    assert_eq!(llm["governedBy"], serde_json::json!(["strict"]));
+    // strict wants 3 replicas and CPU limits.
+    assert_eq!(llm["allowed"], false);
+    let without_ns = run(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        "examples/policies/strict.yaml",
+        "examples/good/llm-gpu.yaml",
+    ]);
+    let llm = result(&json(&without_ns), "llm").clone();
+    assert!(
+        llm["notGoverned"]
+            .as_str()
+            .unwrap()
+            .starts_with("no policy covers Deployment in namespace ml")
+    );
+    assert_eq!(llm["allowed"], true);
+}
+
+#[test]
+fn non_kubernetes_documents_are_reported_as_skipped() {
+    let dir = TempDir::new("skip");
+    let f = dir.write("values.yaml", "replicaCount: 2\nimage: {repository: x}\n");
+    let out = run(&["check", "-o", "json", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = json(&out);
+    assert_eq!(report["skipped"][0]["source"], format!("{f}#0"));
+    assert!(text(&run(&["check", &f])).contains("skipped"));
+}
+
+#[test]
+fn baseline_prints_the_embedded_policy_which_check_accepts() {
+    let out = run(&["baseline"]);
+    assert_eq!(out.status.code(), Some(0));
+    let dir = TempDir::new("baseline");
+    let p = dir.write("baseline.yaml", &text(&out));
+    let with_file = run(&["check", "-o", "json", "--policy", &p, "examples"]);
+    let without = run(&["check", "-o", "json", "examples"]);
+    assert_eq!(json(&with_file), json(&without));
+}
+
+#[test]
+fn crd_prints_both_custom_resource_definitions() {
+    let out = run(&["crd"]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out);
+    assert!(t.contains("name: wellarchitectedpolicies.waf-admission.dev"));
+    assert!(t.contains("name: wellarchitectedexceptions.waf-admission.dev"));
+    assert!(t.contains("- wap"));
+    assert!(t.contains("- wae"));
+}
+
+#[test]
+fn a_folder_of_third_party_manifests_gets_a_verdict_per_workload() {
+    let corpus = root().join("tests/fixtures/corpus");
+    if !corpus.exists() {
+        panic!("tests/fixtures/corpus is missing");
+    }
+    let out = run(&["check", "-o", "json", corpus.to_str().unwrap()]);
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0..=2)),
+        "crashed: {:?} {}",
+        out.status,
+        stderr(&out)
+    );
+    let report = json(&out);
+    // Count the workload documents independently of the tool's loader.
+    let mut expected = 0;
+    for entry in walk(&corpus) {
+        let text = std::fs::read_to_string(&entry).unwrap();
+        for doc in text.split("\n---") {
+            for line in doc.lines() {
+                let kind = line.strip_prefix("kind: ").map(str::trim);
+                if matches!(
+                    kind,
+                    Some("Deployment" | "StatefulSet" | "Pod" | "ReplicaSet" | "Job" | "CronJob")
+                ) {
+                    expected += 1;
+                }
+            }
+        }
+    }
+    let results = report["results"].as_array().unwrap();
+    let errors = report["errors"].as_array().unwrap();
+    assert!(expected > 10, "corpus too small: {expected}");
+    assert_eq!(
+        results.len() + errors.len(),
+        expected,
+        "errors: {errors:#?}"
+    );
+    for r in results {
+        assert!(r["allowed"].is_boolean() && r["source"].is_string());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(p);
+        }
+    }
+    out
+}
