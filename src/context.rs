@@ -226,14 +226,20 @@ impl Exception {
 
 #[derive(Clone, Debug, Default)]
 pub struct Context {
-    scalers: Vec<ScalerRef>,
+    /// By (namespace, target kind, target name): one probe per request.
+    scalers: HashMap<(String, String, String), Vec<ScalerRef>>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
     exceptions: Vec<Exception>,
 }
 
 impl Context {
     pub fn add_scaler(&mut self, s: ScalerRef) {
-        self.scalers.push(s);
+        let key = (
+            s.namespace.clone(),
+            s.target_kind.clone(),
+            s.target_name.clone(),
+        );
+        self.scalers.entry(key).or_default().push(s);
     }
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
@@ -246,7 +252,15 @@ impl Context {
 
     /// The autoscalers that target this workload.
     pub fn scalers_for(&self, w: &Workload) -> Vec<&ScalerRef> {
-        self.scalers.iter().filter(|s| s.targets(w)).collect()
+        let key = (
+            w.namespace.clone(),
+            w.kind.as_str().to_owned(),
+            w.name.clone(),
+        );
+        self.scalers
+            .get(&key)
+            .map(|v| v.iter().filter(|s| s.targets(w)).collect())
+            .unwrap_or_default()
     }
 
     /// A namespace's labels; `kubernetes.io/metadata.name` is always there,

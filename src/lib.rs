@@ -12,6 +12,7 @@ pub mod inference;
 pub mod policy;
 pub mod quantity;
 pub mod rules;
+pub mod state;
 pub mod workload;
 
 pub use context::Context;

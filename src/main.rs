@@ -12,7 +12,7 @@ use waf_admission::policy::{WellArchitectedException, WellArchitectedPolicy, bas
 #[derive(Parser)]
 #[command(
     name = "waf-admission",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("WAF_GIT_REVISION"), ")"),
     about = "Holds AI model-serving workloads on AKS to the Azure Well-Architected Framework"
 )]
 struct Cli {
