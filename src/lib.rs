@@ -13,6 +13,7 @@ pub mod policy;
 pub mod quantity;
 pub mod rules;
 pub mod state;
+pub mod webhook;
 pub mod workload;
 
 pub use context::Context;

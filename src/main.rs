@@ -1,13 +1,18 @@
 //! The `waf-admission` binary: thin calls into the library.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kube::CustomResourceExt;
 use waf_admission::check;
 use waf_admission::policy::{WellArchitectedException, WellArchitectedPolicy, baseline};
+use waf_admission::state::State;
+use waf_admission::webhook::{self, App, metrics::Metrics, tls};
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +29,8 @@ struct Cli {
 enum Command {
     /// Judge manifests offline, with the verdicts the cluster would give.
     Check(CheckArgs),
+    /// Run the HTTPS admission webhook.
+    Serve(ServeArgs),
     /// Print the CustomResourceDefinitions generated from the Rust types.
     Crd,
     /// Print the built-in baseline policy (used when no --policy is given).
@@ -47,6 +54,71 @@ struct CheckArgs {
     paths: Vec<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// HTTPS address for /validate, /mutate, /healthz, /readyz and /metrics.
+    #[arg(long, env = "WAF_ADDR", default_value = "0.0.0.0:8443")]
+    addr: SocketAddr,
+    /// PEM certificate chain; re-read when it changes (cert-manager rotation).
+    #[arg(
+        long,
+        env = "WAF_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "self_signed"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key matching --tls-cert.
+    #[arg(long, env = "WAF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Make a certificate for localhost at start (local use and tests).
+    #[arg(long)]
+    self_signed: bool,
+    /// Standalone mode: judge with these policy files instead of the
+    /// cluster's WellArchitectedPolicies (repeatable).
+    #[arg(
+        long = "policy",
+        value_name = "FILE",
+        env = "WAF_POLICY",
+        value_delimiter = ','
+    )]
+    policies: Vec<PathBuf>,
+    /// Standalone mode with the built-in baseline policy.
+    #[arg(long, conflicts_with = "policies")]
+    baseline: bool,
+    /// Plain-HTTP address for /metrics (also served on the HTTPS port); `off` to disable.
+    #[arg(long, env = "WAF_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    metrics_addr: String,
+    /// Log format.
+    #[arg(long, env = "WAF_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// After SIGTERM, keep serving (not ready) this long so endpoints
+    /// drain before the listener closes. Example: 5s.
+    #[arg(long, env = "WAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+    /// The longest in-flight requests may run on after shutdown begins.
+    #[arg(long, env = "WAF_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 5s, 500ms, 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: expected a duration like 5s, 500ms, 2m")),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
@@ -57,6 +129,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => run_check(args),
+        Command::Serve(args) => run_serve(args),
         Command::Crd => print_crds(),
         Command::Baseline => {
             print!("{}", baseline::BASELINE_YAML);
@@ -130,4 +203,151 @@ fn print_crds() -> ExitCode {
     }
     print!("{out}");
     ExitCode::SUCCESS
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    // One crypto provider for the process, installed before any TLS use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the async runtime");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let provider = tls::provider();
+    let tls_config = match (&args.tls_cert, &args.tls_key, args.self_signed) {
+        (Some(cert), Some(key), false) => {
+            let resolver = tls::ReloadingResolver::new(
+                cert.clone(),
+                key.clone(),
+                provider.clone(),
+                metrics.clone(),
+            )?;
+            tls::server_config(provider, Arc::new(resolver))?
+        }
+        (None, None, true) => {
+            let (config, pem) = tls::self_signed(provider)?;
+            let path = std::env::temp_dir().join("waf-admission-localhost.pem");
+            std::fs::write(&path, pem)?;
+            tracing::info!(ca = %path.display(), "self-signed certificate for localhost; trust it with curl --cacert");
+            config
+        }
+        _ => anyhow::bail!("give --tls-cert and --tls-key, or --self-signed"),
+    };
+    let state = if args.baseline {
+        Arc::new(State::standalone(waf_admission::PolicySet::baseline()?))
+    } else if !args.policies.is_empty() {
+        let set = check::load_policies(&args.policies).map_err(|errors| {
+            anyhow::anyhow!(
+                "policy refused: {}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        })?;
+        tracing::info!(
+            policies = set.policies().len(),
+            "standalone mode: policies from files"
+        );
+        Arc::new(State::standalone(set))
+    } else {
+        anyhow::bail!(
+            "no --policy or --baseline given, and cluster mode (policies from WellArchitectedPolicy objects) is not available in this build"
+        );
+    };
+    let app = Arc::new(App {
+        state: state.clone(),
+        metrics,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener = webhook::bind(args.addr, "webhook").await?;
+    if args.metrics_addr != "off" {
+        let addr: SocketAddr = args
+            .metrics_addr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--metrics-addr {:?}: {e}", args.metrics_addr))?;
+        let metrics_listener = webhook::bind(addr, "metrics").await?;
+        let mut rx = stop_rx.clone();
+        tokio::spawn(webhook::serve_metrics(
+            metrics_listener,
+            webhook::metrics_router(app.clone()),
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
+    let delay = args.shutdown_delay;
+    let ready_state = state.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(?delay, "termination signal: no longer ready");
+        ready_state.set_ready(false);
+        tokio::time::sleep(delay).await;
+        let _ = stop_tx.send(true);
+    });
+    let mut rx = stop_rx;
+    webhook::serve_tls(
+        listener,
+        tls_config,
+        webhook::router(app),
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        },
+        args.shutdown_timeout,
+    )
+    .await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,452 @@
+//! AdmissionReview in, AdmissionReview out. Transport problems (a body that
+//! is not an AdmissionReview) are kept apart from decisions: the first get
+//! an HTTP 4xx, the second a 200 with `allowed` and a message, because an
+//! HTTP error makes the apiserver apply failurePolicy instead of our answer.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::response::StatusSummary;
+use serde_json::Value;
+
+use super::metrics::Metrics;
+use crate::context::Exception;
+use crate::decision::{Decision, judge};
+use crate::policy::compiled::Policy;
+use crate::policy::{Action, GROUP, WellArchitectedException, WellArchitectedPolicy};
+use crate::state::{DecisionEvent, State};
+use crate::workload::{Workload, typed};
+
+/// The apiserver keeps each warning to 256 characters and all of them to 4 KiB.
+pub const WARNING_MAX: usize = 256;
+pub const WARNINGS_TOTAL_MAX: usize = 4096;
+/// Lines of a denial message wrap here, so it reads in a 100-column terminal.
+const WRAP: usize = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Validate,
+    Mutate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Validate => "validate",
+            Endpoint::Mutate => "mutate",
+        }
+    }
+}
+
+/// A request body that is not a usable AdmissionReview.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+/// Answers one AdmissionReview.
+pub fn review(
+    endpoint: Endpoint,
+    body: &[u8],
+    state: &State,
+    metrics: &Metrics,
+    now: jiff::Timestamp,
+) -> Result<AdmissionReview<DynamicObject>, BadRequest> {
+    let started = Instant::now();
+    if body.is_empty() {
+        return Err(BadRequest(
+            "empty body: expected an admission.k8s.io/v1 AdmissionReview".into(),
+        ));
+    }
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
+    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
+        return Err(BadRequest(format!(
+            "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got {:?} {:?}",
+            review.types.api_version, review.types.kind
+        )));
+    }
+    let request: AdmissionRequest<DynamicObject> = review
+        .try_into()
+        .map_err(|_| BadRequest("the AdmissionReview has no request".into()))?;
+    let (response, summary) = answer(endpoint, &request, state, metrics, now);
+    metrics.verdict(endpoint.as_str(), summary.verdict);
+    tracing::info!(
+        endpoint = endpoint.as_str(),
+        uid = %request.uid,
+        operation = ?request.operation,
+        kind = %request.kind.kind,
+        namespace = request.namespace.as_deref().unwrap_or(""),
+        name = %request.name,
+        dry_run = request.dry_run,
+        verdict = summary.verdict,
+        rules = %summary.rules,
+        micros = started.elapsed().as_micros() as u64,
+        "admission decision"
+    );
+    Ok(response.into_review())
+}
+
+struct Summary {
+    verdict: &'static str,
+    rules: String,
+}
+
+fn answer(
+    endpoint: Endpoint,
+    req: &AdmissionRequest<DynamicObject>,
+    state: &State,
+    metrics: &Metrics,
+    now: jiff::Timestamp,
+) -> (AdmissionResponse, Summary) {
+    let allowed = |rules: &str| Summary {
+        verdict: "allowed",
+        rules: rules.to_owned(),
+    };
+    let response = AdmissionResponse::from(req);
+    if matches!(req.operation, Operation::Delete | Operation::Connect) {
+        return (response, allowed("-"));
+    }
+    let Some(object) = &req.object else {
+        return (response, allowed("-"));
+    };
+    let object = match serde_json::to_value(object) {
+        Ok(v) => v,
+        Err(e) => return invalid(response, format!("the object does not serialize: {e}")),
+    };
+    if req.kind.group == GROUP {
+        return match endpoint {
+            Endpoint::Validate => validate_policy_object(response, &req.kind.kind, object),
+            Endpoint::Mutate => (response, allowed("-")),
+        };
+    }
+    let namespace = req.namespace.as_deref().unwrap_or("default");
+    let workload = match Workload::from_value(object, namespace) {
+        Ok(Some(w)) => w,
+        Ok(None) => return (response, allowed("not a workload kind")),
+        Err(e) => {
+            return invalid(
+                response,
+                format!("waf-admission cannot judge this object: {e}"),
+            );
+        }
+    };
+    let snapshot = state.load();
+    let decision = judge(&snapshot.policies, &workload, &snapshot.context, now);
+    let rules = rule_list(&decision);
+    match endpoint {
+        Endpoint::Validate => validate(response, req, &workload, &decision, state, metrics, rules),
+        Endpoint::Mutate => mutate(response, &decision, rules),
+    }
+}
+
+fn invalid(mut response: AdmissionResponse, message: String) -> (AdmissionResponse, Summary) {
+    response = response.deny(message);
+    response.result.code = 400;
+    response.result.reason = "BadRequest".into();
+    response.result.status = Some(StatusSummary::Failure);
+    (
+        response,
+        Summary {
+            verdict: "invalid",
+            rules: "-".into(),
+        },
+    )
+}
+
+fn rule_list(d: &Decision) -> String {
+    if d.violations.is_empty() {
+        return "-".into();
+    }
+    let mut rules: Vec<&str> = d.violations.iter().map(|v| v.rule.as_str()).collect();
+    rules.dedup();
+    rules.join(",")
+}
+
+fn validate(
+    mut response: AdmissionResponse,
+    req: &AdmissionRequest<DynamicObject>,
+    w: &Workload,
+    d: &Decision,
+    state: &State,
+    metrics: &Metrics,
+    rules: String,
+) -> (AdmissionResponse, Summary) {
+    for v in &d.violations {
+        metrics.violation(v.rule.as_str(), v.action.as_str());
+    }
+    let warnings = warnings(
+        d.with_action(Action::Warn)
+            .map(|v| (v.rule.as_str(), v.message.as_str(), v.fix.as_str())),
+    );
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response.audit_annotations = audit_annotations(d);
+    let denied = d.denied();
+    if denied {
+        response = response.deny(denial_message(w, d));
+        response.result.code = 403;
+        response.result.reason = "Forbidden".into();
+        response.result.status = Some(StatusSummary::Failure);
+    }
+    let strictest = d.violations.iter().map(|v| v.action).max();
+    if !req.dry_run && matches!(strictest, Some(Action::Deny | Action::Warn)) {
+        state.record(DecisionEvent {
+            api_version: w.kind.api_version().into(),
+            kind: w.kind.as_str().into(),
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            action: strictest.unwrap_or(Action::Warn),
+            message: d
+                .violations
+                .iter()
+                .filter(|v| v.action >= Action::Warn)
+                .map(|v| format!("[{}] {}. Fix: {}", v.rule, v.message, v.fix))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        });
+    }
+    (
+        response,
+        Summary {
+            verdict: if denied { "denied" } else { "allowed" },
+            rules,
+        },
+    )
+}
+
+fn mutate(
+    mut response: AdmissionResponse,
+    d: &Decision,
+    rules: String,
+) -> (AdmissionResponse, Summary) {
+    if d.patch.is_empty() {
+        return (
+            response,
+            Summary {
+                verdict: "allowed",
+                rules,
+            },
+        );
+    }
+    // Say what was changed: a user should not find fields they never wrote.
+    let notes = warnings(d.violations.iter().filter(|v| v.fixable).map(|v| {
+        (
+            v.rule.as_str(),
+            v.message.as_str(),
+            "added by the waf-admission mutating webhook",
+        )
+    }));
+    match response
+        .clone()
+        .with_patch(json_patch::Patch(d.patch.clone()))
+    {
+        Ok(patched) => {
+            response = patched;
+            if !notes.is_empty() {
+                response.warnings = Some(notes);
+            }
+            (
+                response,
+                Summary {
+                    verdict: "patched",
+                    rules,
+                },
+            )
+        }
+        // Serializing a patch of JSON values cannot fail; if it ever does,
+        // admit unpatched and let /validate decide.
+        Err(e) => {
+            tracing::error!(error = %e, "patch did not serialize; answering without a patch");
+            (
+                response,
+                Summary {
+                    verdict: "allowed",
+                    rules,
+                },
+            )
+        }
+    }
+}
+
+/// `[rule] message Fix: fix`, each within the apiserver's 256-character
+/// limit and all within 4 KiB, written to fit rather than cut by the apiserver.
+pub fn warnings<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Vec<String> {
+    let items: Vec<_> = items.collect();
+    let mut out = Vec::new();
+    let mut total = 0;
+    // Room for the last line that says how many did not fit.
+    let reserve = 120;
+    for (i, (rule, message, fix)) in items.iter().enumerate() {
+        let full = format!("[{rule}] {message}. Fix: {fix}");
+        let line = if full.chars().count() <= WARNING_MAX {
+            full
+        } else {
+            shorten(&format!("[{rule}] {message}"), WARNING_MAX)
+        };
+        if total + line.len() > WARNINGS_TOTAL_MAX - reserve {
+            out.push(format!(
+                "[waf-admission] {} more warning(s) not shown: run `waf-admission check` on this manifest",
+                items.len() - i
+            ));
+            break;
+        }
+        total += line.len();
+        out.push(line);
+    }
+    out
+}
+
+/// Cuts at a word boundary, ending with `…`, within `max` characters.
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let cut: String = s.chars().take(max - 1).collect();
+    let at = cut.rfind(' ').filter(|i| *i > max / 2).unwrap_or(cut.len());
+    format!("{}…", &cut[..at])
+}
+
+fn audit_annotations(d: &Decision) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    for v in d.with_action(Action::Audit) {
+        let entry = out.entry(v.rule.as_str().to_owned()).or_default();
+        if !entry.is_empty() {
+            entry.push_str("; ");
+        }
+        entry.push_str(&v.message);
+    }
+    for value in out.values_mut() {
+        *value = shorten(value, 1024);
+    }
+    out
+}
+
+/// One block per violation: `[rule] (Pillar) message`, wrapped at 100
+/// columns, then `Fix: …` on its own line so it can be copied whole.
+pub fn denial_message(w: &Workload, d: &Decision) -> String {
+    let denials: Vec<_> = d.with_action(Action::Deny).collect();
+    let mut out = format!(
+        "{} {}/{} violates {} Well-Architected rule{} ({}):",
+        w.kind,
+        w.namespace,
+        w.name,
+        denials.len(),
+        if denials.len() == 1 { "" } else { "s" },
+        {
+            let mut policies: Vec<&str> = denials.iter().map(|v| v.policy.as_str()).collect();
+            policies.dedup();
+            format!("policy {}", policies.join(", "))
+        }
+    );
+    for v in denials {
+        out.push('\n');
+        out.push_str(&wrap(&format!(
+            "[{}] ({}) {}",
+            v.rule,
+            v.rule.pillar(),
+            v.message
+        )));
+        out.push_str("\n  Fix: ");
+        out.push_str(&v.fix);
+    }
+    out
+}
+
+fn wrap(text: &str) -> String {
+    let mut out = String::new();
+    let mut line_len = 0;
+    for word in text.split(' ') {
+        let len = word.chars().count();
+        if line_len > 0 && line_len + 1 + len > WRAP {
+            out.push_str("\n  ");
+            line_len = 2;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += len;
+    }
+    out
+}
+
+/// The webhook for the CRDs themselves: a policy or exception that the
+/// engine would refuse is refused at `kubectl apply`, with the same words.
+fn validate_policy_object(
+    mut response: AdmissionResponse,
+    kind: &str,
+    object: Value,
+) -> (AdmissionResponse, Summary) {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>")
+        .to_owned();
+    let at = format!("{kind} {name}");
+    let result = match kind {
+        "WellArchitectedPolicy" => typed::<WellArchitectedPolicy>(object, &at)
+            .and_then(|p| Policy::compile(&p))
+            .map(|_| ()),
+        "WellArchitectedException" => typed::<WellArchitectedException>(object, &at)
+            .and_then(|e| Exception::compile(&e, "default"))
+            .map(|_| ()),
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => (
+            response,
+            Summary {
+                verdict: "allowed",
+                rules: "-".into(),
+            },
+        ),
+        Err(e) => {
+            response = response.deny(format!("{e}"));
+            response.result.code = 422;
+            response.result.reason = "Invalid".into();
+            response.result.status = Some(StatusSummary::Failure);
+            (
+                response,
+                Summary {
+                    verdict: "denied",
+                    rules: "policy".into(),
+                },
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_fit_the_apiserver_limits_without_being_cut_by_it() {
+        let long = "x ".repeat(400);
+        let items: Vec<(&str, &str, &str)> = (0..60)
+            .map(|_| ("zone-spread", long.as_str(), "fix it"))
+            .collect();
+        let w = warnings(items.into_iter());
+        assert!(w.iter().all(|l| l.chars().count() <= WARNING_MAX), "{w:?}");
+        assert!(w.iter().map(|l| l.len()).sum::<usize>() <= WARNINGS_TOTAL_MAX);
+        assert!(w.iter().all(|l| l.starts_with('[')));
+        assert!(w.last().unwrap().contains("more warning(s) not shown"));
+    }
+
+    #[test]
+    fn a_short_warning_keeps_its_fix() {
+        let w = warnings([("autoscaler", "no HPA", "kubectl autoscale deployment x")].into_iter());
+        assert_eq!(
+            w,
+            ["[autoscaler] no HPA. Fix: kubectl autoscale deployment x"]
+        );
+    }
+
+    #[test]
+    fn wrapped_lines_stay_within_100_columns() {
+        let text = "word ".repeat(80);
+        assert!(wrap(text.trim()).lines().all(|l| l.chars().count() <= WRAP));
+    }
+}

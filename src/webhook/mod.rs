@@ -1,0 +1,337 @@
+//! `waf-admission serve`: the HTTPS admission webhook. axum routes on hyper
+//! (HTTP/1.1 and HTTP/2 by ALPN) over rustls. The request path reads one
+//! lock-free snapshot (see `state.rs`) and calls the pure engine; it never
+//! calls the API server.
+
+pub mod admission;
+pub mod metrics;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use self::admission::{BadRequest, Endpoint};
+use self::metrics::Metrics;
+use crate::state::State;
+
+/// The largest AdmissionReview accepted. etcd stores objects up to 1.5 MiB
+/// and an UPDATE review carries the object twice (object and oldObject),
+/// so 6 MiB leaves room for any object the apiserver can store.
+pub const BODY_LIMIT: usize = 6 * 1024 * 1024;
+/// The apiserver sends `?timeout=` (at most 30 s); this is the default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handlers share.
+pub struct App {
+    pub state: Arc<State>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The webhook's routes, without TLS: tests call it in-process.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(honour_timeout))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+}
+
+/// The plain-HTTP metrics listener's routes.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(app)
+}
+
+async fn validate(
+    AxumState(app): AxumState<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(Endpoint::Validate, &app, body)
+}
+
+async fn mutate(
+    AxumState(app): AxumState<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(Endpoint::Mutate, &app, body)
+}
+
+fn handle(endpoint: Endpoint, app: &App, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "request body over the {} MiB limit",
+                    BODY_LIMIT / (1024 * 1024)
+                )
+            } else {
+                format!("could not read the request body: {rejection}")
+            };
+            tracing::warn!(endpoint = endpoint.as_str(), %status, "{message}");
+            app.metrics.verdict(endpoint.as_str(), "invalid");
+            return (status, message).into_response();
+        }
+    };
+    match admission::review(
+        endpoint,
+        &body,
+        &app.state,
+        &app.metrics,
+        jiff::Timestamp::now(),
+    ) {
+        Ok(review) => match serde_json::to_vec(&review) {
+            Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding the response: {e}"),
+            )
+                .into_response(),
+        },
+        Err(BadRequest(message)) => {
+            tracing::warn!(endpoint = endpoint.as_str(), "bad request: {message}");
+            app.metrics.verdict(endpoint.as_str(), "invalid");
+            (StatusCode::BAD_REQUEST, message).into_response()
+        }
+    }
+}
+
+async fn readyz(AxumState(app): AxumState<Arc<App>>) -> Response {
+    if app.state.is_ready() {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: policies and caches have not synced\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics_text(AxumState(app): AxumState<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route for {} {}: the webhook serves POST /validate, POST /mutate, GET /healthz, /readyz, /metrics\n",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+        .into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered 500 for that request only");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error while judging the request\n",
+    )
+        .into_response()
+}
+
+/// Answers before the apiserver gives up: `?timeout=10s` bounds the whole
+/// request, body read included (a slow client cannot hold a worker).
+async fn honour_timeout(req: Request, next: Next) -> Response {
+    let limit = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("timeout=")))
+        .and_then(parse_go_duration)
+        .map(|d| d.min(Duration::from_secs(30)))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("no answer within the request's timeout of {limit:?}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// The apiserver writes Go durations: `10s`, `500ms`, `1m30s`.
+fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (number, tail) = rest.split_at(digits);
+        let value: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ns" => value / 1e9,
+            "us" | "µs" => value / 1e6,
+            "ms" => value / 1e3,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return None,
+        };
+        total += Duration::try_from_secs_f64(seconds).ok()?;
+        rest = next;
+    }
+    (total > Duration::ZERO).then_some(total)
+}
+
+/// Counts every request by endpoint and status, and times it.
+async fn observe(AxumState(app): AxumState<Arc<App>>, req: Request, next: Next) -> Response {
+    let endpoint: &'static str = match req.uri().path() {
+        "/validate" => "validate",
+        "/mutate" => "mutate",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        _ => "other",
+    };
+    let started = Instant::now();
+    let response = next.run(req).await;
+    app.metrics.request(
+        endpoint,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves, then
+/// stops accepting and lets in-flight requests finish (at most `grace`).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    router: Router,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let service = TowerToHyperService::new(router.clone());
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period; exiting"),
+    }
+}
+
+/// Serves plain-HTTP metrics until `shutdown`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "metrics listener failed");
+    }
+}
+
+/// Binds, and says where (the line tests and operators wait for).
+pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "{what} listening");
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("abc"), None);
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("0s"), None);
+    }
+}
