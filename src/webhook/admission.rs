@@ -40,6 +40,21 @@ impl Endpoint {
     }
 }
 
+/// Encodes the answer for the apiserver. kube's AdmissionResponse writes
+/// `patch` as a JSON array of bytes; the API's `patch` is a `[]byte`, which
+/// Kubernetes' JSON reads and writes as base64, so it is written that way.
+pub fn encode(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec<u8>> {
+    let patch = review.response.as_ref().and_then(|r| r.patch.as_ref());
+    let Some(patch) = patch else {
+        return serde_json::to_vec(review);
+    };
+    use base64::Engine;
+    let mut value = serde_json::to_value(review)?;
+    value["response"]["patch"] =
+        Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    serde_json::to_vec(&value)
+}
+
 /// A request body that is not a usable AdmissionReview.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadRequest(pub String);

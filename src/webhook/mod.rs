@@ -49,6 +49,10 @@ pub struct App {
 
 /// The webhook's routes, without TLS: tests call it in-process.
 pub fn router(app: Arc<App>) -> Router {
+    with_layers(routes(), app)
+}
+
+fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))
@@ -56,6 +60,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
+}
+
+/// The layers every route runs under: body limit, `?timeout=`, panic
+/// catching, metrics. Public so tests can put a route of their own under them.
+#[doc(hidden)]
+pub fn with_layers(routes: Router<Arc<App>>, app: Arc<App>) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(honour_timeout))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -110,7 +121,7 @@ fn handle(endpoint: Endpoint, app: &App, body: Result<Bytes, BytesRejection>) ->
         &app.metrics,
         jiff::Timestamp::now(),
     ) {
-        Ok(review) => match serde_json::to_vec(&review) {
+        Ok(review) => match admission::encode(&review) {
             Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
             Err(e) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

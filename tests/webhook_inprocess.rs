@@ -1,0 +1,113 @@
+//! The webhook's router called in-process (no socket), for what cannot be
+//! provoked from outside: a handler that panics, and the Events channel.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::routing::get;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use waf_admission::PolicySet;
+use waf_admission::policy::Action;
+use waf_admission::state::{Snapshot, State};
+use waf_admission::webhook::{self, App, metrics::Metrics};
+
+fn app(state: State) -> Arc<App> {
+    Arc::new(App {
+        state: Arc::new(state),
+        metrics: Arc::new(Metrics::new()),
+    })
+}
+
+async fn call(router: &axum::Router, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+}
+
+async fn boom() -> &'static str {
+    panic!("bug in a handler")
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_next_request_is_served() {
+    let app = app(State::standalone(PolicySet::baseline().unwrap()));
+    let routes = axum::Router::new()
+        .route("/boom", get(boom))
+        .route("/healthz", get(|| async { "ok" }));
+    let router = webhook::with_layers(routes, app.clone());
+    let (status, body) = call(&router, "GET", "/boom", Vec::new()).await;
+    assert_eq!(status, 500);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "internal error while judging the request\n"
+    );
+    assert_eq!(call(&router, "GET", "/healthz", Vec::new()).await.0, 200);
+    assert!(
+        app.metrics
+            .encode()
+            .contains("endpoint=\"other\",code=\"500\"")
+    );
+}
+
+#[tokio::test]
+async fn denials_become_events_but_dry_runs_do_not() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let state = Arc::new(State::for_cluster(tx));
+    let router = webhook::router(Arc::new(App {
+        state: state.clone(),
+        metrics: Arc::new(Metrics::new()),
+    }));
+    // Not ready until the controller says its stores synced.
+    assert_eq!(call(&router, "GET", "/readyz", Vec::new()).await.0, 503);
+    state.store(Snapshot {
+        policies: PolicySet::baseline().unwrap(),
+        context: Default::default(),
+    });
+    state.set_ready(true);
+    assert_eq!(call(&router, "GET", "/readyz", Vec::new()).await.0, 200);
+
+    let object = common::yaml_file("examples/bad/image-provenance.yaml").remove(0);
+    let dry = serde_json::to_vec(&common::review("CREATE", Some(&object), true)).unwrap();
+    let (_, body) = call(&router, "POST", "/validate", dry).await;
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(rx.try_recv().is_err(), "a dry run must have no side effect");
+
+    let real = serde_json::to_vec(&common::review("CREATE", Some(&object), false)).unwrap();
+    call(&router, "POST", "/validate", real).await;
+    let event = rx.try_recv().expect("an event for the denial");
+    assert_eq!(
+        (
+            event.kind.as_str(),
+            event.namespace.as_str(),
+            event.name.as_str()
+        ),
+        ("Deployment", "ml", "ollama")
+    );
+    assert_eq!(event.action, Action::Deny);
+    assert!(
+        event
+            .message
+            .lines()
+            .any(|l| l.starts_with("[image-provenance] container \"llm\" image")),
+        "{}",
+        event.message
+    );
+}
