@@ -161,6 +161,8 @@ impl Report {
                 ("-", paint("2", "not governed"))
             } else if !r.allowed {
                 ("✗", paint("1;31", "denied"))
+            } else if r.violations.iter().any(|v| v.patched) {
+                ("~", paint("36", "allowed once patched"))
             } else if r
                 .violations
                 .iter()

@@ -58,15 +58,19 @@ pub fn check(w: &Workload, s: &Settings, mutate: bool, scalers: &[&ScalerRef]) -
         let (message, fix) = match scalers.iter().min_by_key(|sc| sc.min_replicas) {
             Some(sc) => (
                 format!(
-                    "{} {} lets it scale down to {floor} replica(s); one zone or node failure \
+                    "{} {} lets it scale down to {floor} replica{}; one zone or node failure \
                      then takes the model offline (needs at least {})",
-                    sc.kind, sc.name, s.min_replicas
+                    sc.kind,
+                    sc.name,
+                    if floor == 1 { "" } else { "s" },
+                    s.min_replicas
                 ),
                 format!(
-                    "set {} {} on {} {}",
+                    "set spec.{}: {} on {} {}/{}",
                     sc.kind.min_field(),
                     s.min_replicas,
                     sc.kind,
+                    sc.namespace,
                     sc.name
                 ),
             ),
@@ -332,10 +336,10 @@ mod tests {
         let hpa = scaler("llm", 1, 5);
         let out = check(&workload(&gpu_deployment()), &settings(), true, &[&hpa]);
         assert_eq!(out.findings.len(), 1);
-        assert!(
-            out.findings[0]
-                .fix
-                .contains("set minReplicas 2 on HorizontalPodAutoscaler llm")
+        assert!(out.findings[0].message.contains("scale down to 1 replica;"));
+        assert_eq!(
+            out.findings[0].fix,
+            "set spec.minReplicas: 2 on HorizontalPodAutoscaler ml/llm"
         );
     }
 
