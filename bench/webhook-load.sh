@@ -40,7 +40,7 @@ review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "reque
 json.dump(review, open(sys.argv[1], "w"))
 PY
 
-"$BIN" serve --self-signed --baseline --addr 127.0.0.1:0 --metrics-addr off --log-format json \
+RUST_LOG=${RUST_LOG:-info} "$BIN" serve --self-signed --baseline --addr 127.0.0.1:0 --metrics-addr off --log-format json \
   >"$work/server.log" 2>&1 &
 pid=$!
 addr=""

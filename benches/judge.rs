@@ -6,6 +6,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use waf_admission::context::{Context, ScalerKind, ScalerRef};
+use waf_admission::state::State;
+use waf_admission::webhook::admission::{self, Endpoint};
+use waf_admission::webhook::metrics::Metrics;
 use waf_admission::workload::Workload;
 use waf_admission::{PolicySet, evaluate, judge};
 
@@ -60,5 +63,37 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench);
+/// The webhook's whole answer without the network: AdmissionReview bytes
+/// in, response bytes out (parse, judge, encode, metrics; logging is off
+/// here, as no subscriber is installed).
+fn bench_review(c: &mut Criterion) {
+    let object: serde_json::Value = serde_yaml_ng::from_str(GPU_DEPLOYMENT).expect("fixture");
+    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "b5d1c6b2-8f0e-4d7e-9d0c-2b7f3f4c9a11",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "llm", "namespace": "ml", "operation": "CREATE",
+            "userInfo": {"username": "kubernetes-admin"}, "object": object, "dryRun": false}});
+    let body = serde_json::to_vec(&review).expect("json");
+    let state = State::standalone(PolicySet::baseline().expect("baseline"));
+    let metrics = Metrics::new();
+    c.bench_function(
+        "webhook: /validate AdmissionReview bytes to response bytes",
+        |b| {
+            b.iter(|| {
+                let r = admission::review(
+                    Endpoint::Validate,
+                    black_box(&body),
+                    &state,
+                    &metrics,
+                    jiff::Timestamp::now(),
+                )
+                .expect("valid review");
+                black_box(admission::encode(&r).expect("encodes"))
+            })
+        },
+    );
+}
+
+criterion_group!(benches, bench, bench_review);
 criterion_main!(benches);
