@@ -400,8 +400,13 @@ fn object_name(object: &serde_json::Value) -> String {
     }
 }
 
-/// Deserializes into a k8s-openapi type, naming the field at fault.
+/// Deserializes into a k8s-openapi type, naming the field at fault. The
+/// path is tracked only on the second try, when the first has failed: the
+/// hot path pays for no bookkeeping.
 pub(crate) fn typed<T: DeserializeOwned>(object: serde_json::Value, at: &str) -> Result<T> {
+    if let Ok(t) = T::deserialize(&object) {
+        return Ok(t);
+    }
     serde_path_to_error::deserialize(object).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

@@ -73,18 +73,40 @@ pub fn review(
             "empty body: expected an admission.k8s.io/v1 AdmissionReview".into(),
         ));
     }
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+    // Parse once. The object is lifted out as JSON and read straight into
+    // k8s-openapi types by the engine; the rest goes into kube's types.
+    let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
-    if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
         return Err(BadRequest(format!(
-            "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got {:?} {:?}",
-            review.types.api_version, review.types.kind
+            "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got {api_version:?} {kind:?}"
         )));
     }
+    let object = value
+        .pointer_mut("/request/object")
+        .map(Value::take)
+        .filter(|o| !o.is_null());
+    // Never read: a workload is judged as it will be, not as it was.
+    if let Some(old) = value.pointer_mut("/request/oldObject") {
+        *old = Value::Null;
+    }
+    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
+        .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
     let request: AdmissionRequest<DynamicObject> = review
         .try_into()
         .map_err(|_| BadRequest("the AdmissionReview has no request".into()))?;
-    let (response, summary) = answer(endpoint, &request, state, metrics, now);
+    if object.as_ref().is_some_and(|o| !o.is_object()) {
+        return Err(BadRequest("request.object is not a JSON object".into()));
+    }
+    let (response, summary) = answer(endpoint, &request, object, state, metrics, now);
     metrics.verdict(endpoint.as_str(), summary.verdict);
     tracing::info!(
         endpoint = endpoint.as_str(),
@@ -110,6 +132,7 @@ struct Summary {
 fn answer(
     endpoint: Endpoint,
     req: &AdmissionRequest<DynamicObject>,
+    object: Option<Value>,
     state: &State,
     metrics: &Metrics,
     now: jiff::Timestamp,
@@ -122,12 +145,8 @@ fn answer(
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return (response, allowed("-"));
     }
-    let Some(object) = &req.object else {
+    let Some(object) = object else {
         return (response, allowed("-"));
-    };
-    let object = match serde_json::to_value(object) {
-        Ok(v) => v,
-        Err(e) => return invalid(response, format!("the object does not serialize: {e}")),
     };
     if req.kind.group == GROUP {
         return match endpoint {
