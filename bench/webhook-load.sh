@@ -68,17 +68,20 @@ print(f"{sys.argv[2]:<34} n={len(lat):>7} ok={ok:>7}  p50={p(.50):.3f} ms  p90={
 PY
 }
 
-run() { # name, extra h2load args...
-  local name=$1; shift
+run() { # name, streams per connection, extra h2load args...
+  local name=$1 streams=$2; shift 2
   local per_client=$(( RATE / CLIENTS ))
-  h2load -c "$CLIENTS" -m 4 --rps "$per_client" -D "$DURATION" --warm-up-time "$WARMUP" \
+  rm -f "$work/$name.log" # h2load appends to an existing log
+  h2load -c "$CLIENTS" -m "$streams" --rps "$per_client" -D "$DURATION" --warm-up-time "$WARMUP" \
     --log-file "$work/$name.log" "$@" >"$work/$name.out"
-  grep -E "^(finished in|requests:|status codes:)" "$work/$name.out" | sed "s/^/  [$name] /"
-  percentiles "$work/$name.log" "$name @ ${RATE} req/s"
+  grep -E "^(finished in|status codes:)" "$work/$name.out" | sed "s/^/  [$name] /"
+  percentiles "$work/$name.log" "$name @ ${RATE} req/s, m=$streams"
 }
 
-run validate -H 'content-type: application/json' -d "$work/review.json" "https://$addr/validate?timeout=10s"
-run healthz "https://$addr/healthz"
+for streams in 1 4; do
+  run validate "$streams" -H 'content-type: application/json' -d "$work/review.json" "https://$addr/validate?timeout=10s"
+  run healthz "$streams" "https://$addr/healthz"
+done
 
 echo "saturation (no rate limit, $CLIENTS connections x 16 streams, 10 s):"
 for target in "validate:-d $work/review.json https://$addr/validate" "healthz:https://$addr/healthz"; do
