@@ -92,7 +92,7 @@ pub fn check(w: &Workload, s: &Settings) -> Outcome {
                 fix: format!(
                     "import it into your registry (az acr import --name <registry> --source {} \
                      --image {}) and use that reference",
-                    image_without_digest(&image),
+                    image,
                     repo_and_tag(&image)
                 ),
                 path: path.clone(),
@@ -126,13 +126,6 @@ pub fn check(w: &Workload, s: &Settings) -> Outcome {
 
 fn image_without_tag(i: &ImageRef) -> String {
     format!("{}/{}", i.registry, i.repository)
-}
-
-fn image_without_digest(i: &ImageRef) -> String {
-    match &i.tag {
-        Some(t) => format!("{}/{}:{t}", i.registry, i.repository),
-        None => image_without_tag(i),
-    }
 }
 
 fn repo_and_tag(i: &ImageRef) -> String {
