@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kube::CustomResourceExt;
 use waf_admission::check;
-use waf_admission::policy::{WellArchitectedException, WellArchitectedPolicy, baseline};
+use waf_admission::policy::baseline;
 use waf_admission::state::State;
 use waf_admission::webhook::{self, App, metrics::Metrics, tls};
 
@@ -32,7 +31,11 @@ enum Command {
     /// Run the HTTPS admission webhook.
     Serve(ServeArgs),
     /// Print the CustomResourceDefinitions generated from the Rust types.
-    Crd,
+    Crd {
+        /// Write one file per CRD into this folder instead (manifests/crds).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Print the built-in baseline policy (used when no --policy is given).
     Baseline,
 }
@@ -130,7 +133,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => run_check(args),
         Command::Serve(args) => run_serve(args),
-        Command::Crd => print_crds(),
+        Command::Crd { out_dir } => print_crds(out_dir),
         Command::Baseline => {
             print!("{}", baseline::BASELINE_YAML);
             ExitCode::SUCCESS
@@ -183,26 +186,23 @@ fn run_check(args: CheckArgs) -> ExitCode {
     ExitCode::from(report.exit_code() as u8)
 }
 
-fn print_crds() -> ExitCode {
-    let docs = [
-        WellArchitectedPolicy::crd(),
-        WellArchitectedException::crd(),
-    ];
-    let mut out = String::new();
-    for crd in docs {
-        match serde_yaml_ng::to_string(&crd) {
-            Ok(y) => {
-                out.push_str("---\n");
-                out.push_str(&y);
-            }
-            Err(e) => {
-                eprintln!("error: rendering the CRD: {e}");
-                return ExitCode::from(2);
-            }
+fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
+    use waf_admission::policy::crd;
+    let result = match out_dir {
+        None => crd::crd_yaml().map(|y| print!("{y}")),
+        Some(dir) => crd::definitions().iter().try_for_each(|c| {
+            let path = dir.join(crd::file_name(c));
+            let yaml = crd::to_yaml(c)?;
+            std::fs::write(&path, yaml).map_err(|source| waf_admission::Error::Io { path, source })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
-    print!("{out}");
-    ExitCode::SUCCESS
 }
 
 fn init_logging(format: LogFormat) {

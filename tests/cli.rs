@@ -414,7 +414,7 @@ fn namespace_labels_in_the_input_feed_namespace_selectors() {
         "-o",
         "json",
         "--policy",
-        "examples/policies/strict.yaml",
+        "manifests/policies/strict.yaml",
         "examples/good/llm-gpu.yaml",
         &ns,
     ]);
@@ -427,7 +427,7 @@ fn namespace_labels_in_the_input_feed_namespace_selectors() {
         "-o",
         "json",
         "--policy",
-        "examples/policies/strict.yaml",
+        "manifests/policies/strict.yaml",
         "examples/good/llm-gpu.yaml",
     ]);
     let llm = result(&json(&without_ns), "llm").clone();

@@ -231,7 +231,7 @@ async fn a_broken_policy_is_refused_at_apply_with_the_engines_words() {
         ),
         "{msg}"
     );
-    let strict = first("examples/policies/strict.yaml");
+    let strict = first("manifests/policies/strict.yaml");
     let (_, body) = h2
         .post("/validate", &review("CREATE", Some(&strict), false))
         .await;

@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod compiled;
+pub mod crd;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,142 @@
+//! The CRDs as shipped: the checked-in YAML is what the binary generates,
+//! it is a valid apiextensions.k8s.io/v1 CustomResourceDefinition by
+//! Kubernetes' own schemas, and the sample policies fit its schema while
+//! broken ones do not.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use waf_admission::policy::crd;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+#[test]
+fn checked_in_crds_match_the_generated_ones() {
+    for def in crd::definitions() {
+        let path = root().join("manifests/crds").join(crd::file_name(&def));
+        let on_disk =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            on_disk == crd::to_yaml(&def).unwrap(),
+            "{} is stale: run `cargo run -- crd --out-dir manifests/crds`",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn the_embedded_baseline_is_the_shipped_sample() {
+    let shipped = std::fs::read_to_string(root().join("manifests/policies/baseline.yaml")).unwrap();
+    assert_eq!(shipped, waf_admission::policy::baseline::BASELINE_YAML);
+}
+
+#[test]
+fn crds_are_valid_custom_resource_definitions_for_kubernetes() {
+    let available = Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install kubernetes-validate (pip)"
+        );
+        eprintln!("kubernetes-validate not installed: skipped");
+        return;
+    }
+    for def in crd::definitions() {
+        let path = root().join("manifests/crds").join(crd::file_name(&def));
+        let out = Command::new("kubernetes-validate")
+            .arg("--strict")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {text}", path.display());
+        assert!(text.contains("passed"), "{text}");
+    }
+}
+
+fn policy_schema() -> jsonschema::Validator {
+    let policy = crd::definitions().remove(0);
+    let schema = serde_json::to_value(
+        &policy.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema,
+    )
+    .unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_sample_policy_fits_the_generated_schema() {
+    let validator = policy_schema();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("manifests/policies")).unwrap() {
+        let path = entry.unwrap().path();
+        for doc in yaml_docs(&path) {
+            let errors: Vec<String> = validator
+                .iter_errors(&doc)
+                .map(|e| format!("{} at {}", e, e.instance_path))
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} sample policies");
+}
+
+#[test]
+fn broken_policies_are_refused_by_the_schema() {
+    let validator = policy_schema();
+    let base = yaml_docs(&root().join("manifests/policies/baseline.yaml")).remove(0);
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "bad action enum",
+            Box::new(|p| p["spec"]["action"] = "Block".into()),
+        ),
+        (
+            "bad rule action",
+            Box::new(|p| p["spec"]["rules"]["autoscaler"]["action"] = "Never".into()),
+        ),
+        (
+            "bad workloads enum",
+            Box::new(|p| p["spec"]["match"]["workloads"] = "Everything".into()),
+        ),
+        (
+            "maxSkew as text",
+            Box::new(|p| p["spec"]["rules"]["zoneSpread"]["maxSkew"] = "one".into()),
+        ),
+        (
+            "maxSkew below 1",
+            Box::new(|p| p["spec"]["rules"]["zoneSpread"]["maxSkew"] = 0.into()),
+        ),
+        (
+            "registries not a list",
+            Box::new(|p| p["spec"]["rules"]["imageProvenance"]["allowedRegistries"] = "*".into()),
+        ),
+        (
+            "unknown kind",
+            Box::new(|p| p["spec"]["match"]["kinds"] = serde_json::json!(["DaemonSet"])),
+        ),
+    ];
+    for (what, break_it) in cases {
+        let mut p = base.clone();
+        break_it(&mut p);
+        assert!(!validator.is_valid(&p), "{what} was accepted");
+    }
+}
