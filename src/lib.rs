@@ -4,6 +4,7 @@
 //! call it, which is what makes the CLI's verdict the cluster's verdict.
 
 pub mod check;
+pub mod cluster;
 pub mod context;
 pub mod decision;
 pub mod error;

@@ -98,6 +98,9 @@ struct ServeArgs {
     /// drain before the listener closes. Example: 5s.
     #[arg(long, env = "WAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
     shutdown_delay: Duration,
+    /// This replica's name (downward API), reported on the Events it writes.
+    #[arg(long, env = "WAF_POD_NAME", default_value = "waf-admission")]
+    pod_name: String,
     /// The longest in-flight requests may run on after shutdown begins.
     #[arg(long, env = "WAF_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
@@ -281,9 +284,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         Arc::new(State::standalone(set))
     } else {
-        anyhow::bail!(
-            "no --policy or --baseline given, and cluster mode (policies from WellArchitectedPolicy objects) is not available in this build"
-        );
+        // Cluster mode: policies, exceptions and autoscalers from the API
+        // server, through reflectors; not ready until they have synced.
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "no --policy or --baseline given, so policies come from the cluster, but no cluster is reachable (in-cluster config or KUBECONFIG): {e}"
+            )
+        })?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let state = Arc::new(State::for_cluster(tx));
+        tokio::spawn(waf_admission::cluster::run(
+            client,
+            state.clone(),
+            rx,
+            waf_admission::cluster::ClusterOptions {
+                pod_name: args.pod_name.clone(),
+            },
+        ));
+        tracing::info!("cluster mode: policies from WellArchitectedPolicy objects");
+        state
     };
     let app = Arc::new(App {
         state: state.clone(),

@@ -1,0 +1,288 @@
+//! Reflector stores → the snapshot the request path reads. Pure: the tests
+//! feed it objects, the controller feeds it its stores. A policy that
+//! cannot be used is refused and its last good version stays in force;
+//! a deleted policy is gone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::core::DynamicObject;
+
+use crate::context::{Context, Exception, ScalerRef};
+use crate::error::Error;
+use crate::policy::compiled::{Policy, PolicySet};
+use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
+use crate::state::Snapshot;
+
+/// What the stores hold right now.
+#[derive(Default)]
+pub struct Inputs {
+    pub policies: Vec<Arc<WellArchitectedPolicy>>,
+    pub exceptions: Vec<Arc<WellArchitectedException>>,
+    pub namespaces: Vec<Arc<Namespace>>,
+    pub hpas: Vec<Arc<HorizontalPodAutoscaler>>,
+    pub scaled_objects: Vec<Arc<DynamicObject>>,
+}
+
+/// How a policy object fared, for its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyReport {
+    pub name: String,
+    pub generation: Option<i64>,
+    /// None: in force. Some: refused, with every problem.
+    pub problems: Option<Vec<String>>,
+    /// A refused policy whose previous version is still in force.
+    pub previous_in_force: bool,
+}
+
+#[derive(Default)]
+pub struct Builder {
+    last_good: BTreeMap<String, Policy>,
+}
+
+impl Builder {
+    pub fn build(&mut self, inputs: &Inputs) -> (Snapshot, Vec<PolicyReport>) {
+        let mut reports = Vec::new();
+        let present: Vec<String> = inputs.policies.iter().map(|p| p.name_any()).collect();
+        self.last_good.retain(|name, _| present.contains(name));
+        for p in &inputs.policies {
+            let name = p.name_any();
+            match Policy::compile(p) {
+                Ok(compiled) => {
+                    self.last_good.insert(name.clone(), compiled);
+                    reports.push(PolicyReport {
+                        name,
+                        generation: p.metadata.generation,
+                        problems: None,
+                        previous_in_force: false,
+                    });
+                }
+                Err(e) => {
+                    let problems = match e {
+                        Error::Policy { problems, .. } => problems,
+                        other => vec![other.to_string()],
+                    };
+                    tracing::warn!(policy = %name, problems = %problems.join("; "), "policy refused");
+                    reports.push(PolicyReport {
+                        previous_in_force: self.last_good.contains_key(&name),
+                        name,
+                        generation: p.metadata.generation,
+                        problems: Some(problems),
+                    });
+                }
+            }
+        }
+        let mut context = Context::default();
+        for ns in &inputs.namespaces {
+            context.add_namespace(&ns.name_any(), ns.labels().clone());
+        }
+        for e in &inputs.exceptions {
+            match Exception::compile(e, "default") {
+                Ok(e) => context.add_exception(e),
+                Err(err) => tracing::warn!(error = %err, "exception refused"),
+            }
+        }
+        let scalers = inputs
+            .hpas
+            .iter()
+            .map(|h| serde_json::to_value(h.as_ref()))
+            .chain(
+                inputs
+                    .scaled_objects
+                    .iter()
+                    .map(|s| serde_json::to_value(s.as_ref())),
+            );
+        for value in scalers.flatten() {
+            match ScalerRef::from_value(value, "default", "autoscaler") {
+                Ok(Some(s)) => context.add_scaler(s),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "autoscaler not understood"),
+            }
+        }
+        let snapshot = Snapshot {
+            policies: PolicySet::new(self.last_good.values().cloned().collect()),
+            context,
+        };
+        (snapshot, reports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge;
+    use crate::workload::Workload;
+    use serde_json::json;
+
+    fn policy(name: &str, generation: i64, spec: serde_json::Value) -> Arc<WellArchitectedPolicy> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+                "metadata": {"name": name, "generation": generation}, "spec": spec,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn llm() -> Workload {
+        let text = include_str!("../../tests/fixtures/workloads/compliant-gpu-deployment.yaml");
+        let v: serde_json::Value = serde_yaml_ng::from_str(text).unwrap();
+        Workload::from_value(v, "ml").unwrap().unwrap()
+    }
+
+    fn verdict(snapshot: &Snapshot) -> Vec<(String, String)> {
+        let d = judge(
+            &snapshot.policies,
+            &llm(),
+            &snapshot.context,
+            jiff::Timestamp::now(),
+        );
+        d.violations
+            .iter()
+            .map(|v| (v.rule.as_str().to_owned(), v.action.as_str().to_owned()))
+            .collect()
+    }
+
+    fn hpa(min: i32) -> Arc<HorizontalPodAutoscaler> {
+        Arc::new(
+            serde_json::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "llm", "namespace": "ml"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
+                    "minReplicas": min, "maxReplicas": 6}}))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_policy_added_changed_and_deleted_takes_effect() {
+        let mut b = Builder::default();
+        let mut inputs = Inputs::default();
+        assert!(
+            verdict(&b.build(&inputs).0).is_empty(),
+            "no policy, nothing judged"
+        );
+
+        inputs.policies = vec![policy("p", 1, json!({"action": "Deny"}))];
+        assert_eq!(
+            verdict(&b.build(&inputs).0),
+            [("autoscaler".into(), "deny".into())]
+        );
+
+        inputs.policies = vec![policy("p", 2, json!({"action": "Warn"}))];
+        assert_eq!(
+            verdict(&b.build(&inputs).0),
+            [("autoscaler".into(), "warn".into())]
+        );
+
+        inputs.policies.clear();
+        assert!(verdict(&b.build(&inputs).0).is_empty());
+    }
+
+    #[test]
+    fn an_invalid_change_is_refused_and_the_last_good_version_stays() {
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            policies: vec![policy("p", 1, json!({"action": "Deny"}))],
+            ..Inputs::default()
+        };
+        b.build(&inputs);
+        inputs.policies = vec![policy(
+            "p",
+            2,
+            json!({"action": "Warn", "rules": {"imageProvenance": {"allowedRegistries": []}}}),
+        )];
+        let (snapshot, reports) = b.build(&inputs);
+        assert_eq!(
+            verdict(&snapshot),
+            [("autoscaler".into(), "deny".into())],
+            "generation 1 still in force"
+        );
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].previous_in_force);
+        assert_eq!(reports[0].generation, Some(2));
+        assert!(reports[0].problems.as_ref().unwrap()[0].contains("allowedRegistries"));
+    }
+
+    #[test]
+    fn a_policy_invalid_from_the_start_is_not_used_and_others_keep_working() {
+        let mut b = Builder::default();
+        let inputs = Inputs {
+            policies: vec![
+                policy(
+                    "broken",
+                    1,
+                    json!({"rules": {"resources": {"defaults": {"requests": {"cpu": "lots"}}}}}),
+                ),
+                policy("good", 1, json!({"action": "Audit"})),
+            ],
+            ..Inputs::default()
+        };
+        let (snapshot, reports) = b.build(&inputs);
+        assert_eq!(snapshot.policies.policies().len(), 1);
+        assert_eq!(verdict(&snapshot), [("autoscaler".into(), "audit".into())]);
+        assert!(!reports[0].previous_in_force);
+    }
+
+    #[test]
+    fn an_hpa_appearing_makes_a_denied_workload_pass() {
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            policies: vec![policy("p", 1, json!({}))],
+            ..Inputs::default()
+        };
+        assert_eq!(verdict(&b.build(&inputs).0).len(), 1);
+        inputs.hpas = vec![hpa(2)];
+        assert!(verdict(&b.build(&inputs).0).is_empty());
+        inputs.hpas = vec![hpa(1)];
+        assert_eq!(
+            verdict(&b.build(&inputs).0).len(),
+            2,
+            "floor of one: zone-spread and autoscaler"
+        );
+    }
+
+    #[test]
+    fn namespace_labels_feed_namespace_selectors() {
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            policies: vec![policy(
+                "p",
+                1,
+                json!({"match": {"namespaceSelector": {"matchLabels": {"env": "prod"}}}}),
+            )],
+            ..Inputs::default()
+        };
+        assert!(verdict(&b.build(&inputs).0).is_empty());
+        inputs.namespaces = vec![Arc::new(
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "ml", "labels": {"env": "prod"}}}))
+            .unwrap(),
+        )];
+        assert_eq!(verdict(&b.build(&inputs).0).len(), 1);
+    }
+
+    #[test]
+    fn exceptions_apply_until_they_expire() {
+        let mut b = Builder::default();
+        let exception = |expires: &str| -> Arc<WellArchitectedException> {
+            Arc::new(
+                serde_json::from_value(json!({"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedException",
+                    "metadata": {"name": "e", "namespace": "ml"},
+                    "spec": {"workloads": [{"kind": "Deployment", "name": "llm"}], "rules": ["autoscaler"],
+                        "reason": "load test", "expires": expires}}))
+                .unwrap(),
+            )
+        };
+        let mut inputs = Inputs {
+            policies: vec![policy("p", 1, json!({}))],
+            exceptions: vec![exception("2099-01-01T00:00:00Z")],
+            ..Inputs::default()
+        };
+        assert!(verdict(&b.build(&inputs).0).is_empty());
+        inputs.exceptions = vec![exception("2020-01-01T00:00:00Z")];
+        assert_eq!(verdict(&b.build(&inputs).0).len(), 1);
+    }
+}

@@ -1,0 +1,152 @@
+//! A policy's status: observedGeneration and a `Ready` condition saying
+//! whether it is in force and, if not, why. Written only when it differs
+//! from what the object already says, so the write converges: a second
+//! replica computing the same status writes nothing.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde_json::{Value, json};
+
+use super::snapshot::PolicyReport;
+use crate::policy::WellArchitectedPolicy;
+
+/// The merge patch for the status subresource, or None when the object
+/// already says it.
+pub fn patch(
+    policy: &WellArchitectedPolicy,
+    report: &PolicyReport,
+    now: jiff::Timestamp,
+) -> Option<Value> {
+    let (status, reason, message) = match &report.problems {
+        None => ("True", "Valid", "the policy is in force".to_owned()),
+        Some(problems) => (
+            "False",
+            "Invalid",
+            format!(
+                "refused: {}{}",
+                problems.join("; "),
+                if report.previous_in_force {
+                    "; the previous version stays in force"
+                } else {
+                    ""
+                }
+            ),
+        ),
+    };
+    let current = policy.status.as_ref();
+    let current_ready = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let unchanged = current.and_then(|s| s.observed_generation) == report.generation
+        && current_ready.is_some_and(|c| {
+            c.status == status
+                && c.reason == reason
+                && c.message == message
+                && c.observed_generation == report.generation
+        });
+    if unchanged {
+        return None;
+    }
+    // The transition time moves only when the status flips.
+    let since = current_ready
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    let condition = Condition {
+        type_: "Ready".into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: report.generation,
+        last_transition_time: since,
+    };
+    Some(json!({"status": {"observedGeneration": report.generation, "conditions": [condition]}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_with(status: Option<Value>) -> WellArchitectedPolicy {
+        let mut v = json!({"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+            "metadata": {"name": "p", "generation": 3}, "spec": {}});
+        if let Some(s) = status {
+            v["status"] = s;
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn report(problems: Option<Vec<String>>) -> PolicyReport {
+        PolicyReport {
+            name: "p".into(),
+            generation: Some(3),
+            problems,
+            previous_in_force: true,
+        }
+    }
+
+    #[test]
+    fn a_valid_policy_gets_ready_true_then_no_more_writes() {
+        let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let body = patch(&policy_with(None), &report(None), now).unwrap();
+        assert_eq!(body["status"]["observedGeneration"], 3);
+        let c = &body["status"]["conditions"][0];
+        assert_eq!(
+            (
+                c["type"].as_str(),
+                c["status"].as_str(),
+                c["reason"].as_str()
+            ),
+            (Some("Ready"), Some("True"), Some("Valid"))
+        );
+        // Written back, the same computation asks for nothing.
+        let later: jiff::Timestamp = "2026-11-25T11:00:00Z".parse().unwrap();
+        assert_eq!(
+            patch(
+                &policy_with(Some(body["status"].clone())),
+                &report(None),
+                later
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refused_policy_says_why_and_that_the_old_version_stays() {
+        let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let body = patch(
+            &policy_with(None),
+            &report(Some(vec!["spec.x: bad".into()])),
+            now,
+        )
+        .unwrap();
+        let c = &body["status"]["conditions"][0];
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["reason"], "Invalid");
+        assert_eq!(
+            c["message"],
+            "refused: spec.x: bad; the previous version stays in force"
+        );
+    }
+
+    #[test]
+    fn the_transition_time_moves_only_when_the_status_flips() {
+        let t0: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let t1: jiff::Timestamp = "2026-11-25T11:00:00Z".parse().unwrap();
+        let first = patch(&policy_with(None), &report(None), t0).unwrap();
+        let mut newer = report(None);
+        newer.generation = Some(4);
+        let second = patch(&policy_with(Some(first["status"].clone())), &newer, t1).unwrap();
+        assert_eq!(
+            second["status"]["conditions"][0]["lastTransitionTime"],
+            "2026-11-25T10:00:00Z"
+        );
+        let flipped = patch(
+            &policy_with(Some(first["status"].clone())),
+            &report(Some(vec!["x".into()])),
+            t1,
+        )
+        .unwrap();
+        assert_eq!(
+            flipped["status"]["conditions"][0]["lastTransitionTime"],
+            "2026-11-25T11:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! manifests/rbac.yaml grants exactly what the controller uses: every
+//! (group, resource, verb) below is granted, and nothing beyond them.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What the code calls: reflectors list and watch (kube's watcher also
+/// gets), status is merge-patched, Events are created and patched (kube's
+/// Recorder patches a repeated event).
+const USED: &[(&str, &str, &[&str])] = &[
+    (
+        "waf-admission.dev",
+        "wellarchitectedpolicies",
+        &["get", "list", "watch"],
+    ),
+    (
+        "waf-admission.dev",
+        "wellarchitectedexceptions",
+        &["get", "list", "watch"],
+    ),
+    (
+        "waf-admission.dev",
+        "wellarchitectedpolicies/status",
+        &["get", "patch", "update"],
+    ),
+    ("", "namespaces", &["get", "list", "watch"]),
+    (
+        "autoscaling",
+        "horizontalpodautoscalers",
+        &["get", "list", "watch"],
+    ),
+    ("keda.sh", "scaledobjects", &["get", "list", "watch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+    ("", "events", &["create", "patch"]),
+];
+
+#[test]
+fn the_cluster_role_grants_what_the_controller_uses_and_no_more() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"))
+        .unwrap();
+    let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("a ClusterRole");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    let (g, r, v) = (
+                        g.as_str().unwrap(),
+                        r.as_str().unwrap(),
+                        v.as_str().unwrap(),
+                    );
+                    assert!(g != "*" && r != "*" && v != "*", "wildcard in {rule}");
+                    granted.insert((g.to_owned(), r.to_owned(), v.to_owned()));
+                }
+            }
+        }
+    }
+    let used: BTreeSet<_> = USED
+        .iter()
+        .flat_map(|(g, r, vs)| {
+            vs.iter()
+                .map(move |v| (g.to_string(), r.to_string(), v.to_string()))
+        })
+        .collect();
+    assert_eq!(granted, used);
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRoleBinding")
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["name"], "waf-admission");
+}
