@@ -101,6 +101,12 @@ struct ServeArgs {
     /// This replica's name (downward API), reported on the Events it writes.
     #[arg(long, env = "WAF_POD_NAME", default_value = "waf-admission")]
     pod_name: String,
+    /// The namespace this replica runs in (downward API), home of its Lease.
+    #[arg(long, env = "WAF_NAMESPACE", default_value = "waf-admission")]
+    namespace: String,
+    /// How often the background audit judges every existing workload.
+    #[arg(long, env = "WAF_AUDIT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    audit_interval: Duration,
     /// The longest in-flight requests may run on after shutdown begins.
     #[arg(long, env = "WAF_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
@@ -299,6 +305,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             rx,
             waf_admission::cluster::ClusterOptions {
                 pod_name: args.pod_name.clone(),
+                namespace: args.namespace.clone(),
+                lease_name: "waf-admission-controller".into(),
+                audit_interval: args.audit_interval,
             },
         ));
         tracing::info!("cluster mode: policies from WellArchitectedPolicy objects");

@@ -1,6 +1,6 @@
 //! The controller against kube's mocked API service (tower-test): it lists
-//! and watches what it needs, copes with KEDA being absent, turns ready,
-//! puts the cluster's policies in force, and writes each policy's status.
+//! and watches what it needs, copes with KEDA being absent, takes its Lease,
+//! turns ready, puts the cluster's policies in force, and writes status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,102 +29,148 @@ fn respond(send: mock::SendResponse<Response<Body>>, status: StatusCode, body: &
     send.send_response(response);
 }
 
-/// Answers the controller's requests until it writes a policy status;
-/// returns that PATCH's path and body. WATCH requests are held open.
-async fn serve_until_status_patch(
-    mut handle: Handle,
-    policies: Value,
-) -> (String, Value, Vec<String>) {
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+        "message": "the server could not find the requested resource"})
+}
+
+/// What the mock API server saw.
+struct Seen {
+    status_path: String,
+    status_body: Value,
+    lease_created: Value,
+    requests: Vec<String>,
+}
+
+/// Answers the controller until it writes a policy's Ready condition.
+/// WATCH requests are held open; KEDA and the Lease do not exist yet.
+async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> Seen {
     let mut held = Vec::new();
-    let mut seen = Vec::new();
+    let mut requests = Vec::new();
+    let mut lease_created = Value::Null;
     loop {
         let (request, send) = handle
             .next_request()
             .await
             .expect("the controller keeps asking");
+        let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or_default().to_owned();
-        seen.push(format!("{} {path}", request.method()));
+        requests.push(format!("{method} {path}"));
         if query.contains("watch=true") {
             held.push(send);
             continue;
         }
-        match (request.method().clone(), path.as_str()) {
-            (Method::GET, "/apis/waf-admission.dev/v1alpha1/wellarchitectedpolicies") => respond(
+        let lists = [
+            (
+                "/apis/waf-admission.dev/v1alpha1/wellarchitectedpolicies",
+                "WellArchitectedPolicy",
+                "waf-admission.dev/v1alpha1",
+                policies.clone(),
+            ),
+            (
+                "/apis/waf-admission.dev/v1alpha1/wellarchitectedexceptions",
+                "WellArchitectedException",
+                "waf-admission.dev/v1alpha1",
+                json!([]),
+            ),
+            ("/api/v1/namespaces", "Namespace", "v1", json!([])),
+            (
+                "/apis/autoscaling/v2/horizontalpodautoscalers",
+                "HorizontalPodAutoscaler",
+                "autoscaling/v2",
+                json!([]),
+            ),
+            (
+                "/apis/apps/v1/deployments",
+                "Deployment",
+                "apps/v1",
+                json!([]),
+            ),
+            (
+                "/apis/apps/v1/statefulsets",
+                "StatefulSet",
+                "apps/v1",
+                json!([]),
+            ),
+        ];
+        if method == Method::GET
+            && let Some((_, kind, api_version, items)) = lists.iter().find(|l| l.0 == path)
+        {
+            respond(
                 send,
                 StatusCode::OK,
-                &list(
-                    "WellArchitectedPolicy",
-                    "waf-admission.dev/v1alpha1",
-                    policies.clone(),
-                ),
-            ),
-            (Method::GET, "/apis/waf-admission.dev/v1alpha1/wellarchitectedexceptions") => respond(
-                send,
-                StatusCode::OK,
-                &list(
-                    "WellArchitectedException",
-                    "waf-admission.dev/v1alpha1",
-                    json!([]),
-                ),
-            ),
-            (Method::GET, "/api/v1/namespaces") => {
-                respond(send, StatusCode::OK, &list("Namespace", "v1", json!([])))
+                &list(kind, api_version, items.clone()),
+            );
+            continue;
+        }
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        match method {
+            Method::GET if path.starts_with("/apis/keda.sh") || path.contains("/leases/") => {
+                respond(send, StatusCode::NOT_FOUND, &not_found())
             }
-            (Method::GET, "/apis/autoscaling/v2/horizontalpodautoscalers") => respond(
-                send,
-                StatusCode::OK,
-                &list("HorizontalPodAutoscaler", "autoscaling/v2", json!([])),
-            ),
-            (Method::GET, p) if p.starts_with("/apis/keda.sh") => respond(
-                send,
-                StatusCode::NOT_FOUND,
-                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"}),
-            ),
-            (Method::PATCH, p) if p.ends_with("/status") => {
-                let body = request.into_body().collect().await.unwrap().to_bytes();
-                let body: Value = serde_json::from_slice(&body).unwrap();
+            Method::POST if path.ends_with("/leases") => {
+                lease_created = body.clone();
+                respond(send, StatusCode::CREATED, &body);
+            }
+            Method::POST if path.ends_with("/events") => respond(send, StatusCode::CREATED, &body),
+            Method::PATCH if path.ends_with("/status") => {
                 respond(send, StatusCode::OK, &policies[0]);
-                return (p.to_owned(), body, seen);
+                // The audit writes status.audit; the Ready condition is what we wait for.
+                if body["status"].get("conditions").is_some() {
+                    return Seen {
+                        status_path: path,
+                        status_body: body,
+                        lease_created,
+                        requests,
+                    };
+                }
             }
-            (method, p) => panic!("unexpected request {method} {p}"),
+            _ => panic!("unexpected request {method} {path}"),
         }
     }
 }
 
-#[tokio::test]
-async fn the_controller_syncs_turns_ready_applies_policies_and_writes_status() {
+fn options() -> ClusterOptions {
+    ClusterOptions {
+        pod_name: "test-0".into(),
+        namespace: "waf-admission".into(),
+        lease_name: "waf-admission-controller".into(),
+        audit_interval: Duration::from_secs(300),
+    }
+}
+
+async fn run_against(policies: Value) -> (Arc<State>, Seen) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let state = Arc::new(State::for_cluster(tx));
     assert!(!state.is_ready());
+    tokio::spawn(cluster::run(client, state.clone(), rx, options()));
+    let seen = tokio::time::timeout(
+        Duration::from_secs(10),
+        serve_until_ready_condition(handle, policies),
+    )
+    .await
+    .expect("the controller wrote a policy status within 10 s");
+    (state, seen)
+}
+
+#[tokio::test]
+async fn the_controller_syncs_takes_its_lease_applies_policies_and_writes_status() {
     let policies = json!([
         {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
          "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
          "spec": {"action": "Warn"}}
     ]);
-    tokio::spawn(cluster::run(
-        client,
-        state.clone(),
-        rx,
-        ClusterOptions {
-            pod_name: "test-0".into(),
-        },
-    ));
-    let (path, body, seen) = tokio::time::timeout(
-        Duration::from_secs(10),
-        serve_until_status_patch(handle, policies),
-    )
-    .await
-    .expect("the controller wrote a status within 10 s");
-
+    let (state, seen) = run_against(policies).await;
     assert_eq!(
-        path,
+        seen.status_path,
         "/apis/waf-admission.dev/v1alpha1/wellarchitectedpolicies/inference-baseline/status"
     );
-    assert_eq!(body["status"]["observedGeneration"], 1);
-    let ready = &body["status"]["conditions"][0];
+    assert_eq!(seen.status_body["status"]["observedGeneration"], 1);
+    let ready = &seen.status_body["status"]["conditions"][0];
     assert_eq!(
         (
             ready["type"].as_str(),
@@ -133,6 +179,13 @@ async fn the_controller_syncs_turns_ready_applies_policies_and_writes_status() {
         ),
         (Some("Ready"), Some("True"), Some("Valid"))
     );
+    // Status is written only by the Lease holder.
+    assert_eq!(
+        seen.lease_created["metadata"]["name"],
+        "waf-admission-controller"
+    );
+    assert_eq!(seen.lease_created["spec"]["holderIdentity"], "test-0");
+    assert_eq!(seen.lease_created["spec"]["leaseDurationSeconds"], 15);
     // The snapshot was stored before the status was written.
     assert!(state.is_ready());
     let snapshot = state.load();
@@ -144,40 +197,25 @@ async fn the_controller_syncs_turns_ready_applies_policies_and_writes_status() {
         "/api/v1/namespaces",
         "horizontalpodautoscalers",
         "keda.sh",
+        "POST /apis/coordination.k8s.io/v1/namespaces/waf-admission/leases",
     ] {
         assert!(
-            seen.iter().any(|s| s.contains(needed)),
-            "never asked for {needed}: {seen:?}"
+            seen.requests.iter().any(|s| s.contains(needed)),
+            "never asked for {needed}: {:?}",
+            seen.requests
         );
     }
 }
 
 #[tokio::test]
 async fn a_policy_that_cannot_be_used_is_marked_not_ready_with_the_reason() {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "default");
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let state = Arc::new(State::for_cluster(tx));
     let policies = json!([
         {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
          "metadata": {"name": "broken", "generation": 4, "resourceVersion": "1"},
          "spec": {"rules": {"imageProvenance": {"allowedRegistries": []}}}}
     ]);
-    tokio::spawn(cluster::run(
-        client,
-        state.clone(),
-        rx,
-        ClusterOptions {
-            pod_name: "test-0".into(),
-        },
-    ));
-    let (_, body, _) = tokio::time::timeout(
-        Duration::from_secs(10),
-        serve_until_status_patch(handle, policies),
-    )
-    .await
-    .expect("status written");
-    let ready = &body["status"]["conditions"][0];
+    let (state, seen) = run_against(policies).await;
+    let ready = &seen.status_body["status"]["conditions"][0];
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "Invalid");
     assert!(

@@ -32,6 +32,8 @@ const USED: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch"],
     ),
     ("keda.sh", "scaledobjects", &["get", "list", "watch"]),
+    ("apps", "deployments", &["get", "list", "watch"]),
+    ("apps", "statefulsets", &["get", "list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
 ];
@@ -76,4 +78,14 @@ fn the_cluster_role_grants_what_the_controller_uses_and_no_more() {
         .find(|d| d["kind"] == "ClusterRoleBinding")
         .unwrap();
     assert_eq!(binding["subjects"][0]["name"], "waf-admission");
+    // The Lease, in the controller's own namespace only.
+    let lease = docs
+        .iter()
+        .find(|d| d["kind"] == "Role")
+        .expect("a Role for the Lease");
+    assert_eq!(lease["metadata"]["namespace"], "waf-admission");
+    assert_eq!(
+        lease["rules"],
+        serde_json::json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}])
+    );
 }

@@ -4,19 +4,23 @@
 //! so the request path never calls the API server. Policy status says
 //! whether each policy is in force, and deny/warn decisions become Events.
 //!
-//! Not here yet: the background audit of existing workloads into
-//! `status.audit`, and a Lease so one replica writes status (status writes
-//! converge instead: each replica writes only what differs).
+//! One replica at a time (the holder of a Lease) writes policy status and
+//! runs the background audit; every replica serves admission.
 
+pub mod audit;
 pub mod events;
+pub mod lease;
 pub mod snapshot;
 pub mod status;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{DynamicObject, GroupVersionKind};
@@ -33,8 +37,13 @@ use crate::state::{DecisionEvent, State};
 const COALESCE: Duration = Duration::from_millis(100);
 
 pub struct ClusterOptions {
-    /// This replica's name, for Events' reporting instance.
+    /// This replica's name: the Lease holder identity and Events' instance.
     pub pod_name: String,
+    /// The namespace the controller runs in, where its Lease lives.
+    pub namespace: String,
+    pub lease_name: String,
+    /// How often the background audit judges every existing workload.
+    pub audit_interval: Duration,
 }
 
 /// Keeps a reflector store in sync and pokes `changed` on every event.
@@ -93,7 +102,19 @@ pub async fn run(
         "HorizontalPodAutoscaler",
     );
     let scaled_objects = watch_scaled_objects(&client, changed.clone()).await;
-    tokio::spawn(events::publish(client.clone(), events, opts.pod_name));
+    tokio::spawn(events::publish(
+        client.clone(),
+        events,
+        opts.pod_name.clone(),
+    ));
+    let leader = Arc::new(AtomicBool::new(false));
+    tokio::spawn(hold_lease(
+        Api::namespaced(client.clone(), &opts.namespace),
+        opts.lease_name.clone(),
+        opts.pod_name.clone(),
+        leader.clone(),
+        changed.clone(),
+    ));
 
     // Ready only once every store has its first full list.
     let synced = async {
@@ -109,6 +130,13 @@ pub async fn run(
     tracing::info!(keda = scaled_objects.is_some(), "caches synced");
 
     let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
+    tokio::spawn(run_audit(
+        client.clone(),
+        state.clone(),
+        policy_api.clone(),
+        leader.clone(),
+        opts.audit_interval,
+    ));
     let mut builder = Builder::default();
     loop {
         let inputs = Inputs {
@@ -128,6 +156,11 @@ pub async fn run(
         );
         state.store(snapshot);
         state.set_ready(true);
+        let reports = if leader.load(Ordering::Acquire) {
+            reports
+        } else {
+            Vec::new()
+        };
         for report in &reports {
             let Some(object) = inputs.policies.iter().find(|p| p.name_any() == report.name) else {
                 continue;
@@ -175,4 +208,65 @@ async fn watch_scaled_objects(
         }
     });
     Some(store)
+}
+
+/// Renews or takes the Lease every few seconds; a replica that gains it
+/// rebuilds at once so the statuses it now owns get written.
+async fn hold_lease(
+    api: Api<Lease>,
+    name: String,
+    me: String,
+    leader: Arc<AtomicBool>,
+    changed: Arc<Notify>,
+) {
+    let every = Duration::from_secs(lease::LEASE_SECONDS as u64 / 3);
+    loop {
+        let held = lease::try_hold(&api, &name, &me).await;
+        if held && !leader.swap(true, Ordering::AcqRel) {
+            changed.notify_one();
+        } else if !held {
+            leader.store(false, Ordering::Release);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Judges every Deployment and StatefulSet on the leader, every `interval`,
+/// and writes the counts into each policy's `status.audit`.
+async fn run_audit(
+    client: Client,
+    state: Arc<State>,
+    policy_api: Api<WellArchitectedPolicy>,
+    leader: Arc<AtomicBool>,
+    interval: Duration,
+) {
+    let nothing = Arc::new(Notify::new());
+    let (deployments, w) = reflector::store::<Deployment>();
+    watch(Api::all(client.clone()), w, nothing.clone(), "Deployment");
+    let (statefulsets, w) = reflector::store::<StatefulSet>();
+    watch(Api::all(client), w, nothing, "StatefulSet");
+    deployments.wait_until_ready().await.ok();
+    statefulsets.wait_until_ready().await.ok();
+    loop {
+        if leader.load(Ordering::Acquire) && state.is_ready() {
+            let (ds, ss) = (deployments.state(), statefulsets.state());
+            let objects = ds
+                .iter()
+                .map(|d| serde_json::to_value(d.as_ref()))
+                .chain(ss.iter().map(|s| serde_json::to_value(s.as_ref())))
+                .filter_map(Result::ok);
+            let summary = audit::summarize(&state.load(), objects, jiff::Timestamp::now());
+            for (policy, counts) in summary {
+                let body = serde_json::json!({"status": {"audit": counts}});
+                if let Err(e) = policy_api
+                    .patch_status(&policy, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                {
+                    tracing::warn!(%policy, error = %e, "could not write the audit counts");
+                }
+            }
+            tracing::info!("background audit done");
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
