@@ -35,6 +35,9 @@ enum Command {
         /// Write one file per CRD into this folder instead (manifests/crds).
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+        /// Print the field reference in Markdown instead (docs/crds.md).
+        #[arg(long, conflicts_with = "out_dir")]
+        docs: bool,
     },
     /// Print the built-in baseline policy (used when no --policy is given).
     Baseline,
@@ -142,7 +145,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => run_check(args),
         Command::Serve(args) => run_serve(args),
-        Command::Crd { out_dir } => print_crds(out_dir),
+        Command::Crd { docs: true, .. } => {
+            print!("{}", waf_admission::policy::crd::reference_markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { out_dir, .. } => print_crds(out_dir),
         Command::Baseline => {
             print!("{}", baseline::BASELINE_YAML);
             ExitCode::SUCCESS

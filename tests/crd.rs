@@ -28,6 +28,15 @@ fn checked_in_crds_match_the_generated_ones() {
 }
 
 #[test]
+fn the_crd_reference_in_docs_is_current() {
+    let on_disk = std::fs::read_to_string(root().join("docs/crds.md")).unwrap();
+    assert!(
+        on_disk == crd::reference_markdown(),
+        "docs/crds.md is stale: run `cargo run -- crd --docs > docs/crds.md`"
+    );
+}
+
+#[test]
 fn the_embedded_baseline_is_the_shipped_sample() {
     let shipped = std::fs::read_to_string(root().join("manifests/policies/baseline.yaml")).unwrap();
     assert_eq!(shipped, waf_admission::policy::baseline::BASELINE_YAML);

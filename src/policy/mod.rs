@@ -513,6 +513,7 @@ pub struct AuditSummary {
     /// Violations per rule id.
     #[serde(default)]
     pub by_rule: BTreeMap<String, i64>,
+    /// When the audit last ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<Time>,
 }
@@ -551,6 +552,8 @@ pub struct WellArchitectedExceptionSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadRef {
+    /// Deployment, StatefulSet, Pod, ReplicaSet, Job or CronJob.
     pub kind: WorkloadKind,
+    /// The workload's metadata.name.
     pub name: String,
 }
