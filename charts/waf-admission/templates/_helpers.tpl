@@ -1,0 +1,66 @@
+{{- define "waf-admission.name" -}}waf-admission{{- end -}}
+
+{{- define "waf-admission.fullname" -}}
+{{- if contains "waf-admission" .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-waf-admission" .Release.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{- define "waf-admission.selectorLabels" -}}
+app.kubernetes.io/name: waf-admission
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "waf-admission.labels" -}}
+{{ include "waf-admission.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "waf-admission.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}{{ printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}{{- else -}}{{ printf "%s:%s" .Values.image.repository $tag }}{{- end -}}
+{{- end -}}
+
+{{- define "waf-admission.tlsSecret" -}}{{ include "waf-admission.fullname" . }}-tls{{- end -}}
+
+{{- define "waf-admission.webhookCommon" -}}
+admissionReviewVersions: [v1]
+sideEffects: NoneOnDryRun
+timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
+failurePolicy: {{ .failurePolicy }}
+matchPolicy: Equivalent
+clientConfig:
+  service:
+    name: {{ include "waf-admission.fullname" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    path: {{ .path }}
+    port: 443
+  {{- if .caBundle }}
+  caBundle: {{ .caBundle }}
+  {{- end }}
+namespaceSelector:
+  matchExpressions:
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values: [kube-system, {{ .root.Release.Namespace }}]
+{{- end -}}
+
+{{- define "waf-admission.workloadRules" -}}
+- apiGroups: [apps]
+  apiVersions: [v1]
+  operations: [CREATE, UPDATE]
+  resources: {{ if .Values.webhook.extraKinds }}[deployments, statefulsets, replicasets]{{ else }}[deployments, statefulsets]{{ end }}
+  scope: Namespaced
+- apiGroups: [""]
+  apiVersions: [v1]
+  operations: [CREATE, UPDATE]
+  resources: [pods]
+  scope: Namespaced
+{{- if .Values.webhook.extraKinds }}
+- apiGroups: [batch]
+  apiVersions: [v1]
+  operations: [CREATE, UPDATE]
+  resources: [jobs, cronjobs]
+  scope: Namespaced
+{{- end }}
+{{- end -}}

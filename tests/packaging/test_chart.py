@@ -1,0 +1,192 @@
+"""The Helm chart, rendered and linted with Helm's own SDK (helm-python-sdk),
+every object validated against the Kubernetes schemas, and our own
+Deployment judged by our own rules."""
+
+import base64
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+
+import helm_python as helm
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "waf-admission"
+BINARY = ROOT / "target" / "debug" / "waf-admission"
+DIGEST = "sha256:" + "a1" * 32
+
+# Kinds that are not Kubernetes built-ins: kubernetes-validate has no schema
+# for them, so each is checked another way (named here, never skipped silently).
+OWN_OR_THIRD_PARTY = {
+    "WellArchitectedPolicy": "held to our CRD's schema by tests/crd.rs and judged by `check`",
+    "Issuer": "cert-manager",
+    "Certificate": "cert-manager",
+    "ServiceMonitor": "prometheus-operator",
+}
+
+COMBINATIONS = {
+    "defaults": {},
+    "cert-manager": {"tls": {"certManager": {"enabled": True}}},
+    "failure-policy-ignore": {"webhook": {"failurePolicy": "Ignore"}},
+    "fixed-replicas": {"replicaCount": 3, "autoscaling": {"enabled": False}},
+    "all-options": {
+        "webhook": {"extraKinds": True, "timeoutSeconds": 10},
+        "serviceMonitor": {"enabled": True},
+        "priorityClassName": "system-cluster-critical",
+        "policy": {"action": "Deny"},
+        "image": {"digest": DIGEST},
+    },
+}
+
+
+def render(values=None, namespace="waf-admission"):
+    chart = helm.Chart.load(str(CHART))
+    files = chart.render(values or {}, name="waf-admission", namespace=namespace, is_install=True)
+    docs = []
+    for name, text in sorted(files.items()):
+        if name.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def require(tool):
+    if shutil.which(tool) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is required in CI")
+        pytest.skip(f"{tool} not installed")
+
+
+def test_the_chart_lints_clean():
+    report = helm.lint(str(CHART), strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("combination", COMBINATIONS)
+def test_every_combination_renders_objects_kubernetes_accepts(combination, tmp_path):
+    require("kubernetes-validate")
+    docs = render(COMBINATIONS[combination])
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
+            "ClusterRole", "PodDisruptionBudget"} <= kinds
+    builtin = [d for d in docs if d["kind"] not in OWN_OR_THIRD_PARTY]
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all(builtin))
+    result = subprocess.run(["kubernetes-validate", "--strict", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == len(builtin)
+
+
+def test_a_typo_in_values_fails_the_render():
+    with pytest.raises(helm.HelmError):
+        render({"replicaCont": 3})
+    with pytest.raises(helm.HelmError):
+        render({"webhook": {"failurePolicy": "Sometimes"}})
+    with pytest.raises(helm.HelmError):
+        render({"webhook": {"timeoutSeconds": 30}})
+
+
+def test_webhook_configurations_are_safe_for_aks():
+    docs = render()
+    hooks = [d for d in docs if d["kind"].endswith("WebhookConfiguration")]
+    assert len(hooks) == 2
+    for h in hooks:
+        assert h["metadata"]["annotations"]["admissions.enforcer/disabled"] == "true"
+        for w in h["webhooks"]:
+            assert w["admissionReviewVersions"] == ["v1"]
+            assert w["sideEffects"] in ("None", "NoneOnDryRun")
+            assert w["timeoutSeconds"] <= 10
+            assert w["matchPolicy"] == "Equivalent"
+            excluded = w["namespaceSelector"]["matchExpressions"][0]
+            assert excluded["operator"] == "NotIn"
+            assert set(excluded["values"]) == {"kube-system", "waf-admission"}
+    validating = next(h for h in hooks if h["kind"] == "ValidatingWebhookConfiguration")
+    by_name = {w["name"]: w for w in validating["webhooks"]}
+    assert by_name["validate.waf-admission.dev"]["failurePolicy"] == "Fail"
+    assert by_name["validate.waf-admission.dev"]["matchConditions"][0]["name"] == "not-owned-by-a-controller"
+    assert by_name["policies.waf-admission.dev"]["rules"][0]["resources"] == ["wellarchitectedpolicies", "wellarchitectedexceptions"]
+    mutating = next(h for h in hooks if h["kind"] == "MutatingWebhookConfiguration")
+    assert mutating["webhooks"][0]["failurePolicy"] == "Ignore"
+
+
+def test_the_ca_bundle_is_the_ca_of_the_serving_secret():
+    docs = render()
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    ca = secret["data"]["ca.crt"]
+    assert base64.b64decode(ca).startswith(b"-----BEGIN CERTIFICATE-----")
+    for h in (d for d in docs if d["kind"].endswith("WebhookConfiguration")):
+        for w in h["webhooks"]:
+            assert w["clientConfig"]["caBundle"] == ca
+
+
+def test_with_cert_manager_the_ca_is_injected_and_no_secret_is_rendered():
+    docs = render({"tls": {"certManager": {"enabled": True}}})
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    cert = next(d for d in docs if d["kind"] == "Certificate")
+    for h in (d for d in docs if d["kind"].endswith("WebhookConfiguration")):
+        assert h["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "waf-admission/" + cert["metadata"]["name"]
+        assert all("caBundle" not in w["clientConfig"] for w in h["webhooks"])
+
+
+def test_the_pod_is_locked_down():
+    deploy = next(d for d in render() if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    c = pod["containers"][0]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_crds_and_rbac_in_the_chart_match_the_generated_manifests():
+    for f in (ROOT / "manifests" / "crds").glob("*.yaml"):
+        assert (CHART / "crds" / f.name).read_text() == f.read_text(), f"charts/waf-admission/crds/{f.name} is stale"
+    assert (CHART / "files" / "baseline.yaml").read_text() == (ROOT / "manifests" / "policies" / "baseline.yaml").read_text()
+    shipped = [d for d in yaml.safe_load_all((ROOT / "manifests" / "rbac.yaml").read_text()) if d]
+    rendered = render()
+    for kind in ("ClusterRole", "Role"):
+        want = next(d for d in shipped if d["kind"] == kind)["rules"]
+        got = next(d for d in rendered if d["kind"] == kind)["rules"]
+        assert got == want, kind
+
+
+def test_our_own_deployment_passes_our_own_rules():
+    """The controller is judged with workloads: All, every rule on (Deny),
+    its registry allowed, its image pinned by digest."""
+    if not BINARY.exists():
+        pytest.fail(f"{BINARY} missing: run cargo build (cargo nextest run builds it)")
+    docs = render({"image": {"digest": DIGEST}})
+    policy = {
+        "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+        "metadata": {"name": "self"},
+        "spec": {"match": {"workloads": "All"}, "action": "Deny",
+                 "rules": {"imageProvenance": {"allowedRegistries": ["ghcr.io"], "requireDigest": True}}},
+    }
+    with tempfile.TemporaryDirectory() as d:
+        manifests = pathlib.Path(d) / "chart.yaml"
+        manifests.write_text(yaml.safe_dump_all([x for x in docs if x["kind"] != "WellArchitectedPolicy"]))
+        policy_file = pathlib.Path(d) / "self.yaml"
+        policy_file.write_text(yaml.safe_dump(policy))
+        result = subprocess.run([str(BINARY), "check", "--policy", str(policy_file), "-o", "json", str(manifests)],
+                                capture_output=True, text=True)
+    import json
+    report = json.loads(result.stdout)
+    deploy = next(r for r in report["results"] if r["kind"] == "Deployment")
+    assert deploy["governedBy"] == ["self"]
+    assert deploy["violations"] == [], deploy["violations"]
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_install_bundle_is_current():
+    import bundle
+
+    on_disk = (ROOT / "manifests" / "install.yaml").read_text()
+    assert on_disk == bundle.bundle(), "manifests/install.yaml is stale: python3 tests/packaging/bundle.py > manifests/install.yaml"
+    docs = [d for d in yaml.safe_load_all(on_disk) if d]
+    assert docs[0]["kind"] == "Namespace"
+    assert [d["kind"] for d in docs[1:3]] == ["CustomResourceDefinition", "CustomResourceDefinition"]
