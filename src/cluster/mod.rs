@@ -54,7 +54,7 @@ fn watch<K>(
     what: &'static str,
 ) where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
@@ -195,18 +195,7 @@ async fn watch_scaled_objects(
     let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
     let store = writer.as_reader();
     let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
-    tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "ScaledObject watch failed; retrying");
-            }
-            changed.notify_one();
-        }
-    });
+    watch(api, writer, changed, "ScaledObject");
     Some(store)
 }
 

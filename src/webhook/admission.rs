@@ -174,13 +174,23 @@ fn answer(
     }
 }
 
-fn invalid(mut response: AdmissionResponse, message: String) -> (AdmissionResponse, Summary) {
-    response = response.deny(message);
-    response.result.code = 400;
-    response.result.reason = "BadRequest".into();
+/// A refusal with the HTTP-style code and reason the apiserver shows.
+fn refuse(
+    response: AdmissionResponse,
+    code: u16,
+    reason: &str,
+    message: String,
+) -> AdmissionResponse {
+    let mut response = response.deny(message);
+    response.result.code = code;
+    response.result.reason = reason.into();
     response.result.status = Some(StatusSummary::Failure);
+    response
+}
+
+fn invalid(response: AdmissionResponse, message: String) -> (AdmissionResponse, Summary) {
     (
-        response,
+        refuse(response, 400, "BadRequest", message),
         Summary {
             verdict: "invalid",
             rules: "-".into(),
@@ -219,10 +229,7 @@ fn validate(
     response.audit_annotations = audit_annotations(d);
     let denied = d.denied();
     if denied {
-        response = response.deny(denial_message(w, d));
-        response.result.code = 403;
-        response.result.reason = "Forbidden".into();
-        response.result.status = Some(StatusSummary::Failure);
+        response = refuse(response, 403, "Forbidden", denial_message(w, d));
     }
     let strictest = d.violations.iter().map(|v| v.action).max();
     if !req.dry_run && matches!(strictest, Some(Action::Deny | Action::Warn)) {
@@ -409,7 +416,7 @@ fn wrap(text: &str) -> String {
 /// The webhook for the CRDs themselves: a policy or exception that the
 /// engine would refuse is refused at `kubectl apply`, with the same words.
 fn validate_policy_object(
-    mut response: AdmissionResponse,
+    response: AdmissionResponse,
     kind: &str,
     object: Value,
 ) -> (AdmissionResponse, Summary) {
@@ -436,19 +443,13 @@ fn validate_policy_object(
                 rules: "-".into(),
             },
         ),
-        Err(e) => {
-            response = response.deny(format!("{e}"));
-            response.result.code = 422;
-            response.result.reason = "Invalid".into();
-            response.result.status = Some(StatusSummary::Failure);
-            (
-                response,
-                Summary {
-                    verdict: "denied",
-                    rules: "policy".into(),
-                },
-            )
-        }
+        Err(e) => (
+            refuse(response, 422, "Invalid", e.to_string()),
+            Summary {
+                verdict: "denied",
+                rules: "policy".into(),
+            },
+        ),
     }
 }
 
