@@ -123,6 +123,15 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
                 }
                 *others.entry(kind).or_default() += 1;
             }
+            ("autoscaling/v2beta1" | "autoscaling/v2beta2", "HorizontalPodAutoscaler") => {
+                report.errors.push(Error::input(
+                    &doc.source,
+                    format!(
+                        "HorizontalPodAutoscaler: apiVersion {api_version} is no longer served by \
+                         Kubernetes (removed in 1.26); use autoscaling/v2"
+                    ),
+                ));
+            }
             ("autoscaling/v2" | "autoscaling/v1", "HorizontalPodAutoscaler")
             | ("keda.sh/v1alpha1", "ScaledObject") => {
                 match ScalerRef::from_value(doc.value, "default", &doc.source) {
