@@ -1,348 +1,314 @@
-//! Container image references, parsed as the container runtime resolves
-//! them (the distribution `reference` grammar with Docker's normalisation),
-//! and registry allow-list patterns. This decides whether an image comes
-//! from a trusted registry, so lookalike hosts must never pass:
-//! `contoso.azurecr.io.evil.example` is not under `azurecr.io`.
+//! Container image references, parsed as the container runtime resolves them
+//! (the distribution `reference` grammar plus Docker's normalisation), and
+//! registry allow-list patterns.
+//!
+//! This decides whether an image comes from a trusted registry, so the parser
+//! refuses anything it cannot attribute to exactly one registry host, and the
+//! matcher compares whole host names: `contoso.azurecr.io.evil.example` is not
+//! under `azurecr.io`, and `evilazurecr.io` is not either.
+//!
+//! Where this differs from `distribution/reference` it is stricter, so that
+//! nothing we accept is attributed to a different registry by the runtime:
+//! an upper-case first component (`Foo/bar`) is refused rather than read as
+//! a host; `[...]` must hold a real IPv6 address; and the 255-character limit
+//! covers `registry/repository`, not only the repository. Digests with
+//! unregistered algorithms follow the looser OCI grammar; the runtime will
+//! refuse to pull those, which cannot widen what is allowed.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 
-/// A parsed image reference, normalised as the runtime resolves it.
+/// Where a reference that names no registry is pulled from.
+const DOCKER_HUB: &str = "docker.io";
+/// The legacy Docker Hub host, which the runtime treats as [`DOCKER_HUB`].
+const LEGACY_DOCKER_HUB: &str = "index.docker.io";
+/// Docker Hub's namespace for single-component ("official") repositories.
+const OFFICIAL_PREFIX: &str = "library/";
+/// The distribution limit on `registry/repository`, counted after
+/// normalisation (as `reference.ParseNormalizedNamed` does).
+const NAME_TOTAL_LENGTH_MAX: usize = 255;
+/// Tags are `[\w][\w.-]{0,127}`.
+const TAG_LENGTH_MAX: usize = 128;
+/// Shortest encoded part of a digest with an unregistered algorithm.
+const DIGEST_ENCODED_MIN: usize = 32;
+
+/// A parsed image reference, normalised as the container runtime resolves it,
+/// so that policy sees the registry the kubelet will actually pull from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
-    /// Registry host, with port if any, lower-case; `docker.io` when the
+    /// Registry host, with port if any, lower-case. `docker.io` when the
     /// reference names none.
     pub registry: String,
-    /// Repository path; Docker Hub's single names get `library/`.
+    /// Repository path; `library/` prefixed for single-component Docker Hub
+    /// names (`nginx` -> `library/nginx`).
     pub repository: String,
-    /// None when no tag was written (not defaulted to `latest`).
+    /// The tag as written; `None` when no tag was written (not defaulted to
+    /// `latest`, so callers can tell "untagged" from "`:latest`").
     pub tag: Option<String>,
-    /// `algorithm:hex`, e.g. `sha256:…`.
+    /// The digest as written, e.g. `sha256:<64 hex>`.
     pub digest: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid image reference {input:?}: {reason}")]
-pub struct ImageError {
-    pub input: String,
-    pub reason: String,
+/// Why an image reference or a registry pattern was refused. Messages quote
+/// the input (Debug-escaped, so control characters cannot forge log lines).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    /// The reference does not follow the grammar the runtime accepts, so we
+    /// cannot say which registry it would be pulled from.
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference {
+        /// The reference as written.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An allow-list entry that is not `*`, `*.domain` or a registry host;
+    /// refusing it beats guessing what the author meant.
+    #[error("invalid registry pattern {input:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern as written.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
-fn err(input: &str, reason: impl Into<String>) -> ImageError {
-    ImageError {
-        input: input.to_owned(),
-        reason: reason.into(),
+impl ImageError {
+    fn reference(input: &str, reason: impl Into<String>) -> ImageError {
+        ImageError::InvalidReference {
+            input: input.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn pattern(input: &str, reason: impl Into<String>) -> ImageError {
+        ImageError::InvalidPattern {
+            input: input.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 
-const DOCKER_HUB: &str = "docker.io";
-const NAME_MAX: usize = 255;
-
 impl ImageRef {
+    /// Parses `[registry/]repository[:tag][@digest]` the way the runtime
+    /// does (`reference.ParseNormalizedNamed`), refusing anything it would
+    /// refuse, so that the registry we judge is the registry that is pulled.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError::InvalidReference`] when the reference breaks the grammar.
     pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
+        let fail = |reason: String| ImageError::reference(reference, reason);
+
         if reference.is_empty() {
-            return Err(err(reference, "empty"));
+            return Err(fail("reference is empty".into()));
         }
         if reference
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(err(reference, "contains white space"));
-        }
-        let (rest, digest) = match reference.split_once('@') {
-            Some((rest, digest)) => {
-                if digest.contains('@') {
-                    return Err(err(reference, "more than one @"));
-                }
-                check_digest(digest).map_err(|r| err(reference, r))?;
-                (rest, Some(digest.to_owned()))
-            }
-            None => (reference, None),
-        };
-        // A tag follows the last `:` that comes after the last `/`.
-        let (name, tag) = match rest.rfind(':') {
-            Some(i) if !rest[i + 1..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
-            _ => (rest, None),
-        };
-        if let Some(t) = tag {
-            check_tag(t).map_err(|r| err(reference, r))?;
-        }
-        if name.is_empty() {
-            return Err(err(reference, "no repository name"));
-        }
-        if name.len() > NAME_MAX {
-            return Err(err(
-                reference,
-                format!("name longer than {NAME_MAX} characters"),
+            return Err(fail(
+                "reference contains whitespace or control characters".into(),
             ));
         }
-        let (registry, path) = split_registry(name);
-        let registry = match registry {
-            Some(host) => {
-                check_host(host).map_err(|r| err(reference, r))?;
-                let host = host.to_ascii_lowercase();
-                if host == "index.docker.io" {
-                    DOCKER_HUB.to_owned()
-                } else {
-                    host
-                }
+        if is_image_id(reference) {
+            return Err(fail(
+                "a bare 64-character hex string is an image ID, not a repository name".into(),
+            ));
+        }
+
+        let (name_and_tag, digest) = match reference.split_once('@') {
+            None => (reference, None),
+            Some((_, digest)) if digest.contains('@') => {
+                return Err(fail("reference contains more than one '@'".into()));
             }
-            None => DOCKER_HUB.to_owned(),
+            Some((_, "")) => {
+                return Err(fail(
+                    "nothing after '@'; expected a digest such as sha256:<64 hex digits>".into(),
+                ));
+            }
+            Some((name_and_tag, digest)) => {
+                check_digest(digest).map_err(fail)?;
+                (name_and_tag, Some(digest))
+            }
         };
-        check_path(path).map_err(|r| err(reference, r))?;
-        let repository = if registry == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
+
+        // The tag follows the last ':' that comes after the last '/'; any
+        // earlier ':' belongs to the registry's port.
+        let (name, tag) = match name_and_tag.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+            _ => (name_and_tag, None),
+        };
+        if let Some(tag) = tag {
+            check_tag(tag).map_err(fail)?;
+        }
+
+        if name.is_empty() {
+            return Err(fail("no repository name".into()));
+        }
+        if name.starts_with('/') {
+            return Err(fail("name must not start with '/'".into()));
+        }
+        if name.ends_with('/') {
+            return Err(fail("name must not end with '/'".into()));
+        }
+        if name.contains("//") {
+            return Err(fail("name contains an empty path component ('//')".into()));
+        }
+
+        let (registry, remainder) = match split_registry(name) {
+            (Some(host), remainder) => (normalise_host(host).map_err(&fail)?, remainder),
+            (None, remainder) => (DOCKER_HUB.to_owned(), remainder),
+        };
+        check_repository(remainder).map_err(fail)?;
+        let repository = if registry == DOCKER_HUB && !remainder.contains('/') {
+            format!("{OFFICIAL_PREFIX}{remainder}")
         } else {
-            path.to_owned()
+            remainder.to_owned()
         };
+
+        let total = registry.len() + 1 + repository.len();
+        if total > NAME_TOTAL_LENGTH_MAX {
+            return Err(fail(format!(
+                "name {registry}/{repository} is {total} characters, longer than \
+                 {NAME_TOTAL_LENGTH_MAX}"
+            )));
+        }
+
         Ok(ImageRef {
             registry,
             repository,
             tag: tag.map(str::to_owned),
-            digest,
+            digest: digest.map(str::to_owned),
         })
     }
 
-    /// `:latest`, or no tag and no digest (which the runtime reads as `:latest`).
+    /// True for `:latest` or no tag (which the runtime pulls as `:latest`)
+    /// when no digest pins it: then what runs can change under you. A digest
+    /// pins the image whatever the tag says.
+    #[must_use]
     pub fn is_latest_or_untagged(&self) -> bool {
-        self.tag.as_deref() == Some("latest") || (self.tag.is_none() && self.digest.is_none())
+        self.digest.is_none() && matches!(self.tag.as_deref(), None | Some("latest"))
     }
 }
 
 impl FromStr for ImageRef {
     type Err = ImageError;
+
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ImageRef::parse(s)
     }
 }
 
+/// The fully qualified form `registry/repository[:tag][@digest]`, which
+/// parses back to the same [`ImageRef`] and leaves nothing implicit.
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
         }
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
         }
         Ok(())
     }
 }
 
-/// Docker's rule: the first component is a registry only if it contains
-/// `.` or `:`, is `localhost`, or has upper-case letters (which a
-/// repository cannot have).
-fn split_registry(name: &str) -> (Option<&str>, &str) {
-    match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.chars().any(|c| c.is_ascii_uppercase()) =>
-        {
-            (Some(first), rest)
-        }
-        _ => (None, name),
-    }
-}
-
-/// `host[:port]`: DNS labels, an IPv4 address, or `[IPv6]`.
-fn check_host(host: &str) -> Result<(), String> {
-    let (hostname, port) = if let Some(inner) = host.strip_prefix('[') {
-        let (addr, after) = inner
-            .split_once(']')
-            .ok_or_else(|| format!("registry {host:?}: unclosed ["))?;
-        addr.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("registry {host:?}: not an IPv6 address"))?;
-        match after {
-            "" => return Ok(()),
-            p => match p.strip_prefix(':') {
-                Some(port) => ("", Some(port)),
-                None => return Err(format!("registry {host:?}: junk after ]")),
-            },
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host, None),
-        }
-    };
-    if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(format!("registry {host:?}: port must be a number"));
-    }
-    if host.starts_with('[') {
-        return Ok(());
-    }
-    if hostname.is_empty() {
-        return Err(format!("registry {host:?}: no host name"));
-    }
-    for label in hostname.split('.') {
-        let ok = !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "registry {host:?}: {label:?} is not a host name label"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Repository path components: lower-case alphanumerics joined by `.`,
-/// `_`, `__` or runs of `-`.
-fn check_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("no repository name".into());
-    }
-    for component in path.split('/') {
-        if component.is_empty() {
-            return Err("empty path component (leading, trailing or double /)".into());
-        }
-        if component.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err("repository must be lower-case".into());
-        }
-        let bytes = component.as_bytes();
-        if !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
-            return Err(format!(
-                "path component {component:?} must start and end with a letter or digit"
-            ));
-        }
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if b.is_ascii_lowercase() || b.is_ascii_digit() {
-                i += 1;
-                continue;
-            }
-            // A separator: `.`, `_`, `__`, or a run of `-`.
-            let sep_len = match b {
-                b'.' => 1,
-                b'_' if bytes.get(i + 1) == Some(&b'_') => 2,
-                b'_' => 1,
-                b'-' => bytes[i..].iter().take_while(|c| **c == b'-').count(),
-                _ => return Err(format!("path component {component:?} has {:?}", b as char)),
-            };
-            i += sep_len;
-            if !bytes.get(i).is_some_and(|c| c.is_ascii_alphanumeric()) {
-                return Err(format!(
-                    "path component {component:?}: separators must sit between letters or digits"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `[\w][\w.-]{0,127}`
-fn check_tag(tag: &str) -> Result<(), String> {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let mut chars = tag.chars();
-    match chars.next() {
-        None => Err("empty tag after :".into()),
-        Some(first) if !word(first) => {
-            Err(format!("tag {tag:?} must start with a letter, digit or _"))
-        }
-        Some(_) if tag.len() > 128 => Err(format!("tag {tag:?} is longer than 128 characters")),
-        Some(_) if !chars.all(|c| word(c) || c == '.' || c == '-') => {
-            Err(format!("tag {tag:?} may hold only letters, digits, _ . -"))
-        }
-        Some(_) => Ok(()),
-    }
-}
-
-/// `algorithm:hex`; sha256 needs 64 hex digits and sha512 128.
-fn check_digest(digest: &str) -> Result<(), String> {
-    let (algorithm, hex) = digest
-        .split_once(':')
-        .ok_or_else(|| format!("digest {digest:?} is not algorithm:hex"))?;
-    let algorithm_ok = !algorithm.is_empty()
-        && algorithm.split(['+', '.', '_', '-']).all(|c| {
-            c.chars().next().is_some_and(|f| f.is_ascii_alphabetic())
-                && c.chars().all(|x| x.is_ascii_alphanumeric())
-        });
-    if !algorithm_ok {
-        return Err(format!("digest algorithm {algorithm:?} is not valid"));
-    }
-    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("digest {digest:?} is not hexadecimal"));
-    }
-    let want = match algorithm {
-        "sha256" => Some(64),
-        "sha512" => Some(128),
-        _ => None,
-    };
-    match want {
-        Some(n) if hex.len() != n => Err(format!(
-            "{algorithm} digest needs {n} hex digits, has {}",
-            hex.len()
-        )),
-        None if hex.len() < 32 => Err(format!("digest {digest:?} is too short")),
-        _ if algorithm == "sha256" && hex.bytes().any(|b| b.is_ascii_uppercase()) => {
-            Err(format!("sha256 digest {digest:?} must be lower-case"))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// An entry of `allowedRegistries`.
+/// An allow-list entry naming the registries images may come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryPattern {
-    /// `*`: any registry (to enforce tags and digests only).
+    /// `*`: every registry (for policies that only enforce pinning).
     Any,
-    /// An exact host, with its port if written: `myreg.example:5000`.
+    /// One registry host, lower-case, with its port if one was written: a
+    /// port is part of a registry's identity, so `myreg.example:5000` and
+    /// `myreg.example` are different registries.
     Exact(String),
-    /// `*.azurecr.io`: any host under the domain (never the domain itself).
+    /// `*.azurecr.io`, stored as the suffix without `*.` (`azurecr.io`):
+    /// any host strictly under that domain, never the domain itself.
     Subdomain(String),
 }
 
 impl RegistryPattern {
+    /// Parses `*`, `*.domain[:port]` or `host[:port]`. Anything looser (a
+    /// scheme, a path, a wildcard elsewhere) is refused rather than guessed
+    /// at, since a misread allow-list entry could let in a registry.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError::InvalidPattern`] when the pattern is none of those.
     pub fn parse(pattern: &str) -> Result<RegistryPattern, ImageError> {
-        let bad = |reason: &str| err(pattern, format!("not a registry pattern: {reason}"));
+        let fail = |reason: String| ImageError::pattern(pattern, reason);
+
+        if pattern.is_empty() {
+            return Err(fail(
+                "pattern is empty; use \"*\" to allow any registry".into(),
+            ));
+        }
+        if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail(
+                "pattern contains whitespace or control characters".into(),
+            ));
+        }
+        if pattern.contains("://") {
+            return Err(fail(
+                "write the registry host alone, without a scheme such as https://".into(),
+            ));
+        }
+        if pattern.contains('/') {
+            return Err(fail(
+                "write the registry host alone, without a path ('/')".into(),
+            ));
+        }
         if pattern == "*" {
             return Ok(RegistryPattern::Any);
         }
-        if pattern.contains("://") {
-            return Err(bad("write the host alone, without a scheme"));
-        }
-        if pattern.contains('/') || pattern.chars().any(char::is_whitespace) {
-            return Err(bad("write the host alone, without a path or spaces"));
-        }
-        let (wild, host) = match pattern.strip_prefix("*.") {
-            Some(rest) => (true, rest),
+
+        let (wildcard, host) = match pattern.strip_prefix("*.") {
+            Some(suffix) => (true, suffix),
             None => (false, pattern),
         };
         if host.contains('*') {
-            return Err(bad("`*` only as the whole pattern or as a leading `*.`"));
+            return Err(fail(
+                "'*' is allowed only as the whole pattern or as a leading '*.', \
+                 e.g. *.azurecr.io"
+                    .into(),
+            ));
         }
-        if host.is_empty() {
-            return Err(bad("no domain after *."));
+        if wildcard {
+            if host.is_empty() {
+                return Err(fail(
+                    "'*.' needs a domain after it, e.g. *.azurecr.io".into(),
+                ));
+            }
+            if host.starts_with('[') {
+                return Err(fail(
+                    "'*.' needs a domain name after it, not an IP address".into(),
+                ));
+            }
+            check_host(host).map_err(fail)?;
+            // No Docker Hub aliasing here: `*.index.docker.io` names hosts
+            // under that domain, not Docker Hub itself.
+            Ok(RegistryPattern::Subdomain(host.to_ascii_lowercase()))
+        } else {
+            Ok(RegistryPattern::Exact(normalise_host(host).map_err(fail)?))
         }
-        check_host(host).map_err(|r| bad(&r))?;
-        let host = host.to_ascii_lowercase();
-        let host = if host == "index.docker.io" {
-            DOCKER_HUB.to_owned()
-        } else {
-            host
-        };
-        Ok(if wild {
-            RegistryPattern::Subdomain(host)
-        } else {
-            RegistryPattern::Exact(host)
-        })
     }
 
-    /// Exact host-and-port semantics: a port is part of a registry's identity.
-    pub fn matches(&self, registry: &str) -> bool {
-        let registry = registry.to_ascii_lowercase();
+    /// Whether images from `registry_host` (an [`ImageRef::registry`]) are
+    /// allowed. Comparison is case-insensitive and on whole host names with
+    /// their ports. Strings that are not valid registry hosts never match,
+    /// not even `*`, so a caller passing unparsed input fails closed.
+    #[must_use]
+    pub fn matches(&self, registry_host: &str) -> bool {
+        let Ok(host) = normalise_host(registry_host) else {
+            return false;
+        };
         match self {
             RegistryPattern::Any => true,
-            RegistryPattern::Exact(host) => registry == *host,
-            RegistryPattern::Subdomain(suffix) => registry
+            RegistryPattern::Exact(exact) => host == *exact,
+            RegistryPattern::Subdomain(suffix) => host
                 .strip_suffix(suffix.as_str())
                 .and_then(|head| head.strip_suffix('.'))
                 .is_some_and(|label| !label.is_empty()),
@@ -350,196 +316,953 @@ impl RegistryPattern {
     }
 }
 
+impl FromStr for RegistryPattern {
+    type Err = ImageError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RegistryPattern::parse(s)
+    }
+}
+
+/// The written form (lower-cased, `index.docker.io` as `docker.io`), which
+/// parses back to the same pattern, so policies can be echoed to users.
 impl fmt::Display for RegistryPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RegistryPattern::Any => f.write_str("*"),
-            RegistryPattern::Exact(h) => f.write_str(h),
-            RegistryPattern::Subdomain(s) => write!(f, "*.{s}"),
+            RegistryPattern::Exact(host) => f.write_str(host),
+            RegistryPattern::Subdomain(suffix) => write!(f, "*.{suffix}"),
         }
     }
+}
+
+/// The runtime refuses a bare 64-hex string as a name: it is an image ID.
+fn is_image_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Docker's domain rule: the first component names a registry only if it
+/// contains `.` or `:` or is `localhost`; otherwise the whole name is a
+/// Docker Hub repository.
+fn split_registry(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('/') {
+        Some((first, rest)) if first == "localhost" || first.contains(['.', ':']) => {
+            (Some(first), rest)
+        }
+        _ => (None, name),
+    }
+}
+
+/// Validates `host[:port]` and returns it lower-case, with the legacy
+/// Docker Hub host folded into `docker.io`.
+fn normalise_host(host: &str) -> Result<String, String> {
+    check_host(host)?;
+    // ASCII-only lower-casing: `check_host` has refused all non-ASCII, and
+    // Unicode case folding could turn a lookalike (the Kelvin sign) into `k`.
+    let host = host.to_ascii_lowercase();
+    if host == LEGACY_DOCKER_HUB {
+        Ok(DOCKER_HUB.to_owned())
+    } else {
+        Ok(host)
+    }
+}
+
+/// `host[:port]` where host is a domain name (which covers IPv4) or an IPv6
+/// address in brackets, and port is decimal digits.
+fn check_host(host: &str) -> Result<(), String> {
+    let port = if let Some(inner) = host.strip_prefix('[') {
+        let Some((address, after)) = inner.split_once(']') else {
+            return Err(format!("registry {host:?} opens '[' without closing it"));
+        };
+        // The grammar allows only hex digits and ':' (no zone, no embedded
+        // IPv4); requiring a real address as well refuses nonsense like `[:]`.
+        let grammatical =
+            !address.is_empty() && address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+        if !grammatical || address.parse::<Ipv6Addr>().is_err() {
+            return Err(format!(
+                "registry {host:?}: {address:?} is not an IPv6 address"
+            ));
+        }
+        match after {
+            "" => None,
+            after => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => {
+                    return Err(format!(
+                        "registry {host:?} has unexpected characters after ']'"
+                    ));
+                }
+            },
+        }
+    } else {
+        let (name, port) = match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        };
+        check_domain_name(host, name)?;
+        port
+    };
+    if let Some(port) = port
+        && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "registry {host:?}: port {port:?} must be decimal digits"
+        ));
+    }
+    Ok(())
+}
+
+/// Dot-separated labels of ASCII letters, digits and `-`, where no label is
+/// empty or starts or ends with `-`.
+fn check_domain_name(host: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("registry {host:?} has no host name"));
+    }
+    for label in name.split('.') {
+        let valid = !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid {
+            return Err(format!(
+                "registry {host:?}: {label:?} is not a valid host name label \
+                 (letters, digits and '-', not at either end)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `/`-separated components of lower-case alphanumerics joined by `.`, `_`,
+/// `__` or runs of `-`.
+fn check_repository(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("no repository name".into());
+    }
+    if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("repository must be lower-case".into());
+    }
+    for component in path.split('/') {
+        if !is_path_component(component) {
+            return Err(format!(
+                "repository component {component:?} must be lower-case letters and digits, \
+                 separated by '.', '_', '__' or '-'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+fn is_path_component(component: &str) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = component.as_bytes();
+    let mut i = 0;
+    loop {
+        // A run of alphanumerics, which must not be empty.
+        let run = bytes.iter().skip(i).take_while(|b| alnum(b)).count();
+        if run == 0 {
+            return false;
+        }
+        i += run;
+        // Then either the end, or a separator followed by another run.
+        let separator = match bytes.get(i) {
+            None => return true,
+            Some(b'_') if bytes.get(i + 1) == Some(&b'_') => 2,
+            Some(b'.' | b'_') => 1,
+            Some(b'-') => bytes.iter().skip(i).take_while(|b| **b == b'-').count(),
+            Some(_) => return false,
+        };
+        i += separator;
+    }
+}
+
+/// `[\w][\w.-]{0,127}`, with `\w` meaning ASCII `[A-Za-z0-9_]`.
+fn check_tag(tag: &str) -> Result<(), String> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let Some(&first) = tag.as_bytes().first() else {
+        return Err("nothing after ':'; expected a tag".into());
+    };
+    if tag.len() > TAG_LENGTH_MAX {
+        return Err(format!(
+            "tag is {} characters, longer than {TAG_LENGTH_MAX}",
+            tag.len()
+        ));
+    }
+    if !word(first) {
+        return Err(format!(
+            "tag {tag:?} must start with a letter, digit or '_'"
+        ));
+    }
+    if !tag.bytes().all(|b| word(b) || b == b'.' || b == b'-') {
+        return Err(format!(
+            "tag {tag:?} may contain only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// `algorithm:encoded`. The registered algorithms have fixed lengths
+/// (sha256: 64, sha512: 128 lower-case hex); others follow the OCI grammar
+/// `[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}`.
+fn check_digest(digest: &str) -> Result<(), String> {
+    let Some((algorithm, encoded)) = digest.split_once(':') else {
+        return Err(format!(
+            "digest {digest:?} must be algorithm:hex, e.g. sha256:<64 hex digits>"
+        ));
+    };
+    let fixed_hex_len = match algorithm {
+        "sha256" => Some(64),
+        "sha512" => Some(128),
+        _ => None,
+    };
+    if let Some(len) = fixed_hex_len {
+        let lower_hex = encoded
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if encoded.len() != len || !lower_hex {
+            return Err(format!(
+                "{algorithm} digest must be {len} lower-case hex digits, got {encoded:?}"
+            ));
+        }
+        return Ok(());
+    }
+    let algorithm_ok = algorithm.split(['+', '.', '_', '-']).all(|part| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if !algorithm_ok {
+        return Err(format!(
+            "digest algorithm {algorithm:?} must be lower-case letters and digits, \
+             separated by '+', '.', '_' or '-'"
+        ));
+    }
+    let encoded_ok = encoded.len() >= DIGEST_ENCODED_MIN
+        && encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
+    if !encoded_ok {
+        return Err(format!(
+            "digest {digest:?} must have at least {DIGEST_ENCODED_MIN} characters of \
+             [a-zA-Z0-9=_-] after the algorithm"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const D: &str = "sha256:4f8c1e1d36ca6a7bb3b5f4b3e6d8f2a9c0b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5";
+    /// A well-formed sha256 digest.
+    const SHA: &str = "sha256:4f8c1e1d36ca6a7bb3b5f4b3e6d8f2a9c0b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5";
 
-    fn parts(s: &str) -> (String, String, Option<String>, Option<String>) {
-        let r = ImageRef::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-        (r.registry, r.repository, r.tag, r.digest)
+    fn parse(s: &str) -> ImageRef {
+        ImageRef::parse(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
     }
 
-    fn t(s: &str) -> Option<String> {
-        Some(s.to_owned())
+    fn reason_of(s: &str) -> String {
+        match ImageRef::parse(s) {
+            Ok(r) => panic!("{s:?} should be refused, parsed as {r:?}"),
+            Err(ImageError::InvalidReference { input, reason }) => {
+                assert_eq!(input, s);
+                reason
+            }
+            Err(other) => panic!("{s:?}: wrong error kind {other:?}"),
+        }
+    }
+
+    fn pattern(p: &str) -> RegistryPattern {
+        RegistryPattern::parse(p).unwrap_or_else(|e| panic!("{p:?} should parse: {e}"))
+    }
+
+    /// Whether any of `patterns` allows the registry `image` is pulled from.
+    fn allowed(patterns: &[&str], image: &str) -> bool {
+        let registry = parse(image).registry;
+        patterns.iter().any(|p| pattern(p).matches(&registry))
+    }
+
+    /// (input, registry, repository, tag, digest)
+    type Row<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+    fn check_table(rows: &[Row<'_>]) {
+        for &(input, registry, repository, tag, digest) in rows {
+            let want = ImageRef {
+                registry: registry.to_owned(),
+                repository: repository.to_owned(),
+                tag: tag.map(str::to_owned),
+                digest: digest.map(str::to_owned),
+            };
+            assert_eq!(parse(input), want, "{input:?}");
+        }
     }
 
     #[test]
     fn bare_name_defaults_to_docker_hub_library() {
-        assert_eq!(
-            parts("nginx"),
-            ("docker.io".into(), "library/nginx".into(), None, None)
-        );
-        assert_eq!(
-            parts("nginx:1.25"),
-            ("docker.io".into(), "library/nginx".into(), t("1.25"), None)
-        );
-        assert_eq!(parts("library/nginx").1, "library/nginx");
-        assert_eq!(parts("docker.io/nginx").1, "library/nginx");
-        assert_eq!(
-            parts("index.docker.io/nginx"),
-            ("docker.io".into(), "library/nginx".into(), None, None)
-        );
-    }
-
-    #[test]
-    fn user_repositories_on_docker_hub_keep_their_path() {
-        assert_eq!(
-            parts("user/app:v1"),
-            ("docker.io".into(), "user/app".into(), t("v1"), None)
-        );
-        assert_eq!(parts("vllm/vllm-openai:latest").1, "vllm/vllm-openai");
-    }
-
-    #[test]
-    fn registries_are_recognised_by_dot_colon_or_localhost() {
-        assert_eq!(parts("localhost/app").0, "localhost");
-        assert_eq!(
-            parts("localhost:5000/app:1"),
-            ("localhost:5000".into(), "app".into(), t("1"), None)
-        );
-        assert_eq!(
-            parts(&format!("myreg.example:5000/team/app@{D}")),
-            ("myreg.example:5000".into(), "team/app".into(), None, t(D))
-        );
-        assert_eq!(
-            parts(&format!("contoso.azurecr.io/models/llm:v1@{D}")),
+        check_table(&[
+            ("nginx", "docker.io", "library/nginx", None, None),
             (
-                "contoso.azurecr.io".into(),
-                "models/llm".into(),
-                t("v1"),
-                t(D)
-            )
+                "nginx:1.25",
+                "docker.io",
+                "library/nginx",
+                Some("1.25"),
+                None,
+            ),
+            (
+                "nginx:latest",
+                "docker.io",
+                "library/nginx",
+                Some("latest"),
+                None,
+            ),
+            (
+                &format!("nginx@{SHA}"),
+                "docker.io",
+                "library/nginx",
+                None,
+                Some(SHA),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn docker_hub_names_normalise_to_one_form() {
+        check_table(&[
+            ("library/nginx", "docker.io", "library/nginx", None, None),
+            ("docker.io/nginx", "docker.io", "library/nginx", None, None),
+            (
+                "docker.io/library/nginx",
+                "docker.io",
+                "library/nginx",
+                None,
+                None,
+            ),
+            (
+                "index.docker.io/nginx",
+                "docker.io",
+                "library/nginx",
+                None,
+                None,
+            ),
+            (
+                "index.docker.io/user/app",
+                "docker.io",
+                "user/app",
+                None,
+                None,
+            ),
+            ("Docker.IO/nginx", "docker.io", "library/nginx", None, None),
+            ("user/app:v1", "docker.io", "user/app", Some("v1"), None),
+            (
+                "vllm/vllm-openai:latest",
+                "docker.io",
+                "vllm/vllm-openai",
+                Some("latest"),
+                None,
+            ),
+            ("team-a/sub/app", "docker.io", "team-a/sub/app", None, None),
+        ]);
+    }
+
+    #[test]
+    fn first_component_is_a_registry_only_with_dot_colon_or_localhost() {
+        check_table(&[
+            ("localhost/app", "localhost", "app", None, None),
+            (
+                "localhost:5000/app:1",
+                "localhost:5000",
+                "app",
+                Some("1"),
+                None,
+            ),
+            (
+                &format!("myreg.example:5000/team/app@{SHA}"),
+                "myreg.example:5000",
+                "team/app",
+                None,
+                Some(SHA),
+            ),
+            (
+                &format!("contoso.azurecr.io/models/llm:v1@{SHA}"),
+                "contoso.azurecr.io",
+                "models/llm",
+                Some("v1"),
+                Some(SHA),
+            ),
+            (
+                "nvcr.io/nvidia/tritonserver:24.05-py3",
+                "nvcr.io",
+                "nvidia/tritonserver",
+                Some("24.05-py3"),
+                None,
+            ),
+            (
+                "ghcr.io/huggingface/text-generation-inference:2.0",
+                "ghcr.io",
+                "huggingface/text-generation-inference",
+                Some("2.0"),
+                None,
+            ),
+            ("myreg:5000/app", "myreg:5000", "app", None, None),
+            ("127.0.0.1:5000/app", "127.0.0.1:5000", "app", None, None),
+            ("[::1]:5000/app", "[::1]:5000", "app", None, None),
+            ("[::1]/app:v2", "[::1]", "app", Some("v2"), None),
+            (
+                "[2001:DB8::1]:443/a/b",
+                "[2001:db8::1]:443",
+                "a/b",
+                None,
+                None,
+            ),
+            // Single-component registry repositories get no `library/`.
+            ("ghcr.io/app", "ghcr.io", "app", None, None),
+            // No dot, colon or localhost: a Docker Hub namespace.
+            ("myreg/app", "docker.io", "myreg/app", None, None),
+            ("localhostx/app", "docker.io", "localhostx/app", None, None),
+        ]);
+    }
+
+    #[test]
+    fn host_and_port_without_a_path_is_a_docker_hub_name_and_tag() {
+        // With no '/', there is no registry: the ':' introduces a tag.
+        check_table(&[
+            (
+                "localhost:5000",
+                "docker.io",
+                "library/localhost",
+                Some("5000"),
+                None,
+            ),
+            (
+                "myreg.example:5000",
+                "docker.io",
+                "library/myreg.example",
+                Some("5000"),
+                None,
+            ),
+            ("localhost", "docker.io", "library/localhost", None, None),
+        ]);
+    }
+
+    #[test]
+    fn registry_host_is_lower_cased() {
+        assert_eq!(
+            parse("Contoso.AzureCR.io/app").registry,
+            "contoso.azurecr.io"
         );
         assert_eq!(
-            parts("nvcr.io/nvidia/tritonserver:24.05-py3").1,
-            "nvidia/tritonserver"
+            parse("MCR.microsoft.com:443/x").registry,
+            "mcr.microsoft.com:443"
+        );
+    }
+
+    #[test]
+    fn tags_keep_their_case_and_tag_and_digest_can_both_be_present() {
+        let r = parse(&format!("ghcr.io/a/b:V1.0_RC-2@{SHA}"));
+        assert_eq!(r.tag.as_deref(), Some("V1.0_RC-2"));
+        assert_eq!(r.digest.as_deref(), Some(SHA));
+    }
+
+    #[test]
+    fn malformed_references_are_refused_with_a_reason() {
+        let long_tag = format!("x:{}", "t".repeat(129));
+        let sha_short = format!("x@sha256:{}", "a".repeat(63));
+        let sha_long = format!("x@sha256:{}", "a".repeat(65));
+        let sha_upper = format!("x@sha256:{}", "A".repeat(64));
+        let sha512_short = format!("x@sha512:{}", "a".repeat(127));
+        let two_digests = format!("x@{SHA}@{SHA}");
+        let digest_then_tag = format!("x@{SHA}:v1");
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            (" ", "whitespace"),
+            (" nginx", "whitespace"),
+            ("nginx ", "whitespace"),
+            ("ngi nx", "whitespace"),
+            ("nginx\t", "whitespace"),
+            ("nginx\n", "whitespace"),
+            ("ng\u{0}inx", "control"),
+            ("/nginx", "start with '/'"),
+            ("nginx/", "end with '/'"),
+            ("ghcr.io/", "end with '/'"),
+            ("a//b", "'//'"),
+            ("ghcr.io//b", "'//'"),
+            ("nginx:", "nothing after ':'"),
+            ("ghcr.io/a:", "nothing after ':'"),
+            ("nginx@", "nothing after '@'"),
+            ("nginx:1@", "nothing after '@'"),
+            ("a@b@c", "more than one '@'"),
+            (&two_digests, "more than one '@'"),
+            (":tag", "no repository name"),
+            (&format!("@{SHA}"), "no repository name"),
+            ("Nginx", "lower-case"),
+            ("Foo:bar", "lower-case"),
+            ("Foo/bar", "lower-case"),
+            ("contoso.azurecr.io/LLM:v1", "lower-case"),
+            ("nginx:-tag", "must start with"),
+            ("nginx:.tag", "must start with"),
+            ("nginx:tag!", "may contain only"),
+            ("nginx:1.25:extra", "repository component"),
+            (&long_tag, "longer than 128"),
+            ("nginx@sha256:abc", "64 lower-case hex"),
+            (&sha_short, "64 lower-case hex"),
+            (&sha_long, "64 lower-case hex"),
+            (&sha_upper, "64 lower-case hex"),
+            (&sha512_short, "128 lower-case hex"),
+            (&digest_then_tag, "64 lower-case hex"),
+            ("nginx@latest", "algorithm:hex"),
+            ("-bad.example/x", "host name label"),
+            ("bad-.example/x", "host name label"),
+            ("a..b/x", "host name label"),
+            (".example/x", "host name label"),
+            ("example./x", "host name label"),
+            ("my_reg.example/x", "host name label"),
+            ("host:port/x", "decimal digits"),
+            ("host:/x", "decimal digits"),
+            ("host:5000:1/x", "decimal digits"),
+            (":5000/x", "no host name"),
+            ("[::1/x", "without closing"),
+            ("[zz]:5/x", "not an IPv6 address"),
+            ("[]:5/x", "not an IPv6 address"),
+            ("[:]/x", "not an IPv6 address"),
+            ("[fe80::1%eth0]/x", "not an IPv6 address"),
+            ("[::ffff:1.2.3.4]/x", "not an IPv6 address"),
+            ("[::1]x/x", "after ']'"),
+            ("[::1]:/x", "decimal digits"),
+            ("repo/-x", "repository component"),
+            ("repo/x-", "repository component"),
+            ("repo/x..y", "repository component"),
+            ("repo/x___y", "repository component"),
+            ("repo/x.-y", "repository component"),
+            ("repo/x_.y", "repository component"),
+            ("repo/_x", "repository component"),
+            ("ghcr.io/a+b", "repository component"),
+            ("[::1]:5000", "repository component"),
+        ];
+        for &(input, want) in cases {
+            let reason = reason_of(input);
+            assert!(
+                reason.contains(want),
+                "{input:?}: reason {reason:?} should mention {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_quote_the_offending_input() {
+        let e = ImageRef::parse("Foo:bar").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"invalid image reference "Foo:bar": repository must be lower-case"#
+        );
+        // Control characters are escaped, so they cannot forge log lines.
+        let e = ImageRef::parse("a\nb").unwrap_err().to_string();
+        assert!(e.starts_with(r#"invalid image reference "a\nb": "#), "{e}");
+        let e = RegistryPattern::parse("https://x.io")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(r#"invalid registry pattern "https://x.io": "#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn non_ascii_lookalikes_are_refused() {
+        for input in [
+            // KELVIN SIGN lower-cases to ASCII 'k' under Unicode rules.
+            "\u{212A}.azurecr.io/x",
+            // Cyrillic 'а' in place of Latin 'a'.
+            "contoso.\u{0430}zurecr.io/x",
+            "ngin\u{0445}",
+            "nginx:v\u{0131}",
+            // Fullwidth full stop.
+            "contoso\u{FF0E}azurecr.io/x",
+        ] {
+            assert!(ImageRef::parse(input).is_err(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn name_length_limit_counts_the_normalised_name() {
+        // "docker.io/library/" is 18 characters.
+        let fits = "a".repeat(NAME_TOTAL_LENGTH_MAX - 18);
+        assert_eq!(parse(&fits).repository.len(), NAME_TOTAL_LENGTH_MAX - 9 - 1);
+        let over = "a".repeat(NAME_TOTAL_LENGTH_MAX - 17);
+        assert!(reason_of(&over).contains("longer than 255"));
+        // Explicit registry: "ghcr.io/" is 8 characters.
+        let fits = format!("ghcr.io/{}", "b".repeat(NAME_TOTAL_LENGTH_MAX - 8));
+        assert!(ImageRef::parse(&fits).is_ok());
+        let over = format!("ghcr.io/{}", "b".repeat(NAME_TOTAL_LENGTH_MAX - 7));
+        assert!(reason_of(&over).contains("longer than 255"));
+        // Tag and digest do not count towards the limit.
+        let tagged = format!(
+            "{}:{}@{SHA}",
+            "a".repeat(NAME_TOTAL_LENGTH_MAX - 18),
+            "t".repeat(128)
+        );
+        assert!(ImageRef::parse(&tagged).is_ok());
+    }
+
+    #[test]
+    fn bare_64_hex_is_an_image_id_not_a_repository() {
+        let id = "a".repeat(64);
+        assert!(reason_of(&id).contains("image ID"));
+        // Anything else around it makes it an ordinary name again.
+        assert_eq!(
+            parse(&format!("{id}:v1")).repository,
+            format!("library/{id}")
         );
         assert_eq!(
-            parts("ghcr.io/huggingface/text-generation-inference:2.0").0,
-            "ghcr.io"
+            parse(&"a".repeat(63)).repository,
+            format!("library/{}", "a".repeat(63))
         );
-        assert_eq!(parts("[::1]:5000/app").0, "[::1]:5000");
-        assert_eq!(parts("127.0.0.1:5000/app").0, "127.0.0.1:5000");
-        assert_eq!(
-            parts("Contoso.AzureCR.io/app").0,
-            "contoso.azurecr.io",
-            "hosts are case-insensitive"
-        );
+    }
+
+    #[test]
+    fn repository_separators_follow_the_grammar() {
+        for ok in [
+            "a_b",
+            "a__b",
+            "a.b",
+            "a-b",
+            "a---b",
+            "a/b.c_d__e-f",
+            "0/9",
+            "a-b_c.d",
+        ] {
+            assert!(ImageRef::parse(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "a___b", "a.-b", "a_.b", "a..b", "a-", "-a", "a_", ".a", "a/.b", "a/b/",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tag_grammar_allows_word_characters_dots_and_dashes() {
+        for ok in [
+            "_x",
+            "X",
+            "v1.2-rc_3",
+            "UPPER",
+            &"t".repeat(128),
+            "1",
+            "a..b--c",
+        ] {
+            assert_eq!(
+                parse(&format!("app:{ok}")).tag.as_deref(),
+                Some(ok),
+                "{ok:?}"
+            );
+        }
+        for bad in [".x", "-x", "a/b", "a+b", "a@", &"t".repeat(129)] {
+            assert!(ImageRef::parse(&format!("app:{bad}")).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn digests_follow_the_registered_and_generic_grammar() {
+        let sha512 = format!("sha512:{}", "0a".repeat(64));
+        let generic = [
+            format!("blake3:{}", "f".repeat(64)),
+            format!("multihash+base58:{}", "Qm".repeat(16)),
+            format!("sha256.v2:{}", "A=_-".repeat(8)),
+        ];
+        for d in std::iter::once(&sha512).chain(&generic) {
+            assert_eq!(
+                parse(&format!("app@{d}")).digest.as_deref(),
+                Some(d.as_str())
+            );
+        }
+        for bad in [
+            format!("SHA256:{}", "a".repeat(64)),
+            format!("sha256+:{}", "a".repeat(64)),
+            format!("+sha:{}", "a".repeat(64)),
+            format!(":{}", "a".repeat(64)),
+            format!("blake3:{}", "f".repeat(31)),
+            format!("blake3:{}", "f/".repeat(32)),
+            format!("sha512:{}", "A".repeat(128)),
+            "sha256".to_owned(),
+        ] {
+            assert!(ImageRef::parse(&format!("app@{bad}")).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn latest_and_untagged_are_told_apart_from_pinned() {
-        assert!(ImageRef::parse("nginx").unwrap().is_latest_or_untagged());
-        assert!(
-            ImageRef::parse("nginx:latest")
-                .unwrap()
-                .is_latest_or_untagged()
-        );
-        assert!(
-            !ImageRef::parse(&format!("nginx@{D}"))
-                .unwrap()
-                .is_latest_or_untagged()
-        );
-        assert!(
-            !ImageRef::parse("nginx:1.27")
-                .unwrap()
-                .is_latest_or_untagged()
-        );
-    }
-
-    #[test]
-    fn display_is_fully_qualified() {
-        assert_eq!(
-            ImageRef::parse("nginx:1").unwrap().to_string(),
-            "docker.io/library/nginx:1"
-        );
-        let s = format!("contoso.azurecr.io/a/b:v@{D}");
-        assert_eq!(ImageRef::parse(&s).unwrap().to_string(), s);
-    }
-
-    #[test]
-    fn malformed_references_are_refused_with_the_input_quoted() {
-        for bad in [
-            "",
-            " nginx",
-            "nginx ",
-            "ngi nx",
-            "/nginx",
-            "nginx/",
-            "a//b",
-            "nginx:",
-            "nginx@",
-            "nginx@sha256:abc",
-            "a@b@c",
-            "Nginx",
-            "contoso.azurecr.io/LLM:v1",
-            "nginx:-tag",
-            "nginx:tag!",
-            "-bad.example/x",
-            "bad-.example/x",
-            "host:port/x",
-            "a..b/x",
-            "my_reg.example/x",
-            "repo/-x",
-            "repo/x-",
-            "repo/x..y",
-            "[::1/x",
-            "[zz]:5/x",
+        for (input, floating) in [
+            ("nginx", true),
+            ("nginx:latest", true),
+            ("ghcr.io/a/b:latest", true),
+            (&format!("nginx@{SHA}"), false),
+            ("nginx:1.25", false),
+            ("nginx:Latest", false),
+            // The digest pins it, whatever the tag says.
+            (&format!("nginx:latest@{SHA}"), false),
+            (&format!("nginx:1.25@{SHA}"), false),
         ] {
-            let e = ImageRef::parse(bad).expect_err(bad);
-            assert!(
-                e.to_string()
-                    .starts_with(&format!("invalid image reference {bad:?}")),
-                "{e}"
-            );
+            assert_eq!(parse(input).is_latest_or_untagged(), floating, "{input:?}");
         }
-        let long = format!("{}:1", "a".repeat(256));
-        assert!(ImageRef::parse(&long).is_err());
-        assert!(ImageRef::parse(&format!("x:{}", "t".repeat(129))).is_err());
-        assert!(
-            ImageRef::parse(&format!("x@sha256:{}", "A".repeat(64))).is_err(),
-            "upper-case sha256"
+    }
+
+    #[test]
+    fn display_is_fully_qualified_and_parses_back_unchanged() {
+        for (input, shown) in [
+            ("nginx", "docker.io/library/nginx".to_owned()),
+            ("nginx:1", "docker.io/library/nginx:1".to_owned()),
+            ("index.docker.io/u/a", "docker.io/u/a".to_owned()),
+            ("[::1]:5000/app", "[::1]:5000/app".to_owned()),
+            (
+                &format!("Contoso.azurecr.io/a/b:v@{SHA}"),
+                format!("contoso.azurecr.io/a/b:v@{SHA}"),
+            ),
+        ] {
+            let r = parse(input);
+            assert_eq!(r.to_string(), shown, "{input:?}");
+            assert_eq!(parse(&shown), r, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn from_str_is_parse() {
+        assert_eq!(
+            "user/app:v1".parse::<ImageRef>(),
+            ImageRef::parse("user/app:v1")
         );
-        assert!(ImageRef::parse(&format!("x@sha512:{}", "a".repeat(128))).is_ok());
-        assert!(ImageRef::parse(&format!("x@sha256:{}", "a".repeat(63))).is_err());
+        assert_eq!("Foo".parse::<ImageRef>(), ImageRef::parse("Foo"));
+        assert_eq!(
+            "*.a.io".parse::<RegistryPattern>(),
+            RegistryPattern::parse("*.a.io")
+        );
     }
 
     #[test]
-    fn separators_follow_the_grammar() {
-        for ok in ["a_b", "a__b", "a.b", "a-b", "a---b", "a/b.c_d__e-f"] {
-            assert!(ImageRef::parse(ok).is_ok(), "{ok}");
+    fn patterns_parse_to_any_exact_or_subdomain() {
+        for (input, want) in [
+            ("*", RegistryPattern::Any),
+            (
+                "*.azurecr.io",
+                RegistryPattern::Subdomain("azurecr.io".into()),
+            ),
+            (
+                "*.AzureCR.io",
+                RegistryPattern::Subdomain("azurecr.io".into()),
+            ),
+            (
+                "*.corp.example:5000",
+                RegistryPattern::Subdomain("corp.example:5000".into()),
+            ),
+            ("*.io", RegistryPattern::Subdomain("io".into())),
+            (
+                "mcr.microsoft.com",
+                RegistryPattern::Exact("mcr.microsoft.com".into()),
+            ),
+            (
+                "MCR.Microsoft.com",
+                RegistryPattern::Exact("mcr.microsoft.com".into()),
+            ),
+            (
+                "myreg.example:5000",
+                RegistryPattern::Exact("myreg.example:5000".into()),
+            ),
+            ("docker.io", RegistryPattern::Exact("docker.io".into())),
+            (
+                "index.docker.io",
+                RegistryPattern::Exact("docker.io".into()),
+            ),
+            ("localhost", RegistryPattern::Exact("localhost".into())),
+            ("[::1]:5000", RegistryPattern::Exact("[::1]:5000".into())),
+            (
+                "*.index.docker.io",
+                RegistryPattern::Subdomain("index.docker.io".into()),
+            ),
+        ] {
+            assert_eq!(pattern(input), want, "{input:?}");
         }
-        for bad in ["a___b", "a.-b", "a_.b", "a..b"] {
-            assert!(ImageRef::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    fn allowed(patterns: &[&str], image: &str) -> bool {
-        let r = ImageRef::parse(image).unwrap();
-        patterns
-            .iter()
-            .map(|p| RegistryPattern::parse(p).unwrap())
-            .any(|p| p.matches(&r.registry))
     }
 
     #[test]
-    fn lookalike_hosts_never_match_the_allow_list() {
+    fn malformed_patterns_are_refused_with_a_reason() {
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            (" ", "whitespace"),
+            (" x.io", "whitespace"),
+            ("x.io ", "whitespace"),
+            ("*. x.io", "whitespace"),
+            ("*.", "needs a domain"),
+            ("**.x", "'*' is allowed only"),
+            ("**", "'*' is allowed only"),
+            ("*foo.com", "'*' is allowed only"),
+            ("foo.*.com", "'*' is allowed only"),
+            ("foo.*", "'*' is allowed only"),
+            ("*.*", "'*' is allowed only"),
+            ("*.x.*", "'*' is allowed only"),
+            ("https://x.io", "scheme"),
+            ("http://x.io", "scheme"),
+            ("x.io/path", "path"),
+            ("x.io/", "path"),
+            ("/", "path"),
+            ("x.io:port", "decimal digits"),
+            ("x.io:", "decimal digits"),
+            ("-x.io", "host name label"),
+            ("x..io", "host name label"),
+            ("x.io.", "host name label"),
+            (".x.io", "host name label"),
+            ("*..x.io", "host name label"),
+            ("*.[::1]", "not an IP address"),
+            ("x_y.io", "host name label"),
+            ("x.io@sha256", "host name label"),
+        ];
+        for &(input, want) in cases {
+            match RegistryPattern::parse(input) {
+                Err(ImageError::InvalidPattern {
+                    input: quoted,
+                    reason,
+                }) => {
+                    assert_eq!(quoted, input);
+                    assert!(
+                        reason.contains(want),
+                        "{input:?}: reason {reason:?} should mention {want:?}"
+                    );
+                }
+                other => panic!("{input:?} should be refused, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn patterns_display_as_written_and_parse_back() {
+        for (input, shown) in [
+            ("*", "*"),
+            ("*.azurecr.io", "*.azurecr.io"),
+            ("*.Corp.Example:5000", "*.corp.example:5000"),
+            ("mcr.microsoft.com", "mcr.microsoft.com"),
+            ("myreg.example:5000", "myreg.example:5000"),
+            ("index.docker.io", "docker.io"),
+            ("[::1]:5000", "[::1]:5000"),
+        ] {
+            let p = pattern(input);
+            assert_eq!(p.to_string(), shown, "{input:?}");
+            assert_eq!(pattern(shown), p, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn subdomain_pattern_matches_only_hosts_strictly_under_the_domain() {
+        let azure = pattern("*.azurecr.io");
+        for host in [
+            "contoso.azurecr.io",
+            "a.b.azurecr.io",
+            "CONTOSO.AZURECR.IO",
+            "1.azurecr.io",
+        ] {
+            assert!(azure.matches(host), "{host:?}");
+        }
+        for host in [
+            "azurecr.io",
+            "contoso.azurecr.io.evil.example",
+            "evilazurecr.io",
+            "azurecr.io-fake",
+            "contoso.azurecr.io:443",
+            "contoso.azurecr.io:5000",
+            "azurecr.io.evil.example",
+            "contoso-azurecr.io",
+            "contosoazurecr.io",
+        ] {
+            assert!(!azure.matches(host), "{host:?}");
+        }
+        let with_port = pattern("*.corp.example:5000");
+        assert!(with_port.matches("a.corp.example:5000"));
+        assert!(!with_port.matches("a.corp.example"));
+        assert!(!with_port.matches("a.corp.example:50000"));
+        assert!(!with_port.matches("corp.example:5000"));
+    }
+
+    #[test]
+    fn exact_pattern_matches_only_that_host_and_port() {
+        let mcr = pattern("mcr.microsoft.com");
+        assert!(mcr.matches("mcr.microsoft.com"));
+        assert!(mcr.matches("MCR.Microsoft.COM"));
+        for host in [
+            "mcr.microsoft.com.evil.example",
+            "mcr.microsoft.com:5000",
+            "mcr.microsoft.com:443",
+            "x.mcr.microsoft.com",
+            "evilmcr.microsoft.com",
+            "microsoft.com",
+        ] {
+            assert!(!mcr.matches(host), "{host:?}");
+        }
+        let ported = pattern("myreg.example:5000");
+        assert!(ported.matches("myreg.example:5000"));
+        assert!(!ported.matches("myreg.example"));
+        assert!(!ported.matches("myreg.example:50000"));
+        assert!(!ported.matches("myreg.example:500"));
+    }
+
+    #[test]
+    fn matches_fails_closed_on_strings_that_are_not_registry_hosts() {
+        // Callers should pass `ImageRef::registry`; raw strings that would
+        // pass a naive `ends_with` must not.
+        for pat in ["*", "*.azurecr.io", "mcr.microsoft.com"] {
+            let p = pattern(pat);
+            for host in [
+                "",
+                "evil.example/.azurecr.io",
+                "evil.example/mcr.microsoft.com",
+                " mcr.microsoft.com",
+                "mcr.microsoft.com ",
+                "mcr.microsoft.com.",
+                "x..azurecr.io",
+                ".azurecr.io",
+                "\u{212A}.azurecr.io",
+            ] {
+                assert!(!p.matches(host), "{pat:?} must not match {host:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn docker_io_pattern_matches_names_without_a_registry() {
+        for image in [
+            "nginx",
+            "nginx:1.25",
+            "library/nginx",
+            "user/app",
+            "docker.io/user/app",
+            "index.docker.io/user/app",
+            "localhost:5000",
+        ] {
+            assert!(allowed(&["docker.io"], image), "{image:?}");
+            assert!(allowed(&["index.docker.io"], image), "{image:?}");
+        }
+        for image in [
+            "ghcr.io/user/app",
+            "docker.io.evil.example/nginx",
+            "docker.io:5000/nginx",
+            "registry-1.docker.io/library/nginx",
+            "localhost/app",
+        ] {
+            assert!(!allowed(&["docker.io"], image), "{image:?}");
+        }
+    }
+
+    #[test]
+    fn lookalike_registries_never_pass_the_allow_list() {
         let list = ["*.azurecr.io", "mcr.microsoft.com"];
-        assert!(allowed(&list, "contoso.azurecr.io/x:1"));
-        assert!(allowed(&list, "a.b.azurecr.io/x:1"));
-        assert!(allowed(&list, "mcr.microsoft.com/x:1"));
+        for image in [
+            "contoso.azurecr.io/x:1",
+            "a.b.azurecr.io/x:1",
+            "mcr.microsoft.com/x:1",
+            "MCR.microsoft.com/x",
+        ] {
+            assert!(allowed(&list, image), "{image:?} should pass");
+        }
         for image in [
             "contosoml.azurecr.io.evil.example/x",
             "evilazurecr.io/x",
@@ -549,89 +1272,163 @@ mod tests {
             "contoso.azurecr.io:443/x",
             "mcr.microsoft.com:5000/x",
             "x.mcr.microsoft.com/x",
+            // Docker Hub repositories that merely look like the hosts.
             "azurecr/x",
+            "mcr/microsoft.com",
+            "contoso.azurecr.io",
+            "mcr.microsoft.com:latest",
         ] {
-            assert!(!allowed(&list, image), "{image} must not pass");
+            assert!(!allowed(&list, image), "{image:?} must not pass");
         }
     }
 
     #[test]
-    fn docker_io_pattern_matches_names_without_registry() {
+    fn azurecr_io_fake_is_its_own_registry_and_never_matches() {
+        // It contains a dot, so it is a registry host, not a Hub namespace.
+        let r = parse("azurecr.io-fake/x");
+        assert_eq!(r.registry, "azurecr.io-fake");
+        assert_eq!(r.repository, "x");
+        for p in ["*.azurecr.io", "azurecr.io", "*.io", "docker.io"] {
+            assert!(!pattern(p).matches(&r.registry), "{p:?}");
+        }
+        assert!(pattern("*.io-fake").matches(&r.registry));
+    }
+
+    #[test]
+    fn star_matches_every_registry() {
         for image in [
             "nginx",
-            "library/nginx",
-            "user/app",
-            "index.docker.io/user/app",
+            "anything.example:1/x",
+            "[::1]:5000/app",
+            "localhost/a",
         ] {
-            assert!(allowed(&["docker.io"], image), "{image}");
-            assert!(allowed(&["index.docker.io"], image), "{image}");
-        }
-        assert!(!allowed(&["docker.io"], "ghcr.io/user/app"));
-    }
-
-    #[test]
-    fn ports_are_part_of_the_registry() {
-        assert!(allowed(&["myreg.example:5000"], "myreg.example:5000/x"));
-        assert!(!allowed(&["myreg.example:5000"], "myreg.example/x"));
-        assert!(!allowed(&["myreg.example"], "myreg.example:5000/x"));
-        assert!(allowed(&["*.corp.example:5000"], "a.corp.example:5000/x"));
-        assert!(!allowed(&["*.corp.example:5000"], "a.corp.example/x"));
-    }
-
-    #[test]
-    fn star_allows_every_registry() {
-        assert!(allowed(&["*"], "anything.example:1/x"));
-        assert!(allowed(&["*"], "nginx"));
-    }
-
-    #[test]
-    fn malformed_patterns_are_refused() {
-        for bad in [
-            "",
-            "*.",
-            "**.x",
-            "*foo.com",
-            "foo.*.com",
-            "https://x.io",
-            "x.io/path",
-            " x.io",
-            "*.*",
-            "x.io:port",
-        ] {
-            assert!(RegistryPattern::parse(bad).is_err(), "{bad:?}");
+            assert!(allowed(&["*"], image), "{image:?}");
         }
     }
 
     #[test]
-    fn patterns_round_trip_to_what_was_written() {
-        for p in [
-            "*",
-            "*.azurecr.io",
-            "mcr.microsoft.com",
-            "myreg.example:5000",
-        ] {
-            assert_eq!(RegistryPattern::parse(p).unwrap().to_string(), p);
-        }
-    }
-
-    #[test]
-    fn subdomain_matching_is_a_dot_suffix_and_exact_is_equality() {
-        let hosts = [
-            "a.azurecr.io",
-            "azurecr.io",
-            "xazurecr.io",
-            "a.azurecr.io.b",
-            "a.b.azurecr.io",
-            "azurecr.io.",
-            ".azurecr.io",
-            "mcr.microsoft.com",
+    fn subdomain_is_a_dot_suffix_and_exact_is_equality_for_generated_hosts() {
+        // Deterministic generator: every host of one to four labels drawn
+        // from lookalike-prone pieces, with and without ports, in two cases.
+        let labels = [
+            "a",
+            "azurecr",
+            "io",
+            "evil",
+            "azurecr-io",
+            "x1",
+            "mcr",
+            "com",
         ];
-        let sub = RegistryPattern::parse("*.azurecr.io").unwrap();
-        let exact = RegistryPattern::parse("mcr.microsoft.com").unwrap();
-        for h in hosts {
-            let expected = h.ends_with(".azurecr.io") && h.len() > ".azurecr.io".len();
-            assert_eq!(sub.matches(h), expected, "{h}");
-            assert_eq!(exact.matches(h), h == "mcr.microsoft.com", "{h}");
+        let ports = ["", ":443", ":5000"];
+        let mut hosts = Vec::new();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let depth = 1 + (seed >> 60) as usize % 4;
+            let mut host: Vec<&str> = Vec::new();
+            for k in 0..depth {
+                host.push(labels[(seed >> (8 * k + 3)) as usize % labels.len()]);
+            }
+            let port = ports[(seed >> 40) as usize % ports.len()];
+            hosts.push(format!("{}{port}", host.join(".")));
         }
+        let suffixes = [
+            "io",
+            "azurecr.io",
+            "a.azurecr.io",
+            "azurecr.io:443",
+            "evil.io",
+            "com",
+            "mcr.com:5000",
+        ];
+        for suffix in suffixes {
+            let sub = pattern(&format!("*.{suffix}"));
+            let exact = pattern(suffix);
+            for host in &hosts {
+                let upper = host.to_ascii_uppercase();
+                let dotted = format!(".{suffix}");
+                assert_eq!(
+                    sub.matches(host),
+                    host.ends_with(&dotted),
+                    "*.{suffix} vs {host}"
+                );
+                assert_eq!(
+                    sub.matches(&upper),
+                    host.ends_with(&dotted),
+                    "*.{suffix} vs {upper}"
+                );
+                assert_eq!(exact.matches(host), host == suffix, "{suffix} vs {host}");
+                assert_eq!(exact.matches(&upper), host == suffix, "{suffix} vs {upper}");
+            }
+        }
+        // The generator really did produce both outcomes.
+        let sub = pattern("*.azurecr.io");
+        assert!(hosts.iter().any(|h| sub.matches(h)));
+        assert!(
+            hosts
+                .iter()
+                .any(|h| !sub.matches(h) && h.contains("azurecr.io"))
+        );
+        assert!(hosts.iter().any(|h| pattern("io").matches(h)));
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics_and_accepted_references_are_stable() {
+        // Short strings over an alphabet rich in the grammar's delimiters.
+        let alphabet = [
+            "a",
+            "b",
+            "A",
+            "0",
+            "9",
+            ".",
+            ":",
+            "/",
+            "@",
+            "-",
+            "_",
+            "__",
+            "[",
+            "]",
+            " ",
+            "::1",
+            "io",
+            "localhost",
+            "docker.io",
+            "index.docker.io",
+            SHA,
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let mut input = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 9) as usize;
+            for k in 0..len {
+                input.push_str(alphabet[(seed >> (5 * k + 4)) as usize % alphabet.len()]);
+            }
+            let Ok(r) = ImageRef::parse(&input) else {
+                continue;
+            };
+            accepted += 1;
+            // The fully qualified form names the same image.
+            assert_eq!(
+                ImageRef::parse(&r.to_string()).as_ref(),
+                Ok(&r),
+                "{input:?}"
+            );
+            // The registry is always a host an allow-list entry can name.
+            assert!(RegistryPattern::Any.matches(&r.registry), "{input:?}");
+            assert!(pattern(&r.registry).matches(&r.registry), "{input:?}");
+        }
+        assert!(
+            accepted > 100,
+            "only {accepted} generated references parsed"
+        );
     }
 }

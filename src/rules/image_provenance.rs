@@ -218,6 +218,11 @@ mod tests {
     }
 
     #[test]
+    fn latest_pinned_by_digest_is_pinned() {
+        assert!(findings(&format!("contoso.azurecr.io/llm:latest@{DIGEST}")).is_empty());
+    }
+
+    #[test]
     fn latest_is_refused_even_when_digests_are_not_required() {
         let spec = policy::ImageProvenance {
             require_digest: false,
