@@ -13,12 +13,14 @@ if ! need buildah || ! need skopeo || ! need docker-registry; then
 fi
 
 target=x86_64-unknown-linux-gnu
+# PROFILE=release for a release; CI uses the lighter `image` profile (Cargo.toml).
+profile=${PROFILE:-release}
 revision=$(git rev-parse HEAD)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-echo "static release build ($target)"
+echo "static build ($target, profile $profile)"
 RUSTFLAGS="-C target-feature=+crt-static" WAF_GIT_REVISION=$(git rev-parse --short=12 HEAD) \
-  cargo build --release --locked --target "$target" --quiet
-binary=target/$target/release/waf-admission
+  cargo build --profile "$profile" --locked --target "$target" --quiet
+binary=target/$target/$profile/waf-admission
 if ldd "$binary" 2>&1 | grep -q "=>"; then
   echo "error: $binary is dynamically linked" >&2; exit 1
 fi
