@@ -44,8 +44,8 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("judge: compliant GPU Deployment from JSON bytes", |b| {
         b.iter(|| {
-            let v: serde_json::Value = serde_json::from_slice(black_box(&json)).expect("json");
-            let w = Workload::from_value(v, "ml")
+            let text = std::str::from_utf8(black_box(&json)).expect("utf-8");
+            let w = Workload::from_json(text, "ml")
                 .expect("valid")
                 .expect("workload");
             black_box(judge(&set, &w, &ctx, now))

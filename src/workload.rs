@@ -213,9 +213,44 @@ impl Workload {
             return Ok(None);
         };
         let at = format!("{kind} {}", object_name(&object));
-        let w = match wk {
+        Self::from_source(wk, object, &at, default_namespace).map(Some)
+    }
+
+    /// [`Workload::from_value`] for an object still in JSON text (the
+    /// webhook's `request.object`): read straight into k8s-openapi types
+    /// with no intermediate tree. An object that does not read cleanly
+    /// takes the `Value` road, so its error names the field just the same.
+    pub fn from_json(raw: &str, default_namespace: &str) -> Result<Option<Workload>> {
+        if let Some(fast) = Self::from_json_fast(raw, default_namespace) {
+            return Ok(fast);
+        }
+        let object: serde_json::Value = serde_json::from_str(raw)
+            .map_err(|e| Error::input("the object", format!("not JSON: {e}")))?;
+        Self::from_value(object, default_namespace)
+    }
+
+    fn from_json_fast(raw: &str, default_namespace: &str) -> Option<Option<Workload>> {
+        let head: Head<'_> = serde_json::from_str(raw).ok()?;
+        if WorkloadKind::is_retired_version(&head.api_version, &head.kind) {
+            return None;
+        }
+        let Some(wk) = WorkloadKind::from_type(&head.api_version, &head.kind) else {
+            return Some(None);
+        };
+        Self::from_source(wk, JsonText(raw), "", default_namespace)
+            .ok()
+            .map(Some)
+    }
+
+    fn from_source(
+        wk: WorkloadKind,
+        object: impl Source,
+        at: &str,
+        default_namespace: &str,
+    ) -> Result<Workload> {
+        Ok(match wk {
             WorkloadKind::Deployment => {
-                let d: Deployment = typed(object, &at)?;
+                let d: Deployment = object.read(at)?;
                 let spec = d.spec;
                 Self::assemble(
                     wk,
@@ -227,7 +262,7 @@ impl Workload {
                 )
             }
             WorkloadKind::StatefulSet => {
-                let s: StatefulSet = typed(object, &at)?;
+                let s: StatefulSet = object.read(at)?;
                 let spec = s.spec;
                 Self::assemble(
                     wk,
@@ -239,7 +274,7 @@ impl Workload {
                 )
             }
             WorkloadKind::ReplicaSet => {
-                let r: ReplicaSet = typed(object, &at)?;
+                let r: ReplicaSet = object.read(at)?;
                 let spec = r.spec;
                 Self::assemble(
                     wk,
@@ -251,12 +286,12 @@ impl Workload {
                 )
             }
             WorkloadKind::Job => {
-                let j: Job = typed(object, &at)?;
+                let j: Job = object.read(at)?;
                 let spec = j.spec.unwrap_or_default();
                 Self::assemble(wk, j.metadata, None, None, spec.template, default_namespace)
             }
             WorkloadKind::CronJob => {
-                let c: CronJob = typed(object, &at)?;
+                let c: CronJob = object.read(at)?;
                 let template = c
                     .spec
                     .job_template
@@ -266,7 +301,7 @@ impl Workload {
                 Self::assemble(wk, c.metadata, None, None, template, default_namespace)
             }
             WorkloadKind::Pod => {
-                let p: Pod = typed(object, &at)?;
+                let p: Pod = object.read(at)?;
                 let labels = p.metadata.labels.clone().unwrap_or_default();
                 let template = PodTemplateSpec {
                     metadata: Some(ObjectMeta {
@@ -277,8 +312,7 @@ impl Workload {
                 };
                 Self::assemble(wk, p.metadata, None, None, template, default_namespace)
             }
-        };
-        Ok(Some(w))
+        })
     }
 
     fn assemble(
@@ -398,6 +432,36 @@ fn object_name(object: &serde_json::Value) -> String {
         Some(ns) => format!("{ns}/{name}"),
         None => name.to_owned(),
     }
+}
+
+/// Where a workload's typed form is read from: a parsed tree, or JSON text.
+trait Source {
+    fn read<T: DeserializeOwned>(self, at: &str) -> Result<T>;
+}
+
+impl Source for serde_json::Value {
+    fn read<T: DeserializeOwned>(self, at: &str) -> Result<T> {
+        typed(self, at)
+    }
+}
+
+/// JSON text on the fast road: errors are not worded here, the caller goes
+/// back to the `Value` road for them.
+struct JsonText<'a>(&'a str);
+
+impl Source for JsonText<'_> {
+    fn read<T: DeserializeOwned>(self, at: &str) -> Result<T> {
+        serde_json::from_str(self.0).map_err(|e| Error::input(at, e.to_string()))
+    }
+}
+
+/// What is needed of an object to know whether it is a workload.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", default, borrow)]
+    api_version: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: std::borrow::Cow<'a, str>,
 }
 
 /// Deserializes into a k8s-openapi type, naming the field at fault. The

@@ -6,10 +6,15 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use kube::core::DynamicObject;
+use std::borrow::Cow;
+
+use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::StatusSummary;
+use kube::core::{DynamicObject, GroupVersionKind, GroupVersionResource, TypeMeta};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::metrics::Metrics;
 use crate::context::Exception;
@@ -55,6 +60,72 @@ pub fn encode(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec
     serde_json::to_vec(&value)
 }
 
+/// The AdmissionReview as it arrives, read in one pass.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    request: Option<RawRequest<'a>>,
+}
+
+/// kube's `AdmissionRequest` with the object kept as JSON text; fields the
+/// webhook never reads (`oldObject`, `options`) are skipped unparsed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequest<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: UserInfo,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl RawRequest<'_> {
+    fn into_request(self, api_version: &str, kind: &str) -> AdmissionRequest<DynamicObject> {
+        AdmissionRequest {
+            types: TypeMeta {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            },
+            uid: self.uid,
+            kind: self.kind,
+            resource: self.resource,
+            sub_resource: self.sub_resource,
+            request_kind: self.request_kind,
+            request_resource: self.request_resource,
+            request_sub_resource: self.request_sub_resource,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: self.user_info,
+            object: None,
+            old_object: None,
+            dry_run: self.dry_run,
+            options: None,
+        }
+    }
+}
+
 /// A request body that is not a usable AdmissionReview.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadRequest(pub String);
@@ -73,39 +144,26 @@ pub fn review(
             "empty body: expected an admission.k8s.io/v1 AdmissionReview".into(),
         ));
     }
-    // Parse once. The object is lifted out as JSON and read straight into
-    // k8s-openapi types by the engine; the rest goes into kube's types.
-    let mut value: Value = serde_json::from_slice(body)
+    // One pass over the body, no tree: the request's fields go straight
+    // into their types, `request.object` stays JSON text for the engine and
+    // `oldObject` is skipped unread (a workload is judged as it will be).
+    let envelope: Envelope<'_> = serde_json::from_slice(body)
         .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let api_version = envelope.api_version.as_deref().unwrap_or_default();
+    let kind = envelope.kind.as_deref().unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
         return Err(BadRequest(format!(
             "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got {api_version:?} {kind:?}"
         )));
     }
-    let object = value
-        .pointer_mut("/request/object")
-        .map(Value::take)
-        .filter(|o| !o.is_null());
-    // Never read: a workload is judged as it will be, not as it was.
-    if let Some(old) = value.pointer_mut("/request/oldObject") {
-        *old = Value::Null;
-    }
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(value)
-        .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
-    let request: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| BadRequest("the AdmissionReview has no request".into()))?;
-    if object.as_ref().is_some_and(|o| !o.is_object()) {
+    let Some(raw) = envelope.request else {
+        return Err(BadRequest("the AdmissionReview has no request".into()));
+    };
+    let object = raw.object.filter(|o| o.get() != "null");
+    if object.is_some_and(|o| !o.get().starts_with('{')) {
         return Err(BadRequest("request.object is not a JSON object".into()));
     }
+    let request = raw.into_request(api_version, kind);
     let (response, summary) = answer(endpoint, &request, object, state, metrics, now);
     metrics.verdict(endpoint.as_str(), summary.verdict);
     tracing::info!(
@@ -132,7 +190,7 @@ struct Summary {
 fn answer(
     endpoint: Endpoint,
     req: &AdmissionRequest<DynamicObject>,
-    object: Option<Value>,
+    object: Option<&RawValue>,
     state: &State,
     metrics: &Metrics,
     now: jiff::Timestamp,
@@ -150,12 +208,15 @@ fn answer(
     };
     if req.kind.group == GROUP {
         return match endpoint {
-            Endpoint::Validate => validate_policy_object(response, &req.kind.kind, object),
+            Endpoint::Validate => match serde_json::from_str(object.get()) {
+                Ok(object) => validate_policy_object(response, &req.kind.kind, object),
+                Err(e) => invalid(response, format!("request.object: {e}")),
+            },
             Endpoint::Mutate => (response, allowed("-")),
         };
     }
     let namespace = req.namespace.as_deref().unwrap_or("default");
-    let workload = match Workload::from_value(object, namespace) {
+    let workload = match Workload::from_json(object.get(), namespace) {
         Ok(Some(w)) => w,
         Ok(None) => return (response, allowed("not a workload kind")),
         Err(e) => {
