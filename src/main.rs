@@ -278,6 +278,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("give --tls-cert and --tls-key, or --self-signed"),
     };
+    // Turns true at SIGTERM; the cluster side releases its Lease then.
+    let (signalled_tx, signalled_rx) = tokio::sync::watch::channel(false);
+    let mut lease_released = None;
     let state = if args.baseline {
         Arc::new(State::standalone(waf_admission::PolicySet::baseline()?))
     } else if !args.policies.is_empty() {
@@ -306,6 +309,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })?;
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let state = Arc::new(State::for_cluster(tx));
+        let released = Arc::new(tokio::sync::Notify::new());
+        lease_released = Some(released.clone());
         tokio::spawn(waf_admission::cluster::run(
             client,
             state.clone(),
@@ -315,6 +320,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 namespace: args.namespace.clone(),
                 lease_name: "waf-admission-controller".into(),
                 audit_interval: args.audit_interval,
+                stopping: signalled_rx.clone(),
+                lease_released: released,
             },
         ));
         tracing::info!("cluster mode: policies from WellArchitectedPolicy objects");
@@ -348,6 +355,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wait_for_signal().await;
         tracing::info!(?delay, "termination signal: no longer ready");
         ready_state.set_ready(false);
+        let _ = signalled_tx.send(true);
         tokio::time::sleep(delay).await;
         let _ = stop_tx.send(true);
     });
@@ -362,6 +370,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.shutdown_timeout,
     )
     .await;
+    if let Some(released) = lease_released {
+        // Hand the Lease over before exiting, so status and audit move to
+        // another replica at once; bounded, the Lease expires anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(3), released.notified()).await;
+    }
     Ok(())
 }
 

@@ -40,6 +40,9 @@ struct Seen {
     status_body: Value,
     lease_created: Value,
     requests: Vec<String>,
+    /// The mock API server, to go on answering after this point.
+    handle: Handle,
+    _held_watches: Vec<mock::SendResponse<Response<Body>>>,
 }
 
 /// Answers the controller until it writes a policy's Ready condition.
@@ -124,6 +127,8 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
                         status_body: body,
                         lease_created,
                         requests,
+                        handle,
+                        _held_watches: held,
                     };
                 }
             }
@@ -132,22 +137,29 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
     }
 }
 
-fn options() -> ClusterOptions {
+fn options(stopping: tokio::sync::watch::Receiver<bool>) -> ClusterOptions {
     ClusterOptions {
         pod_name: "test-0".into(),
         namespace: "waf-admission".into(),
         lease_name: "waf-admission-controller".into(),
         audit_interval: Duration::from_secs(300),
+        stopping,
+        lease_released: Arc::new(tokio::sync::Notify::new()),
     }
 }
 
 async fn run_against(policies: Value) -> (Arc<State>, Seen) {
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    run_with(policies, options(stopping)).await
+}
+
+async fn run_with(policies: Value, options: ClusterOptions) -> (Arc<State>, Seen) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let state = Arc::new(State::for_cluster(tx));
     assert!(!state.is_ready());
-    tokio::spawn(cluster::run(client, state.clone(), rx, options()));
+    tokio::spawn(cluster::run(client, state.clone(), rx, options));
     let seen = tokio::time::timeout(
         Duration::from_secs(10),
         serve_until_ready_condition(handle, policies),
@@ -232,4 +244,53 @@ async fn a_policy_that_cannot_be_used_is_marked_not_ready_with_the_reason() {
         state.load().policies.is_empty(),
         "the refused policy is not in force"
     );
+}
+
+#[tokio::test]
+async fn on_shutdown_the_lease_holder_releases_its_lease() {
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
+         "spec": {"action": "Warn"}}
+    ]);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let opts = options(stopping);
+    let released = opts.lease_released.clone();
+    let (_state, seen) = run_with(policies, opts).await;
+    let mut lease = seen.lease_created.clone();
+    lease["metadata"]["resourceVersion"] = json!("7");
+    let mut handle = seen.handle;
+    stop.send(true).unwrap();
+    let put = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (request, send) = handle.next_request().await.expect("asks on");
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            match method {
+                Method::GET if path.ends_with("/leases/waf-admission-controller") => {
+                    respond(send, StatusCode::OK, &lease)
+                }
+                Method::PUT if path.ends_with("/leases/waf-admission-controller") => {
+                    respond(send, StatusCode::OK, &body);
+                    return body;
+                }
+                Method::PATCH if path.ends_with("/status") => {
+                    respond(send, StatusCode::OK, &json!({}))
+                }
+                _ => panic!("unexpected request {method} {path}"),
+            }
+        }
+    })
+    .await
+    .expect("the Lease was released within 10 s");
+    assert!(put["spec"].get("holderIdentity").is_none(), "{put}");
+    assert_eq!(put["spec"]["leaseDurationSeconds"], 1);
+    assert_eq!(
+        put["metadata"]["resourceVersion"], "7",
+        "written against the version read, so a new holder's write wins"
+    );
+    tokio::time::timeout(Duration::from_secs(5), released.notified())
+        .await
+        .expect("the process is told the Lease is released");
 }

@@ -28,8 +28,11 @@ pub fn decide(lease: Option<&Lease>, me: &str, now: jiff::Timestamp) -> Step {
             Step::Create
         };
     };
-    if spec.holder_identity.as_deref() == Some(me) {
-        return Step::Renew;
+    match spec.holder_identity.as_deref() {
+        Some(holder) if holder == me => return Step::Renew,
+        // Released by a replica that shut down: free to take at once.
+        None | Some("") => return Step::TakeOver,
+        Some(_) => {}
     }
     let duration = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
     let renewed = spec
@@ -115,6 +118,41 @@ pub async fn try_hold(api: &Api<Lease>, name: &str, me: &str) -> bool {
     }
 }
 
+/// Gives the Lease up on shutdown, if we hold it, so another replica takes
+/// over status and audit at its next round instead of waiting for expiry.
+/// Returns whether a release was written.
+pub async fn release(api: &Api<Lease>, name: &str, me: &str) -> bool {
+    let mut lease = match api.get_opt(name).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the Lease to release it");
+            return false;
+        }
+    };
+    let Some(spec) = lease.spec.as_mut() else {
+        return false;
+    };
+    if spec.holder_identity.as_deref() != Some(me) {
+        return false;
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    // resourceVersion stays set: if someone else took it meanwhile, the
+    // write conflicts and their hold stands.
+    match api.replace(name, &PostParams::default(), &lease).await {
+        Ok(_) => {
+            tracing::info!(lease = name, holder = me, "released the Lease");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not release the Lease; it expires on its own");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +185,13 @@ mod tests {
             decide(Some(&lease("b", "2026-11-25T10:00:00Z")), "a", now),
             Step::TakeOver,
             "expired"
+        );
+        let mut released = lease("b", "2026-11-25T10:00:19Z");
+        released.spec.as_mut().unwrap().holder_identity = None;
+        assert_eq!(
+            decide(Some(&released), "a", now),
+            Step::TakeOver,
+            "released"
         );
     }
 

@@ -27,7 +27,7 @@ use kube::core::{DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 use self::snapshot::{Builder, Inputs};
 use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
@@ -44,6 +44,10 @@ pub struct ClusterOptions {
     pub lease_name: String,
     /// How often the background audit judges every existing workload.
     pub audit_interval: Duration,
+    /// Turns true when the process begins to shut down: the Lease is then
+    /// released (if held) and `lease_released` notified.
+    pub stopping: watch::Receiver<bool>,
+    pub lease_released: Arc<Notify>,
 }
 
 /// Keeps a reflector store in sync and pokes `changed` on every event.
@@ -114,6 +118,7 @@ pub async fn run(
         opts.pod_name.clone(),
         leader.clone(),
         changed.clone(),
+        (opts.stopping.clone(), opts.lease_released.clone()),
     ));
 
     // Ready only once every store has its first full list.
@@ -207,6 +212,7 @@ async fn hold_lease(
     me: String,
     leader: Arc<AtomicBool>,
     changed: Arc<Notify>,
+    (mut stopping, released): (watch::Receiver<bool>, Arc<Notify>),
 ) {
     let every = Duration::from_secs(lease::LEASE_SECONDS as u64 / 3);
     loop {
@@ -216,8 +222,16 @@ async fn hold_lease(
         } else if !held {
             leader.store(false, Ordering::Release);
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            // A dropped sender is no shutdown: keep holding.
+            Ok(_) = stopping.wait_for(|stop| *stop) => break,
+        }
     }
+    if leader.swap(false, Ordering::AcqRel) {
+        lease::release(&api, &name, &me).await;
+    }
+    released.notify_one();
 }
 
 /// Judges every Deployment and StatefulSet on the leader, every `interval`,
