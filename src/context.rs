@@ -182,6 +182,22 @@ impl Exception {
         if e.spec.workloads.iter().any(|w| w.name.is_empty()) {
             problems.push("spec.workloads: every entry needs a name".into());
         }
+        crate::policy::compiled::duplicates(
+            e.spec.rules.iter().map(|r| r.as_str()),
+            "spec.rules",
+            &mut problems,
+        );
+        let workloads: Vec<String> = e
+            .spec
+            .workloads
+            .iter()
+            .map(|w| format!("{}/{}", w.kind.as_str(), w.name))
+            .collect();
+        crate::policy::compiled::duplicates(
+            workloads.iter().map(String::as_str),
+            "spec.workloads",
+            &mut problems,
+        );
         if e.spec.rules.is_empty() {
             problems.push("spec.rules: list at least one rule id".into());
         }
@@ -273,5 +289,46 @@ impl Context {
 
     pub fn exceptions_for<'a>(&'a self, w: &'a Workload) -> impl Iterator<Item = &'a Exception> {
         self.exceptions.iter().filter(move |e| e.applies_to(w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(spec: &str) -> String {
+        let e: WellArchitectedException = serde_yaml_ng::from_str(&format!(
+            "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedException\nmetadata: {{name: e, namespace: ml}}\nspec: {spec}\n"
+        ))
+        .unwrap();
+        Exception::compile(&e, "default").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_exceptions_that_could_be_misread_naming_each_problem() {
+        let e = refused(
+            "{workloads: [{kind: Deployment, name: llm}, {kind: Deployment, name: llm}], \
+             rules: [autoscaler, autoscaler], reason: ' ', expires: '2030-01-01T00:00:00Z'}",
+        );
+        assert!(e.starts_with("WellArchitectedException ml/e: "), "{e}");
+        for want in [
+            "spec.workloads[1]: \"Deployment/llm\" is listed twice",
+            "spec.rules[1]: \"autoscaler\" is listed twice",
+            "spec.reason: say why",
+        ] {
+            assert!(e.contains(want), "{want} missing from {e}");
+        }
+        let e = refused(
+            "{selector: {}, rules: [autoscaler], reason: r, expires: '2030-01-01T00:00:00Z'}",
+        );
+        assert!(
+            e.contains("an empty selector would exempt every workload"),
+            "{e}"
+        );
+        let e = refused("{rules: [], reason: r, expires: '2030-01-01T00:00:00Z'}");
+        assert!(
+            e.contains("name the exempted workloads") && e.contains("at least one rule"),
+            "{e}"
+        );
     }
 }

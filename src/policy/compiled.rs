@@ -82,6 +82,21 @@ fn compile_selector(
     }
 }
 
+/// A list that names the same thing twice is a typo or a merge gone wrong:
+/// say so rather than guess which entry was meant.
+pub(crate) fn duplicates<'a>(
+    items: impl Iterator<Item = &'a str>,
+    at: &str,
+    problems: &mut Vec<String>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, item) in items.enumerate() {
+        if !seen.insert(item) {
+            problems.push(format!("{at}[{i}]: {item:?} is listed twice"));
+        }
+    }
+}
+
 impl Policy {
     pub fn compile(p: &WellArchitectedPolicy) -> Result<Policy> {
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -93,6 +108,34 @@ impl Policy {
         if spec.matches.kinds.is_empty() {
             problems.push("spec.match.kinds: list at least one kind".to_owned());
         }
+        duplicates(
+            spec.matches.kinds.iter().map(|k| k.as_str()),
+            "spec.match.kinds",
+            &mut problems,
+        );
+        let r = &spec.rules;
+        duplicates(
+            r.gpu_placement.resource_names.iter().map(String::as_str),
+            "spec.rules.gpuPlacement.resourceNames",
+            &mut problems,
+        );
+        duplicates(
+            r.resources.require_requests.iter().map(String::as_str),
+            "spec.rules.resources.requireRequests",
+            &mut problems,
+        );
+        duplicates(
+            r.resources.require_limits.iter().map(String::as_str),
+            "spec.rules.resources.requireLimits",
+            &mut problems,
+        );
+        for (i, size) in r.gpu_placement.allowed_vm_sizes.iter().enumerate() {
+            if size.trim().is_empty() {
+                problems.push(format!(
+                    "spec.rules.gpuPlacement.allowedVmSizes[{i}]: a VM size cannot be empty"
+                ));
+            }
+        }
         let namespace_selector = compile_selector(
             &spec.matches.namespace_selector,
             "spec.match.namespaceSelector",
@@ -101,7 +144,6 @@ impl Policy {
         let selector =
             compile_selector(&spec.matches.selector, "spec.match.selector", &mut problems);
         let default = Action::from(spec.action);
-        let r = &spec.rules;
         let at = "spec.rules";
         let gpus = GpuResources::new(&r.gpu_placement.resource_names);
         let zs = zone_spread::Settings::compile(
@@ -212,5 +254,53 @@ impl PolicySet {
 
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(spec: &str) -> WellArchitectedPolicy {
+        serde_yaml_ng::from_str(&format!(
+            "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {{name: p}}\nspec: {spec}\n"
+        ))
+        .unwrap()
+    }
+
+    fn problems(spec: &str) -> String {
+        Policy::compile(&policy(spec)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn refuses_duplicate_entries_naming_the_index() {
+        let e = problems(
+            "{match: {kinds: [Pod, Pod]}, rules: {resources: {requireRequests: [cpu, cpu]}}}",
+        );
+        assert!(
+            e.contains("spec.match.kinds[1]: \"Pod\" is listed twice"),
+            "{e}"
+        );
+        assert!(
+            e.contains("spec.rules.resources.requireRequests[1]: \"cpu\" is listed twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_operator_quantity_and_empty_allow_lists_together() {
+        let e = problems(
+            "{match: {namespaceSelector: {matchExpressions: [{key: a, operator: Equals, values: [b]}]}}, \
+             rules: {resources: {defaults: {requests: {cpu: lots}}}, \
+             imageProvenance: {allowedRegistries: []}, gpuPlacement: {allowedVmSizes: [\"\"]}}}",
+        );
+        for want in [
+            "spec.match.namespaceSelector.matchExpressions[0].operator",
+            "spec.rules.resources.defaults.requests.cpu",
+            "spec.rules.imageProvenance.allowedRegistries",
+            "spec.rules.gpuPlacement.allowedVmSizes[0]",
+        ] {
+            assert!(e.contains(want), "{want} missing from {e}");
+        }
     }
 }
