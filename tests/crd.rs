@@ -138,3 +138,63 @@ fn broken_policies_are_refused_by_the_schema() {
         assert!(!validator.is_valid(&p), "{pointer} = {value} was accepted");
     }
 }
+
+fn exception_schema() -> Value {
+    let exception = crd::definitions().remove(1);
+    assert_eq!(exception.spec.names.kind, "WellArchitectedException");
+    serde_json::to_value(
+        &exception.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema,
+    )
+    .unwrap()
+}
+
+/// The exception CRD's CEL rule, evaluated the way the apiserver does it
+/// (kube's client-side CEL, schema defaults applied first): the shipped
+/// exception passes; one that names no workload is refused with the message.
+#[test]
+fn exceptions_that_name_no_workload_are_refused_by_the_apiserver_rule() {
+    let schema = exception_schema();
+    let cel = kube::core::cel::Validator::new();
+    let sample = yaml_docs(&root().join("examples/exception.yaml")).remove(0);
+    cel.validate(&schema, &sample, None)
+        .unwrap_or_else(|e| panic!("the shipped exception is refused: {e}"));
+    let mut by_selector = sample.clone();
+    by_selector["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("workloads");
+    by_selector["spec"]["selector"] = serde_json::json!({"matchLabels": {"app": "ollama"}});
+    cel.validate(&schema, &by_selector, None)
+        .unwrap_or_else(|e| panic!("an exception by selector is refused: {e}"));
+    for workloads in [None, Some(serde_json::json!([]))] {
+        let mut nameless = sample.clone();
+        let spec = nameless["spec"].as_object_mut().unwrap();
+        spec.remove("workloads");
+        if let Some(w) = workloads.clone() {
+            spec.insert("workloads".into(), w);
+        }
+        let err = cel
+            .validate(&schema, &nameless, None)
+            .expect_err("an exception naming no workload passed the CEL rule")
+            .to_string();
+        assert!(
+            err.contains("name the exempted workloads in `workloads` or `selector`"),
+            "workloads {workloads:?}: {err}"
+        );
+    }
+    // Empty lists and strings are refused by the schema itself.
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for (pointer, value) in [
+        ("/spec/rules", serde_json::json!([])),
+        ("/spec/reason", serde_json::json!("")),
+        ("/spec/workloads/0/name", serde_json::json!("")),
+    ] {
+        let mut e = sample.clone();
+        *e.pointer_mut(pointer).unwrap() = value.clone();
+        assert!(!validator.is_valid(&e), "{pointer} = {value} was accepted");
+    }
+}

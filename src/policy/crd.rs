@@ -69,6 +69,19 @@ pub fn reference_markdown() -> String {
         for top in ["spec", "status"] {
             walk(&schema["properties"][top], top, &mut out);
         }
+        let rules = schema["properties"]["spec"]["x-kubernetes-validations"].as_array();
+        if let Some(rules) = rules.filter(|r| !r.is_empty()) {
+            out.push_str(
+                "\nChecked by the apiserver itself (CEL), even when the webhook is down:\n\n",
+            );
+            for rule in rules {
+                out.push_str(&format!(
+                    "- `{}`: {}\n",
+                    rule["rule"].as_str().unwrap_or_default(),
+                    rule["message"].as_str().unwrap_or_default()
+                ));
+            }
+        }
     }
     out
 }
@@ -109,12 +122,20 @@ fn walk(schema: &serde_json::Value, path: &str, out: &mut String) {
             .filter(|d| !d.is_object())
             .map(|d| format!("`{}`", d.to_string().replace('|', "\\|")))
             .unwrap_or_default();
-        let description = field
+        let mut description = field
             .get("description")
             .and_then(|d| d.as_str())
             .unwrap_or("")
             .replace('\n', " ")
             .replace('|', "\\|");
+        if let Some(n) = field.get("minItems").and_then(|n| n.as_u64()) {
+            description.push_str(&format!(
+                " At least {n} entry; the apiserver refuses fewer."
+            ));
+        }
+        if field.get("minLength").and_then(|n| n.as_u64()) == Some(1) {
+            description.push_str(" Must not be empty.");
+        }
         out.push_str(&format!(
             "| `{here}` | {kind} | {default} | {description} |\n"
         ));

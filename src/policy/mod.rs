@@ -17,7 +17,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +65,7 @@ pub struct Match {
     /// Kinds governed. ReplicaSets, Jobs and CronJobs are judged only when
     /// listed here; a ReplicaSet or Pod owned by a controller is judged through its owner.
     #[serde(default = "default_kinds")]
+    #[schemars(length(min = 1))]
     pub kinds: Vec<WorkloadKind>,
     /// Namespaces governed, by their labels (`kubernetes.io/metadata.name`
     /// is always set). Empty or absent: every namespace.
@@ -521,7 +522,7 @@ pub struct AuditSummary {
 /// Exempts workloads in this namespace from listed rules, for a reason and
 /// until a time. There is no annotation a workload can set to exempt itself:
 /// exceptions are objects that RBAC can keep in the platform team's hands.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "waf-admission.dev",
     version = "v1alpha1",
@@ -532,6 +533,9 @@ pub struct AuditSummary {
     printcolumn = r#"{"name":"Expires","type":"string","jsonPath":".spec.expires"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+// Checked by the apiserver itself, so it holds even while our webhook is down.
+#[x_kube(validation = Rule::new("(has(self.workloads) && size(self.workloads) > 0) || has(self.selector)")
+    .message("name the exempted workloads in `workloads` or `selector`"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WellArchitectedExceptionSpec {
     /// Workloads exempted, by kind and name.
@@ -542,8 +546,10 @@ pub struct WellArchitectedExceptionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
     /// The rules the workloads are exempt from.
+    #[schemars(length(min = 1))]
     pub rules: Vec<RuleId>,
     /// Why the exemption is needed (shown with every exempted decision).
+    #[schemars(length(min = 1))]
     pub reason: String,
     /// When the exception stops applying (RFC 3339).
     pub expires: Time,
@@ -555,5 +561,6 @@ pub struct WorkloadRef {
     /// Deployment, StatefulSet, Pod, ReplicaSet, Job or CronJob.
     pub kind: WorkloadKind,
     /// The workload's metadata.name.
+    #[schemars(length(min = 1))]
     pub name: String,
 }
