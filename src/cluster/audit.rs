@@ -37,8 +37,14 @@ pub fn summarize(
         })
         .collect();
     for object in objects {
-        let Ok(Some(w)) = Workload::from_value(object, "default") else {
-            continue;
+        let w = match Workload::from_value(object, "default") {
+            Ok(Some(w)) => w,
+            Ok(None) => continue, // only Deployments and StatefulSets are passed in
+            Err(e) => {
+                // Came from the API server typed, so this should not happen; say so.
+                tracing::warn!(error = %e, "background audit cannot judge a workload");
+                continue;
+            }
         };
         let d = judge(&snapshot.policies, &w, &snapshot.context, now);
         for name in &d.governed_by {
