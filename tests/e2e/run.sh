@@ -119,8 +119,30 @@ for _ in $(seq 40); do
 done
 if [ -n "$denied" ]; then pass "exception expired"; else fail "exception never expired"; fi
 
-echo "== deleting one webhook pod loses no request"
-victim=$(kubectl -n "$NS" get pods -l app.kubernetes.io/name=waf-admission -o jsonpath='{.items[0].metadata.name}')
+echo "== broken policy objects are refused at apply"
+apply -f - <<YAML
+apiVersion: waf-admission.dev/v1alpha1
+kind: WellArchitectedException
+metadata: {name: names-nothing}
+spec: {rules: [image-provenance], reason: e2e, expires: "2099-01-01T00:00:00Z"}
+YAML
+if [ "$rc" != 0 ] && grep -q "name the exempted workloads" <<<"$out"; then pass "exception naming no workload refused"; else fail "nameless exception: $out"; fi
+set +e
+out=$(kubectl apply -f - 2>&1 <<YAML
+apiVersion: waf-admission.dev/v1alpha1
+kind: WellArchitectedPolicy
+metadata: {name: broken-e2e}
+spec: {rules: {imageProvenance: {allowedRegistries: []}}}
+YAML
+)
+rc=$?
+set -e
+if [ "$rc" != 0 ] && grep -q "allowedRegistries" <<<"$out"; then pass "broken policy refused"; else fail "broken policy: $out"; fi
+
+echo "== deleting the Lease holder loses no request and hands the Lease over"
+lease_holder() { kubectl -n "$NS" get lease waf-admission-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true; }
+victim=$(lease_holder)
+[ -n "$victim" ] || victim=$(kubectl -n "$NS" get pods -l app.kubernetes.io/name=waf-admission -o jsonpath='{.items[0].metadata.name}')
 kubectl -n "$NS" delete pod "$victim" --wait=false
 lost=0
 for _ in $(seq 60); do
@@ -128,6 +150,13 @@ for _ in $(seq 60); do
   [ "$rc" = 0 ] || lost=$((lost + 1))
 done
 if [ "$lost" = 0 ]; then pass "no request lost while a pod was deleted"; else fail "$lost of 60 requests failed during pod deletion"; fi
+holder=""
+for _ in $(seq 30); do
+  holder=$(lease_holder)
+  [ -n "$holder" ] && [ "$holder" != "$victim" ] && break
+  sleep 1
+done
+if [ -n "$holder" ] && [ "$holder" != "$victim" ]; then pass "Lease moved from $victim to $holder"; else fail "Lease still with '${holder}'"; fi
 
 echo "== helm uninstall leaves no webhook configuration behind"
 helm uninstall waf-admission --namespace "$NS" --wait
