@@ -118,7 +118,8 @@ pub async fn run(
         opts.pod_name.clone(),
         leader.clone(),
         changed.clone(),
-        (opts.stopping.clone(), opts.lease_released.clone()),
+        opts.stopping.clone(),
+        opts.lease_released.clone(),
     ));
 
     // Ready only once every store has its first full list.
@@ -212,7 +213,8 @@ async fn hold_lease(
     me: String,
     leader: Arc<AtomicBool>,
     changed: Arc<Notify>,
-    (mut stopping, released): (watch::Receiver<bool>, Arc<Notify>),
+    mut stopping: watch::Receiver<bool>,
+    released: Arc<Notify>,
 ) {
     let every = Duration::from_secs(lease::LEASE_SECONDS as u64 / 3);
     loop {

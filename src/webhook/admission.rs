@@ -3,10 +3,9 @@
 //! an HTTP 4xx, the second a 200 with `allowed` and a message, because an
 //! HTTP error makes the apiserver apply failurePolicy instead of our answer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
-
-use std::borrow::Cow;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
