@@ -7,11 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::core::{Selector, SelectorExt};
+use kube::core::Selector;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::policy::{RuleId, WellArchitectedException, WorkloadRef};
+use crate::policy::compiled::{owner_kinds, selects};
+use crate::policy::{OwnerKind, RuleId, WellArchitectedException, WorkloadRef};
 use crate::workload::{Workload, typed};
 
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -148,6 +149,7 @@ pub struct Exception {
     pub name: String,
     workloads: Vec<WorkloadRef>,
     selector: Option<Selector>,
+    owners: Vec<OwnerKind>,
     pub rules: Vec<RuleId>,
     pub reason: String,
     pub expires: jiff::Timestamp,
@@ -176,9 +178,12 @@ impl Exception {
                 None
             }
         };
-        if e.spec.workloads.is_empty() && e.spec.selector.is_none() {
-            problems.push("spec: name the exempted workloads in `workloads` or `selector`".into());
+        if e.spec.workloads.is_empty() && e.spec.selector.is_none() && e.spec.owners.is_empty() {
+            problems.push(
+                "spec: name the exempted workloads in `workloads`, `selector` or `owners`".into(),
+            );
         }
+        owner_kinds(&e.spec.owners, "spec.owners", &mut problems);
         if e.spec.workloads.iter().any(|w| w.name.is_empty()) {
             problems.push("spec.workloads: every entry needs a name".into());
         }
@@ -216,6 +221,7 @@ impl Exception {
             name,
             workloads: e.spec.workloads.clone(),
             selector,
+            owners: e.spec.owners.clone(),
             rules: e.spec.rules.clone(),
             reason: e.spec.reason.clone(),
             expires: e.spec.expires.0,
@@ -228,7 +234,8 @@ impl Exception {
                 .workloads
                 .iter()
                 .any(|r| r.kind == w.kind && r.name == w.name)
-                || self.selector.as_ref().is_some_and(|s| s.matches(&w.labels)))
+                || self.selector.as_ref().is_some_and(|s| selects(s, w))
+                || self.owners.iter().any(|o| o.owns(w)))
     }
 
     pub fn is_expired(&self, now: jiff::Timestamp) -> bool {

@@ -11,9 +11,9 @@ use crate::context::{Context, Exception};
 use crate::error::{Error, Result};
 use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
-use crate::policy::{Action, RuleId, WorkloadScope};
+use crate::policy::{Action, RuleId, Updates, WorkloadScope};
 use crate::rules::{Outcome, autoscaler, gpu_placement, image_provenance, resources, zone_spread};
-use crate::workload::Workload;
+use crate::workload::{Owner, Workload, WorkloadKind};
 
 /// One violation as users see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,10 +25,15 @@ pub struct Violation {
     pub message: String,
     pub fix: String,
     pub path: String,
-    /// The rule's patch is meant to fix it (when the policy mutates).
+    /// The winning policy says `mutate: true` and the rule's patch fixes
+    /// it: patched when the action is Deny; under Warn or Audit the
+    /// warning says what Deny would add, and nothing is patched.
     pub fixable: bool,
     /// The patch fixes it: set by `evaluate` after judging the patched object.
     pub patched: bool,
+    /// UPDATE only: the old object already had it, so it does not deny
+    /// (see [`admit_existing`]).
+    pub existing: bool,
 }
 
 /// A rule an exception switched off for this workload.
@@ -70,16 +75,73 @@ impl Decision {
     }
 }
 
-/// Controllers whose pods and ReplicaSets are judged through the owner:
-/// judging them again would report every violation twice.
-const JUDGED_THROUGH_OWNER: [&str; 6] = [
-    "Deployment",
-    "ReplicaSet",
-    "StatefulSet",
-    "DaemonSet",
-    "Job",
-    "CronJob",
+/// Owners whose Pods, ReplicaSets and Jobs are judged through the owner
+/// (apiGroup, kind): judging what they create again would report every
+/// violation twice. DaemonSets run node agents, never model servers.
+/// Objects owned by anything else (a RayCluster, an Argo Rollout, a
+/// training operator) are judged themselves. The chart's matchConditions
+/// are [`owner_match_condition`], and a test keeps them equal.
+pub const JUDGED_THROUGH_OWNER: [(&str, &str); 6] = [
+    ("apps", "Deployment"),
+    ("apps", "ReplicaSet"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("batch", "Job"),
+    ("batch", "CronJob"),
 ];
+
+/// The kinds an owner in [`JUDGED_THROUGH_OWNER`] creates.
+pub const OWNED_KINDS: [WorkloadKind; 3] = [
+    WorkloadKind::Pod,
+    WorkloadKind::ReplicaSet,
+    WorkloadKind::Job,
+];
+
+/// The owner `w` is judged through, if any.
+pub fn judged_through(w: &Workload) -> Option<&Owner> {
+    if !OWNED_KINDS.contains(&w.kind) {
+        return None;
+    }
+    w.controller().filter(|o| {
+        JUDGED_THROUGH_OWNER
+            .iter()
+            .any(|(group, kind)| o.group == *group && o.kind == *kind)
+    })
+}
+
+/// The CEL matchCondition that keeps the apiserver from sending what
+/// [`judged_through`] would skip anyway (an ephemeral container added to
+/// an owned Pod is always sent: it is new, and judged).
+pub fn owner_match_condition() -> String {
+    let quoted = |items: &mut dyn Iterator<Item = &str>| {
+        items
+            .map(|k| format!("'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let kinds = quoted(&mut OWNED_KINDS.iter().map(|k| k.as_str()));
+    let mut groups: Vec<&str> = JUDGED_THROUGH_OWNER.iter().map(|(g, _)| *g).collect();
+    groups.dedup();
+    let owners = groups
+        .iter()
+        .map(|g| {
+            let of_group = quoted(
+                &mut JUDGED_THROUGH_OWNER
+                    .iter()
+                    .filter(|(og, _)| og == g)
+                    .map(|(_, k)| *k),
+            );
+            format!("(r.apiVersion.startsWith('{g}/') && r.kind in [{of_group}])")
+        })
+        .collect::<Vec<_>>()
+        .join(" || ");
+    format!(
+        "(has(request.subResource) && request.subResource == 'ephemeralcontainers') \
+         || !(request.kind.kind in [{kinds}] \
+         && has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r, \
+         has(r.controller) && r.controller && ({owners})))"
+    )
+}
 
 /// Judges one workload. Pure: no I/O, no clock (`now` is passed in).
 pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp) -> Decision {
@@ -89,9 +151,7 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
         opted_out: detection.opted_out,
         ..Decision::default()
     };
-    if let Some(owner) = &w.controller
-        && JUDGED_THROUGH_OWNER.contains(&owner.kind.as_str())
-    {
+    if let Some(owner) = judged_through(w) {
         d.not_governed = Some(format!(
             "managed by {} {}: judged through its owner",
             owner.kind, owner.name
@@ -160,15 +220,19 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
             });
             continue;
         }
-        // The strictest action wins; among equals, the first policy by name.
+        // The strictest action wins; among equals, the first policy by name
+        // that patches, else the first by name. Its fix text and its patch
+        // go together, and a rule patches only where it denies.
         let strictest = found.iter().map(|f| f.1).max().unwrap_or(Action::Off);
-        let Some((winner, action, _, outcome)) = found.iter().find(|f| f.1 == strictest) else {
+        let mut at_strictest = found.iter().filter(|f| f.1 == strictest);
+        let Some((winner, action, mutate, outcome)) = at_strictest
+            .clone()
+            .find(|f| f.2 && !f.3.patch.is_empty())
+            .or_else(|| at_strictest.next())
+        else {
             continue;
         };
-        let mutating = found
-            .iter()
-            .filter(|f| f.2 && !f.3.patch.is_empty())
-            .max_by_key(|f| f.1);
+        let mutates = *mutate && !outcome.patch.is_empty();
         d.violations
             .extend(outcome.findings.iter().map(|f| Violation {
                 rule,
@@ -177,14 +241,41 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 message: f.message.clone(),
                 fix: f.fix.clone(),
                 path: f.path.clone(),
-                fixable: f.fixable && mutating.is_some(),
+                fixable: f.fixable && mutates,
                 patched: false,
+                existing: false,
             }));
-        if let Some((_, _, _, o)) = mutating {
-            d.patch.extend(o.patch.iter().cloned());
+        if mutates && *action == Action::Deny {
+            d.patch.extend(outcome.patch.iter().cloned());
         }
     }
     d
+}
+
+/// UPDATE: a deny violation the old object already had (same rule, path
+/// and message) made nothing worse, so it no longer denies; it comes back
+/// as a warning marked `existing`. New violations still deny, and so does
+/// every violation whose winning policy says `updates: All`.
+pub fn admit_existing(new: &mut Decision, old: &Decision, set: &PolicySet) {
+    for v in new
+        .violations
+        .iter_mut()
+        .filter(|v| v.action == Action::Deny)
+    {
+        let strict = set
+            .policies()
+            .iter()
+            .find(|p| p.name == v.policy)
+            .is_some_and(|p| p.updates == Updates::All);
+        let had = old
+            .violations
+            .iter()
+            .any(|o| o.rule == v.rule && o.path == v.path && o.message == v.message);
+        if had && !strict {
+            v.action = Action::Warn;
+            v.existing = true;
+        }
+    }
 }
 
 fn run<S>(
@@ -273,6 +364,7 @@ pub fn evaluate(
     let after = judge(set, &after_workload, ctx, now);
     for v in &mut decision.violations {
         v.patched = v.fixable
+            && v.action == Action::Deny
             && !after
                 .violations
                 .iter()
@@ -284,4 +376,239 @@ pub fn evaluate(
         decision,
         patched: Some(patched),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::WellArchitectedPolicy;
+    use crate::rules::testing::*;
+    use serde_json::json;
+
+    fn set(specs: &[(&str, serde_json::Value)]) -> PolicySet {
+        PolicySet::new(
+            specs
+                .iter()
+                .map(|(name, spec)| {
+                    let p: WellArchitectedPolicy = serde_json::from_value(json!({
+                        "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+                        "metadata": {"name": name}, "spec": spec}))
+                    .unwrap();
+                    Policy::compile(&p).unwrap()
+                })
+                .collect(),
+        )
+    }
+
+    fn now() -> jiff::Timestamp {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn decide(set: &PolicySet, obj: &serde_json::Value) -> Decision {
+        judge(set, &workload(obj), &Context::default(), now())
+    }
+
+    /// The GPU Deployment without its zone constraint: zone-spread patches it.
+    fn unspread() -> serde_json::Value {
+        let mut d = gpu_deployment();
+        remove_pod_field(&mut d, "topologySpreadConstraints");
+        d
+    }
+
+    #[test]
+    fn warn_and_audit_patch_nothing_and_say_what_deny_would_add() {
+        let mutating = json!({"zoneSpread": {"mutate": true}, "autoscaler": {"action": "Off"}});
+        for action in ["Warn", "Audit"] {
+            let d = decide(
+                &set(&[("p", json!({"action": action, "rules": mutating}))]),
+                &unspread(),
+            );
+            assert!(d.patch.is_empty(), "{action}: {:?}", d.patch);
+            assert_eq!(d.violations.len(), 1);
+            assert!(
+                d.violations[0].fixable,
+                "the warning can say Deny would patch it"
+            );
+        }
+        let d = decide(
+            &set(&[("p", json!({"action": "Deny", "rules": mutating}))]),
+            &unspread(),
+        );
+        assert!(!d.patch.is_empty());
+    }
+
+    #[test]
+    fn the_fix_and_the_patch_come_from_the_same_policy() {
+        // Two Deny policies: "a" does not mutate, "b" does with another skew.
+        let s = set(&[
+            ("a", json!({"rules": {"autoscaler": {"action": "Off"}}})),
+            (
+                "b",
+                json!({"rules": {"autoscaler": {"action": "Off"},
+                    "zoneSpread": {"mutate": true, "whenUnsatisfiable": "ScheduleAnyway"}}}),
+            ),
+        ]);
+        let d = decide(&s, &unspread());
+        assert_eq!(d.violations.len(), 1);
+        let v = &d.violations[0];
+        assert_eq!(v.policy, "b", "the policy that patches wins among equals");
+        assert!(v.fix.contains("ScheduleAnyway"), "{}", v.fix);
+        assert!(
+            serde_json::to_string(&d.patch)
+                .unwrap()
+                .contains("ScheduleAnyway")
+        );
+    }
+
+    #[test]
+    fn an_update_denies_only_what_it_brings_unless_the_policy_says_all() {
+        for (updates, still_denied) in [("NewViolations", false), ("All", true)] {
+            let s = set(&[(
+                "p",
+                json!({"updates": updates, "rules": {"autoscaler": {"action": "Off"}}}),
+            )]);
+            let old = decide(&s, &unspread());
+            let mut new = decide(&s, &unspread());
+            admit_existing(&mut new, &old, &s);
+            assert_eq!(new.denied(), still_denied, "{updates}");
+            assert_eq!(new.violations[0].existing, !still_denied);
+        }
+        // A violation the old object did not have still denies.
+        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}}}))]);
+        let old = decide(&s, &gpu_deployment());
+        let mut new = decide(&s, &unspread());
+        admit_existing(&mut new, &old, &s);
+        assert!(new.denied());
+    }
+
+    fn owned_by(kind_of: &str, api_version: &str, owner_kind: &str) -> serde_json::Value {
+        let mut p = gpu_pod();
+        if kind_of == "ReplicaSet" {
+            let d = gpu_deployment();
+            p = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": "llm-1", "namespace": "ml"}, "spec": d["spec"].clone()});
+        }
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": api_version, "kind": owner_kind,
+            "name": "owner", "uid": "u", "controller": true}]);
+        p
+    }
+
+    #[test]
+    fn only_workload_controllers_speak_for_what_they_own() {
+        let s = set(&[("p", json!({"match": {"kinds": ["Pod", "ReplicaSet"]}}))]);
+        for (api_version, kind) in [
+            ("apps/v1", "ReplicaSet"),
+            ("apps/v1", "StatefulSet"),
+            ("apps/v1", "DaemonSet"),
+            ("batch/v1", "Job"),
+        ] {
+            let d = decide(&s, &owned_by("Pod", api_version, kind));
+            assert!(
+                d.not_governed
+                    .as_deref()
+                    .is_some_and(|n| n.contains("judged through its owner")),
+                "{kind}: {:?}",
+                d.not_governed
+            );
+        }
+        let d = decide(&s, &owned_by("ReplicaSet", "apps/v1", "Deployment"));
+        assert!(d.not_governed.is_some());
+        // Pods of a RayCluster, an Argo Rollout, a look-alike "Deployment"
+        // of another group: nobody else judges them, so they are judged.
+        for (api_version, kind) in [
+            ("ray.io/v1", "RayCluster"),
+            ("argoproj.io/v1alpha1", "Rollout"),
+            ("kubeflow.org/v1", "PyTorchJob"),
+            ("example.com/v1", "Deployment"),
+        ] {
+            let d = decide(&s, &owned_by("Pod", api_version, kind));
+            assert_eq!(d.governed_by, ["p"], "{kind}: {:?}", d.not_governed);
+        }
+    }
+
+    /// A Deployment KAITO made for a Workspace: the user's labels are on
+    /// the pod template only.
+    fn kaito_deployment() -> serde_json::Value {
+        let mut d = unspread();
+        d["metadata"]["labels"] = json!({"kaito.sh/workspace": "phi-3"});
+        d["spec"]["template"]["metadata"]["labels"]["team"] = json!("search");
+        d["metadata"]["ownerReferences"] = json!([{"apiVersion": "kaito.sh/v1beta1",
+            "kind": "Workspace", "name": "phi-3", "uid": "u", "controller": true}]);
+        d
+    }
+
+    #[test]
+    fn policy_selectors_match_the_pod_templates_labels_and_owners_can_be_excluded() {
+        let s = set(&[(
+            "p",
+            json!({"match": {"selector": {"matchLabels": {"team": "search"}}}}),
+        )]);
+        assert_eq!(decide(&s, &kaito_deployment()).governed_by, ["p"]);
+        let s = set(&[(
+            "p",
+            json!({"match": {"excludeOwners": [{"apiGroup": "kaito.sh", "kind": "Workspace"}]}}),
+        )]);
+        let d = decide(&s, &kaito_deployment());
+        assert!(d.governed_by.is_empty(), "{d:?}");
+        assert!(!decide(&s, &unspread()).governed_by.is_empty());
+    }
+
+    #[test]
+    fn exceptions_exempt_by_owner_kind_or_template_labels_within_their_namespace() {
+        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}}}))]);
+        for (namespace, target, exempt) in [
+            (
+                "ml",
+                json!({"owners": [{"apiGroup": "kaito.sh", "kind": "Workspace"}]}),
+                true,
+            ),
+            (
+                "ml",
+                json!({"selector": {"matchLabels": {"team": "search"}}}),
+                true,
+            ),
+            (
+                "other",
+                json!({"owners": [{"apiGroup": "kaito.sh", "kind": "Workspace"}]}),
+                false,
+            ),
+            (
+                "ml",
+                json!({"owners": [{"apiGroup": "serving.kserve.io", "kind": "InferenceService"}]}),
+                false,
+            ),
+        ] {
+            let mut spec = json!({"rules": ["zone-spread"], "reason": "operator-managed",
+                "expires": "2030-01-01T00:00:00Z"});
+            spec.as_object_mut()
+                .unwrap()
+                .extend(target.as_object().unwrap().clone());
+            let e: crate::policy::WellArchitectedException = serde_json::from_value(json!({
+                "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedException",
+                "metadata": {"name": "e", "namespace": namespace}, "spec": spec}))
+            .unwrap();
+            let mut ctx = Context::default();
+            ctx.add_exception(Exception::compile(&e, "default").unwrap());
+            let d = judge(&s, &workload(&kaito_deployment()), &ctx, now());
+            assert_eq!(d.violations.is_empty(), exempt, "{namespace} {target}");
+        }
+    }
+
+    #[test]
+    fn owner_groups_with_a_version_are_refused() {
+        let p: WellArchitectedPolicy = serde_json::from_value(json!({
+            "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"match": {"excludeOwners": [{"apiGroup": "kaito.sh/v1beta1", "kind": "Workspace"},
+                {"apiGroup": "kaito.sh/v1beta1", "kind": "Workspace"}]}}}))
+        .unwrap();
+        let e = Policy::compile(&p).unwrap_err().to_string();
+        assert!(e.contains("spec.match.excludeOwners[0].apiGroup: \"kaito.sh/v1beta1\" has a version; write the group alone (\"kaito.sh\")"), "{e}");
+        assert!(
+            e.contains(
+                "spec.match.excludeOwners[1]: \"kaito.sh/v1beta1/Workspace\" is listed twice"
+            ),
+            "{e}"
+        );
+    }
 }

@@ -66,6 +66,10 @@ const SERVING_IMAGES: &[(ImagePattern, &str)] = &[
     (ImagePattern::Path("aks/kaito/"), "KAITO"),
 ];
 
+/// Images under a serving pattern that are operators or tools, not model
+/// servers: KAITO's own controller and node provisioner.
+const NOT_SERVERS: &[&str] = &["aks/kaito/workspace", "aks/kaito/gpu-provisioner"];
+
 /// The outcome of detection, before any policy's opt-out rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Detection {
@@ -109,6 +113,16 @@ fn reason<'a>(
     }
     w.containers().find_map(|c| {
         let image = ImageRef::parse(c.image?).ok()?;
+        let is = |n: &&str| {
+            image.repository == *n
+                || image
+                    .repository
+                    .strip_suffix(*n)
+                    .is_some_and(|head| head.ends_with('/'))
+        };
+        if NOT_SERVERS.iter().any(is) {
+            return None;
+        }
         let (_, server) = SERVING_IMAGES
             .iter()
             .find(|(p, _)| matches(p, &image.repository))?;
@@ -220,7 +234,13 @@ mod tests {
             let reason = detect_json(&d).reason.unwrap_or_default();
             assert!(reason.contains(server), "{image}: {reason}");
         }
-        for image in ["nginx:1.27", "contoso.azurecr.io/nimbus/api:1", "redis:7"] {
+        for image in [
+            "nginx:1.27",
+            "contoso.azurecr.io/nimbus/api:1",
+            "redis:7",
+            "mcr.microsoft.com/aks/kaito/workspace:0.4.6",
+            "mcr.microsoft.com/aks/kaito/gpu-provisioner:0.3.5",
+        ] {
             let mut d = plain();
             d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
             assert_eq!(detect_json(&d).reason, None, "{image}");

@@ -107,11 +107,22 @@ impl std::fmt::Display for WorkloadKind {
     }
 }
 
-/// The controller that owns an object (`ownerReferences[controller=true]`).
+/// An object that owns this one (an entry of `metadata.ownerReferences`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
+    /// The API group of the owner (`apps`, `kaito.sh`; empty for core).
+    pub group: String,
     pub kind: String,
     pub name: String,
+    /// `controller: true`: the owner that manages this object.
+    pub controller: bool,
+}
+
+impl Owner {
+    /// The group of an `apiVersion` (`apps/v1` → `apps`, `v1` → ``).
+    pub fn group_of(api_version: &str) -> &str {
+        api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
 }
 
 /// One workload, as the rules see it.
@@ -123,7 +134,11 @@ pub struct Workload {
     /// apiserver will name.
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    pub controller: Option<Owner>,
+    /// Every owner reference, the controller among them.
+    pub owners: Vec<Owner>,
+    /// `metadata.deletionTimestamp` is set: the object is being deleted
+    /// and only waits for its finalizers.
+    pub deleting: bool,
     /// `spec.replicas` as written (None: omitted, which Kubernetes reads as 1).
     pub replicas: Option<i32>,
     /// `spec.selector` of replicated kinds.
@@ -328,15 +343,17 @@ impl Workload {
             (_, Some(g)) if !g.is_empty() => format!("{g}*"),
             _ => String::new(),
         };
-        let controller = meta
+        let owners = meta
             .owner_references
             .unwrap_or_default()
             .into_iter()
-            .find(|o| o.controller == Some(true))
             .map(|o| Owner {
+                group: Owner::group_of(&o.api_version).to_owned(),
                 kind: o.kind,
                 name: o.name,
-            });
+                controller: o.controller == Some(true),
+            })
+            .collect();
         Workload {
             kind,
             namespace: meta
@@ -345,13 +362,19 @@ impl Workload {
                 .unwrap_or_else(|| default_namespace.to_owned()),
             name,
             labels: meta.labels.unwrap_or_default(),
-            controller,
+            owners,
+            deleting: meta.deletion_timestamp.is_some(),
             replicas,
             selector,
             template_labels: template.metadata.and_then(|m| m.labels).unwrap_or_default(),
             pod: template.spec.unwrap_or_default(),
             pod_path: kind.pod_spec_path(),
         }
+    }
+
+    /// The owner that manages this object, if any.
+    pub fn controller(&self) -> Option<&Owner> {
+        self.owners.iter().find(|o| o.controller)
     }
 
     /// Every container: init, then app, then ephemeral.

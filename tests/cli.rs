@@ -550,3 +550,31 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn under_warn_check_patches_nothing_and_says_what_deny_would_patch() {
+    let policy = run(&["baseline"]).stdout;
+    let policy = String::from_utf8(policy)
+        .unwrap()
+        .replace("  action: Deny\n", "  action: Warn\n");
+    assert!(policy.contains("  action: Warn\n"));
+    let dir = std::env::temp_dir().join(format!("waf-cli-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("warn.yaml");
+    std::fs::write(&file, policy).unwrap();
+    let file = file.to_str().unwrap();
+    let out = run(&["check", "--policy", file, "examples/bad/zone-spread.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let t = text(&out);
+    assert!(
+        t.lines()
+            .any(|l| l.contains("zone-spread") && l.ends_with("[Deny would patch]")),
+        "{t}"
+    );
+    let out = run(&["check", "--policy", file, "-o", "json", "examples/bad/"]);
+    let report = json(&out);
+    for r in report["results"].as_array().unwrap() {
+        assert_eq!(r["patch"], serde_json::json!([]), "{}", r["name"]);
+        assert_eq!(r["allowed"], true, "{}", r["name"]);
+    }
+}

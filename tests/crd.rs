@@ -170,6 +170,14 @@ fn exceptions_that_name_no_workload_are_refused_by_the_apiserver_rule() {
     by_selector["spec"]["selector"] = serde_json::json!({"matchLabels": {"app": "ollama"}});
     cel.validate(&schema, &by_selector, None)
         .unwrap_or_else(|e| panic!("an exception by selector is refused: {e}"));
+    let mut by_owner = sample.clone();
+    by_owner["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("workloads");
+    by_owner["spec"]["owners"] = serde_json::json!([{"apiGroup": "kaito.sh", "kind": "Workspace"}]);
+    cel.validate(&schema, &by_owner, None)
+        .unwrap_or_else(|e| panic!("an exception by owner kind is refused: {e}"));
     for workloads in [None, Some(serde_json::json!([]))] {
         let mut nameless = sample.clone();
         let spec = nameless["spec"].as_object_mut().unwrap();
@@ -182,7 +190,7 @@ fn exceptions_that_name_no_workload_are_refused_by_the_apiserver_rule() {
             .expect_err("an exception naming no workload passed the CEL rule")
             .to_string();
         assert!(
-            err.contains("name the exempted workloads in `workloads` or `selector`"),
+            err.contains("name the exempted workloads in `workloads`, `selector` or `owners`"),
             "workloads {workloads:?}: {err}"
         );
     }

@@ -62,6 +62,9 @@ pub struct ViolationOut {
     pub pillar: &'static str,
     pub action: &'static str,
     pub patched: bool,
+    /// Under Warn or Audit: a Deny policy with `mutate: true` would patch it.
+    #[serde(skip)]
+    pub fixable: bool,
     pub message: String,
     pub fix: String,
     pub path: String,
@@ -99,6 +102,7 @@ pub(super) fn result(source: String, eval: Evaluation) -> WorkloadResult {
                 pillar: v.rule.pillar().as_str(),
                 action: v.action.as_str(),
                 patched: v.patched,
+                fixable: v.fixable,
                 message: v.message,
                 fix: v.fix,
                 path: v.path,
@@ -186,6 +190,9 @@ impl Report {
                 };
                 let patched = if v.patched {
                     paint("36", "  [patched]")
+                } else if v.fixable && v.action != "deny" {
+                    // Warn and Audit change nothing: say what Deny would.
+                    paint("2", "  [Deny would patch]")
                 } else {
                     String::new()
                 };

@@ -5,7 +5,7 @@
 
 use kube::core::{Selector, SelectorExt};
 
-use super::{Action, WellArchitectedPolicy, WorkloadScope};
+use super::{Action, OwnerKind, Updates, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
@@ -25,8 +25,10 @@ pub struct Policy {
     pub scope: WorkloadScope,
     pub kinds: Vec<WorkloadKind>,
     pub allow_opt_out: bool,
+    pub updates: Updates,
     namespace_selector: Option<Selector>,
     selector: Option<Selector>,
+    exclude_owners: Vec<OwnerKind>,
     /// What this policy counts as a GPU (its gpuPlacement.resourceNames).
     pub gpus: GpuResources,
     pub zone_spread: Option<Enabled<zone_spread::Settings>>,
@@ -97,6 +99,28 @@ pub(crate) fn duplicates<'a>(
     }
 }
 
+/// Owner kinds must name a kind, once each; a group is written without
+/// its version (`kaito.sh`, not `kaito.sh/v1beta1`).
+pub(crate) fn owner_kinds(owners: &[OwnerKind], at: &str, problems: &mut Vec<String>) {
+    for (i, o) in owners.iter().enumerate() {
+        if o.kind.trim().is_empty() {
+            problems.push(format!("{at}[{i}].kind: name the owner's kind"));
+        }
+        if o.api_group.contains('/') {
+            problems.push(format!(
+                "{at}[{i}].apiGroup: {:?} has a version; write the group alone ({:?})",
+                o.api_group,
+                o.api_group.split('/').next().unwrap_or_default()
+            ));
+        }
+    }
+    let keys: Vec<String> = owners
+        .iter()
+        .map(|o| format!("{}/{}", o.api_group, o.kind))
+        .collect();
+    duplicates(keys.iter().map(String::as_str), at, problems);
+}
+
 impl Policy {
     pub fn compile(p: &WellArchitectedPolicy) -> Result<Policy> {
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -111,6 +135,11 @@ impl Policy {
         duplicates(
             spec.matches.kinds.iter().map(|k| k.as_str()),
             "spec.match.kinds",
+            &mut problems,
+        );
+        owner_kinds(
+            &spec.matches.exclude_owners,
+            "spec.match.excludeOwners",
             &mut problems,
         );
         let r = &spec.rules;
@@ -188,8 +217,10 @@ impl Policy {
             scope: spec.matches.workloads,
             kinds: spec.matches.kinds.clone(),
             allow_opt_out: spec.matches.allow_opt_out,
+            updates: spec.updates,
             namespace_selector,
             selector,
+            exclude_owners: spec.matches.exclude_owners.clone(),
             gpus,
             zone_spread: enabled(r.zone_spread.action, default, r.zone_spread.mutate, zs),
             autoscaler: enabled(r.autoscaler.action, default, false, asc),
@@ -211,8 +242,16 @@ impl Policy {
                 .namespace_selector
                 .as_ref()
                 .is_none_or(|s| s.matches(namespace_labels))
-            && self.selector.as_ref().is_none_or(|s| s.matches(&w.labels))
+            && self.selector.as_ref().is_none_or(|s| selects(s, w))
+            && !self.exclude_owners.iter().any(|o| o.owns(w))
     }
+}
+
+/// A label selector of a policy or an exception matches a workload by its
+/// own labels or by its pod template's: operators (KAITO, KServe) put the
+/// user's labels only on the pods they create.
+pub(crate) fn selects(s: &Selector, w: &Workload) -> bool {
+    s.matches(&w.labels) || s.matches(&w.template_labels)
 }
 
 /// The policies in force, in name order (so ties resolve the same way in

@@ -52,6 +52,43 @@ pub struct WellArchitectedPolicySpec {
     /// Per-rule settings. A rule left out runs with its defaults.
     #[serde(default)]
     pub rules: Rules,
+    /// What an UPDATE is denied for. `NewViolations` (the default): only
+    /// what the update brings; a violation the old object already had
+    /// (same rule, field and message) is admitted with a warning that says
+    /// so, so `kubectl label` or a finalizer's removal never fails on an
+    /// object created before the policy. `All`: every violation denies.
+    #[serde(default)]
+    pub updates: Updates,
+}
+
+/// How UPDATEs are judged (see `spec.updates`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum Updates {
+    #[default]
+    NewViolations,
+    All,
+}
+
+/// A kind of owner, as in `metadata.ownerReferences`: an operator's custom
+/// resource (`kaito.sh` `Workspace`, `serving.kserve.io` `InferenceService`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OwnerKind {
+    /// The owner's API group, without version (`kaito.sh`); empty for core.
+    #[serde(default)]
+    pub api_group: String,
+    /// The owner's kind (`Workspace`).
+    #[schemars(length(min = 1))]
+    pub kind: String,
+}
+
+impl OwnerKind {
+    /// Whether any owner reference of the workload is of this kind.
+    pub fn owns(&self, w: &crate::workload::Workload) -> bool {
+        w.owners
+            .iter()
+            .any(|o| o.group == self.api_group && o.kind == self.kind)
+    }
 }
 
 /// Which objects a policy governs.
@@ -71,9 +108,15 @@ pub struct Match {
     /// is always set). Empty or absent: every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
-    /// Workloads governed, by the workload's own labels. Absent: all.
+    /// Workloads governed, by labels: a workload matches when its own
+    /// labels or its pod template's labels match (operators such as KAITO
+    /// and KServe label only the pods). Absent: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
+    /// Workloads not governed: those with an ownerReference of one of these
+    /// kinds (every Deployment a KAITO Workspace creates, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_owners: Vec<OwnerKind>,
     /// Whether the label `waf-admission.dev/workload: "false"` takes a
     /// workload out of inference detection. Off by default: a workload
     /// cannot exempt itself unless the platform team allows it.
@@ -88,6 +131,7 @@ impl Default for Match {
             kinds: default_kinds(),
             namespace_selector: None,
             selector: None,
+            exclude_owners: Vec::new(),
             allow_opt_out: false,
         }
     }
@@ -347,6 +391,12 @@ pub struct Resources {
     /// where it has one, so a patch never makes a limit lower than its request.
     #[serde(default = "default_resource_defaults")]
     pub defaults: ResourceDefaults,
+    /// Values the patch writes into a container that requests a GPU.
+    /// Absent (the default): none, since `defaults` would starve a model
+    /// server (weights, KV cache, tokenizer and runtime need far more), so
+    /// its missing sizes are violations the platform team sizes by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_defaults: Option<ResourceDefaults>,
 }
 
 impl Default for Resources {
@@ -357,6 +407,7 @@ impl Default for Resources {
             require_requests: default_required_requests(),
             require_limits: default_required_limits(),
             defaults: default_resource_defaults(),
+            gpu_defaults: None,
         }
     }
 }
@@ -534,17 +585,22 @@ pub struct AuditSummary {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 // Checked by the apiserver itself, so it holds even while our webhook is down.
-#[x_kube(validation = Rule::new("(has(self.workloads) && size(self.workloads) > 0) || has(self.selector)")
-    .message("name the exempted workloads in `workloads` or `selector`"))]
+#[x_kube(validation = Rule::new("(has(self.workloads) && size(self.workloads) > 0) || has(self.selector) || (has(self.owners) && size(self.owners) > 0)")
+    .message("name the exempted workloads in `workloads`, `selector` or `owners`"))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WellArchitectedExceptionSpec {
     /// Workloads exempted, by kind and name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadRef>,
-    /// Workloads exempted, by their labels. At least one of `workloads` and
-    /// `selector` must be given.
+    /// Workloads exempted, by their labels or their pod template's labels.
+    /// At least one of `workloads`, `selector` and `owners` must be given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<LabelSelector>,
+    /// Workloads exempted, by the kind of their owner: every Deployment a
+    /// KAITO Workspace (`{apiGroup: kaito.sh, kind: Workspace}`) creates in
+    /// this namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<OwnerKind>,
     /// The rules the workloads are exempt from.
     #[schemars(length(min = 1))]
     pub rules: Vec<RuleId>,

@@ -20,6 +20,9 @@ pub struct Settings {
     pub require_limits: Vec<String>,
     pub default_requests: BTreeMap<String, String>,
     pub default_limits: BTreeMap<String, String>,
+    /// Defaults for containers that request a GPU: none unless the platform
+    /// team sized its GPU SKUs (`gpuDefaults`).
+    pub gpu_defaults: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
     /// Which extended resources are GPUs (from the policy's gpuPlacement).
     pub gpus: GpuResources,
 }
@@ -43,28 +46,39 @@ impl Settings {
             map.iter()
                 .filter_map(|(name, q)| match Quantity::parse(&q.0) {
                     Ok(v) if v.is_negative() => {
-                        problems.push(format!(
-                            "{at}.defaults.{field}.{name}: must not be negative"
-                        ));
+                        problems.push(format!("{at}.{field}.{name}: must not be negative"));
                         None
                     }
                     Ok(_) => Some((name.clone(), q.0.clone())),
                     Err(e) => {
-                        problems.push(format!("{at}.defaults.{field}.{name}: {e}"));
+                        problems.push(format!("{at}.{field}.{name}: {e}"));
                         None
                     }
                 })
                 .collect::<BTreeMap<_, _>>()
         };
-        let default_requests = parse_all("requests", &spec.defaults.requests);
-        let default_limits = parse_all("limits", &spec.defaults.limits);
-        for (name, lim) in &default_limits {
-            if let (Some(req), Ok(l)) = (default_requests.get(name), Quantity::parse(lim))
-                && Quantity::parse(req).is_ok_and(|r| l < r)
-            {
-                problems.push(format!(
-                    "{at}.defaults.limits.{name}: {lim} is below defaults.requests.{name} {req}"
-                ));
+        let mut parse_pair = |field: &str, d: &policy::ResourceDefaults| {
+            let requests = parse_all(&format!("{field}.requests"), &d.requests);
+            let limits = parse_all(&format!("{field}.limits"), &d.limits);
+            (requests, limits)
+        };
+        let (default_requests, default_limits) = parse_pair("defaults", &spec.defaults);
+        let gpu_defaults = spec
+            .gpu_defaults
+            .as_ref()
+            .map(|d| parse_pair("gpuDefaults", d));
+        for (field, (requests, limits)) in
+            std::iter::once(("defaults", (&default_requests, &default_limits)))
+                .chain(gpu_defaults.iter().map(|(r, l)| ("gpuDefaults", (r, l))))
+        {
+            for (name, lim) in limits {
+                if let (Some(req), Ok(l)) = (requests.get(name), Quantity::parse(lim))
+                    && Quantity::parse(req).is_ok_and(|r| l < r)
+                {
+                    problems.push(format!(
+                        "{at}.{field}.limits.{name}: {lim} is below {field}.requests.{name} {req}"
+                    ));
+                }
             }
         }
         Settings {
@@ -72,6 +86,7 @@ impl Settings {
             require_limits: spec.require_limits.clone(),
             default_requests,
             default_limits,
+            gpu_defaults,
             gpus,
         }
     }
@@ -101,21 +116,40 @@ fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut 
     let mut add_requests: BTreeMap<String, String> = BTreeMap::new();
     let mut add_limits: BTreeMap<String, String> = BTreeMap::new();
 
+    // A model server's sizes follow its model; a CPU default would starve
+    // it (OOM-killed while loading weights). Only `gpuDefaults` fills them.
+    let gpu = requests
+        .keys()
+        .chain(limits.keys())
+        .any(|n| s.gpus.matches(n));
+    let no_defaults = BTreeMap::new();
+    let (default_requests, default_limits) = match (&s.gpu_defaults, gpu) {
+        (Some((r, l)), true) => (r, l),
+        (None, true) => (&no_defaults, &no_defaults),
+        (_, false) => (&s.default_requests, &s.default_limits),
+    };
+    let unsized_gpu = gpu && s.gpu_defaults.is_none();
+    let size_it = |field: &str, name: &str, value: Option<&str>| match value {
+        Some(v) => format!("set resources.{field}.{name}: {v} on {who}"),
+        None if unsized_gpu => format!(
+            "size resources.{field}.{name} on {who} for its model (weights, KV cache, \
+             tokenizer and runtime); no default is guessed for a GPU server"
+        ),
+        None => format!("set resources.{field}.{name}: <amount> on {who}"),
+    };
+
     for name in &s.require_requests {
         // The apiserver defaults a missing request to the limit, so a limit
         // alone is a request too.
         if requests.contains_key(name) || limits.contains_key(name) {
             continue;
         }
-        let default = s.default_requests.get(name);
+        let default = default_requests.get(name);
         out.findings.push(Finding {
             message: format!(
                 "{who} has no {name} request: the scheduler cannot place it by what it needs"
             ),
-            fix: format!(
-                "set resources.requests.{name}: {} on {who}",
-                default.map_or("<amount>", String::as_str)
-            ),
+            fix: size_it("requests", name, default.map(String::as_str)),
             path: requests_path.clone(),
             fixable: default.is_some(),
         });
@@ -130,19 +164,20 @@ fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut 
         }
         // A default never makes a limit lower than the request: a missing
         // limit takes the request's value where there is one.
-        let value = requests
-            .get(name)
-            .map(|q| q.0.clone())
-            .or_else(|| add_requests.get(name).cloned())
-            .or_else(|| s.default_limits.get(name).cloned());
+        let value = if unsized_gpu {
+            None
+        } else {
+            requests
+                .get(name)
+                .map(|q| q.0.clone())
+                .or_else(|| add_requests.get(name).cloned())
+                .or_else(|| default_limits.get(name).cloned())
+        };
         out.findings.push(Finding {
             message: format!(
                 "{who} has no {name} limit: one pod can starve its neighbours on the node"
             ),
-            fix: format!(
-                "set resources.limits.{name}: {} on {who}",
-                value.as_deref().unwrap_or("<amount>")
-            ),
+            fix: size_it("limits", name, value.as_deref()),
             path: limits_path.clone(),
             fixable: value.is_some(),
         });
@@ -309,7 +344,7 @@ mod tests {
 
     #[test]
     fn a_missing_limit_takes_the_request_so_never_falls_below_it() {
-        let mut d = gpu_deployment();
+        let mut d = cpu_deployment();
         let r = &mut container(&mut d)["resources"];
         r["requests"]["memory"] = json!("24Gi");
         r["limits"].as_object_mut().unwrap().remove("memory");
@@ -411,7 +446,7 @@ mod tests {
 
     #[test]
     fn adds_single_keys_where_the_maps_exist() {
-        let mut d = gpu_deployment();
+        let mut d = cpu_deployment();
         let r = &mut container(&mut d)["resources"];
         r["requests"].as_object_mut().unwrap().remove("cpu");
         let out = run(&d);
@@ -434,6 +469,59 @@ mod tests {
             "{}",
             out.findings[0].message
         );
+    }
+
+    /// A KAITO, vLLM or Ollama Deployment that declares only its GPU.
+    fn gpu_only() -> Value {
+        let mut d = gpu_deployment();
+        container(&mut d)["resources"] =
+            json!({"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}});
+        d
+    }
+
+    #[test]
+    fn a_gpu_server_gets_no_guessed_sizes_only_a_fix_that_says_to_size_it() {
+        let out = run(&gpu_only());
+        assert_eq!(out.findings.len(), 3, "{:?}", out.findings);
+        assert!(out.findings.iter().all(|f| !f.fixable));
+        assert!(out.patch.is_empty(), "{:?}", out.patch);
+        assert_eq!(
+            out.findings[1].fix,
+            "size resources.requests.memory on container \"llm\" for its model (weights, KV cache, \
+             tokenizer and runtime); no default is guessed for a GPU server"
+        );
+    }
+
+    #[test]
+    fn gpu_defaults_size_gpu_servers_where_the_platform_team_opts_in() {
+        let spec = policy::Resources {
+            gpu_defaults: Some(policy::ResourceDefaults {
+                requests: BTreeMap::from([
+                    ("cpu".into(), K8sQuantity("8".into())),
+                    ("memory".into(), K8sQuantity("96Gi".into())),
+                ]),
+                limits: BTreeMap::new(),
+            }),
+            ..policy::Resources::default()
+        };
+        let s = Settings::compile(&spec, settings().gpus, "r", &mut vec![]);
+        let d = gpu_only();
+        let out = check(&workload(&d), &s, true);
+        assert!(out.findings.iter().all(|f| f.fixable), "{:?}", out.findings);
+        let patched = apply(&d, &out.patch);
+        let r = &patched["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(
+            r["requests"],
+            json!({"cpu": "8", "memory": "96Gi", "nvidia.com/gpu": "1"})
+        );
+        assert_eq!(
+            r["limits"],
+            json!({"memory": "96Gi", "nvidia.com/gpu": "1"})
+        );
+        assert!(check(&workload(&patched), &s, true).is_clean());
+        // The CPU defaults still size CPU containers under the same policy.
+        let cpu = check(&workload(&cpu_deployment()), &s, true);
+        assert!(cpu.is_clean());
     }
 
     #[test]

@@ -54,7 +54,8 @@ namespaceSelector:
 - apiGroups: [""]
   apiVersions: [v1]
   operations: [CREATE, UPDATE]
-  resources: [pods]
+  # pods/ephemeralcontainers: `kubectl debug` adds its container there.
+  resources: [pods, pods/ephemeralcontainers]
   scope: Namespaced
 {{- if .Values.webhook.extraKinds }}
 - apiGroups: [batch]
@@ -63,4 +64,16 @@ namespaceSelector:
   resources: [jobs, cronjobs]
   scope: Namespaced
 {{- end }}
+{{- end -}}
+
+
+{{- /*
+Pods, ReplicaSets and Jobs that a Deployment, ReplicaSet, StatefulSet,
+DaemonSet, Job or CronJob owns are judged through that owner: the engine's
+decision::JUDGED_THROUGH_OWNER. This line is decision::owner_match_condition()
+and a test fails when the two differ. Anything else an operator owns (a
+RayCluster, an Argo Rollout) is sent and judged, as `check` judges it.
+*/ -}}
+{{- define "waf-admission.ownerCondition" -}}
+(has(request.subResource) && request.subResource == 'ephemeralcontainers') || !(request.kind.kind in ['Pod', 'ReplicaSet', 'Job'] && has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller && ((r.apiVersion.startsWith('apps/') && r.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (r.apiVersion.startsWith('batch/') && r.kind in ['Job', 'CronJob']))))
 {{- end -}}
