@@ -277,8 +277,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         (None, None, true) => {
             let (config, pem) = tls::self_signed(provider)?;
-            let path = std::env::temp_dir().join("waf-admission-localhost.pem");
-            std::fs::write(&path, pem)?;
+            // A fresh file only this user can read, never a fixed name in a
+            // shared /tmp that another user could have planted first.
+            let mut file = tempfile::Builder::new()
+                .prefix("waf-admission-localhost-")
+                .suffix(".pem")
+                .tempfile()?;
+            std::io::Write::write_all(&mut file, pem.as_bytes())?;
+            let (_, path) = file.keep()?;
             tracing::info!(ca = %path.display(), "self-signed certificate for localhost; trust it with curl --cacert");
             config
         }
@@ -287,6 +293,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Turns true at SIGTERM; the cluster side releases its Lease then.
     let (signalled_tx, signalled_rx) = tokio::sync::watch::channel(false);
     let mut lease_released = None;
+    let mut controller = None;
     let state = if args.baseline {
         Arc::new(State::standalone(waf_admission::PolicySet::baseline()?))
     } else if !args.policies.is_empty() {
@@ -317,7 +324,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let state = Arc::new(State::for_cluster(tx));
         let released = Arc::new(tokio::sync::Notify::new());
         lease_released = Some(released.clone());
-        tokio::spawn(waf_admission::cluster::run(
+        controller = Some(tokio::spawn(waf_admission::cluster::run(
             client,
             state.clone(),
             rx,
@@ -328,8 +335,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 audit_interval: args.audit_interval,
                 stopping: signalled_rx.clone(),
                 lease_released: released,
+                metrics: metrics.clone(),
             },
-        ));
+        )));
         tracing::info!("cluster mode: policies from WellArchitectedPolicy objects");
         state
     };
@@ -360,13 +368,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!(?delay, "termination signal: no longer ready");
-        ready_state.set_ready(false);
+        ready_state.set_stopping();
         let _ = signalled_tx.send(true);
         tokio::time::sleep(delay).await;
         let _ = stop_tx.send(true);
     });
     let mut rx = stop_rx;
-    webhook::serve_tls(
+    let serving = webhook::serve_tls(
         listener,
         tls_config,
         webhook::router(app),
@@ -374,8 +382,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         },
         args.shutdown_timeout,
-    )
-    .await;
+    );
+    tokio::pin!(serving);
+    if let Some(controller) = controller {
+        tokio::select! {
+            () = &mut serving => {}
+            ended = controller => {
+                let what = ended.unwrap_or_else(|e| format!("the controller task failed: {e}"));
+                if !*signalled_rx.borrow() {
+                    // A view that no longer follows the cluster must not go
+                    // on judging: exit, and let Kubernetes restart us.
+                    anyhow::bail!("background task stopped: {what}; exiting so the replica is restarted");
+                }
+                tracing::info!("{what} while shutting down");
+                serving.await;
+            }
+        }
+    } else {
+        serving.await;
+    }
     if let Some(released) = lease_released {
         // Hand the Lease over before exiting, so status and audit move to
         // another replica at once; bounded, the Lease expires anyway.

@@ -33,14 +33,36 @@ pub struct DecisionEvent {
     pub name: String,
     /// The strictest action among the violations (Deny or Warn).
     pub action: Action,
+    pub reason: EventReason,
     /// One line per violation: `[rule] message. Fix: …`.
     pub message: String,
+}
+
+/// Why an Event is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventReason {
+    /// A workload was denied or warned at admission.
+    PolicyViolation,
+    /// A policy or exception cannot be read or used, so it is skipped.
+    Unusable,
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::PolicyViolation => "PolicyViolation",
+            EventReason::Unusable => "Unusable",
+        }
+    }
 }
 
 /// Shared between the request path, the controller and the audit.
 pub struct State {
     snapshot: ArcSwap<Snapshot>,
-    ready: AtomicBool,
+    /// Every store has its first full list: the snapshot can be judged by.
+    synced: AtomicBool,
+    /// The process is shutting down: never ready again.
+    stopping: AtomicBool,
     events: Option<mpsc::Sender<DecisionEvent>>,
 }
 
@@ -52,7 +74,8 @@ impl State {
                 policies,
                 context: Context::default(),
             }),
-            ready: AtomicBool::new(true),
+            synced: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
             events: None,
         }
     }
@@ -66,7 +89,8 @@ impl State {
                 policies: PolicySet::new(Vec::new()),
                 context: Context::default(),
             }),
-            ready: AtomicBool::new(false),
+            synced: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             events: Some(events),
         }
     }
@@ -79,12 +103,26 @@ impl State {
         self.snapshot.store(Arc::new(snapshot));
     }
 
+    /// `/readyz`: synced, and not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.is_synced() && !self.stopping.load(Ordering::Acquire)
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+    /// Whether the snapshot holds what the cluster holds: until then the
+    /// request path gives no verdict (an empty policy set would admit all).
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Called by the controller once every store has synced.
+    pub fn set_synced(&self) {
+        self.synced.store(true, Ordering::Release);
+    }
+
+    /// Called at SIGTERM: `/readyz` fails from now on, so Kubernetes takes
+    /// the replica out of the Service while it finishes what it has.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// Offers an event to the cluster side without waiting.
@@ -92,5 +130,24 @@ impl State {
         if let Some(tx) = &self.events {
             let _ = tx.try_send(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_lost_at_shutdown_never_comes_back_with_a_rebuild() {
+        let (tx, _rx) = mpsc::channel(1);
+        let state = State::for_cluster(tx);
+        assert!(!state.is_ready() && !state.is_synced());
+        state.set_synced();
+        assert!(state.is_ready());
+        state.set_stopping();
+        // The controller goes on rebuilding during the shutdown delay.
+        state.set_synced();
+        assert!(!state.is_ready(), "ready again during the shutdown delay");
+        assert!(state.is_synced(), "requests in flight are still judged");
     }
 }

@@ -175,12 +175,16 @@ async fn dry_run_gets_the_same_answer() {
 }
 
 #[tokio::test]
-async fn update_is_judged_like_create_and_delete_is_allowed() {
+async fn an_update_that_brings_a_violation_is_denied_and_delete_is_allowed() {
     let (pki, srv) = server();
     let mut h2 = H2::connect(srv.addr, &pki.ca_pem).await.unwrap();
     let object = first("examples/bad/resources.yaml");
+    // The old object had its memory limit at its request.
+    let mut old = object.clone();
+    let resources = &mut old["spec"]["template"]["spec"]["containers"][0]["resources"];
+    resources["limits"]["memory"] = resources["requests"]["memory"].clone();
     let update = h2
-        .post("/validate", &review("UPDATE", Some(&object), false))
+        .post("/validate", &update_review(&object, &old, None))
         .await
         .1;
     assert_eq!(update["response"]["allowed"], false);

@@ -74,16 +74,24 @@ async fn denials_become_events_but_dry_runs_do_not() {
         state: state.clone(),
         metrics: Arc::new(Metrics::new()),
     }));
-    // Not ready until the controller says its stores synced.
+    // Not ready until the controller says its stores synced, and no
+    // verdict either: an empty policy set would admit everything.
     assert_eq!(call(&router, "GET", "/readyz", Vec::new()).await.0, 503);
+    let object = common::yaml_file("examples/bad/image-provenance.yaml").remove(0);
+    let early = serde_json::to_vec(&common::review("CREATE", Some(&object), false)).unwrap();
+    for path in ["/validate", "/mutate"] {
+        let (status, body) = call(&router, "POST", path, early.clone()).await;
+        assert_eq!(status, 503, "{path}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("not synced"), "{path}: {text}");
+    }
     state.store(Snapshot {
         policies: PolicySet::baseline().unwrap(),
         context: Default::default(),
     });
-    state.set_ready(true);
+    state.set_synced();
     assert_eq!(call(&router, "GET", "/readyz", Vec::new()).await.0, 200);
 
-    let object = common::yaml_file("examples/bad/image-provenance.yaml").remove(0);
     let dry = serde_json::to_vec(&common::review("CREATE", Some(&object), true)).unwrap();
     let (_, body) = call(&router, "POST", "/validate", dry).await;
     let answer: Value = serde_json::from_slice(&body).unwrap();

@@ -17,11 +17,11 @@ use serde_json::value::RawValue;
 
 use super::metrics::Metrics;
 use crate::context::Exception;
-use crate::decision::{Decision, judge};
+use crate::decision::{Decision, admit_existing, judge};
 use crate::policy::compiled::Policy;
 use crate::policy::{Action, GROUP, WellArchitectedException, WellArchitectedPolicy};
-use crate::state::{DecisionEvent, State};
-use crate::workload::{Workload, typed};
+use crate::state::{DecisionEvent, EventReason, State};
+use crate::workload::{Workload, WorkloadKind, typed};
 
 /// The apiserver keeps each warning to 256 characters and all of them to 4 KiB.
 pub const WARNING_MAX: usize = 256;
@@ -71,8 +71,9 @@ struct Envelope<'a> {
     request: Option<RawRequest<'a>>,
 }
 
-/// kube's `AdmissionRequest` with the object kept as JSON text; fields the
-/// webhook never reads (`oldObject`, `options`) are skipped unparsed.
+/// kube's `AdmissionRequest` with the objects kept as JSON text (borrowed
+/// slices of the body: `oldObject` is parsed only for an UPDATE that would
+/// be denied); `options` is skipped unparsed.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawRequest<'a> {
@@ -95,6 +96,8 @@ struct RawRequest<'a> {
     user_info: UserInfo,
     #[serde(default, borrow)]
     object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
     #[serde(default)]
     dry_run: bool,
 }
@@ -162,8 +165,13 @@ pub fn review(
     if object.is_some_and(|o| !o.get().starts_with('{')) {
         return Err(BadRequest("request.object is not a JSON object".into()));
     }
+    let old_object = raw.old_object.filter(|o| o.get().starts_with('{'));
     let request = raw.into_request(api_version, kind);
-    let (response, summary) = answer(endpoint, &request, object, state, metrics, now);
+    let objects = Objects {
+        new: object,
+        old: old_object,
+    };
+    let (response, summary) = answer(endpoint, &request, objects, state, metrics, now);
     metrics.verdict(endpoint.as_str(), summary.verdict);
     tracing::info!(
         endpoint = endpoint.as_str(),
@@ -186,10 +194,20 @@ struct Summary {
     rules: String,
 }
 
+/// `request.object` and `request.oldObject`, as JSON text.
+#[derive(Clone, Copy)]
+struct Objects<'a> {
+    new: Option<&'a RawValue>,
+    old: Option<&'a RawValue>,
+}
+
+/// Why an object is admitted without being judged, for the decision log.
+const DELETING: &str = "unjudged: being deleted";
+
 fn answer(
     endpoint: Endpoint,
     req: &AdmissionRequest<DynamicObject>,
-    object: Option<&RawValue>,
+    objects: Objects<'_>,
     state: &State,
     metrics: &Metrics,
     now: jiff::Timestamp,
@@ -202,12 +220,16 @@ fn answer(
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return (response, allowed("-"));
     }
-    let Some(object) = object else {
+    let Some(object) = objects.new else {
         return (response, allowed("-"));
     };
     if req.kind.group == GROUP {
         return match endpoint {
-            Endpoint::Validate => match serde_json::from_str(object.get()) {
+            Endpoint::Validate => match serde_json::from_str::<Value>(object.get()) {
+                // A policy on its way out only waits for its finalizers.
+                Ok(object) if object.pointer("/metadata/deletionTimestamp").is_some() => {
+                    (response, allowed(DELETING))
+                }
                 Ok(object) => validate_policy_object(response, &req.kind.kind, object),
                 Err(e) => invalid(response, format!("request.object: {e}")),
             },
@@ -215,7 +237,7 @@ fn answer(
         };
     }
     let namespace = req.namespace.as_deref().unwrap_or("default");
-    let workload = match Workload::from_json(object.get(), namespace) {
+    let mut workload = match Workload::from_json(object.get(), namespace) {
         Ok(Some(w)) => w,
         Ok(None) => return (response, allowed("not a workload kind")),
         Err(e) => {
@@ -225,12 +247,50 @@ fn answer(
             );
         }
     };
+    // Removing the last finalizer is an UPDATE of an object being deleted:
+    // judging it could only leave it stuck in Terminating.
+    if workload.deleting {
+        return (response, allowed(DELETING));
+    }
+    let ephemeral = req.sub_resource.as_deref() == Some("ephemeralcontainers");
+    if ephemeral {
+        // `kubectl debug` adds a container to a Pod a controller owns; the
+        // owner never judged it, so the Pod is judged itself.
+        mark_unowned(&mut workload);
+    }
     let snapshot = state.load();
-    let decision = judge(&snapshot.policies, &workload, &snapshot.context, now);
+    let mut decision = judge(&snapshot.policies, &workload, &snapshot.context, now);
+    let update = req.operation == Operation::Update;
+    if update
+        && endpoint == Endpoint::Validate
+        && decision.denied()
+        && let Some(old) = objects.old
+        && let Ok(Some(mut old)) = Workload::from_json(old.get(), namespace)
+    {
+        if ephemeral {
+            mark_unowned(&mut old);
+        }
+        let before = judge(&snapshot.policies, &old, &snapshot.context, now);
+        admit_existing(&mut decision, &before, &snapshot.policies);
+    }
     let rules = rule_list(&decision);
     match endpoint {
         Endpoint::Validate => validate(response, req, &workload, &decision, state, metrics, rules),
+        // A Pod's spec and a Job's pod template are immutable: a patch to
+        // them would make the apiserver refuse an UPDATE such as `kubectl
+        // label`, so those are never patched.
+        Endpoint::Mutate
+            if update && matches!(workload.kind, WorkloadKind::Pod | WorkloadKind::Job) =>
+        {
+            (response, allowed(&rules))
+        }
         Endpoint::Mutate => mutate(response, &decision, rules),
+    }
+}
+
+fn mark_unowned(w: &mut Workload) {
+    for o in &mut w.owners {
+        o.controller = false;
     }
 }
 
@@ -279,9 +339,26 @@ fn validate(
     for v in &d.violations {
         metrics.violation(v.rule.as_str(), v.action.as_str());
     }
+    let worded: Vec<(String, String)> = d
+        .with_action(Action::Warn)
+        .map(|v| {
+            let message = if v.existing {
+                format!("already there before this update: {}", v.message)
+            } else {
+                v.message.clone()
+            };
+            let fix = if v.fixable {
+                format!("{} (Deny with mutate: true would add it)", v.fix)
+            } else {
+                v.fix.clone()
+            };
+            (message, fix)
+        })
+        .collect();
     let warnings = warnings(
         d.with_action(Action::Warn)
-            .map(|v| (v.rule.as_str(), v.message.as_str(), v.fix.as_str())),
+            .zip(&worded)
+            .map(|(v, (m, f))| (v.rule.as_str(), m.as_str(), f.as_str())),
     );
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
@@ -299,6 +376,7 @@ fn validate(
             namespace: w.namespace.clone(),
             name: w.name.clone(),
             action: strictest.unwrap_or(Action::Warn),
+            reason: EventReason::PolicyViolation,
             message: d
                 .violations
                 .iter()
@@ -332,7 +410,7 @@ fn mutate(
         );
     }
     // Say what was changed: a user should not find fields they never wrote.
-    let notes = warnings(d.violations.iter().filter(|v| v.fixable).map(|v| {
+    let notes = warnings(d.with_action(Action::Deny).filter(|v| v.fixable).map(|v| {
         (
             v.rule.as_str(),
             v.message.as_str(),
@@ -436,8 +514,12 @@ pub fn denial_message(w: &Workload, d: &Decision) -> String {
         denials.len(),
         if denials.len() == 1 { "" } else { "s" },
         {
-            let mut policies: Vec<&str> = denials.iter().map(|v| v.policy.as_str()).collect();
-            policies.dedup();
+            let mut policies: Vec<&str> = Vec::new();
+            for v in &denials {
+                if !policies.contains(&v.policy.as_str()) {
+                    policies.push(&v.policy);
+                }
+            }
             format!("policy {}", policies.join(", "))
         }
     );

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -32,6 +33,11 @@ pub struct VerdictLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -43,6 +49,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     verdicts: Family<VerdictLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
+    unreadable: Family<KindLabels, Gauge>,
 }
 
 /// Sub-millisecond buckets: the webhook answers in microseconds, and a
@@ -78,7 +85,7 @@ impl Metrics {
         let verdicts = Family::<VerdictLabels, Counter>::default();
         registry.register(
             "admission_verdicts",
-            "Admission answers by endpoint and verdict (allowed, denied, patched, invalid)",
+            "Admission answers by endpoint and verdict (allowed, denied, patched, invalid, unavailable)",
             verdicts.clone(),
         );
         let tls_reloads = Family::<ResultLabels, Counter>::default();
@@ -87,8 +94,15 @@ impl Metrics {
             "Certificate reloads from disk, by result (ok, refused)",
             tls_reloads.clone(),
         );
+        let unreadable = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "unreadable_objects",
+            "Policies and exceptions skipped because they cannot be read, by kind",
+            unreadable.clone(),
+        );
         Metrics {
             registry,
+            unreadable,
             requests,
             latency,
             decisions,
@@ -116,6 +130,12 @@ impl Metrics {
         self.verdicts
             .get_or_create(&VerdictLabels { endpoint, verdict })
             .inc();
+    }
+
+    pub fn unreadable(&self, kind: &'static str, count: i64) {
+        self.unreadable
+            .get_or_create(&KindLabels { kind })
+            .set(count);
     }
 
     pub fn tls_reload(&self, ok: bool) {

@@ -38,6 +38,10 @@ use crate::state::State;
 pub const BODY_LIMIT: usize = 6 * 1024 * 1024;
 /// The apiserver sends `?timeout=` (at most 30 s); this is the default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a failed accept (out of file descriptors) the loop waits this
+/// long, doubling up to the maximum, before it tries again.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -97,6 +101,17 @@ async fn mutate(
 }
 
 fn handle(endpoint: Endpoint, app: &App, body: Result<Bytes, BytesRejection>) -> Response {
+    if !app.state.is_synced() {
+        // No verdict from an empty view of the cluster: the webhook's
+        // failurePolicy decides (Fail refuses, Ignore admits) until it syncs.
+        app.metrics.verdict(endpoint.as_str(), "unavailable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waf-admission has not synced policies, exceptions, autoscalers and namespaces \
+             from the API server yet: no verdict (the webhook's failurePolicy applies)\n",
+        )
+            .into_response();
+    }
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
@@ -143,7 +158,11 @@ async fn readyz(AxumState(app): AxumState<Arc<App>>) -> Response {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: policies and caches have not synced\n",
+            if app.state.is_synced() {
+                "not ready: shutting down\n"
+            } else {
+                "not ready: policies and caches have not synced\n"
+            },
         )
             .into_response()
     }
@@ -266,13 +285,22 @@ pub async fn serve_tls(
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let mut accept_backoff = ACCEPT_BACKOFF_MIN;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {
-                    Ok(conn) => conn,
+                    Ok(conn) => {
+                        accept_backoff = ACCEPT_BACKOFF_MIN;
+                        conn
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        // EMFILE, ENFILE, ENOBUFS: the error repeats at once
+                        // until a descriptor frees, so wait instead of
+                        // spinning a core; connections in flight go on.
+                        tracing::warn!(error = %e, backoff = ?accept_backoff, "accept failed; backing off");
+                        tokio::time::sleep(accept_backoff).await;
+                        accept_backoff = (accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
                         continue;
                     }
                 };

@@ -89,7 +89,22 @@ impl Server {
     /// Starts `waf-admission serve` and returns once it logged that both
     /// listeners are bound: that log line is the readiness signal.
     pub fn start(pki: &Pki, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_waf-admission"))
+        Self::start_wrapped(pki, &[], extra)
+    }
+
+    /// [`Server::start`] under a wrapper command that execs the binary
+    /// (`prlimit --nofile=64:64`), so the pid is still the server's.
+    pub fn start_wrapped(pki: &Pki, wrapper: &[&str], extra: &[&str]) -> Server {
+        let binary = env!("CARGO_BIN_EXE_waf-admission");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["serve", "--log-format", "json", "--addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0"])
@@ -280,6 +295,18 @@ pub fn review(operation: &str, object: Option<&Value>, dry_run: bool) -> Value {
         request["namespace"] = json!(ns);
     }
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// An UPDATE review with its own old object, to a subresource if given
+/// (`pods/ephemeralcontainers` for `kubectl debug`).
+pub fn update_review(object: &Value, old: &Value, sub_resource: Option<&str>) -> Value {
+    let mut r = review("UPDATE", Some(object), false);
+    r["request"]["oldObject"] = old.clone();
+    if let Some(sub) = sub_resource {
+        r["request"]["subResource"] = json!(sub);
+        r["request"]["requestSubResource"] = json!(sub);
+    }
+    r
 }
 
 fn rand_u64() -> u64 {
