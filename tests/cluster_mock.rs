@@ -145,6 +145,7 @@ fn options(stopping: tokio::sync::watch::Receiver<bool>) -> ClusterOptions {
         audit_interval: Duration::from_secs(300),
         stopping,
         lease_released: Arc::new(tokio::sync::Notify::new()),
+        metrics: Arc::new(waf_admission::webhook::metrics::Metrics::new()),
     }
 }
 
@@ -293,4 +294,115 @@ async fn on_shutdown_the_lease_holder_releases_its_lease() {
     tokio::time::timeout(Duration::from_secs(5), released.notified())
         .await
         .expect("the process is told the Lease is released");
+}
+
+#[tokio::test]
+async fn a_policy_that_cannot_be_read_is_reported_and_skipped_and_the_others_apply() {
+    // "action: 5" cannot be read as a WellArchitectedPolicy: without the
+    // deserialize guard the whole list would fail and nothing would sync.
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "good", "generation": 1, "resourceVersion": "1", "uid": "a"},
+         "spec": {"action": "Warn"}},
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "unreadable", "generation": 7, "resourceVersion": "2", "uid": "b"},
+         "spec": {"action": 5}}
+    ]);
+    let metrics = Arc::new(waf_admission::webhook::metrics::Metrics::new());
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let mut opts = options(stopping);
+    opts.metrics = metrics.clone();
+    let (state, seen) = run_with(policies.clone(), opts).await;
+    assert!(
+        seen.status_path.ends_with("/good/status"),
+        "{}",
+        seen.status_path
+    );
+    assert!(
+        state.is_ready(),
+        "one unreadable policy keeps no replica unready"
+    );
+    let names: Vec<String> = state
+        .load()
+        .policies
+        .policies()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(names, ["good"]);
+    let mut handle = seen.handle;
+    let mut status = Value::Null;
+    let mut event = Value::Null;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while status.is_null() || event.is_null() {
+            let (request, send) = handle.next_request().await.expect("asks on");
+            let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            match method {
+                Method::PATCH if path.ends_with("/unreadable/status") => {
+                    status = body;
+                    respond(send, StatusCode::OK, &policies[1]);
+                }
+                Method::PATCH if path.ends_with("/status") => {
+                    respond(send, StatusCode::OK, &policies[0])
+                }
+                Method::POST if path.ends_with("/events") => {
+                    if body["reason"] == "Unusable" {
+                        event = body.clone();
+                    }
+                    respond(send, StatusCode::CREATED, &body);
+                }
+                Method::GET if path.contains("/leases/") => {
+                    respond(send, StatusCode::NOT_FOUND, &not_found())
+                }
+                Method::POST if path.ends_with("/leases") => {
+                    respond(send, StatusCode::CREATED, &body)
+                }
+                _ => panic!("unexpected request {method} {path}"),
+            }
+        }
+    })
+    .await
+    .expect("the unreadable policy's status and Event within 10 s");
+    let ready = &status["status"]["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert_eq!(status["status"]["observedGeneration"], 7);
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("refused: cannot be read: "),
+        "{message}"
+    );
+    assert_eq!(event["regarding"]["name"], "unreadable");
+    assert_eq!(event["action"], "Skipped");
+    let text = metrics.encode();
+    assert!(
+        text.contains("waf_admission_unreadable_objects{kind=\"WellArchitectedPolicy\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_background_task_that_ends_ends_the_controller_naming_it() {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    // An API server that serves nothing: watches back off and retry, KEDA
+    // is absent, no task ends by itself.
+    tokio::spawn(async move {
+        while let Some((_, send)) = handle.next_request().await {
+            respond(send, StatusCode::NOT_FOUND, &not_found());
+        }
+    });
+    // The Event publisher's channel closes at once: that task ends.
+    let (_, closed) = tokio::sync::mpsc::channel(1);
+    let (tx, _rx) = tokio::sync::mpsc::channel(1);
+    let state = Arc::new(State::for_cluster(tx));
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let ended = tokio::time::timeout(
+        Duration::from_secs(10),
+        cluster::run(client, state, closed, options(stopping)),
+    )
+    .await
+    .expect("the controller returns when a task ends");
+    assert_eq!(ended, "Event publisher ended");
 }

@@ -14,7 +14,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 
 use crate::policy::Action;
-use crate::state::DecisionEvent;
+use crate::state::{DecisionEvent, EventReason};
 
 /// The apiserver refuses an Event note over 1 KiB.
 const NOTE_MAX: usize = 1024;
@@ -101,12 +101,12 @@ pub async fn publish(client: Client, mut rx: mpsc::Receiver<DecisionEvent>, inst
         };
         let event = Event {
             type_: EventType::Warning,
-            reason: "PolicyViolation".into(),
+            reason: e.reason.as_str().into(),
             note: Some(note(&e.message)),
-            action: if e.action == Action::Deny {
-                "Denied"
-            } else {
-                "Warned"
+            action: match (e.reason, e.action) {
+                (EventReason::Unusable, _) => "Skipped",
+                (_, Action::Deny) => "Denied",
+                _ => "Warned",
             }
             .into(),
             secondary: None,
@@ -128,6 +128,7 @@ mod tests {
             namespace: "ml".into(),
             name: name.into(),
             action: Action::Deny,
+            reason: EventReason::PolicyViolation,
             message: message.into(),
         }
     }

@@ -1,8 +1,15 @@
 //! In the cluster: kube-runtime reflectors keep policies, exceptions,
 //! namespaces, HPAs and (when KEDA is installed) ScaledObjects in memory;
-//! every change rebuilds the snapshot the webhook reads (see `state.rs`),
-//! so the request path never calls the API server. Policy status says
-//! whether each policy is in force, and deny/warn decisions become Events.
+//! a change to anything the engine reads rebuilds the snapshot the webhook
+//! reads (see `state.rs`), so the request path never calls the API server.
+//! Policy status says whether each policy is in force, and deny/warn
+//! decisions become Events. An object that cannot be read is reported and
+//! skipped; it never stops the others or keeps the replica unready.
+//!
+//! Every background task is supervised: if one ends while the process is
+//! not shutting down, [`run`] returns naming it and the process exits
+//! non-zero, so Kubernetes restarts it instead of serving from a view that
+//! no longer follows the cluster.
 //!
 //! One replica at a time (the holder of a Lease) writes policy status and
 //! runs the background audit; every replica serves admission.
@@ -17,21 +24,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::{DynamicObject, GroupVersionKind};
+use kube::core::{DeserializeGuard, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
 
-use self::snapshot::{Builder, Inputs};
-use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
-use crate::state::{DecisionEvent, State};
+use self::snapshot::{Builder, Inputs, Unreadable};
+use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
+use crate::state::{DecisionEvent, EventReason, State};
+use crate::webhook::metrics::Metrics;
 
 /// Bursts of changes (a `kubectl apply -f dir/`) rebuild once.
 const COALESCE: Duration = Duration::from_millis(100);
@@ -48,22 +58,31 @@ pub struct ClusterOptions {
     /// released (if held) and `lease_released` notified.
     pub stopping: watch::Receiver<bool>,
     pub lease_released: Arc<Notify>,
+    /// Where unreadable objects are counted.
+    pub metrics: Arc<Metrics>,
 }
 
-/// Keeps a reflector store in sync and pokes `changed` on every event.
+/// A background task with the name its supervisor reports.
+type Task = (&'static str, BoxFuture<'static, ()>);
+
+/// A task that keeps a reflector store in sync and pokes `changed` on every
+/// event. managedFields are dropped before caching: the engine never reads
+/// them and they are often most of an object's size.
 fn watch<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
     changed: Arc<Notify>,
     what: &'static str,
-) where
+) -> Task
+where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer);
-    tokio::spawn(async move {
+    let task = async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             if let Err(e) = event {
@@ -71,125 +90,281 @@ fn watch<K>(
             }
             changed.notify_one();
         }
-    });
+    };
+    (what, task.boxed())
 }
 
-/// Runs until the process ends.
+/// Runs until a background task ends; returns which one, so the caller
+/// can exit (while shutting down, the Lease task ending is expected).
 pub async fn run(
     client: Client,
     state: Arc<State>,
     events: mpsc::Receiver<DecisionEvent>,
     opts: ClusterOptions,
-) {
+) -> String {
+    let mut tasks: JoinSet<&'static str> = JoinSet::new();
+    let mut spawn = |(name, task): Task| {
+        tasks.spawn(task.map(move |()| name));
+    };
     let changed = Arc::new(Notify::new());
-    let (policies, w) = reflector::store::<WellArchitectedPolicy>();
-    watch(
+    let (policies, w) = reflector::store::<DeserializeGuard<WellArchitectedPolicy>>();
+    spawn(watch(
         Api::all(client.clone()),
         w,
         changed.clone(),
-        "WellArchitectedPolicy",
-    );
-    let (exceptions, w) = reflector::store::<WellArchitectedException>();
-    watch(
+        "WellArchitectedPolicy watch",
+    ));
+    let (exceptions, w) = reflector::store::<DeserializeGuard<WellArchitectedException>>();
+    spawn(watch(
         Api::all(client.clone()),
         w,
         changed.clone(),
-        "WellArchitectedException",
-    );
+        "WellArchitectedException watch",
+    ));
     let (namespaces, w) = reflector::store::<Namespace>();
-    watch(Api::all(client.clone()), w, changed.clone(), "Namespace");
-    let (hpas, w) = reflector::store::<HorizontalPodAutoscaler>();
-    watch(
+    spawn(watch(
         Api::all(client.clone()),
         w,
         changed.clone(),
-        "HorizontalPodAutoscaler",
-    );
-    let scaled_objects = watch_scaled_objects(&client, changed.clone()).await;
-    tokio::spawn(events::publish(
-        client.clone(),
-        events,
-        opts.pod_name.clone(),
+        "Namespace watch",
+    ));
+    let (hpas, w) = reflector::store::<HorizontalPodAutoscaler>();
+    spawn(watch(
+        Api::all(client.clone()),
+        w,
+        changed.clone(),
+        "HorizontalPodAutoscaler watch",
+    ));
+    let scaled_objects = match scaled_objects(&client, changed.clone()).await {
+        Some((store, task)) => {
+            spawn(task);
+            Some(store)
+        }
+        None => None,
+    };
+    spawn((
+        "Event publisher",
+        events::publish(client.clone(), events, opts.pod_name.clone()).boxed(),
     ));
     let leader = Arc::new(AtomicBool::new(false));
-    tokio::spawn(hold_lease(
-        Api::namespaced(client.clone(), &opts.namespace),
-        opts.lease_name.clone(),
-        opts.pod_name.clone(),
-        leader.clone(),
-        changed.clone(),
-        opts.stopping.clone(),
-        opts.lease_released.clone(),
+    spawn((
+        "Lease holder",
+        hold_lease(
+            Api::namespaced(client.clone(), &opts.namespace),
+            opts.lease_name.clone(),
+            opts.pod_name.clone(),
+            leader.clone(),
+            changed.clone(),
+            opts.stopping.clone(),
+            opts.lease_released.clone(),
+        )
+        .boxed(),
     ));
+    let nothing = Arc::new(Notify::new());
+    let (deployments, w) = reflector::store::<Deployment>();
+    spawn(watch(
+        Api::all(client.clone()),
+        w,
+        nothing.clone(),
+        "Deployment watch (audit)",
+    ));
+    let (statefulsets, w) = reflector::store::<StatefulSet>();
+    spawn(watch(
+        Api::all(client.clone()),
+        w,
+        nothing,
+        "StatefulSet watch (audit)",
+    ));
+    let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
+    spawn((
+        "background audit",
+        run_audit(
+            state.clone(),
+            policy_api.clone(),
+            leader.clone(),
+            opts.audit_interval,
+            deployments,
+            statefulsets,
+        )
+        .boxed(),
+    ));
+    let stores = Stores {
+        policies,
+        exceptions,
+        namespaces,
+        hpas,
+        scaled_objects,
+    };
+    let keeper = keep_snapshot(stores, state, leader, changed, policy_api, opts.metrics);
+    spawn(("snapshot builder", keeper.boxed()));
+    let ended = match tasks.join_next().await {
+        Some(Ok(name)) => format!("{name} ended"),
+        Some(Err(e)) if e.is_panic() => "a background task panicked".to_owned(),
+        Some(Err(e)) => format!("a background task was cancelled: {e}"),
+        None => "no background task is left".to_owned(),
+    };
+    // The rest stop with the set.
+    tasks.abort_all();
+    ended
+}
 
-    // Ready only once every store has its first full list.
-    let synced = async {
-        policies.wait_until_ready().await.ok();
-        exceptions.wait_until_ready().await.ok();
-        namespaces.wait_until_ready().await.ok();
-        hpas.wait_until_ready().await.ok();
-        if let Some(s) = &scaled_objects {
+struct Stores {
+    policies: Store<DeserializeGuard<WellArchitectedPolicy>>,
+    exceptions: Store<DeserializeGuard<WellArchitectedException>>,
+    namespaces: Store<Namespace>,
+    hpas: Store<HorizontalPodAutoscaler>,
+    scaled_objects: Option<Store<DynamicObject>>,
+}
+
+impl Stores {
+    async fn synced(&self) {
+        self.policies.wait_until_ready().await.ok();
+        self.exceptions.wait_until_ready().await.ok();
+        self.namespaces.wait_until_ready().await.ok();
+        self.hpas.wait_until_ready().await.ok();
+        if let Some(s) = &self.scaled_objects {
             s.wait_until_ready().await.ok();
         }
-    };
-    synced.await;
-    tracing::info!(keda = scaled_objects.is_some(), "caches synced");
+    }
 
-    let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
-    tokio::spawn(run_audit(
-        client.clone(),
-        state.clone(),
-        policy_api.clone(),
-        leader.clone(),
-        opts.audit_interval,
-    ));
-    let mut builder = Builder::default();
-    loop {
-        let inputs = Inputs {
-            policies: policies.state(),
-            exceptions: exceptions.state(),
-            namespaces: namespaces.state(),
-            hpas: hpas.state(),
-            scaled_objects: scaled_objects
+    fn inputs(&self) -> Inputs {
+        let mut unreadable = Vec::new();
+        let policies = readable(&self.policies, "WellArchitectedPolicy", &mut unreadable);
+        let exceptions = readable(
+            &self.exceptions,
+            "WellArchitectedException",
+            &mut unreadable,
+        );
+        Inputs {
+            policies,
+            exceptions,
+            unreadable,
+            namespaces: self.namespaces.state(),
+            hpas: self.hpas.state(),
+            scaled_objects: self
+                .scaled_objects
                 .as_ref()
                 .map(Store::state)
                 .unwrap_or_default(),
-        };
-        let (snapshot, reports) = builder.build(&inputs);
-        tracing::info!(
-            policies = snapshot.policies.policies().len(),
-            "policy snapshot in force"
-        );
-        state.store(snapshot);
-        state.set_ready(true);
-        let reports = if leader.load(Ordering::Acquire) {
-            reports
-        } else {
-            Vec::new()
-        };
-        for report in &reports {
-            let Some(object) = inputs.policies.iter().find(|p| p.name_any() == report.name) else {
-                continue;
-            };
-            if let Some(body) = status::patch(object, report, jiff::Timestamp::now()) {
-                let result = policy_api
-                    .patch_status(&report.name, &PatchParams::default(), &Patch::Merge(&body))
-                    .await;
-                if let Err(e) = result {
-                    tracing::warn!(policy = %report.name, error = %e, "could not write policy status");
+        }
+    }
+}
+
+/// The objects of a store that read as their kind; the others are listed
+/// in `unreadable` with the decoding error.
+fn readable<K>(
+    store: &Store<DeserializeGuard<K>>,
+    kind: &'static str,
+    unreadable: &mut Vec<Unreadable>,
+) -> Vec<Arc<K>>
+where
+    K: Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let mut out = Vec::new();
+    for guarded in store.state() {
+        match &guarded.0 {
+            Ok(object) => out.push(Arc::new(object.clone())),
+            Err(invalid) => unreadable.push(Unreadable {
+                kind,
+                namespace: invalid.metadata.namespace.clone(),
+                name: invalid.metadata.name.clone().unwrap_or_default(),
+                uid: invalid.metadata.uid.clone(),
+                generation: invalid.metadata.generation,
+                error: invalid.error.clone(),
+            }),
+        }
+    }
+    out
+}
+
+/// Waits for every store's first list, then rebuilds the snapshot whenever
+/// something the engine reads changed, and (on the Lease holder) writes
+/// policy status and reports unreadable objects.
+async fn keep_snapshot(
+    stores: Stores,
+    state: Arc<State>,
+    leader: Arc<AtomicBool>,
+    changed: Arc<Notify>,
+    policy_api: Api<WellArchitectedPolicy>,
+    metrics: Arc<Metrics>,
+) {
+    stores.synced().await;
+    tracing::info!(keda = stores.scaled_objects.is_some(), "caches synced");
+    let mut builder = Builder::default();
+    let mut reported_as_leader = false;
+    loop {
+        let inputs = stores.inputs();
+        let leading = leader.load(Ordering::Acquire);
+        let rebuilt = builder.build_if_changed(&inputs);
+        match &rebuilt {
+            Some((snapshot, _)) => {
+                tracing::info!(
+                    policies = snapshot.policies.policies().len(),
+                    unreadable = inputs.unreadable.len(),
+                    "policy snapshot in force"
+                );
+                state.store(snapshot.clone());
+                state.set_synced();
+                for kind in ["WellArchitectedPolicy", "WellArchitectedException"] {
+                    let count = inputs.unreadable.iter().filter(|u| u.kind == kind).count();
+                    metrics.unreadable(kind, count as i64);
                 }
             }
+            None => tracing::debug!("no change the engine reads (status churn): snapshot kept"),
         }
+        // A new Lease holder writes what the last build found.
+        if leading && (rebuilt.is_some() || !reported_as_leader) {
+            write_reports(&builder, &inputs, &state, &policy_api).await;
+        }
+        reported_as_leader = leading;
         changed.notified().await;
         tokio::time::sleep(COALESCE).await;
     }
 }
 
+/// Policy status for every policy, and an Event on each object that cannot
+/// be read (the Event publisher drops repeats).
+async fn write_reports(
+    builder: &Builder,
+    inputs: &Inputs,
+    state: &State,
+    policy_api: &Api<WellArchitectedPolicy>,
+) {
+    for report in builder.reports() {
+        let current = inputs
+            .policies
+            .iter()
+            .find(|p| p.name_any() == report.name)
+            .and_then(|p| p.status.as_ref());
+        let Some(body) = status::patch(current, report, jiff::Timestamp::now()) else {
+            continue;
+        };
+        let result = policy_api
+            .patch_status(&report.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(policy = %report.name, error = %e, "could not write policy status");
+        }
+    }
+    for problem in builder.object_problems() {
+        state.record(DecisionEvent {
+            api_version: API_VERSION.into(),
+            kind: problem.kind.into(),
+            namespace: problem.namespace.clone().unwrap_or_default(),
+            name: problem.name.clone(),
+            action: crate::policy::Action::Warn,
+            reason: EventReason::Unusable,
+            message: format!("skipped: {}", problem.error),
+        });
+    }
+}
+
 /// KEDA's ScaledObjects, when that CRD exists; its absence is not an error.
-async fn watch_scaled_objects(
+async fn scaled_objects(
     client: &Client,
     changed: Arc<Notify>,
-) -> Option<Store<DynamicObject>> {
+) -> Option<(Store<DynamicObject>, Task)> {
     let gvk = GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject");
     let (resource, _) = match kube::discovery::pinned_kind(client, &gvk).await {
         Ok(found) => found,
@@ -201,8 +376,7 @@ async fn watch_scaled_objects(
     let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
     let store = writer.as_reader();
     let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-    watch(api, writer, changed, "ScaledObject");
-    Some(store)
+    Some((store, watch(api, writer, changed, "ScaledObject watch")))
 }
 
 /// Renews or takes the Lease every few seconds; a replica that gains it
@@ -239,21 +413,17 @@ async fn hold_lease(
 /// Judges every Deployment and StatefulSet on the leader, every `interval`,
 /// and writes the counts into each policy's `status.audit`.
 async fn run_audit(
-    client: Client,
     state: Arc<State>,
     policy_api: Api<WellArchitectedPolicy>,
     leader: Arc<AtomicBool>,
     interval: Duration,
+    deployments: Store<Deployment>,
+    statefulsets: Store<StatefulSet>,
 ) {
-    let nothing = Arc::new(Notify::new());
-    let (deployments, w) = reflector::store::<Deployment>();
-    watch(Api::all(client.clone()), w, nothing.clone(), "Deployment");
-    let (statefulsets, w) = reflector::store::<StatefulSet>();
-    watch(Api::all(client), w, nothing, "StatefulSet");
     deployments.wait_until_ready().await.ok();
     statefulsets.wait_until_ready().await.ok();
     loop {
-        if leader.load(Ordering::Acquire) && state.is_ready() {
+        if leader.load(Ordering::Acquire) && state.is_synced() {
             let (ds, ss) = (deployments.state(), statefulsets.state());
             let objects = ds
                 .iter()

@@ -22,9 +22,23 @@ use crate::state::Snapshot;
 pub struct Inputs {
     pub policies: Vec<Arc<WellArchitectedPolicy>>,
     pub exceptions: Vec<Arc<WellArchitectedException>>,
+    /// Policies and exceptions the watch delivered that do not read as
+    /// their kind (a field of the wrong type, written before a CRD change).
+    pub unreadable: Vec<Unreadable>,
     pub namespaces: Vec<Arc<Namespace>>,
     pub hpas: Vec<Arc<HorizontalPodAutoscaler>>,
     pub scaled_objects: Vec<Arc<DynamicObject>>,
+}
+
+/// An object that could not be decoded, with what is known of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    pub error: String,
 }
 
 /// How a policy object fared, for its status.
@@ -38,15 +52,88 @@ pub struct PolicyReport {
     pub previous_in_force: bool,
 }
 
+/// A policy or exception that is skipped, for an Event on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectProblem {
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub error: String,
+}
+
+/// Everything of the inputs the engine reads. Status, managedFields and
+/// resourceVersion are not in it, so an HPA's status churn or our own status
+/// writes rebuild nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Key {
+    /// (uid, namespace, name, generation): the spec changes only with the
+    /// generation, and a recreated object has a new uid.
+    policies: Vec<Identity>,
+    exceptions: Vec<Identity>,
+    unreadable: Vec<Unreadable>,
+    namespaces: Vec<(String, BTreeMap<String, String>)>,
+    scalers: Vec<ScalerRef>,
+}
+
+type Identity = (Option<String>, Option<String>, String, Option<i64>);
+
 #[derive(Default)]
 pub struct Builder {
     last_good: BTreeMap<String, Policy>,
+    key: Option<Key>,
+    reports: Vec<PolicyReport>,
+    problems: Vec<ObjectProblem>,
 }
 
 impl Builder {
+    /// Builds the snapshot, whatever changed.
     pub fn build(&mut self, inputs: &Inputs) -> (Snapshot, Vec<PolicyReport>) {
+        self.key = None;
+        let scalers = scalers(inputs);
+        let snapshot = self.assemble(inputs, scalers);
+        (snapshot, self.reports.clone())
+    }
+
+    /// Builds the snapshot when something the engine reads changed since
+    /// the last build; `None` otherwise.
+    pub fn build_if_changed(&mut self, inputs: &Inputs) -> Option<(Snapshot, Vec<PolicyReport>)> {
+        let scalers = scalers(inputs);
+        let key = Key::of(inputs, &scalers);
+        if self.key.as_ref() == Some(&key) {
+            return None;
+        }
+        let snapshot = self.assemble(inputs, scalers);
+        self.key = Some(key);
+        Some((snapshot, self.reports.clone()))
+    }
+
+    /// The policies' reports of the last build.
+    pub fn reports(&self) -> &[PolicyReport] {
+        &self.reports
+    }
+
+    /// The exceptions and policies the last build skipped.
+    pub fn object_problems(&self) -> &[ObjectProblem] {
+        &self.problems
+    }
+
+    fn assemble(&mut self, inputs: &Inputs, scalers: Vec<ScalerRef>) -> Snapshot {
         let mut reports = Vec::new();
-        let present: Vec<String> = inputs.policies.iter().map(|p| p.name_any()).collect();
+        let mut problems = Vec::new();
+        // A policy that cannot be read keeps its last good version, as a
+        // refused one does; a deleted policy is gone.
+        let present: Vec<String> = inputs
+            .policies
+            .iter()
+            .map(|p| p.name_any())
+            .chain(
+                inputs
+                    .unreadable
+                    .iter()
+                    .filter(|u| u.kind == POLICY)
+                    .map(|u| u.name.clone()),
+            )
+            .collect();
         self.last_good.retain(|name, _| present.contains(name));
         for p in &inputs.policies {
             let name = p.name_any();
@@ -75,6 +162,24 @@ impl Builder {
                 }
             }
         }
+        for u in &inputs.unreadable {
+            tracing::warn!(kind = u.kind, namespace = u.namespace.as_deref().unwrap_or(""), name = %u.name, error = %u.error, "cannot be read: skipped");
+            let error = format!("cannot be read: {}", u.error);
+            if u.kind == POLICY {
+                reports.push(PolicyReport {
+                    previous_in_force: self.last_good.contains_key(&u.name),
+                    name: u.name.clone(),
+                    generation: u.generation,
+                    problems: Some(vec![error.clone()]),
+                });
+            }
+            problems.push(ObjectProblem {
+                kind: u.kind,
+                namespace: u.namespace.clone(),
+                name: u.name.clone(),
+                error,
+            });
+        }
         let mut context = Context::default();
         for ns in &inputs.namespaces {
             context.add_namespace(&ns.name_any(), ns.labels().clone());
@@ -82,31 +187,92 @@ impl Builder {
         for e in &inputs.exceptions {
             match Exception::compile(e, "default") {
                 Ok(e) => context.add_exception(e),
-                Err(err) => tracing::warn!(error = %err, "exception refused"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "exception refused");
+                    problems.push(ObjectProblem {
+                        kind: "WellArchitectedException",
+                        namespace: e.namespace(),
+                        name: e.name_any(),
+                        error: err.to_string(),
+                    });
+                }
             }
         }
-        let scalers = inputs
-            .hpas
-            .iter()
-            .map(|h| serde_json::to_value(h.as_ref()))
-            .chain(
-                inputs
-                    .scaled_objects
-                    .iter()
-                    .map(|s| serde_json::to_value(s.as_ref())),
-            );
-        for value in scalers.flatten() {
-            match ScalerRef::from_value(value, "default", "autoscaler") {
-                Ok(Some(s)) => context.add_scaler(s),
-                Ok(None) => {}
-                Err(err) => tracing::warn!(error = %err, "autoscaler not understood"),
-            }
+        for s in scalers {
+            context.add_scaler(s);
         }
-        let snapshot = Snapshot {
+        self.reports = reports;
+        self.problems = problems;
+        Snapshot {
             policies: PolicySet::new(self.last_good.values().cloned().collect()),
             context,
-        };
-        (snapshot, reports)
+        }
+    }
+}
+
+const POLICY: &str = "WellArchitectedPolicy";
+
+/// The autoscalers of the inputs, in a stable order.
+fn scalers(inputs: &Inputs) -> Vec<ScalerRef> {
+    let values = inputs
+        .hpas
+        .iter()
+        .map(|h| serde_json::to_value(h.as_ref()))
+        .chain(
+            inputs
+                .scaled_objects
+                .iter()
+                .map(|s| serde_json::to_value(s.as_ref())),
+        );
+    let mut out = Vec::new();
+    for value in values.flatten() {
+        match ScalerRef::from_value(value, "default", "autoscaler") {
+            Ok(Some(s)) => out.push(s),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "autoscaler not understood"),
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.namespace, &a.name, a.kind.to_string()).cmp(&(
+            &b.namespace,
+            &b.name,
+            b.kind.to_string(),
+        ))
+    });
+    out
+}
+
+impl Key {
+    fn of(inputs: &Inputs, scalers: &[ScalerRef]) -> Key {
+        let mut policies: Vec<_> = inputs
+            .policies
+            .iter()
+            .map(|p| (p.uid(), None, p.name_any(), p.metadata.generation))
+            .collect();
+        policies.sort();
+        let mut exceptions: Vec<_> = inputs
+            .exceptions
+            .iter()
+            .map(|e| (e.uid(), e.namespace(), e.name_any(), e.metadata.generation))
+            .collect();
+        exceptions.sort();
+        let mut unreadable = inputs.unreadable.clone();
+        unreadable.sort_by(|a, b| {
+            (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name))
+        });
+        let mut namespaces: Vec<_> = inputs
+            .namespaces
+            .iter()
+            .map(|n| (n.name_any(), n.labels().clone()))
+            .collect();
+        namespaces.sort();
+        Key {
+            policies,
+            exceptions,
+            unreadable,
+            namespaces,
+            scalers: scalers.to_vec(),
+        }
     }
 }
 
@@ -284,5 +450,62 @@ mod tests {
         assert!(verdict(&b.build(&inputs).0).is_empty());
         inputs.exceptions = vec![exception("2020-01-01T00:00:00Z")];
         assert_eq!(verdict(&b.build(&inputs).0).len(), 1);
+    }
+
+    #[test]
+    fn status_churn_rebuilds_nothing_and_a_spec_change_rebuilds() {
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            policies: vec![policy("p", 1, json!({}))],
+            hpas: vec![hpa(2)],
+            ..Inputs::default()
+        };
+        assert!(b.build_if_changed(&inputs).is_some(), "the first build");
+        assert!(b.build_if_changed(&inputs).is_none(), "nothing changed");
+        // The HPA controller writes status every sync; our own status
+        // writes change the policy's resourceVersion, never its generation.
+        let mut churned = (*hpa(2)).clone();
+        churned.status = Some(
+            serde_json::from_value(json!({"currentReplicas": 3, "desiredReplicas": 3})).unwrap(),
+        );
+        churned.metadata.resource_version = Some("42".into());
+        inputs.hpas = vec![Arc::new(churned)];
+        let mut written = (*inputs.policies[0]).clone();
+        written.metadata.resource_version = Some("43".into());
+        written.status = Some(Default::default());
+        inputs.policies = vec![Arc::new(written)];
+        assert!(b.build_if_changed(&inputs).is_none(), "status churn only");
+        inputs.hpas = vec![hpa(1)];
+        let (snapshot, _) = b.build_if_changed(&inputs).expect("minReplicas changed");
+        assert_eq!(verdict(&snapshot).len(), 2);
+        inputs.policies = vec![policy("p", 2, json!({"action": "Warn"}))];
+        assert!(b.build_if_changed(&inputs).is_some(), "a new generation");
+    }
+
+    #[test]
+    fn a_policy_that_cannot_be_read_is_reported_and_skipped_and_others_stay_in_force() {
+        let mut b = Builder::default();
+        let inputs = Inputs {
+            policies: vec![policy("good", 1, json!({"action": "Audit"}))],
+            unreadable: vec![Unreadable {
+                kind: "WellArchitectedPolicy",
+                namespace: None,
+                name: "typo".into(),
+                uid: Some("u".into()),
+                generation: Some(3),
+                error: "spec.action: unknown variant `deny`".into(),
+            }],
+            ..Inputs::default()
+        };
+        let (snapshot, reports) = b.build(&inputs);
+        assert_eq!(verdict(&snapshot), [("autoscaler".into(), "audit".into())]);
+        let typo = reports.iter().find(|r| r.name == "typo").unwrap();
+        assert_eq!(typo.generation, Some(3));
+        assert_eq!(
+            typo.problems.as_deref(),
+            Some(&["cannot be read: spec.action: unknown variant `deny`".to_owned()][..])
+        );
+        assert_eq!(b.object_problems().len(), 1);
+        assert_eq!(b.object_problems()[0].name, "typo");
     }
 }

@@ -7,12 +7,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::{Value, json};
 
 use super::snapshot::PolicyReport;
-use crate::policy::WellArchitectedPolicy;
+use crate::policy::PolicyStatus;
 
 /// The merge patch for the status subresource, or None when the object
 /// already says it.
 pub fn patch(
-    policy: &WellArchitectedPolicy,
+    current: Option<&PolicyStatus>,
     report: &PolicyReport,
     now: jiff::Timestamp,
 ) -> Option<Value> {
@@ -32,7 +32,6 @@ pub fn patch(
             ),
         ),
     };
-    let current = policy.status.as_ref();
     let current_ready = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
     let unchanged = current.and_then(|s| s.observed_generation) == report.generation
         && current_ready.is_some_and(|c| {
@@ -64,13 +63,8 @@ pub fn patch(
 mod tests {
     use super::*;
 
-    fn policy_with(status: Option<Value>) -> WellArchitectedPolicy {
-        let mut v = json!({"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
-            "metadata": {"name": "p", "generation": 3}, "spec": {}});
-        if let Some(s) = status {
-            v["status"] = s;
-        }
-        serde_json::from_value(v).unwrap()
+    fn status(value: Option<Value>) -> Option<PolicyStatus> {
+        value.map(|v| serde_json::from_value(v).unwrap())
     }
 
     fn report(problems: Option<Vec<String>>) -> PolicyReport {
@@ -85,7 +79,7 @@ mod tests {
     #[test]
     fn a_valid_policy_gets_ready_true_then_no_more_writes() {
         let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
-        let body = patch(&policy_with(None), &report(None), now).unwrap();
+        let body = patch(None, &report(None), now).unwrap();
         assert_eq!(body["status"]["observedGeneration"], 3);
         let c = &body["status"]["conditions"][0];
         assert_eq!(
@@ -100,7 +94,7 @@ mod tests {
         let later: jiff::Timestamp = "2026-11-25T11:00:00Z".parse().unwrap();
         assert_eq!(
             patch(
-                &policy_with(Some(body["status"].clone())),
+                status(Some(body["status"].clone())).as_ref(),
                 &report(None),
                 later
             ),
@@ -111,12 +105,7 @@ mod tests {
     #[test]
     fn a_refused_policy_says_why_and_that_the_old_version_stays() {
         let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
-        let body = patch(
-            &policy_with(None),
-            &report(Some(vec!["spec.x: bad".into()])),
-            now,
-        )
-        .unwrap();
+        let body = patch(None, &report(Some(vec!["spec.x: bad".into()])), now).unwrap();
         let c = &body["status"]["conditions"][0];
         assert_eq!(c["status"], "False");
         assert_eq!(c["reason"], "Invalid");
@@ -130,16 +119,16 @@ mod tests {
     fn the_transition_time_moves_only_when_the_status_flips() {
         let t0: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
         let t1: jiff::Timestamp = "2026-11-25T11:00:00Z".parse().unwrap();
-        let first = patch(&policy_with(None), &report(None), t0).unwrap();
+        let first = patch(None, &report(None), t0).unwrap();
         let mut newer = report(None);
         newer.generation = Some(4);
-        let second = patch(&policy_with(Some(first["status"].clone())), &newer, t1).unwrap();
+        let second = patch(status(Some(first["status"].clone())).as_ref(), &newer, t1).unwrap();
         assert_eq!(
             second["status"]["conditions"][0]["lastTransitionTime"],
             "2026-11-25T10:00:00Z"
         );
         let flipped = patch(
-            &policy_with(Some(first["status"].clone())),
+            status(Some(first["status"].clone())).as_ref(),
             &report(Some(vec!["x".into()])),
             t1,
         )
