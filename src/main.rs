@@ -116,6 +116,11 @@ struct ServeArgs {
     /// How often the background audit judges every existing workload.
     #[arg(long, env = "WAF_AUDIT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     audit_interval: Duration,
+    /// Cluster mode: the policy report API the background audit writes:
+    /// openreports (openreports.io/v1alpha1), wgpolicyk8s
+    /// (wgpolicyk8s.io/v1alpha2, for Policy Reporter on the older API) or off.
+    #[arg(long, env = "WAF_REPORTS", default_value = "openreports")]
+    reports: waf_admission::cluster::reports::ReportFormat,
     /// The longest in-flight requests may run on after shutdown begins.
     #[arg(long, env = "WAF_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
@@ -336,6 +341,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 stopping: signalled_rx.clone(),
                 lease_released: released,
                 metrics: metrics.clone(),
+                reports: args.reports,
             },
         )));
         tracing::info!("cluster mode: policies from WellArchitectedPolicy objects");

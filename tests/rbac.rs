@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// What the code calls: reflectors list and watch (kube's watcher also
 /// gets), status is merge-patched, Events are created and patched (kube's
-/// Recorder patches a repeated event).
+/// Recorder patches a repeated event), reports are applied.
 const USED: &[(&str, &str, &[&str])] = &[
     (
         "waf-admission.dev",
@@ -36,6 +36,28 @@ const USED: &[(&str, &str, &[&str])] = &[
     ("apps", "statefulsets", &["get", "list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
+    // Policy reports: listed by our label, server-side applied (patch,
+    // create when new), stale ones deleted.
+    (
+        "openreports.io",
+        "reports",
+        &["list", "create", "patch", "delete"],
+    ),
+    (
+        "openreports.io",
+        "clusterreports",
+        &["list", "create", "patch", "delete"],
+    ),
+    (
+        "wgpolicyk8s.io",
+        "policyreports",
+        &["list", "create", "patch", "delete"],
+    ),
+    (
+        "wgpolicyk8s.io",
+        "clusterpolicyreports",
+        &["list", "create", "patch", "delete"],
+    ),
 ];
 
 #[test]

@@ -10,16 +10,40 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use crate::decision::judge;
+use crate::decision::{Decision, judge};
 use crate::policy::AuditSummary;
 use crate::state::Snapshot;
 use crate::workload::Workload;
 
-/// Judges each object and counts, per policy, the workloads it governs and
-/// the violations it owns (the policy whose action won, per rule).
-pub fn summarize(
+/// Judges each object (Deployments and StatefulSets); an object that
+/// cannot be judged is logged and left out, never the others.
+pub fn judge_all(
     snapshot: &Snapshot,
     objects: impl IntoIterator<Item = Value>,
+    now: jiff::Timestamp,
+) -> Vec<(Workload, Decision)> {
+    let mut out = Vec::new();
+    for object in objects {
+        let w = match Workload::from_value(object, "default") {
+            Ok(Some(w)) => w,
+            Ok(None) => continue, // only Deployments and StatefulSets are passed in
+            Err(e) => {
+                // Came from the API server typed, so this should not happen; say so.
+                tracing::warn!(error = %e, "background audit cannot judge a workload");
+                continue;
+            }
+        };
+        let d = judge(&snapshot.policies, &w, &snapshot.context, now);
+        out.push((w, d));
+    }
+    out
+}
+
+/// Counts, per policy, the workloads it governs and the violations it owns
+/// (the policy whose action won, per rule).
+pub fn summarize(
+    snapshot: &Snapshot,
+    judged: &[(Workload, Decision)],
     now: jiff::Timestamp,
 ) -> BTreeMap<String, AuditSummary> {
     let mut out: BTreeMap<String, AuditSummary> = snapshot
@@ -36,17 +60,7 @@ pub fn summarize(
             )
         })
         .collect();
-    for object in objects {
-        let w = match Workload::from_value(object, "default") {
-            Ok(Some(w)) => w,
-            Ok(None) => continue, // only Deployments and StatefulSets are passed in
-            Err(e) => {
-                // Came from the API server typed, so this should not happen; say so.
-                tracing::warn!(error = %e, "background audit cannot judge a workload");
-                continue;
-            }
-        };
-        let d = judge(&snapshot.policies, &w, &snapshot.context, now);
+    for (_, d) in judged {
         for name in &d.governed_by {
             if let Some(s) = out.get_mut(name) {
                 s.workloads += 1;
@@ -95,7 +109,7 @@ mod tests {
             deployment("examples/bad/resources.yaml"),
             deployment("examples/good/web-frontend.yaml"),
         ];
-        let summary = summarize(&snapshot, objects, now);
+        let summary = summarize(&snapshot, &judge_all(&snapshot, objects, now), now);
         let p = &summary["p"];
         assert_eq!(p.workloads, 3, "the web frontend is not model serving");
         assert_eq!(p.violations, 3);

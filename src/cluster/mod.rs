@@ -17,9 +17,11 @@
 pub mod audit;
 pub mod events;
 pub mod lease;
+pub mod reports;
 pub mod snapshot;
 pub mod status;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,15 +32,16 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
-use kube::core::{DeserializeGuard, DynamicObject, GroupVersionKind};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DeserializeGuard, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use self::snapshot::{Builder, Inputs, Unreadable};
+use self::reports::{ReportDoc, ReportFormat};
+use self::snapshot::{Builder, Inputs, PolicyReport, Unreadable};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::{DecisionEvent, EventReason, State};
 use crate::webhook::metrics::Metrics;
@@ -60,6 +63,8 @@ pub struct ClusterOptions {
     pub lease_released: Arc<Notify>,
     /// Where unreadable objects are counted.
     pub metrics: Arc<Metrics>,
+    /// Which policy report API the audit writes.
+    pub reports: ReportFormat,
 }
 
 /// A background task with the name its supervisor reports.
@@ -176,6 +181,14 @@ pub async fn run(
         "StatefulSet watch (audit)",
     ));
     let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
+    let (reports_tx, reports_rx) = watch::channel(Vec::new());
+    let writer = ReportWriter {
+        client: client.clone(),
+        format: opts.reports,
+        resources: None,
+        said_absent: false,
+        metrics: opts.metrics.clone(),
+    };
     spawn((
         "background audit",
         run_audit(
@@ -183,8 +196,8 @@ pub async fn run(
             policy_api.clone(),
             leader.clone(),
             opts.audit_interval,
-            deployments,
-            statefulsets,
+            (deployments, statefulsets),
+            (writer, reports_rx),
         )
         .boxed(),
     ));
@@ -195,7 +208,15 @@ pub async fn run(
         hpas,
         scaled_objects,
     };
-    let keeper = keep_snapshot(stores, state, leader, changed, policy_api, opts.metrics);
+    let keeper = keep_snapshot(
+        stores,
+        state,
+        leader,
+        changed,
+        policy_api,
+        opts.metrics,
+        reports_tx,
+    );
     spawn(("snapshot builder", keeper.boxed()));
     let ended = match tasks.join_next().await {
         Some(Ok(name)) => format!("{name} ended"),
@@ -288,6 +309,7 @@ async fn keep_snapshot(
     changed: Arc<Notify>,
     policy_api: Api<WellArchitectedPolicy>,
     metrics: Arc<Metrics>,
+    policy_reports: watch::Sender<Vec<PolicyReport>>,
 ) {
     stores.synced().await;
     tracing::info!(keda = stores.scaled_objects.is_some(), "caches synced");
@@ -306,6 +328,7 @@ async fn keep_snapshot(
                 );
                 state.store(snapshot.clone());
                 state.set_synced();
+                policy_reports.send_replace(builder.reports().to_vec());
                 for kind in ["WellArchitectedPolicy", "WellArchitectedException"] {
                     let count = inputs.unreadable.iter().filter(|u| u.kind == kind).count();
                     metrics.unreadable(kind, count as i64);
@@ -411,14 +434,15 @@ async fn hold_lease(
 }
 
 /// Judges every Deployment and StatefulSet on the leader, every `interval`,
-/// and writes the counts into each policy's `status.audit`.
+/// writes the counts into each policy's `status.audit`, and the results
+/// into policy reports.
 async fn run_audit(
     state: Arc<State>,
     policy_api: Api<WellArchitectedPolicy>,
     leader: Arc<AtomicBool>,
     interval: Duration,
-    deployments: Store<Deployment>,
-    statefulsets: Store<StatefulSet>,
+    (deployments, statefulsets): (Store<Deployment>, Store<StatefulSet>),
+    (mut writer, policy_reports): (ReportWriter, watch::Receiver<Vec<PolicyReport>>),
 ) {
     deployments.wait_until_ready().await.ok();
     statefulsets.wait_until_ready().await.ok();
@@ -430,7 +454,10 @@ async fn run_audit(
                 .map(|d| serde_json::to_value(d.as_ref()))
                 .chain(ss.iter().map(|s| serde_json::to_value(s.as_ref())))
                 .filter_map(Result::ok);
-            let summary = audit::summarize(&state.load(), objects, jiff::Timestamp::now());
+            let snapshot = state.load();
+            let now = jiff::Timestamp::now();
+            let judged = audit::judge_all(&snapshot, objects, now);
+            let summary = audit::summarize(&snapshot, &judged, now);
             for (policy, counts) in summary {
                 let body = serde_json::json!({"status": {"audit": counts}});
                 if let Err(e) = policy_api
@@ -440,8 +467,130 @@ async fn run_audit(
                     tracing::warn!(%policy, error = %e, "could not write the audit counts");
                 }
             }
-            tracing::info!("background audit done");
+            let docs = {
+                let policies = policy_reports.borrow();
+                reports::build(&snapshot.policies, &judged, &policies, now)
+            };
+            writer.write(docs).await;
+            tracing::info!(workloads = judged.len(), "background audit done");
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// Writes the audit's reports through the report API, when it is served.
+struct ReportWriter {
+    client: Client,
+    format: ReportFormat,
+    /// (namespaced, cluster) kinds, once discovery found them.
+    resources: Option<(ApiResource, ApiResource)>,
+    /// The API's absence was logged (once).
+    said_absent: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl ReportWriter {
+    /// Discovers the report kinds; their absence is said once, counted in
+    /// a gauge, and asked again next run (the CRDs may be installed later).
+    async fn discover(&mut self) -> Option<(ApiResource, ApiResource)> {
+        let (namespaced, cluster) = self.format.kinds()?;
+        if let Some(found) = &self.resources {
+            return Some(found.clone());
+        }
+        let found = match (
+            kube::discovery::pinned_kind(&self.client, &namespaced).await,
+            kube::discovery::pinned_kind(&self.client, &cluster).await,
+        ) {
+            (Ok((n, _)), Ok((c, _))) => (n, c),
+            (Err(e), _) | (_, Err(e)) => {
+                if !self.said_absent {
+                    tracing::warn!(
+                        api = %namespaced.api_version(),
+                        reason = %e,
+                        "the policy report API is not served (install its CRDs, e.g. the chart's reports.installCRDs): no reports written, everything else goes on"
+                    );
+                    self.said_absent = true;
+                }
+                self.metrics.reports_available(false);
+                return None;
+            }
+        };
+        tracing::info!(api = %namespaced.api_version(), "writing policy reports");
+        self.metrics.reports_available(true);
+        self.resources = Some(found.clone());
+        Some(found)
+    }
+
+    async fn write(&mut self, docs: Vec<ReportDoc>) {
+        let Some((namespaced, cluster)) = self.discover().await else {
+            return;
+        };
+        let ours = ListParams::default().labels(&format!(
+            "{}={}",
+            reports::MANAGED_BY.0,
+            reports::MANAGED_BY.1
+        ));
+        let mut existing: BTreeMap<(Option<String>, String), serde_json::Value> = BTreeMap::new();
+        for resource in [&namespaced, &cluster] {
+            let api = Api::<DynamicObject>::all_with(self.client.clone(), resource);
+            match api.list(&ours).await {
+                Ok(list) => {
+                    for o in list.items {
+                        let key = (o.metadata.namespace.clone(), o.name_any());
+                        existing.insert(key, serde_json::to_value(&o).unwrap_or_default());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not list policy reports; trying again next audit");
+                    // The CRDs may have been removed: discover again.
+                    self.resources = None;
+                    return;
+                }
+            }
+        }
+        let (mut written, mut unchanged, mut deleted) = (0, 0, 0);
+        let apply = PatchParams::apply(reports::FIELD_MANAGER).force();
+        for doc in &docs {
+            let (resource, kind) = match &doc.namespace {
+                Some(_) => (&namespaced, self.format.kinds().map(|k| k.0)),
+                None => (&cluster, self.format.kinds().map(|k| k.1)),
+            };
+            let Some(kind) = kind else { return };
+            let body = doc.object(&kind);
+            let key = (doc.namespace.clone(), reports::NAME.to_owned());
+            if existing
+                .remove(&key)
+                .is_some_and(|old| reports::content(&old) == reports::content(&body))
+            {
+                unchanged += 1;
+                continue;
+            }
+            let api = match &doc.namespace {
+                Some(ns) => {
+                    Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, resource)
+                }
+                None => Api::<DynamicObject>::all_with(self.client.clone(), resource),
+            };
+            match api.patch(reports::NAME, &apply, &Patch::Apply(&body)).await {
+                Ok(_) => written += 1,
+                Err(e) => {
+                    tracing::warn!(namespace = doc.namespace.as_deref().unwrap_or(""), error = %e, "could not write a policy report")
+                }
+            }
+        }
+        // What is left was ours and has nothing to report any more.
+        for (namespace, name) in existing.keys() {
+            let api = match namespace {
+                Some(ns) => {
+                    Api::<DynamicObject>::namespaced_with(self.client.clone(), ns, &namespaced)
+                }
+                None => Api::<DynamicObject>::all_with(self.client.clone(), &cluster),
+            };
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => deleted += 1,
+                Err(e) => tracing::warn!(error = %e, "could not delete a stale policy report"),
+            }
+        }
+        tracing::info!(written, unchanged, deleted, "policy reports");
     }
 }

@@ -5,7 +5,7 @@
 
 use kube::core::{Selector, SelectorExt};
 
-use super::{Action, OwnerKind, Updates, WellArchitectedPolicy, WorkloadScope};
+use super::{Action, OwnerKind, RuleId, Updates, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
@@ -228,6 +228,20 @@ impl Policy {
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
             image_provenance: enabled(r.image_provenance.action, default, false, img),
         })
+    }
+
+    /// The rules this policy runs (not Off).
+    pub fn enabled_rules(&self) -> Vec<RuleId> {
+        RuleId::ALL
+            .into_iter()
+            .filter(|rule| match rule {
+                RuleId::ZoneSpread => self.zone_spread.is_some(),
+                RuleId::Autoscaler => self.autoscaler.is_some(),
+                RuleId::Resources => self.resources.is_some(),
+                RuleId::GpuPlacement => self.gpu_placement.is_some(),
+                RuleId::ImageProvenance => self.image_provenance.is_some(),
+            })
+            .collect()
     }
 
     /// Whether the policy's namespace, kind and label scope covers the

@@ -50,6 +50,7 @@ pub struct Metrics {
     verdicts: Family<VerdictLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
     unreadable: Family<KindLabels, Gauge>,
+    reports_available: Gauge,
 }
 
 /// Sub-millisecond buckets: the webhook answers in microseconds, and a
@@ -100,9 +101,16 @@ impl Metrics {
             "Policies and exceptions skipped because they cannot be read, by kind",
             unreadable.clone(),
         );
+        let reports_available = Gauge::default();
+        registry.register(
+            "report_api_available",
+            "1 when the policy report API (--reports) is served and reports are written, 0 when its CRDs are absent",
+            reports_available.clone(),
+        );
         Metrics {
             registry,
             unreadable,
+            reports_available,
             requests,
             latency,
             decisions,
@@ -136,6 +144,10 @@ impl Metrics {
         self.unreadable
             .get_or_create(&KindLabels { kind })
             .set(count);
+    }
+
+    pub fn reports_available(&self, available: bool) {
+        self.reports_available.set(i64::from(available));
     }
 
     pub fn tls_reload(&self, ok: bool) {

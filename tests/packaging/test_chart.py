@@ -37,6 +37,7 @@ COMBINATIONS = {
         "priorityClassName": "system-cluster-critical",
         "policy": {"action": "Deny"},
         "image": {"digest": DIGEST},
+        "reports": {"format": "wgpolicyk8s", "installCRDs": True},
     },
 }
 
@@ -195,3 +196,24 @@ def test_the_install_bundle_is_current():
     docs = [d for d in yaml.safe_load_all(on_disk) if d]
     assert docs[0]["kind"] == "Namespace"
     assert [d["kind"] for d in docs[1:3]] == ["CustomResourceDefinition", "CustomResourceDefinition"]
+
+
+def test_policy_reports_are_written_with_their_rbac_and_their_crds_only_on_request():
+    docs = render()
+    assert not [d for d in docs if d["kind"] == "CustomResourceDefinition"], "report CRDs are not ours: off by default"
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WAF_REPORTS"] == "openreports"
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert {("openreports.io", "reports"), ("openreports.io", "clusterreports"),
+            ("wgpolicyk8s.io", "policyreports"), ("wgpolicyk8s.io", "clusterpolicyreports")} <= granted
+    crds = [d for d in render({"reports": {"installCRDs": True}}) if d["kind"] == "CustomResourceDefinition"]
+    assert sorted(c["metadata"]["name"] for c in crds) == ["clusterreports.openreports.io", "reports.openreports.io"]
+    for c in crds:
+        schema = c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        item = schema["properties"]["results"]["items"]
+        assert item["properties"]["result"]["enum"] == ["pass", "fail", "warn", "error", "skip"]
+        assert item["properties"]["resources"]["items"]["properties"]["name"] == {"type": "string"}
+    with pytest.raises(helm.HelmError):
+        render({"reports": {"format": "kyverno"}})

@@ -1,0 +1,414 @@
+//! Policy reports where platform teams already look: one
+//! `openreports.io/v1alpha1` `Report` per namespace with a result per
+//! governed workload and rule (what Kubewarden writes and Policy Reporter
+//! reads), and one `ClusterReport` for what has no namespace: the policies
+//! themselves. `--reports=wgpolicyk8s` writes the older
+//! `wgpolicyk8s.io/v1alpha2` `PolicyReport`/`ClusterPolicyReport`, same shape.
+//!
+//! Building is pure (the audit's decisions in, report bodies out); writing
+//! is done by the Lease holder only, with server-side apply under our field
+//! manager, and only when the content (everything but timestamps) changed.
+//! Reports of namespaces with nothing governed left are deleted. Each report
+//! holds at most [`MAX_RESULTS`] results: past that, passes go first, then
+//! skips, warnings and failures, and the summary still counts them all.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use kube::core::GroupVersionKind;
+use serde_json::{Value, json};
+
+use super::snapshot::PolicyReport;
+use crate::decision::Decision;
+use crate::policy::compiled::PolicySet;
+use crate::policy::{API_VERSION, Action, RuleId};
+use crate::workload::Workload;
+
+/// Every report we write has this name (one per namespace) and label.
+pub const NAME: &str = "waf-admission";
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "waf-admission");
+/// Field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "waf-admission";
+/// Results per report: at ~600 bytes a result, 1,000 keep a report near
+/// 600 KiB, well inside etcd's 1.5 MiB object limit (Kyverno's unbounded
+/// reports once filled etcd).
+pub const MAX_RESULTS: usize = 1000;
+/// Says how many results a report leaves out.
+pub const TRUNCATED_ANNOTATION: &str = "waf-admission.dev/results-not-listed";
+
+/// Which report API the audit writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    OpenReports,
+    WgPolicyK8s,
+    Off,
+}
+
+impl FromStr for ReportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "openreports" => Ok(ReportFormat::OpenReports),
+            "wgpolicyk8s" => Ok(ReportFormat::WgPolicyK8s),
+            "off" => Ok(ReportFormat::Off),
+            other => Err(format!(
+                "{other:?}: expected openreports, wgpolicyk8s or off"
+            )),
+        }
+    }
+}
+
+impl ReportFormat {
+    /// (namespaced kind, cluster kind), None when off.
+    pub fn kinds(self) -> Option<(GroupVersionKind, GroupVersionKind)> {
+        match self {
+            ReportFormat::OpenReports => Some((
+                GroupVersionKind::gvk("openreports.io", "v1alpha1", "Report"),
+                GroupVersionKind::gvk("openreports.io", "v1alpha1", "ClusterReport"),
+            )),
+            ReportFormat::WgPolicyK8s => Some((
+                GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+                GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "ClusterPolicyReport"),
+            )),
+            ReportFormat::Off => None,
+        }
+    }
+}
+
+/// Counts by result, as the report APIs' `summary` has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub pass: u64,
+    pub fail: u64,
+    pub warn: u64,
+    pub error: u64,
+    pub skip: u64,
+}
+
+impl Summary {
+    fn count(&mut self, result: &str) {
+        match result {
+            "pass" => self.pass += 1,
+            "fail" => self.fail += 1,
+            "warn" => self.warn += 1,
+            "error" => self.error += 1,
+            _ => self.skip += 1,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({"pass": self.pass, "fail": self.fail, "warn": self.warn,
+            "error": self.error, "skip": self.skip})
+    }
+}
+
+/// One report to write: `namespace` None for the cluster report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportDoc {
+    pub namespace: Option<String>,
+    pub results: Vec<Value>,
+    pub summary: Summary,
+    /// Results counted in the summary but not listed (over the bound).
+    pub not_listed: usize,
+}
+
+impl ReportDoc {
+    /// The object to apply, for the namespaced or the cluster kind.
+    pub fn object(&self, kind: &GroupVersionKind) -> Value {
+        let mut metadata = json!({"name": NAME, "labels": {MANAGED_BY.0: MANAGED_BY.1}});
+        if let Some(ns) = &self.namespace {
+            metadata["namespace"] = json!(ns);
+        }
+        if self.not_listed > 0 {
+            metadata["annotations"] = json!({TRUNCATED_ANNOTATION: self.not_listed.to_string()});
+        }
+        json!({
+            "apiVersion": kind.api_version(),
+            "kind": kind.kind,
+            "metadata": metadata,
+            "source": NAME,
+            "summary": self.summary.to_json(),
+            "results": self.results,
+        })
+    }
+}
+
+/// What of a report is compared to decide whether to write: results
+/// without their timestamps, the summary and the bound annotation.
+pub fn content(report: &Value) -> Value {
+    let mut results = report["results"].as_array().cloned().unwrap_or_default();
+    for r in &mut results {
+        if let Some(o) = r.as_object_mut() {
+            o.remove("timestamp");
+        }
+    }
+    json!({
+        "results": results,
+        "summary": report["summary"],
+        "notListed": report["metadata"]["annotations"][TRUNCATED_ANNOTATION],
+    })
+}
+
+fn severity(action: Action) -> &'static str {
+    match action {
+        Action::Deny => "high",
+        Action::Warn => "medium",
+        Action::Audit | Action::Off => "low",
+    }
+}
+
+fn result_of(action: Action) -> &'static str {
+    match action {
+        Action::Deny => "fail",
+        _ => "warn",
+    }
+}
+
+/// One report per namespace that has governed workloads, from the
+/// audit's decisions, and the cluster report of the policies.
+pub fn build(
+    set: &PolicySet,
+    judged: &[(Workload, Decision)],
+    policies: &[PolicyReport],
+    now: jiff::Timestamp,
+) -> Vec<ReportDoc> {
+    let timestamp = json!({"seconds": now.as_second(), "nanos": 0});
+    let mut by_namespace: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for (w, d) in judged {
+        if d.governed_by.is_empty() {
+            continue;
+        }
+        let subject = json!({"apiVersion": w.kind.api_version(), "kind": w.kind.as_str(),
+            "namespace": w.namespace, "name": w.name});
+        let results = by_namespace.entry(&w.namespace).or_default();
+        let base = |policy: &str, rule: RuleId, result: &str| {
+            json!({"source": NAME, "policy": policy, "rule": rule.as_str(),
+                "category": rule.pillar().as_str(), "timestamp": timestamp,
+                "result": result, "scored": true, "resources": [subject]})
+        };
+        for rule in RuleId::ALL {
+            let violations: Vec<_> = d.violations.iter().filter(|v| v.rule == rule).collect();
+            for v in &violations {
+                let mut r = base(&v.policy, rule, result_of(v.action));
+                r["severity"] = json!(severity(v.action));
+                r["message"] = json!(v.message);
+                r["properties"] =
+                    json!({"fix": v.fix, "path": v.path, "action": v.action.as_str()});
+                results.push(r);
+            }
+            if !violations.is_empty() {
+                continue;
+            }
+            if let Some(e) = d.exemptions.iter().find(|e| e.rule == rule) {
+                let policy = d.governed_by.first().map_or("", String::as_str);
+                let mut r = base(policy, rule, "skip");
+                r["message"] = json!(format!(
+                    "exempted by WellArchitectedException {}",
+                    e.exception
+                ));
+                r["properties"] = json!({"exception": e.exception, "reason": e.reason,
+                    "expires": e.expires.to_string()});
+                results.push(r);
+                continue;
+            }
+            // Passed: under the first governing policy that runs the rule.
+            let runs = d.governed_by.iter().find(|name| {
+                set.policies()
+                    .iter()
+                    .any(|p| &p.name == *name && p.enabled_rules().contains(&rule))
+            });
+            if let Some(policy) = runs {
+                let mut r = base(policy, rule, "pass");
+                r["message"] = json!("no violation");
+                results.push(r);
+            }
+        }
+    }
+    let mut out: Vec<ReportDoc> = by_namespace
+        .into_iter()
+        .filter(|(_, results)| !results.is_empty())
+        .map(|(ns, results)| bounded(Some(ns.to_owned()), results))
+        .collect();
+    let cluster: Vec<Value> = policies
+        .iter()
+        .map(|p| {
+            let (result, message) = match &p.problems {
+                None => ("pass", "the policy is in force".to_owned()),
+                Some(problems) => ("error", format!("refused: {}", problems.join("; "))),
+            };
+            json!({"source": NAME, "policy": p.name, "timestamp": timestamp,
+                "result": result, "scored": true, "message": message,
+                "resources": [{"apiVersion": API_VERSION, "kind": "WellArchitectedPolicy", "name": p.name}]})
+        })
+        .collect();
+    if !cluster.is_empty() {
+        out.push(bounded(None, cluster));
+    }
+    out
+}
+
+/// Keeps at most MAX_RESULTS results, the most telling first.
+fn bounded(namespace: Option<String>, mut results: Vec<Value>) -> ReportDoc {
+    let mut summary = Summary::default();
+    for r in &results {
+        summary.count(r["result"].as_str().unwrap_or_default());
+    }
+    let mut not_listed = 0;
+    if results.len() > MAX_RESULTS {
+        let rank = |r: &Value| match r["result"].as_str() {
+            Some("fail") => 0,
+            Some("error") => 1,
+            Some("warn") => 2,
+            Some("skip") => 3,
+            _ => 4,
+        };
+        // Stable: workloads keep their order within a rank.
+        results.sort_by_key(rank);
+        not_listed = results.len() - MAX_RESULTS;
+        results.truncate(MAX_RESULTS);
+    }
+    ReportDoc {
+        namespace,
+        results,
+        summary,
+        not_listed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Context;
+    use crate::decision::judge;
+    use crate::policy::WellArchitectedPolicy;
+    use crate::policy::compiled::Policy;
+
+    fn set() -> PolicySet {
+        let p: WellArchitectedPolicy = serde_json::from_value(json!({
+            "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+            "metadata": {"name": "p"}, "spec": {"rules": {"autoscaler": {"action": "Warn"}}}}))
+        .unwrap();
+        PolicySet::new(vec![Policy::compile(&p).unwrap()])
+    }
+
+    fn judged(set: &PolicySet, files: &[&str]) -> Vec<(Workload, Decision)> {
+        let now = "2026-12-01T00:00:00Z".parse().unwrap();
+        files
+            .iter()
+            .map(|f| {
+                let text =
+                    std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+                let v: Value = serde_yaml_ng::Deserializer::from_str(&text)
+                    .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                    .next()
+                    .unwrap();
+                let w = Workload::from_value(v, "default").unwrap().unwrap();
+                let d = judge(set, &w, &Context::default(), now);
+                (w, d)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_report_per_namespace_with_a_result_per_workload_and_rule() {
+        let s = set();
+        let j = judged(
+            &s,
+            &[
+                "examples/good/llm-gpu.yaml",
+                "examples/bad/image-provenance.yaml",
+                "examples/good/web-frontend.yaml",
+            ],
+        );
+        let policies = [PolicyReport {
+            name: "p".into(),
+            generation: Some(1),
+            problems: None,
+            previous_in_force: false,
+        }];
+        let docs = build(&s, &j, &policies, "2026-12-01T00:00:00Z".parse().unwrap());
+        assert_eq!(docs.len(), 2, "namespace ml and the cluster report");
+        let ml = &docs[0];
+        assert_eq!(ml.namespace.as_deref(), Some("ml"));
+        let of = |name: &str, rule: &str| -> Vec<&Value> {
+            ml.results
+                .iter()
+                .filter(|r| r["resources"][0]["name"] == name && r["rule"] == rule)
+                .collect()
+        };
+        assert_eq!(of("ollama", "image-provenance").len(), 2);
+        let failed = of("ollama", "image-provenance")[0];
+        assert_eq!(failed["result"], "fail");
+        assert_eq!(failed["category"], "Security");
+        assert_eq!(failed["policy"], "p");
+        assert!(
+            failed["properties"]["fix"]
+                .as_str()
+                .unwrap()
+                .contains("az acr import")
+        );
+        assert_eq!(of("llm", "zone-spread")[0]["result"], "pass");
+        assert_eq!(
+            of("llm", "autoscaler")[0]["result"],
+            "warn",
+            "no HPA in the input"
+        );
+        assert!(
+            ml.results
+                .iter()
+                .all(|r| r["resources"][0]["name"] != "web"),
+            "a workload no policy governs has no result"
+        );
+        let s2 = ml.summary;
+        assert_eq!(
+            s2.pass + s2.fail + s2.warn + s2.skip + s2.error,
+            ml.results.len() as u64
+        );
+        assert_eq!(docs[1].namespace, None);
+        assert_eq!(docs[1].results[0]["result"], "pass");
+        let object = ml.object(&ReportFormat::OpenReports.kinds().unwrap().0);
+        assert_eq!(object["apiVersion"], "openreports.io/v1alpha1");
+        assert_eq!(object["kind"], "Report");
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "waf-admission"
+        );
+    }
+
+    #[test]
+    fn the_content_compared_leaves_out_timestamps_only() {
+        let s = set();
+        let j = judged(&s, &["examples/bad/image-provenance.yaml"]);
+        let kind = ReportFormat::WgPolicyK8s.kinds().unwrap().0;
+        let a = build(&s, &j, &[], "2026-12-01T00:00:00Z".parse().unwrap())[0].object(&kind);
+        let b = build(&s, &j, &[], "2026-12-01T00:05:00Z".parse().unwrap())[0].object(&kind);
+        assert_ne!(a, b);
+        assert_eq!(
+            content(&a),
+            content(&b),
+            "a new run of the same audit writes nothing"
+        );
+        let fixed = judged(&s, &["examples/good/llm-gpu.yaml"]);
+        let c = build(&s, &fixed, &[], "2026-12-01T00:05:00Z".parse().unwrap())[0].object(&kind);
+        assert_ne!(content(&a), content(&c));
+    }
+
+    #[test]
+    fn past_the_bound_failures_stay_listed_and_the_summary_counts_everything() {
+        let pass = json!({"result": "pass"});
+        let fail = json!({"result": "fail"});
+        let mut results = vec![pass.clone(); MAX_RESULTS];
+        results.extend(vec![fail; 10]);
+        let doc = bounded(Some("ml".into()), results);
+        assert_eq!(doc.results.len(), MAX_RESULTS);
+        assert_eq!(doc.not_listed, 10);
+        assert!(doc.results[..10].iter().all(|r| r["result"] == "fail"));
+        assert_eq!(doc.summary.pass, MAX_RESULTS as u64);
+        assert_eq!(doc.summary.fail, 10);
+        let object = doc.object(&ReportFormat::OpenReports.kinds().unwrap().0);
+        assert_eq!(
+            object["metadata"]["annotations"][TRUNCATED_ANNOTATION],
+            "10"
+        );
+    }
+}
