@@ -174,6 +174,12 @@ pub fn build(
 ) -> Vec<ReportDoc> {
     let timestamp = json!({"seconds": now.as_second(), "nanos": 0});
     let mut by_namespace: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    // A store lists its objects in no set order: sort, so the same audit
+    // gives the same report and nothing is rewritten.
+    let mut judged: Vec<&(Workload, Decision)> = judged.iter().collect();
+    judged.sort_by(|(a, _), (b, _)| {
+        (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name))
+    });
     for (w, d) in judged {
         if d.governed_by.is_empty() {
             continue;
@@ -391,6 +397,20 @@ mod tests {
         let fixed = judged(&s, &["examples/good/llm-gpu.yaml"]);
         let c = build(&s, &fixed, &[], "2026-12-01T00:05:00Z".parse().unwrap())[0].object(&kind);
         assert_ne!(content(&a), content(&c));
+    }
+
+    #[test]
+    fn the_order_the_store_lists_workloads_in_changes_nothing() {
+        let s = set();
+        let files = [
+            "examples/bad/image-provenance.yaml",
+            "examples/good/llm-gpu.yaml",
+        ];
+        let mut j = judged(&s, &files);
+        let now = "2026-12-01T00:00:00Z".parse().unwrap();
+        let a = build(&s, &j, &[], now);
+        j.reverse();
+        assert_eq!(a, build(&s, &j, &[], now));
     }
 
     #[test]
