@@ -149,6 +149,10 @@ enum LogFormat {
 enum Format {
     Text,
     Json,
+    /// SARIF 2.1.0, for code-scanning tabs.
+    Sarif,
+    /// JUnit XML, for CI test tabs.
+    Junit,
 }
 
 fn main() -> ExitCode {
@@ -194,6 +198,12 @@ fn run_check(args: CheckArgs) -> ExitCode {
         Format::Json => serde_json::to_writer_pretty(&mut stdout, &report.to_json())
             .map_err(std::io::Error::other)
             .and_then(|_| writeln!(stdout)),
+        Format::Sarif => {
+            serde_json::to_writer_pretty(&mut stdout, &check::sarif::to_sarif(&report))
+                .map_err(std::io::Error::other)
+                .and_then(|_| writeln!(stdout))
+        }
+        Format::Junit => stdout.write_all(check::junit::to_junit(&report).as_bytes()),
         Format::Text => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             stdout.write_all(report.to_text(colour).as_bytes())
@@ -205,7 +215,7 @@ fn run_check(args: CheckArgs) -> ExitCode {
         eprintln!("error: writing the report: {e}");
         return ExitCode::from(2);
     }
-    if args.output == Format::Json {
+    if args.output != Format::Text {
         for e in &report.errors {
             eprintln!("error: {e}");
         }

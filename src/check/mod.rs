@@ -2,8 +2,10 @@
 //! cluster would give. Autoscalers, namespaces and exceptions in the input
 //! form the context, as the reflectors do in the cluster.
 
+pub mod junit;
 pub mod load;
 pub mod report;
+pub mod sarif;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -37,6 +37,9 @@ pub struct Skipped<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadResult {
     pub source: String,
+    /// The line where the document starts, where the reader knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
     pub kind: String,
     pub namespace: String,
     pub name: String,
@@ -86,6 +89,7 @@ pub(super) fn result(source: String, eval: Evaluation) -> WorkloadResult {
     let d = eval.decision;
     WorkloadResult {
         source,
+        line: None,
         kind: w.kind.as_str().to_owned(),
         namespace: w.namespace,
         name: w.name,

@@ -234,6 +234,24 @@ impl RuleId {
         }
     }
 
+    /// What the rule holds workloads to, in one sentence (SARIF's rule
+    /// descriptions, reports).
+    pub fn summary(self) -> &'static str {
+        match self {
+            RuleId::ZoneSpread => {
+                "A replicated model server runs at least two replicas spread across availability zones"
+            }
+            RuleId::Autoscaler => "An HPA or KEDA ScaledObject scales the model server with load",
+            RuleId::Resources => {
+                "Every container requests and limits what it needs; a GPU limit equals its request"
+            }
+            RuleId::GpuPlacement => "GPU pods land on GPU nodes, and nothing else does",
+            RuleId::ImageProvenance => {
+                "Images come from registries the platform team trusts, pinned by digest"
+            }
+        }
+    }
+
     pub fn pillar(self) -> Pillar {
         match self {
             RuleId::ZoneSpread => Pillar::Reliability,
