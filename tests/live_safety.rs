@@ -81,12 +81,23 @@ async fn removing_the_last_finalizer_of_a_deleted_object_is_never_judged_or_patc
         assert!(body["response"].get("patch").is_none(), "{path}: {body}");
         assert!(warnings(&body).is_empty(), "{path}: {body}");
     }
-    let logged = srv
-        .log_lines()
-        .iter()
-        .filter(|l| l.contains("unjudged: being deleted"))
-        .count();
-    assert_eq!(logged, 2, "each webhook logs the deletion as such");
+    // The log is read from the child's stdout by a thread: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logged = srv
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("unjudged: being deleted"))
+            .count();
+        if logged == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "each webhook logs the deletion as such ({logged} of 2)"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
