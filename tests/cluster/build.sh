@@ -22,7 +22,22 @@ have_all() {
   for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || return 1; done
 }
 
+# kwok acts on Stages; its release ships the "fast" set (nodes Ready with a
+# Lease heartbeat, pods Running then Ready, deletion honoured) as YAML in the
+# module. They are kept beside the binaries, as kwokctl does.
+kwok_stages() {
+  local dir f
+  dir=$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
+  [ -d "$dir" ] || { echo "cannot find sigs.k8s.io/kwok@$KWOK_VERSION in the module cache" >&2; return 1; }
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+    pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    printf -- '---\n'
+    cat "$dir/kustomize/stage/$f"
+  done >"$OUT/kwok-stages.yaml"
+}
+
 if have_all; then
+  [ -s "$OUT/kwok-stages.yaml" ] || (cd "$OUT" && kwok_stages)
   echo "control-plane binaries reused from $BIN (built earlier: $(cat "$OUT/build-seconds" 2>/dev/null || echo '?')s)" >&2
   echo "$BIN"
   exit 0
@@ -104,7 +119,8 @@ echo "== kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $K8S_V
 
 # kwok's own go.mod has no replaces, so it installs as published; a module of
 # its own keeps its dependency versions from moving Kubernetes' and back.
-GOBIN="$BIN" "${GO[@]}" install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+GOBIN="$BIN" quiet "${GO[@]}" install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+(cd "$OUT" && kwok_stages)
 
 took=$(( $(date +%s) - start ))
 echo "$took" >"$OUT/build-seconds"
