@@ -11,7 +11,6 @@ from conftest import (
     NS,
     apply,
     denied,
-    kubectl,
     kubectl_json,
     lease_holder,
     load,
@@ -39,13 +38,30 @@ def test_compliant_inference_deployment_is_admitted(ns):
     assert "deployment.apps/llm created" in r.out, r
 
 
-@pytest.mark.parametrize("rule", ["zone-spread", "resources", "image-provenance"])
+# examples/bad/resources.yaml (a memory limit below its request) never reaches
+# a webhook on a real cluster: the apiserver's own validation refuses it first
+# (test_apiserver_refuses_a_limit_below_its_request). The resources denial is
+# shown with a violation the apiserver admits.
+VIOLATIONS = {
+    "zone-spread": "examples/bad/zone-spread.yaml",
+    "resources": "tests/cluster/fixtures/gpu-container-without-memory-limit.yaml",
+    "image-provenance": "examples/bad/image-provenance.yaml",
+}
+
+
+@pytest.mark.parametrize("rule", sorted(VIOLATIONS))
 def test_each_rules_violation_is_denied_with_its_message(ns, rule):
-    r = apply(load(f"examples/bad/{rule}.yaml", ns), "--dry-run=server")
+    r = apply(load(VIOLATIONS[rule], ns), "--dry-run=server")
     assert not r.ok, r
     assert DENIAL in r.out, r
     assert f"[{rule}]" in r.out, r
     assert "Fix: " in r.out, r
+
+
+def test_apiserver_refuses_a_limit_below_its_request(ns):
+    r = apply(load("examples/bad/resources.yaml", ns), "--dry-run=server")
+    assert not r.ok, r
+    assert "must be less than or equal to memory limit" in r.out, r
 
 
 def test_warn_prints_warning(ns):
@@ -82,7 +98,8 @@ def test_policy_change_is_in_force_within_seconds(ns):
 
 
 def test_exception_exempts_then_expires(ns):
-    expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=20)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    expires = now + datetime.timedelta(seconds=20)
     exception = {
         "apiVersion": "waf-admission.dev/v1alpha1",
         "kind": "WellArchitectedException",
@@ -169,6 +186,20 @@ def test_policy_the_schema_rejects_is_refused_by_the_apiserver(spec, says):
     assert not r.ok, r
     assert says in r.out, r
     assert DENIAL not in r.out, "the CRD's schema should refuse it before the webhook sees it"
+
+
+def test_a_rule_can_be_turned_off():
+    """Every rule takes action Off (DESIGN.md); the apiserver must accept it."""
+    r = apply(
+        {
+            "apiVersion": "waf-admission.dev/v1alpha1",
+            "kind": "WellArchitectedPolicy",
+            "metadata": {"name": "off-e2e"},
+            "spec": {"rules": {"zoneSpread": {"action": "Off"}}},
+        },
+        "--dry-run=server",
+    )
+    assert r.ok, r
 
 
 def test_status_reports_generation_ready_and_audit_counts(ns):
