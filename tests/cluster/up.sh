@@ -25,9 +25,20 @@ python3 -c 'import helm_python, yaml' 2>/dev/null || die "tests/cluster/up.sh ne
 if [ -d "$PIDS" ] && [ -n "$(ls -A "$PIDS" 2>/dev/null)" ]; then
   die "a cluster already runs from $DIR (bash tests/cluster/down.sh first)"
 fi
+if [ -e "$DIR" ] && [ ! -e "$DIR/.waf-admission-cluster" ]; then
+  die "$DIR exists and is not a cluster up.sh made: set WAF_CLUSTER_DIR elsewhere"
+fi
 rm -rf "$DIR"
 mkdir -p "$LOGS" "$PKI" "$PIDS" "$DIR/bin" "$DIR/etcd"
+touch "$DIR/.waf-admission-cluster"
 up_started=$(date +%s)
+# Half a cluster helps nobody: on failure stop what started, keep the logs.
+# shellcheck disable=SC2317  # reached through the ERR trap
+on_failure() {
+  log "up.sh failed; stopping what it started (logs kept in $LOGS)"
+  KEEP_LOGS=1 bash "$HERE/down.sh" || true
+}
+trap on_failure ERR
 
 log "control-plane binaries"
 CP_BIN=$(bash "$HERE/build.sh")
