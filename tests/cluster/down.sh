@@ -21,7 +21,7 @@ for f in "$PIDS"/*; do # anything a test started and did not stop
   log "stopped $(basename "$f")"
 done
 if [ -n "${KEEP_LOGS:-}" ]; then
-  rm -rf "$DIR/etcd" "$PIDS"
+  rm -rf "$DIR/etcd" "$PIDS" "$DIR/env"
   log "down; logs kept in $LOGS"
 else
   rm -rf "$DIR"
