@@ -28,7 +28,7 @@ MEASUREMENTS = []  # (what, value) printed in pytest's terminal summary
 def _env():
     env_file = DIR / "env"
     if not env_file.exists():
-        pytest.fail(f"no cluster at {DIR}: run tests/cluster/up.sh first (or tests/cluster/run.sh)", pytrace=False)
+        pytest.exit(f"no cluster at {DIR}: run tests/cluster/up.sh first (or tests/cluster/run.sh)", returncode=1)
     values = {}
     for line in env_file.read_text().splitlines():
         key, _, value = line.partition("=")
@@ -64,6 +64,7 @@ def measure(what, value):
 class Result:
     def __init__(self, proc):
         self.rc = proc.returncode
+        self.stdout = proc.stdout
         self.out = proc.stdout + proc.stderr
 
     @property
@@ -87,7 +88,7 @@ def kubectl(*args, input=None, timeout=60):
 def kubectl_json(*args):
     r = kubectl(*args, "-o", "json")
     assert r.ok, r
-    return json.loads(r.out[: r.out.rfind("}") + 1])
+    return json.loads(r.stdout)
 
 
 def poll(what, check, timeout=30, interval=0.2):

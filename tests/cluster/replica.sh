@@ -32,7 +32,14 @@ case $action in
       --log-format text \
       --shutdown-delay "${WAF_SHUTDOWN_DELAY:-2s}" \
       --audit-interval "${WAF_AUDIT_INTERVAL:-10s}"
-    wait_for 60 "$name" ready || { tail -20 "$LOGS/$name.log" >&2; exit 1; }
+    pid=$(cat "$PIDS/$name")
+    # Ready, or gone: a replica that exits at start should not cost the full wait.
+    ready_or_gone() { ready || ! kill -0 "$pid" 2>/dev/null; }
+    if ! wait_for 60 "$name" ready_or_gone || ! kill -0 "$pid" 2>/dev/null; then
+      log "$name did not become ready; its log ends:"
+      tail -20 "$LOGS/$name.log" >&2
+      exit 1
+    fi
     ;;
   stop) stop "$name" 40 ;;
   pid) cat "$PIDS/$name" ;;
