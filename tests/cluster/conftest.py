@@ -1,0 +1,217 @@
+"""What the suite needs from the cluster up.sh made: kubectl with its
+KUBECONFIG, the replicas' control (replica.sh), and bounded polls instead of
+sleeps. Run by run.sh; against a cluster already up:
+
+    WAF_CLUSTER_DIR=/tmp/waf-admission-cluster python3 -m pytest tests/cluster
+"""
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+import uuid
+
+import pytest
+import yaml
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+DIR = pathlib.Path(os.environ.get("WAF_CLUSTER_DIR", "/tmp/waf-admission-cluster"))
+NS = "waf-admission"
+LEASE = "waf-admission-controller"
+MEASUREMENTS = []  # (what, value) printed in pytest's terminal summary
+
+
+def _env():
+    env_file = DIR / "env"
+    if not env_file.exists():
+        pytest.exit(f"no cluster at {DIR}: run tests/cluster/up.sh first (or tests/cluster/run.sh)", returncode=1)
+    values = {}
+    for line in env_file.read_text().splitlines():
+        key, _, value = line.partition("=")
+        values[key] = value.strip('"')
+    return values
+
+
+ENV = _env() if (DIR / "env").exists() else {}
+if ENV:
+    os.environ["KUBECONFIG"] = ENV["KUBECONFIG"]
+    os.environ["PATH"] = f"{DIR / 'bin'}{os.pathsep}{os.environ['PATH']}"
+
+
+def pytest_sessionstart(session):
+    _env()
+    for tool in ("kubectl", "curl"):
+        if shutil.which(tool) is None:
+            pytest.exit(f"tests/cluster needs {tool}", returncode=1)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MEASUREMENTS:
+        terminalreporter.section("measured")
+        for what, value in MEASUREMENTS:
+            terminalreporter.write_line(f"{what}: {value}")
+
+
+def measure(what, value):
+    MEASUREMENTS.append((what, value))
+    print(f"{what}: {value}")
+
+
+class Result:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.out = proc.stdout + proc.stderr
+
+    @property
+    def ok(self):
+        return self.rc == 0
+
+    def __repr__(self):
+        return f"rc={self.rc}\n{self.out}"
+
+
+def kubectl(*args, input=None, timeout=60):
+    """kubectl ARGS: its status and everything it printed (stdout then stderr)."""
+    if isinstance(input, (dict, list)):
+        input = yaml.safe_dump_all(input if isinstance(input, list) else [input], sort_keys=False)
+    proc = subprocess.run(
+        ["kubectl", *args], input=input, capture_output=True, text=True, timeout=timeout
+    )
+    return Result(proc)
+
+
+def kubectl_json(*args):
+    r = kubectl(*args, "-o", "json")
+    assert r.ok, r
+    return json.loads(r.stdout)
+
+
+def poll(what, check, timeout=30, interval=0.2):
+    """Calls check() until it returns something truthy; fails naming what after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not so after {timeout}s (last: {last!r})", pytrace=False)
+        time.sleep(interval)
+
+
+def load(path, namespace=None, name=None, mutate=None):
+    """The documents of a manifest, moved to namespace (and renamed) when asked."""
+    path = pathlib.Path(path)
+    if not path.is_absolute():
+        path = ROOT / path
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for d in docs:
+        meta = d.setdefault("metadata", {})
+        if namespace and "namespace" in meta:
+            meta["namespace"] = namespace
+        if name:
+            if meta.get("name") and d["kind"] != "Service":
+                meta["name"] = name
+            ref = d.get("spec", {}).get("scaleTargetRef")
+            if ref:
+                ref["name"] = name
+        if mutate:
+            mutate(d)
+    return docs
+
+
+def only(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def apply(docs, *flags, namespace=None):
+    args = ["apply", "-f", "-", *flags]
+    if namespace:
+        args += ["-n", namespace]
+    return kubectl(*args, input=docs)
+
+
+def replica(action, n):
+    proc = subprocess.run(
+        ["bash", str(HERE / "replica.sh"), action, str(n)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "WAF_CLUSTER_DIR": str(DIR)},
+    )
+    assert proc.returncode == 0, f"replica.sh {action} {n}: {proc.stdout}{proc.stderr}"
+    return proc.stdout.strip()
+
+
+def replicas_up():
+    for n in (0, 1):
+        pid_file = DIR / "pids" / f"serve-{n}"
+        if not pid_file.exists():
+            replica("start", n)
+
+
+def lease_holder():
+    r = kubectl("-n", NS, "get", "lease", LEASE, "-o", "jsonpath={.spec.holderIdentity}")
+    return r.out.strip() if r.ok else ""
+
+
+@pytest.fixture
+def ns():
+    """A namespace of its own for the test, deleted (and waited for) after."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    r = kubectl("create", "namespace", name)
+    assert r.ok, r
+    poll(f"ServiceAccount default in {name}", lambda: kubectl("-n", name, "get", "sa", "default").ok)
+    yield name
+    kubectl("delete", "namespace", name, "--timeout=90s", timeout=120)
+
+
+# A probe the policy judges: an image from Docker Hub on :latest, which the
+# baseline's image-provenance rule denies under Deny and warns about under Warn.
+PROBE = "examples/bad/image-provenance.yaml"
+
+
+def probe(namespace):
+    return apply(only(load(PROBE, namespace), "Deployment"), "--dry-run=server")
+
+
+def set_policy(patch, in_force, namespace="default", timeout=30):
+    """Merge-patches the baseline policy, then polls until in_force(probe result)
+    holds; returns the seconds from the patch to the first request judged by it."""
+    r = kubectl("patch", "wap", "baseline", "--type", "merge", "-p", json.dumps(patch))
+    assert r.ok, r
+    start = time.monotonic()
+    poll(f"policy patch {patch} in force", lambda: in_force(probe(namespace)), timeout=timeout, interval=0.05)
+    return time.monotonic() - start
+
+
+def denied(r):
+    return (not r.ok) and "denied the request" in r.out
+
+
+def warned(r):
+    return r.ok and "Warning: [image-provenance]" in r.out
+
+
+@contextlib.contextmanager
+def baseline_in(action):
+    """The baseline in `action` for the duration, back to Deny after."""
+    set_policy({"spec": {"action": action}}, warned if action == "Warn" else denied)
+    try:
+        yield
+    finally:
+        set_policy({"spec": {"action": "Deny"}}, denied)
+
+
+@pytest.fixture(scope="session")
+def deny():
+    """The baseline in Deny, as the kind suite installs it (policy.action=Deny).
+    test_install.py checks up.sh's default (Warn) before anything asks for this;
+    the cluster is left in Warn again afterwards, as up.sh made it."""
+    took = set_policy({"spec": {"action": "Deny"}}, denied)
+    measure("policy propagation, baseline Warn -> Deny (patch to first denial)", f"{took:.2f}s")
+    yield
+    set_policy({"spec": {"action": "Warn"}}, warned)
