@@ -206,3 +206,30 @@ fn exceptions_that_name_no_workload_are_refused_by_the_apiserver_rule() {
         assert!(!validator.is_valid(&e), "{pointer} = {value} was accepted");
     }
 }
+
+/// kubectl and Helm read YAML 1.1, where a plain `Off` is the boolean
+/// false: the enum must reach the apiserver as the string "Off".
+#[test]
+fn kubectl_reads_the_action_enum_as_strings() {
+    let path = root().join("manifests/crds/waf-admission.dev_wellarchitectedpolicies.yaml");
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "patch", "--local", "--type", "merge", "-p", "{}", "-o", "json", "-f",
+        ])
+        .arg(&path)
+        .output()
+        .expect("kubectl is required (apt-get install kubernetes-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crd: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let action = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["rules"]["properties"]["zoneSpread"]["properties"]["action"]["enum"];
+    // null: the field is optional (nullable).
+    assert_eq!(
+        action,
+        &serde_json::json!(["Off", "Audit", "Warn", "Deny", null])
+    );
+}

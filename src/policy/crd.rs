@@ -29,7 +29,42 @@ pub fn file_name(crd: &CustomResourceDefinition) -> String {
 }
 
 pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String> {
-    serde_yaml_ng::to_string(crd).map_err(|e| Error::input("generated CRD", e.to_string()))
+    serde_yaml_ng::to_string(crd)
+        .map(|yaml| quote_yaml11_booleans(&yaml))
+        .map_err(|e| Error::input("generated CRD", e.to_string()))
+}
+
+/// Words that YAML 1.2 reads as strings but YAML 1.1 (kubectl, Helm: go-yaml
+/// v2 through sigs.k8s.io/yaml) reads as booleans. serde_yaml_ng writes them
+/// plain, so the enum value `Off` would reach the apiserver as `false`.
+/// (`true` and `false` are booleans in both, and quoted when strings.)
+const YAML11_BOOLEANS: [&str; 20] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "True", "TRUE", "False", "FALSE",
+    "on", "On", "ON", "off", "Off", "OFF",
+];
+
+/// Quotes every plain scalar, a list item or a mapping value, that YAML 1.1
+/// would read as a boolean.
+fn quote_yaml11_booleans(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        let item = line
+            .trim_start()
+            .strip_prefix("- ")
+            .map(|_| line.find("- ").map_or(0, |i| i + 2));
+        let at = item.or_else(|| line.rfind(": ").map(|i| i + 2));
+        match at {
+            Some(i) if YAML11_BOOLEANS.contains(&&line[i..]) => {
+                out.push_str(&line[..i]);
+                out.push('\'');
+                out.push_str(&line[i..]);
+                out.push('\'');
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Every CRD as one multi-document YAML stream (`waf-admission crd`).
