@@ -51,8 +51,13 @@ BASE_KINDS = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Clus
 WEBHOOK_KINDS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
 
 
+# The cluster has no report API of its own: the chart installs the
+# OpenReports CRDs on request, as a platform team without them would.
+BASE_VALUES = {"reports": {"installCRDs": True}}
+
+
 def base(values=None):
-    return [namespace()] + [o for o in objects(values) if o["kind"] in BASE_KINDS]
+    return [namespace()] + [o for o in objects({**BASE_VALUES, **(values or {})}) if o["kind"] in BASE_KINDS]
 
 
 def webhooks(url, ca_pem, values=None):
