@@ -503,6 +503,28 @@ fn namespace_labels_in_the_input_feed_namespace_selectors() {
 }
 
 #[test]
+fn a_namespace_label_that_is_not_a_string_is_refused_not_dropped() {
+    // `gpu: yes` is a boolean to kubectl and the apiserver refuses it; before,
+    // check dropped every label of that Namespace without a word.
+    let dir = TempDir::new("ns-bool");
+    let ns = dir.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ml\n  labels:\n    gpu: yes\n",
+    );
+    let out = run(&["check", "-o", "json", &ns, "examples/good/llm-gpu.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = json(&out);
+    let err = report["errors"][0].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "{ns}#0: field metadata.labels.gpu: invalid type: boolean"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("(line 6)"), "{err}");
+}
+
+#[test]
 fn non_kubernetes_documents_are_reported_as_skipped() {
     let dir = TempDir::new("skip");
     let f = dir.write("values.yaml", "replicaCount: 2\nimage: {repository: x}\n");

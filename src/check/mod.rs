@@ -8,6 +8,7 @@ pub mod report;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use k8s_openapi::api::core::v1::Namespace;
 use serde_json::Value;
 
 use crate::context::{Context, Exception, ScalerRef};
@@ -110,17 +111,14 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
             .to_owned();
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Namespace") => {
-                let meta = doc.value.get("metadata");
-                let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-                let labels: BTreeMap<String, String> = meta
-                    .and_then(|m| m.get("labels"))
-                    .and_then(|l| serde_json::from_value(l.clone()).ok())
-                    .unwrap_or_default();
-                match name {
-                    Some(n) => ctx.add_namespace(n, labels),
-                    None => report
-                        .errors
-                        .push(Error::input(&doc.source, "Namespace without a name")),
+                match typed::<Namespace>(std::mem::take(&mut doc.value), &doc.source) {
+                    Ok(ns) => match ns.metadata.name {
+                        Some(n) => ctx.add_namespace(&n, ns.metadata.labels.unwrap_or_default()),
+                        None => report
+                            .errors
+                            .push(Error::input(&doc.source, "Namespace without a name")),
+                    },
+                    Err(e) => report.errors.push(at_document(&doc, e)),
                 }
                 *others.entry(kind).or_default() += 1;
             }
