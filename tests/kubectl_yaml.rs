@@ -189,6 +189,30 @@ fn yaml_1_1_edge_cases_read_as_kubectl_reads_them() {
             panic!("case {i}: check and kubectl differ at {d}");
         }
     }
+    // Whole files: a byte-order mark, CRLF line ends, separators with
+    // comments, a JSON stream, text after `...`.
+    for (i, text) in [
+        "\u{feff}apiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: a}\r\ndata:\r\n  a: yes\r\n  b: |\r\n    x\r\n    y\r\n---\r\napiVersion: v1\r\nkind: ConfigMap\r\nmetadata: {name: b}\r\n",
+        "# preamble\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n--- # next\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}, data: {x: off}}\n",
+        "  {\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"a\"}, \"data\": {\"a\": \"1\", \"a\": \"2\"}}\n{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"b\"}}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n...\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: never}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = dir.join(format!("file-{i}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let (theirs, refused) = kubectl(&file);
+        assert!(refused.is_none(), "file {i}: kubectl refused it: {refused:?}");
+        let (mine, error) = ours(text);
+        assert!(error.is_none(), "file {i}: {error:?}");
+        assert_eq!(mine.len(), theirs.len(), "file {i}: {mine:?} vs {theirs:?}");
+        for (m, t) in mine.iter().zip(&theirs) {
+            if let Some(d) = difference(m, t, "") {
+                panic!("file {i}: check and kubectl differ at {d}");
+            }
+        }
+    }
     // What kubectl refuses, check refuses too.
     for (i, case) in [
         "a: .inf\n",
