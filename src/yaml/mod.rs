@@ -456,9 +456,6 @@ impl Builder {
     }
 
     fn record(&mut self, at: Marker) {
-        if self.stack.is_empty() {
-            return;
-        }
         if let Some(pointer) = self.child_pointer() {
             let line = self.line(at);
             self.fields.insert(pointer, line);
@@ -561,10 +558,16 @@ impl Builder {
                 if self.stack.len() >= MAX_DEPTH {
                     return Err(self.too_deep(at));
                 }
-                self.record(at);
-                let record = self.stack.is_empty() || self.child_pointer().is_some();
+                let child = self.child_pointer();
+                if let Some(p) = &child {
+                    let line = self.line(at);
+                    self.fields.insert(p.clone(), line);
+                }
+                // The root records its children; so does every collection
+                // that got a pointer (not a merged one).
+                let record = self.stack.is_empty() || child.is_some();
                 let pointer_len = self.pointer.len();
-                if let Some(p) = self.child_pointer() {
+                if let Some(p) = child {
                     self.pointer = p;
                 }
                 if anchor > 0 {
