@@ -277,6 +277,31 @@ mod tests {
     }
 
     #[test]
+    fn objects_keep_their_lines_in_lists_too() {
+        let out = parse(
+            "# c\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: b}\n",
+        );
+        let a = &out.documents[0];
+        assert_eq!((a.line, a.line_of("/metadata/name")), (2, Some(4)));
+        let b = &out.documents[1];
+        assert_eq!(b.source, "t.yaml#1/items/0");
+        assert_eq!((b.line, b.line_of("/metadata/name")), (9, Some(11)));
+        assert_eq!(b.line_of("/spec"), None);
+    }
+
+    #[test]
+    fn text_kubectl_never_reads_is_reported_as_skipped() {
+        let out = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n...\nkind: Lost\n");
+        assert_eq!(out.documents.len(), 1);
+        assert_eq!(out.skipped.len(), 1);
+        assert!(
+            out.skipped[0].1.contains("after `...` on line 4"),
+            "{:?}",
+            out.skipped
+        );
+    }
+
+    #[test]
     fn json_files_read_with_line_numbers() {
         let mut out = Loaded::default();
         parse_text(
