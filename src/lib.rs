@@ -16,6 +16,7 @@ pub mod rules;
 pub mod state;
 pub mod webhook;
 pub mod workload;
+pub mod yaml;
 
 pub use context::Context;
 pub use decision::{Decision, Evaluation, Violation, evaluate, judge};

@@ -224,6 +224,68 @@ fn a_mistyped_field_exits_two_naming_the_field() {
 }
 
 #[test]
+fn an_octal_default_mode_is_read_as_kubectl_reads_it_and_judged() {
+    // GKE's JetStream manifests mount their token with `defaultMode: 0400`:
+    // octal 256 to kubectl, a valid int32, so the workload is judged.
+    let f = "tests/fixtures/yaml/jetstream-secret-default-mode-octal.yaml";
+    let out = run(&["check", "-o", "json", f]);
+    let report = json(&out);
+    assert_eq!(report["errors"], serde_json::json!([]), "{}", stderr(&out));
+    assert_ne!(out.status.code(), Some(2));
+    let r = result(&report, "maxengine-server");
+    assert_eq!(r["source"], format!("{f}#0"));
+}
+
+#[test]
+fn an_unquoted_yes_env_value_is_refused_naming_file_document_field_and_line() {
+    // kubectl reads `value: yes` as the boolean true, which the apiserver
+    // refuses for EnvVar.value: check refuses it as bad input.
+    let f = "tests/fixtures/yaml/env-value-unquoted-yes.yaml";
+    let out = run(&["check", "-o", "json", f]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = json(&out);
+    assert_eq!(report["results"], serde_json::json!([]));
+    let err = report["errors"][0].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "{f}#0: Deployment ml/llm: field spec.template.spec.containers[0].env[0].value: \
+             invalid type: boolean `true`, expected a string (line 24); "
+        )),
+        "{err}"
+    );
+    assert!(err.contains("quote the value"), "{err}");
+    assert!(stderr(&out).contains("env[0].value"));
+}
+
+#[test]
+fn policy_files_are_read_as_kubectl_reads_them() {
+    // kubectl applies `mutate: yes` as true; a policy given to check reads
+    // the same, and a quoted "yes" is the string kubectl would refuse.
+    let dir = TempDir::new("policy-yaml11");
+    let yes = dir.write(
+        "yes.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: p}\nspec:\n  rules:\n    zoneSpread: {mutate: yes}\n",
+    );
+    let out = run(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        &yes,
+        "examples/bad/zone-spread.yaml",
+    ]);
+    assert_ne!(out.status.code(), Some(2), "{}", stderr(&out));
+    let quoted = dir.write(
+        "quoted.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: p}\nspec:\n  rules:\n    zoneSpread: {mutate: \"yes\"}\n",
+    );
+    let out = run(&["check", "--policy", &quoted, "examples/good"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = stderr(&out);
+    assert!(e.contains("spec.rules.zoneSpread.mutate"), "{e}");
+}
+
+#[test]
 fn no_input_is_a_usage_error() {
     let out = run(&["check"]);
     assert_eq!(out.status.code(), Some(2));
@@ -438,6 +500,28 @@ fn namespace_labels_in_the_input_feed_namespace_selectors() {
             .starts_with("no policy covers Deployment in namespace ml")
     );
     assert_eq!(llm["allowed"], true);
+}
+
+#[test]
+fn a_namespace_label_that_is_not_a_string_is_refused_not_dropped() {
+    // `gpu: yes` is a boolean to kubectl and the apiserver refuses it; before,
+    // check dropped every label of that Namespace without a word.
+    let dir = TempDir::new("ns-bool");
+    let ns = dir.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ml\n  labels:\n    gpu: yes\n",
+    );
+    let out = run(&["check", "-o", "json", &ns, "examples/good/llm-gpu.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = json(&out);
+    let err = report["errors"][0].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "{ns}#0: field metadata.labels.gpu: invalid type: boolean"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("(line 6)"), "{err}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn judge(set: &PolicySet, loaded: Loaded) -> Report {
 
 fn load_text(text: &str, name: &str) -> Loaded {
     let mut loaded = Loaded::default();
-    check::load::parse_text(text, name, false, &mut loaded);
+    check::load::parse_text(text, name, &mut loaded);
     loaded
 }
 

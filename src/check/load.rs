@@ -1,21 +1,40 @@
 //! Reading manifests: files, folders (recursive, *.yaml|*.yml|*.json) and
 //! stdin; multi-document YAML and `kind: List`. Every document carries its
 //! source (`deploy/llm.yaml#0`, `list.yaml#0/items/3`) so that every result
-//! and every error says where it came from.
+//! and every error says where it came from. The text is decoded as kubectl
+//! decodes it ([`crate::yaml`]): what `check` judges is what the cluster
+//! would be sent.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::yaml::{self, FieldLines};
 
 /// One Kubernetes object read from the input.
 #[derive(Clone, Debug)]
 pub struct Document {
     pub source: String,
     pub value: Value,
+    /// The line of its file where the object starts.
+    pub line: usize,
+    fields: Arc<FieldLines>,
+    /// Where this object sits in its YAML document (`/items/3` in a List).
+    root: String,
+}
+
+impl Document {
+    /// The line of a field of this object, by JSON pointer
+    /// (`/spec/replicas`), where the file says it.
+    pub fn line_of(&self, pointer: &str) -> Option<usize> {
+        if pointer.is_empty() {
+            return Some(self.line);
+        }
+        self.fields.get(&format!("{}{pointer}", self.root))
+    }
 }
 
 /// What reading produced: the objects, the problems, and the documents
@@ -34,7 +53,7 @@ pub fn load(inputs: &[PathBuf]) -> Loaded {
         if input.as_os_str() == "-" {
             let mut text = String::new();
             match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => parse_text(&text, "<stdin>", false, &mut out),
+                Ok(_) => parse_text(&text, "<stdin>", &mut out),
                 Err(source) => out.errors.push(Error::Io {
                     path: "<stdin>".into(),
                     source,
@@ -102,10 +121,7 @@ fn is_manifest(p: &Path) -> bool {
 fn load_file(path: &Path, out: &mut Loaded) {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => {
-                let is_json = path.extension().is_some_and(|e| e == "json");
-                parse_text(&text, &path.display().to_string(), is_json, out);
-            }
+            Ok(text) => parse_text(&text, &path.display().to_string(), out),
             Err(e) => out.errors.push(Error::input(
                 path.display().to_string(),
                 format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
@@ -118,35 +134,30 @@ fn load_file(path: &Path, out: &mut Loaded) {
     }
 }
 
-/// Parses one text into documents. After a syntax error the rest of that
-/// text cannot be trusted, so reading it stops there (and says so).
-pub fn parse_text(text: &str, name: &str, is_json: bool, out: &mut Loaded) {
-    if is_json {
-        for (i, doc) in serde_json::Deserializer::from_str(text)
-            .into_iter::<Value>()
-            .enumerate()
-        {
-            match doc {
-                Ok(v) => push_document(format!("{name}#{i}"), v, out),
-                Err(e) => {
-                    out.errors.push(Error::input(
-                        format!("{name}#{i}"),
-                        format!("line {} column {}: {e}", e.line(), e.column()),
+/// Parses one text into documents, as kubectl does: a JSON stream when it
+/// starts with `{`, YAML otherwise, whatever the file is called. After an
+/// error the rest of that text cannot be trusted, so reading it stops there
+/// (and says so), as kubectl stops reading that file.
+pub fn parse_text(text: &str, name: &str, out: &mut Loaded) {
+    for doc in yaml::documents(text) {
+        match doc {
+            Ok(doc) => {
+                let source = format!("{name}#{}", doc.index);
+                if let Some(line) = doc.ignored_from {
+                    out.skipped.push((
+                        source.clone(),
+                        format!(
+                            "the text after `...` on line {line}: kubectl reads nothing more \
+                             until the next `---` line"
+                        ),
                     ));
-                    return;
                 }
+                let fields = Arc::new(doc.fields);
+                push_document(source, doc.value, doc.line, &fields, String::new(), out);
             }
-        }
-        return;
-    }
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        match Value::deserialize(doc) {
-            Ok(Value::Null) => {} // an empty document, e.g. after a trailing `---`
-            Ok(v) => push_document(format!("{name}#{i}"), v, out),
             Err(e) => {
-                // serde_yaml_ng's message already names the line and column.
                 out.errors.push(Error::input(
-                    format!("{name}#{i}"),
+                    format!("{name}#{}", e.index),
                     format!("{e} (the rest of this file was not read)"),
                 ));
                 return;
@@ -155,11 +166,20 @@ pub fn parse_text(text: &str, name: &str, is_json: bool, out: &mut Loaded) {
     }
 }
 
-fn push_document(source: String, value: Value, out: &mut Loaded) {
+fn push_document(
+    source: String,
+    value: Value,
+    line: usize,
+    fields: &Arc<FieldLines>,
+    root: String,
+    out: &mut Loaded,
+) {
     let Some(obj) = value.as_object() else {
         out.errors.push(Error::input(
             source,
-            "expected a Kubernetes object (a mapping with apiVersion and kind)",
+            format!(
+                "line {line}: expected a Kubernetes object (a mapping with apiVersion and kind)"
+            ),
         ));
         return;
     };
@@ -179,7 +199,16 @@ fn push_document(source: String, value: Value, out: &mut Loaded) {
         match obj.get("items") {
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    push_document(format!("{source}/items/{i}"), item.clone(), out);
+                    let root = format!("{root}/items/{i}");
+                    let line = fields.get(&root).unwrap_or(line);
+                    push_document(
+                        format!("{source}/items/{i}"),
+                        item.clone(),
+                        line,
+                        fields,
+                        root,
+                        out,
+                    );
                 }
             }
             _ => out
@@ -188,7 +217,13 @@ fn push_document(source: String, value: Value, out: &mut Loaded) {
         }
         return;
     }
-    out.documents.push(Document { source, value });
+    out.documents.push(Document {
+        source,
+        value,
+        line,
+        fields: Arc::clone(fields),
+        root,
+    });
 }
 
 #[cfg(test)]
@@ -197,7 +232,7 @@ mod tests {
 
     fn parse(text: &str) -> Loaded {
         let mut out = Loaded::default();
-        parse_text(text, "t.yaml", false, &mut out);
+        parse_text(text, "t.yaml", &mut out);
         out
     }
 
@@ -242,12 +277,36 @@ mod tests {
     }
 
     #[test]
+    fn objects_keep_their_lines_in_lists_too() {
+        let out = parse(
+            "# c\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: b}\n",
+        );
+        let a = &out.documents[0];
+        assert_eq!((a.line, a.line_of("/metadata/name")), (2, Some(4)));
+        let b = &out.documents[1];
+        assert_eq!(b.source, "t.yaml#1/items/0");
+        assert_eq!((b.line, b.line_of("/metadata/name")), (9, Some(11)));
+        assert_eq!(b.line_of("/spec"), None);
+    }
+
+    #[test]
+    fn text_kubectl_never_reads_is_reported_as_skipped() {
+        let out = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n...\nkind: Lost\n");
+        assert_eq!(out.documents.len(), 1);
+        assert_eq!(out.skipped.len(), 1);
+        assert!(
+            out.skipped[0].1.contains("after `...` on line 4"),
+            "{:?}",
+            out.skipped
+        );
+    }
+
+    #[test]
     fn json_files_read_with_line_numbers() {
         let mut out = Loaded::default();
         parse_text(
             "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\"}\n{oops",
             "t.json",
-            true,
             &mut out,
         );
         assert_eq!(out.documents.len(), 1);

@@ -10,6 +10,7 @@ pub mod sarif;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use k8s_openapi::api::core::v1::Namespace;
 use serde_json::Value;
 
 use crate::context::{Context, Exception, ScalerRef};
@@ -39,7 +40,7 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<PolicySet, Vec<Error>> {
     );
     let mut policies = Vec::new();
     let mut names = BTreeSet::new();
-    for doc in loaded.documents {
+    for mut doc in loaded.documents {
         let kind = doc
             .value
             .get("kind")
@@ -57,7 +58,8 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<PolicySet, Vec<Error>> {
             ));
             continue;
         }
-        let policy = typed::<WellArchitectedPolicy>(doc.value, &doc.source)
+        let policy = typed::<WellArchitectedPolicy>(std::mem::take(&mut doc.value), &doc.source)
+            .map_err(|e| at_document(&doc, e))
             .and_then(|p| Policy::compile(&p));
         match policy {
             Ok(p) if !names.insert(p.name.clone()) => errors.push(Error::input(
@@ -96,7 +98,7 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
     let mut ctx = Context::default();
     let mut workloads = Vec::new();
     let mut others: BTreeMap<String, usize> = BTreeMap::new();
-    for doc in loaded.documents {
+    for mut doc in loaded.documents {
         let kind = doc
             .value
             .get("kind")
@@ -111,17 +113,14 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
             .to_owned();
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Namespace") => {
-                let meta = doc.value.get("metadata");
-                let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-                let labels: BTreeMap<String, String> = meta
-                    .and_then(|m| m.get("labels"))
-                    .and_then(|l| serde_json::from_value(l.clone()).ok())
-                    .unwrap_or_default();
-                match name {
-                    Some(n) => ctx.add_namespace(n, labels),
-                    None => report
-                        .errors
-                        .push(Error::input(&doc.source, "Namespace without a name")),
+                match typed::<Namespace>(std::mem::take(&mut doc.value), &doc.source) {
+                    Ok(ns) => match ns.metadata.name {
+                        Some(n) => ctx.add_namespace(&n, ns.metadata.labels.unwrap_or_default()),
+                        None => report
+                            .errors
+                            .push(Error::input(&doc.source, "Namespace without a name")),
+                    },
+                    Err(e) => report.errors.push(at_document(&doc, e)),
                 }
                 *others.entry(kind).or_default() += 1;
             }
@@ -136,15 +135,17 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
             }
             ("autoscaling/v2" | "autoscaling/v1", "HorizontalPodAutoscaler")
             | ("keda.sh/v1alpha1", "ScaledObject") => {
-                match ScalerRef::from_value(doc.value, "default", &doc.source) {
+                match ScalerRef::from_value(std::mem::take(&mut doc.value), "default", &doc.source)
+                {
                     Ok(Some(s)) => ctx.add_scaler(s),
                     Ok(None) => {}
-                    Err(e) => report.errors.push(e),
+                    Err(e) => report.errors.push(at_document(&doc, e)),
                 }
                 *others.entry(kind).or_default() += 1;
             }
             (API_VERSION, "WellArchitectedException") => {
-                match typed::<WellArchitectedException>(doc.value, &doc.source)
+                match typed::<WellArchitectedException>(std::mem::take(&mut doc.value), &doc.source)
+                    .map_err(|e| at_document(&doc, e))
                     .and_then(|e| Exception::compile(&e, "default"))
                 {
                     Ok(e) => ctx.add_exception(e),
@@ -159,11 +160,74 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
         match evaluate(set, &doc.value, "default", &ctx, now) {
             Ok(Some(eval)) => report.results.push(WorkloadResult::new(doc.source, eval)),
             Ok(None) => *others.entry(kind).or_default() += 1,
-            Err(e) => report.errors.push(Error::input(&doc.source, e.to_string())),
+            Err(e) => report.errors.push(at_document(&doc, e)),
         }
     }
     report.other_objects = others;
     report
+}
+
+/// An error about one document as `check` reports it: at the document's
+/// source, with the line of the field it names, and, where YAML as kubectl
+/// reads it made a string into a boolean or a number, why.
+fn at_document(doc: &Document, e: Error) -> Error {
+    let (object, message) = match e {
+        Error::Input { at, message } if at == doc.source => (None, message),
+        Error::Input { at, message } => (Some(at), message),
+        other => return Error::input(&doc.source, other.to_string()),
+    };
+    let message = match message
+        .strip_prefix("field ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((path, why)) => {
+            let line = doc
+                .line_of(&pointer(path))
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            format!("field {path}: {why}{line}{}", yaml_hint(why))
+        }
+        None => message,
+    };
+    match object {
+        Some(object) => Error::input(&doc.source, format!("{object}: {message}")),
+        None => Error::input(&doc.source, message),
+    }
+}
+
+/// serde's field path (`spec.containers[0].env[1].value`) as a JSON
+/// pointer. A key with a dot in it reads as two keys; its line is then not
+/// found, which leaves the message without one.
+fn pointer(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.') {
+        let (name, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !name.is_empty() {
+            out.push('/');
+            out.push_str(&name.replace('~', "~0").replace('/', "~1"));
+        }
+        while let Some((index, after)) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            out.push('/');
+            out.push_str(index);
+            rest = after;
+        }
+    }
+    out
+}
+
+fn yaml_hint(why: &str) -> &'static str {
+    if !why.ends_with("expected a string") {
+        ""
+    } else if why.starts_with("invalid type: boolean") {
+        "; kubectl reads an unquoted yes, no, on, off, y or n (and True, OFF, ...) as a \
+         boolean: quote the value to keep it a string"
+    } else if why.starts_with("invalid type: integer") || why.starts_with("invalid type: floating")
+    {
+        "; kubectl reads an unquoted number as a number (0400 is octal 256): quote the value \
+         to keep it a string"
+    } else {
+        ""
+    }
 }
 
 impl WorkloadResult {

@@ -6,9 +6,15 @@ use crate::error::{Error, Result};
 
 pub const BASELINE_YAML: &str = include_str!("baseline.yaml");
 
+/// The baseline as the cluster has it once `kubectl apply` has read the
+/// same text (manifests/policies/baseline.yaml): through kubectl's decoder.
 pub fn policy() -> Result<WellArchitectedPolicy> {
-    serde_yaml_ng::from_str(BASELINE_YAML)
-        .map_err(|e| Error::input("built-in baseline policy", e.to_string()))
+    let at = "built-in baseline policy";
+    let doc = crate::yaml::documents(BASELINE_YAML)
+        .next()
+        .ok_or_else(|| Error::input(at, "no document"))?
+        .map_err(|e| Error::input(at, e.to_string()))?;
+    serde_json::from_value(doc.value).map_err(|e| Error::input(at, e.to_string()))
 }
 
 #[cfg(test)]
