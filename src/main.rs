@@ -196,11 +196,11 @@ fn run_check(args: CheckArgs) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let written = match args.output {
         Format::Json => serde_json::to_writer_pretty(&mut stdout, &report.to_json())
-            .map_err(std::io::Error::other)
+            .map_err(json_io_error)
             .and_then(|_| writeln!(stdout)),
         Format::Sarif => {
             serde_json::to_writer_pretty(&mut stdout, &check::sarif::to_sarif(&report))
-                .map_err(std::io::Error::other)
+                .map_err(json_io_error)
                 .and_then(|_| writeln!(stdout))
         }
         Format::Junit => stdout.write_all(check::junit::to_junit(&report).as_bytes()),
@@ -221,6 +221,14 @@ fn run_check(args: CheckArgs) -> ExitCode {
         }
     }
     ExitCode::from(report.exit_code() as u8)
+}
+
+/// Keeps the I/O error's kind, so a closed pipe (`| head`) stays quiet.
+fn json_io_error(e: serde_json::Error) -> std::io::Error {
+    match e.io_error_kind() {
+        Some(kind) => std::io::Error::from(kind),
+        None => std::io::Error::other(e),
+    }
 }
 
 fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {

@@ -35,6 +35,21 @@ impl Document {
         }
         self.fields.get(&format!("{}{pointer}", self.root))
     }
+
+    /// The line of the field, or of its nearest ancestor the file has (a
+    /// violation may point at a field that is missing), or of the object.
+    pub fn line_near(&self, pointer: &str) -> usize {
+        let mut p = pointer;
+        loop {
+            if let Some(line) = self.line_of(p) {
+                return line;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return self.line,
+            }
+        }
+    }
 }
 
 /// What reading produced: the objects, the problems, and the documents

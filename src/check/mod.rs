@@ -158,7 +158,14 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
     }
     for (doc, kind) in workloads {
         match evaluate(set, &doc.value, "default", &ctx, now) {
-            Ok(Some(eval)) => report.results.push(WorkloadResult::new(doc.source, eval)),
+            Ok(Some(eval)) => {
+                let mut result = WorkloadResult::new(doc.source.clone(), eval);
+                result.line = Some(doc.line as u32);
+                for v in &mut result.violations {
+                    v.line = Some(doc.line_near(&v.path) as u32);
+                }
+                report.results.push(result);
+            }
             Ok(None) => *others.entry(kind).or_default() += 1,
             Err(e) => report.errors.push(at_document(&doc, e)),
         }

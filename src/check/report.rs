@@ -71,6 +71,10 @@ pub struct ViolationOut {
     pub message: String,
     pub fix: String,
     pub path: String,
+    /// The line of the field at fault (or of its nearest ancestor written
+    /// in the file), where the reader knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
     pub policy: String,
 }
 
@@ -110,6 +114,7 @@ pub(super) fn result(source: String, eval: Evaluation) -> WorkloadResult {
                 message: v.message,
                 fix: v.fix,
                 path: v.path,
+                line: None,
                 policy: v.policy,
             })
             .collect(),
@@ -180,7 +185,11 @@ impl Report {
             } else {
                 ("✓", paint("32", "allowed"))
             };
-            let _ = writeln!(out, "{mark} {title}  {verdict}  ({})", r.source);
+            let at = match r.line {
+                Some(line) => format!("{}, line {line}", r.source),
+                None => r.source.clone(),
+            };
+            let _ = writeln!(out, "{mark} {title}  {verdict}  ({at})");
             if let Some(why) = &r.not_governed {
                 let _ = writeln!(out, "    {why}");
             } else if let Some(reason) = &r.inference_reason {
@@ -200,9 +209,10 @@ impl Report {
                 } else {
                     String::new()
                 };
+                let line = v.line.map(|l| format!("  (line {l})")).unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "    {action} {} ({}): {}{patched}",
+                    "    {action} {} ({}): {}{patched}{line}",
                     v.rule, v.pillar, v.message
                 );
                 let _ = writeln!(out, "          fix: {}", v.fix);

@@ -45,9 +45,9 @@ fn descriptor(rule: RuleId) -> Value {
     })
 }
 
-fn location(r: &WorkloadResult) -> Value {
+fn location(r: &WorkloadResult, line: Option<u32>) -> Value {
     let mut physical = json!({"artifactLocation": {"uri": file_of(&r.source)}});
-    if let Some(line) = r.line {
+    if let Some(line) = line.or(r.line) {
         physical["region"] = json!({"startLine": line});
     }
     json!({
@@ -75,7 +75,7 @@ pub fn to_sarif(report: &Report) -> Value {
                 "ruleId": v.rule,
                 "level": level(v.action),
                 "message": {"text": format!("{} {}/{}: {}. Fix: {}", r.kind, r.namespace, r.name, v.message, v.fix)},
-                "locations": [location(r)],
+                "locations": [location(r, v.line)],
                 "partialFingerprints": {"wafAdmission/v1": fingerprint(r, v.rule, &v.path, &v.message)},
                 "properties": {"pillar": v.pillar, "action": v.action, "policy": v.policy,
                     "path": v.path, "fix": v.fix, "patched": v.patched},

@@ -55,8 +55,10 @@ def test_sarif_validates_against_the_sarif_2_1_0_schema_and_names_every_rule():
     assert {"error", "warning"} <= levels
     for r in run["results"]:
         assert ids[r["ruleIndex"]] == r["ruleId"]
-        uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        physical = r["locations"][0]["physicalLocation"]
+        uri = physical["artifactLocation"]["uri"]
         assert (ROOT / uri).is_file(), uri
+        assert physical["region"]["startLine"] >= 1, r
         assert "Fix: " in r["message"]["text"]
 
 
@@ -98,6 +100,7 @@ def test_junit_validates_against_the_jenkins_xsd_with_a_failure_per_deny():
         file = r["source"].rsplit("#", 1)[0]
         standing = [v for v in r["violations"] if v["action"] == "deny" and not v["patched"]]
         want.setdefault(file, []).append((f'{r["kind"]} {r["namespace"]}/{r["name"]}', len(standing)))
+    assert all(int(c.get("line")) >= 1 for c in cases)
     got = {}
     for c in cases:
         got.setdefault(c.get("file"), []).append((c.get("name"), len(c.findall("failure"))))
