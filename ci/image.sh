@@ -20,7 +20,7 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 echo "static build ($target, profile $profile)"
 RUSTFLAGS="-C target-feature=+crt-static" WAF_GIT_REVISION=$(git rev-parse --short=12 HEAD) \
   cargo build --profile "$profile" --locked --target "$target" --quiet
-binary=target/$target/$profile/waf-admission
+binary=${CARGO_TARGET_DIR:-target}/$target/$profile/waf-admission
 if ldd "$binary" 2>&1 | grep -q "=>"; then
   echo "error: $binary is dynamically linked" >&2; exit 1
 fi

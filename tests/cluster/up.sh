@@ -54,7 +54,7 @@ if [ -n "${WAF_BIN:-}" ]; then
 else
   (cd "$ROOT" && cargo build --locked --quiet --bin waf-admission)
   # A copy, so a rebuild in the tree does not change the replicas under test.
-  cp "$ROOT/target/debug/waf-admission" "$DIR/bin/waf-admission"
+  cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/waf-admission" "$DIR/bin/waf-admission"
 fi
 
 log "certificates and keys in $PKI"

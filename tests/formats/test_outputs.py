@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BINARY = pathlib.Path(os.environ.get("WAF_ADMISSION_BIN", ROOT / "target" / "debug" / "waf-admission"))
+BINARY = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug" / "waf-admission"
 JUNIT_XSD = pathlib.Path(os.environ.get(
     "WAF_JUNIT_XSD", pathlib.Path.home() / ".cache" / "waf-admission" / "schemas" / "junit-10.xsd"))
 # The corpus holds manifests on retired API versions: input errors (exit 2)

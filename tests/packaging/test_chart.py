@@ -3,6 +3,7 @@ every object validated against the Kubernetes schemas, and our own
 Deployment judged by our own rules."""
 
 import base64
+import os
 import pathlib
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "waf-admission"
-BINARY = ROOT / "target" / "debug" / "waf-admission"
+BINARY = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug" / "waf-admission"
 DIGEST = "sha256:" + "a1" * 32
 
 # Kinds that are not Kubernetes built-ins: kubernetes-validate has no schema
