@@ -520,7 +520,12 @@ pub fn denial_message(w: &Workload, d: &Decision) -> String {
                     policies.push(&v.policy);
                 }
             }
-            format!("policy {}", policies.join(", "))
+            let word = if policies.len() == 1 {
+                "policy"
+            } else {
+                "policies"
+            };
+            format!("{word} {}", policies.join(", "))
         }
     );
     for v in denials {
@@ -618,6 +623,41 @@ mod tests {
         assert_eq!(
             w,
             ["[autoscaler] no HPA. Fix: kubectl autoscale deployment x"]
+        );
+    }
+
+    #[test]
+    fn a_denial_names_each_policy_once() {
+        let w = Workload::from_value(
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "ml"}, "spec": {"containers": []}}),
+            "ml",
+        )
+        .unwrap()
+        .unwrap();
+        let deny = |rule, policy: &str| crate::decision::Violation {
+            rule,
+            action: Action::Deny,
+            policy: policy.into(),
+            message: "m".into(),
+            fix: "f".into(),
+            path: "/spec".into(),
+            fixable: false,
+            patched: false,
+            existing: false,
+        };
+        let d = Decision {
+            violations: vec![
+                deny(crate::policy::RuleId::ZoneSpread, "a"),
+                deny(crate::policy::RuleId::Resources, "b"),
+                deny(crate::policy::RuleId::ImageProvenance, "a"),
+            ],
+            ..Decision::default()
+        };
+        let first = denial_message(&w, &d).lines().next().unwrap().to_owned();
+        assert_eq!(
+            first,
+            "Pod ml/p violates 3 Well-Architected rules (policies a, b):"
         );
     }
 
