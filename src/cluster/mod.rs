@@ -185,6 +185,7 @@ pub async fn run(
             opts.audit_interval,
             deployments,
             statefulsets,
+            opts.metrics.clone(),
         )
         .boxed(),
     ));
@@ -419,6 +420,7 @@ async fn run_audit(
     interval: Duration,
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
+    metrics: Arc<Metrics>,
 ) {
     deployments.wait_until_ready().await.ok();
     statefulsets.wait_until_ready().await.ok();
@@ -431,6 +433,7 @@ async fn run_audit(
                 .chain(ss.iter().map(|s| serde_json::to_value(s.as_ref())))
                 .filter_map(Result::ok);
             let summary = audit::summarize(&state.load(), objects, jiff::Timestamp::now());
+            metrics.audit(&summary, std::time::SystemTime::now());
             for (policy, counts) in summary {
                 let body = serde_json::json!({"status": {"audit": counts}});
                 if let Err(e) = policy_api
