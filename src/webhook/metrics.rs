@@ -1,12 +1,16 @@
 //! Prometheus metrics, registered in one place. Labels take bounded values
 //! only (endpoint, code, rule, action, result), never object names, so the
-//! series count cannot grow with the cluster. Two labels name objects, each
-//! with its bound said here:
+//! series count cannot grow with the cluster. No label is called
+//! `namespace`, `pod`, `job`, `instance`, `service` or `container`:
+//! Prometheus puts those on every series of a target, and the chart's
+//! ServiceMonitor honours our labels (for `endpoint`, which
+//! prometheus-operator would set to the port name). Two labels name
+//! objects, each with its bound said here:
 //! - `policy` on the audit gauges: WellArchitectedPolicies are cluster-scoped
 //!   and written by the platform team (a handful), and a deleted policy's
 //!   series are removed at the next audit run.
-//! - `namespace` on `denials_total`: namespaces can churn (one per CI run),
-//!   so at most [`DENIAL_NAMESPACES_MAX`] get a series of their own in a
+//! - `object_namespace` on `denials_total`: namespaces can churn (one per
+//!   CI run), so at most [`DENIAL_NAMESPACES_MAX`] get a series of their own in a
 //!   process's life; denials in any further namespace count under
 //!   [`OTHER_NAMESPACES`], a name no namespace can have.
 //!
@@ -61,7 +65,7 @@ pub struct ResultLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NamespaceLabels {
-    pub namespace: String,
+    pub object_namespace: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, Ord, PartialOrd, EncodeLabelSet)]
@@ -151,7 +155,7 @@ impl Metrics {
         registry.register(
             "denials",
             format!(
-                "Admission requests denied, by namespace (at most {DENIAL_NAMESPACES_MAX}, then {OTHER_NAMESPACES})"
+                "Admission requests denied, by the object's namespace (at most {DENIAL_NAMESPACES_MAX}, then {OTHER_NAMESPACES})"
             ),
             denials.clone(),
         );
@@ -275,7 +279,7 @@ impl Metrics {
         };
         self.denials
             .get_or_create(&NamespaceLabels {
-                namespace: namespace.to_owned(),
+                object_namespace: namespace.to_owned(),
             })
             .inc();
     }
@@ -360,8 +364,8 @@ mod tests {
             .filter(|l| l.starts_with("waf_admission_denials_total{"))
             .count();
         assert_eq!(series, DENIAL_NAMESPACES_MAX + 1, "{text}");
-        assert!(text.contains("waf_admission_denials_total{namespace=\"ns-0\"} 2"));
-        assert!(text.contains("waf_admission_denials_total{namespace=\"_other\"} 10"));
+        assert!(text.contains("waf_admission_denials_total{object_namespace=\"ns-0\"} 2"));
+        assert!(text.contains("waf_admission_denials_total{object_namespace=\"_other\"} 10"));
     }
 
     #[test]
