@@ -7,7 +7,7 @@ dashboard's own queries (charts/waf-admission/files/dashboard.json) run by a
 real Prometheus against real webhooks:
 
 1. two `waf-admission serve --baseline` replicas on loopback, with a serving
-   certificate that expires in 30 days (openssl);
+   certificate that expires in 90 days, as cert-manager issues (openssl);
 2. Prometheus (Debian's `prometheus`) scraping both every second, with the
    target labels a ServiceMonitor would give (namespace, instance);
 3. a few minutes of AdmissionReviews from the repository's examples in
@@ -74,7 +74,7 @@ def need(tool: str) -> str:
 def certificate(tmp: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     cert, key = tmp / "tls.crt", tmp / "tls.key"
     subprocess.run([need("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-days", "30", "-subj", "/CN=localhost",
+                    "-nodes", "-days", "90", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
