@@ -299,7 +299,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls::server_config(provider, Arc::new(resolver))?
         }
         (None, None, true) => {
-            let (config, pem) = tls::self_signed(provider)?;
+            let (config, pem) = tls::self_signed(provider, &metrics)?;
             // A fresh file only this user can read, never a fixed name in a
             // shared /tmp that another user could have planted first.
             let mut file = tempfile::Builder::new()

@@ -407,3 +407,41 @@ async fn a_background_task_that_ends_ends_the_controller_naming_it() {
     .expect("the controller returns when a task ends");
     assert_eq!(ended, "Event publisher ended");
 }
+
+#[tokio::test]
+async fn the_lease_holder_exports_its_audit_as_metrics() {
+    // The dashboard's audit panels and the audit alert read these; only the
+    // cluster path sets them (tests/observability.rs lists them as such).
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
+         "spec": {"action": "Warn"}}
+    ]);
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let mut opts = options(stopping);
+    opts.audit_interval = Duration::from_millis(50);
+    let metrics = opts.metrics.clone();
+    let (_state, seen) = run_with(policies, opts).await;
+    // The gauges are set when the run has judged, before its status writes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = metrics.encode();
+        let ran = !text.contains("waf_admission_audit_last_run_timestamp_seconds 0\n");
+        if ran {
+            assert!(
+                text.contains("waf_admission_audit_workloads{policy=\"inference-baseline\"} 0"),
+                "{text}"
+            );
+            assert!(
+                text.contains("waf_admission_audit_violations{policy=\"inference-baseline\"} 0")
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit run exported within 10 s: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(seen);
+}

@@ -458,6 +458,7 @@ async fn run_audit(
             let now = jiff::Timestamp::now();
             let judged = audit::judge_all(&snapshot, objects, now);
             let summary = audit::summarize(&snapshot, &judged, now);
+            writer.metrics.audit(&summary, std::time::SystemTime::now());
             for (policy, counts) in summary {
                 let body = serde_json::json!({"status": {"audit": counts}});
                 if let Err(e) = policy_api

@@ -173,6 +173,9 @@ pub fn review(
     };
     let (response, summary) = answer(endpoint, &request, objects, state, metrics, now);
     metrics.verdict(endpoint.as_str(), summary.verdict);
+    if summary.verdict == "denied" {
+        metrics.denial(request.namespace.as_deref().unwrap_or_default());
+    }
     tracing::info!(
         endpoint = endpoint.as_str(),
         uid = %request.uid,

@@ -169,6 +169,10 @@ async fn readyz(AxumState(app): AxumState<Arc<App>>) -> Response {
 }
 
 async fn metrics_text(AxumState(app): AxumState<Arc<App>>) -> Response {
+    // Read here, not pushed from every place that changes them: a scrape
+    // sees what /readyz would answer at that moment.
+    app.metrics
+        .readiness(app.state.is_synced(), app.state.is_ready());
     (
         [(
             header::CONTENT_TYPE,

@@ -5,11 +5,13 @@
 //! a `..data` symlink that inotify on the file paths would miss. A new pair
 //! that does not parse, or whose key does not match its certificate, is
 //! refused with an error logged, and the old pair stays in use. Existing
-//! connections are never dropped.
+//! connections are never dropped. The `notAfter` of the certificate in use
+//! is exported as a gauge whenever a pair is loaded, so an alert can fire
+//! before a rotation that never came lets it expire.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -119,6 +121,25 @@ fn certified_key(
     CertifiedKey::from_der(chain, key, provider).map_err(PairError::Mismatch)
 }
 
+/// When the leaf certificate of `pair` stops being valid; `None` where
+/// x509-parser cannot read what rustls accepted (not expected).
+fn not_after(pair: &CertifiedKey) -> Option<SystemTime> {
+    let leaf = pair.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let seconds = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+}
+
+/// Exports the expiry of the pair just put in use.
+fn record_expiry(pair: &CertifiedKey, metrics: &Metrics) {
+    match not_after(pair) {
+        Some(t) => metrics.tls_certificate_expiry(t),
+        None => tracing::warn!(
+            "cannot read the serving certificate's notAfter; expiry gauge not updated"
+        ),
+    }
+}
+
 /// A certificate resolver that follows its files.
 pub struct ReloadingResolver {
     cert_path: PathBuf,
@@ -150,6 +171,7 @@ impl ReloadingResolver {
     ) -> Result<Self, TlsError> {
         let stamps = (stamp(&cert), stamp(&key));
         let pair = load_pair(&cert, &key, &provider)?;
+        record_expiry(&pair, &metrics);
         Ok(ReloadingResolver {
             cert_path: cert,
             key_path: key,
@@ -172,6 +194,7 @@ impl ReloadingResolver {
         *seen = now;
         match load_pair(&self.cert_path, &self.key_path, &self.provider) {
             Ok(pair) => {
+                record_expiry(&pair, &self.metrics);
                 self.current.store(Arc::new(pair));
                 self.metrics.tls_reload(true);
                 tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
@@ -206,6 +229,7 @@ impl ResolvesServerCert for Fixed {
 /// tell the user where to find it (`curl --cacert`).
 pub fn self_signed(
     provider: Arc<CryptoProvider>,
+    metrics: &Metrics,
 ) -> Result<(rustls::ServerConfig, String), TlsError> {
     let generated = rcgen::generate_simple_self_signed(vec![
         "localhost".to_owned(),
@@ -219,6 +243,7 @@ pub fn self_signed(
             "generated certificate did not load".into(),
         ))
     })?;
+    record_expiry(&pair, metrics);
     let config = server_config(provider, Arc::new(Fixed(Arc::new(pair))))?;
     Ok((config, cert_pem))
 }
@@ -263,6 +288,48 @@ mod tests {
         let e = load_pair(&cert, &key, &provider()).unwrap_err().to_string();
         assert!(e.starts_with(&cert.display().to_string()), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn expiry_gauge(metrics: &Metrics) -> i64 {
+        let text = metrics.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("waf_admission_tls_certificate_expiry_timestamp_seconds "))
+            .unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_expiry_gauge_follows_the_certificate_in_use() {
+        let dir = std::env::temp_dir().join(format!("waf-tls-exp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        let write = |days: u64| {
+            let k = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params.not_after =
+                rcgen::date_time_ymd(2030, 1, 1) + Duration::from_secs(days * 86_400);
+            let c = params.self_signed(&k).unwrap();
+            std::fs::write(&cert, c.pem()).unwrap();
+            std::fs::write(&key, k.serialize_pem()).unwrap();
+        };
+        // 2030-01-01T00:00:00Z
+        const JAN_2030: i64 = 1_893_456_000;
+        write(0);
+        let metrics = Arc::new(Metrics::new());
+        let r =
+            ReloadingResolver::new(cert.clone(), key.clone(), provider(), metrics.clone()).unwrap();
+        assert_eq!(expiry_gauge(&metrics), JAN_2030);
+        write(30);
+        r.refresh();
+        assert_eq!(expiry_gauge(&metrics), JAN_2030 + 30 * 86_400);
+        std::fs::remove_dir_all(dir).unwrap();
+
+        let (_, _) = self_signed(provider(), &metrics).unwrap();
+        assert!(
+            expiry_gauge(&metrics) > JAN_2030,
+            "rcgen's default notAfter is far off"
+        );
     }
 
     #[test]

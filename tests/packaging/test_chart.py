@@ -25,6 +25,7 @@ OWN_OR_THIRD_PARTY = {
     "Issuer": "cert-manager",
     "Certificate": "cert-manager",
     "ServiceMonitor": "prometheus-operator",
+    "PrometheusRule": "prometheus-operator; promtool checks its rules (test_observability.py)",
 }
 
 COMBINATIONS = {
@@ -35,6 +36,8 @@ COMBINATIONS = {
     "all-options": {
         "webhook": {"extraKinds": True, "timeoutSeconds": 10},
         "serviceMonitor": {"enabled": True},
+        "grafanaDashboard": {"enabled": True},
+        "prometheusRule": {"enabled": True},
         "priorityClassName": "system-cluster-critical",
         "policy": {"action": "Deny"},
         "image": {"digest": DIGEST},

@@ -77,3 +77,16 @@ RayCluster, an Argo Rollout) is sent and judged, as `check` judges it.
 {{- define "waf-admission.ownerCondition" -}}
 (has(request.subResource) && request.subResource == 'ephemeralcontainers') || !(request.kind.kind in ['Pod', 'ReplicaSet', 'Job'] && has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller && ((r.apiVersion.startsWith('apps/') && r.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (r.apiVersion.startsWith('batch/') && r.kind in ['Job', 'CronJob']))))
 {{- end -}}
+
+{{- /* auditInterval (a Go duration: 300ms, 30s, 5m) in seconds, for alert thresholds. */ -}}
+{{- define "waf-admission.auditIntervalSeconds" -}}
+{{- $v := .Values.auditInterval -}}
+{{- $n := regexFind "^[0-9]+" $v | int -}}
+{{- if hasSuffix "ms" $v -}}{{ divf $n 1000 }}{{- else if hasSuffix "m" $v -}}{{ mul $n 60 }}{{- else -}}{{ $n }}{{- end -}}
+{{- end -}}
+
+{{- /* Four auditIntervals as a PromQL range: the last run stays in sight after the Lease holder that ran it has gone. */ -}}
+{{- define "waf-admission.auditWindow" -}}
+{{- $v := .Values.auditInterval -}}
+{{- printf "%d%s" (mul 4 (regexFind "^[0-9]+" $v | int)) (regexFind "[a-z]+$" $v) -}}
+{{- end -}}
