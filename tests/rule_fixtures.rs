@@ -1,7 +1,10 @@
 //! Every rule's fixtures under tests/fixtures/rules/<rule-id>/: a `pass-*`
 //! file passes that rule and is admitted; a `fail-*` file violates that rule
 //! and no other deny rule. Every patch the engine proposes is applied with
-//! json-patch and the patched object is checked again.
+//! json-patch and the patched object is checked again. Fixtures are judged
+//! with the baseline, or with the folder's own `policy.yaml` where it has
+//! one (as `check --policy` would): a rule that is Off in the baseline
+//! still gets failing fixtures.
 
 use std::path::{Path, PathBuf};
 
@@ -15,11 +18,25 @@ fn fixtures() -> Vec<(String, PathBuf)> {
         let rule_dir = rule_dir.unwrap().path();
         let rule = rule_dir.file_name().unwrap().to_str().unwrap().to_owned();
         for f in std::fs::read_dir(&rule_dir).unwrap() {
-            out.push((rule.clone(), f.unwrap().path()));
+            let f = f.unwrap().path();
+            if f.file_name().is_some_and(|n| n != "policy.yaml") {
+                out.push((rule.clone(), f));
+            }
         }
     }
     out.sort();
     out
+}
+
+/// The policy a fixture is judged with: its folder's `policy.yaml`, else the baseline.
+fn policy_for(fixture: &Path) -> PolicySet {
+    let own = fixture.with_file_name("policy.yaml");
+    if own.exists() {
+        check::load_policies(std::slice::from_ref(&own))
+            .unwrap_or_else(|e| panic!("{}: {e:?}", own.display()))
+    } else {
+        PolicySet::baseline().unwrap()
+    }
 }
 
 fn judge(set: &PolicySet, loaded: Loaded) -> Report {
@@ -60,9 +77,9 @@ fn every_rule_has_passing_and_failing_fixtures() {
 
 #[test]
 fn fixtures_pass_or_fail_exactly_their_rule() {
-    let set = PolicySet::baseline().unwrap();
     for (rule, path) in fixtures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let set = policy_for(&path);
         let report = judge(&set, check::load(std::slice::from_ref(&path)));
         assert!(report.errors.is_empty(), "{name}: {:?}", report.errors);
         let r = report
@@ -107,10 +124,10 @@ fn fixtures_pass_or_fail_exactly_their_rule() {
 
 #[test]
 fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
-    let set = PolicySet::baseline().unwrap();
     let mut patched_count = 0;
     for (_, path) in fixtures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let set = policy_for(&path);
         let text = std::fs::read_to_string(&path).unwrap();
         let report = judge(&set, load_text(&text, &name));
         for r in report.results.iter().filter(|r| !r.patch.is_empty()) {
