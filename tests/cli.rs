@@ -441,6 +441,40 @@ fn namespace_labels_in_the_input_feed_namespace_selectors() {
 }
 
 #[test]
+fn the_dev_policy_lets_a_model_server_scale_to_zero_which_the_baseline_reports() {
+    let dir = TempDir::new("dev");
+    let ns = dir.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml, labels: {environment: dev}}\n",
+    );
+    let keda = "tests/fixtures/rules/autoscaler/fail-keda-scale-to-zero.yaml";
+    let dev = run(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        "manifests/policies/dev-scale-to-zero.yaml",
+        keda,
+        &ns,
+    ]);
+    let llm = result(&json(&dev), "llm").clone();
+    assert_eq!(llm["governedBy"], serde_json::json!(["dev-scale-to-zero"]));
+    assert_eq!(llm["violations"], serde_json::json!([]), "{llm:#}");
+    let baseline = run(&["check", "-o", "json", keda, &ns]);
+    let llm = result(&json(&baseline), "llm").clone();
+    let rules: Vec<&str> = llm["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"autoscaler") && rules.contains(&"zone-spread"),
+        "{rules:?}"
+    );
+}
+
+#[test]
 fn non_kubernetes_documents_are_reported_as_skipped() {
     let dir = TempDir::new("skip");
     let f = dir.write("values.yaml", "replicaCount: 2\nimage: {repository: x}\n");

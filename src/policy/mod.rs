@@ -311,9 +311,11 @@ pub struct Autoscaler {
     /// Overrides the policy's action for this rule; `Off` disables it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
-    /// The lowest minReplicas accepted on the autoscaler.
+    /// The lowest minReplicas accepted on the autoscaler. 0 lets a dev
+    /// policy accept scale to zero (KEDA `minReplicaCount: 0`); the
+    /// zone-spread floor is `zoneSpread.minReplicas`, set on its own.
     #[serde(default = "two")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 0))]
     pub min_replicas: i32,
 }
 
