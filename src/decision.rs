@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
-use crate::rules::{Outcome, autoscaler, gpu_placement, image_provenance, resources, zone_spread};
+use crate::rules::{
+    Outcome, autoscaler, gpu_placement, image_provenance, resources, rollout_strategy, zone_spread,
+};
 use crate::workload::Workload;
 
 /// One violation as users see it.
@@ -140,6 +142,9 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 RuleId::ImageProvenance => {
                     run(&p.image_provenance, |s, _| image_provenance::check(w, s))
                 }
+                RuleId::RolloutStrategy => run(&p.rollout_strategy, |s, _| {
+                    rollout_strategy::check(w, s, &scalers)
+                }),
             };
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()

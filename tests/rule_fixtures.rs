@@ -58,6 +58,7 @@ fn every_rule_has_passing_and_failing_fixtures() {
         "resources",
         "gpu-placement",
         "image-provenance",
+        "rollout-strategy",
     ] {
         let names: Vec<String> = all
             .iter()

@@ -25,6 +25,10 @@ mod tests {
         assert_eq!(compiled.name, "baseline");
         assert_eq!(compiled.autoscaler.unwrap().action, Action::Warn);
         assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
+        assert_eq!(
+            compiled.rollout_strategy.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
     }
 
     #[test]
@@ -38,6 +42,8 @@ mod tests {
         rules.resources.mutate = false;
         rules.gpu_placement.mutate = false;
         rules.autoscaler.action = None;
+        // Newer rules the baseline sets to Warn, where they would take the policy's Deny.
+        assert_eq!(rules.rollout_strategy.action.take(), Some(Action::Warn));
         assert_eq!(rules, defaults);
         assert_eq!(p.spec.action, DefaultAction::Deny);
         let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();

@@ -8,7 +8,9 @@ use kube::core::{Selector, SelectorExt};
 use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
-use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
+use crate::rules::{
+    autoscaler, gpu_placement, image_provenance, resources, rollout_strategy, zone_spread,
+};
 use crate::workload::{Workload, WorkloadKind};
 
 /// A rule switched on, with its resolved action and settings.
@@ -34,6 +36,7 @@ pub struct Policy {
     pub resources: Option<Enabled<resources::Settings>>,
     pub gpu_placement: Option<Enabled<gpu_placement::Settings>>,
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
+    pub rollout_strategy: Option<Enabled<rollout_strategy::Settings>>,
 }
 
 fn enabled<S>(
@@ -172,6 +175,11 @@ impl Policy {
             &format!("{at}.imageProvenance"),
             &mut problems,
         );
+        let rollout = rollout_strategy::Settings::compile(
+            &r.rollout_strategy,
+            &format!("{at}.rolloutStrategy"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -196,6 +204,7 @@ impl Policy {
             resources: enabled(r.resources.action, default, r.resources.mutate, res),
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
             image_provenance: enabled(r.image_provenance.action, default, false, img),
+            rollout_strategy: enabled(r.rollout_strategy.action, default, false, rollout),
         })
     }
 

@@ -169,15 +169,17 @@ pub enum RuleId {
     Resources,
     GpuPlacement,
     ImageProvenance,
+    RolloutStrategy,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 5] = [
+    pub const ALL: [RuleId; 6] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
         RuleId::GpuPlacement,
         RuleId::ImageProvenance,
+        RuleId::RolloutStrategy,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -187,6 +189,7 @@ impl RuleId {
             RuleId::Resources => "resources",
             RuleId::GpuPlacement => "gpu-placement",
             RuleId::ImageProvenance => "image-provenance",
+            RuleId::RolloutStrategy => "rollout-strategy",
         }
     }
 
@@ -196,6 +199,7 @@ impl RuleId {
             RuleId::Autoscaler => Pillar::PerformanceEfficiency,
             RuleId::Resources | RuleId::GpuPlacement => Pillar::CostOptimization,
             RuleId::ImageProvenance => Pillar::Security,
+            RuleId::RolloutStrategy => Pillar::Reliability,
         }
     }
 }
@@ -248,6 +252,8 @@ pub struct Rules {
     pub gpu_placement: GpuPlacement,
     #[serde(default)]
     pub image_provenance: ImageProvenance,
+    #[serde(default)]
+    pub rollout_strategy: RolloutStrategy,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -479,6 +485,46 @@ impl Default for ImageProvenance {
 
 fn default_registries() -> Vec<String> {
     vec!["*.azurecr.io".into(), "mcr.microsoft.com".into()]
+}
+
+/// `rollout-strategy` (Reliability): a rollout of a replicated model server
+/// keeps some replicas serving and can be rolled back: no `Recreate`,
+/// `maxUnavailable` below the replica count, a revision history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutStrategy {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Deployments with fewer replicas (an autoscaler's minReplicas counts)
+    /// are not judged: `zone-spread` reports the replica count.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// The fewest old ReplicaSets kept (`revisionHistoryLimit`) for
+    /// `kubectl rollout undo`.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0))]
+    pub min_revision_history: i32,
+    /// Accept `strategy.type: Recreate` (a ReadWriteOnce model volume needs it).
+    #[serde(default)]
+    pub allow_recreate: bool,
+    /// Accept a StatefulSet's `updateStrategy.type: OnDelete` (pods take
+    /// a new template only when deleted by hand). `false` reports it.
+    #[serde(default = "yes")]
+    pub allow_on_delete: bool,
+}
+
+impl Default for RolloutStrategy {
+    fn default() -> Self {
+        RolloutStrategy {
+            action: None,
+            min_replicas: two(),
+            min_revision_history: one(),
+            allow_recreate: false,
+            allow_on_delete: yes(),
+        }
+    }
 }
 
 fn one() -> i32 {
