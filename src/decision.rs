@@ -13,7 +13,8 @@ use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
 use crate::rules::{
-    Outcome, autoscaler, gpu_placement, image_provenance, resources, rollout_strategy, zone_spread,
+    Outcome, autoscaler, gpu_placement, image_provenance, resources, rollout_strategy,
+    shared_memory, zone_spread,
 };
 use crate::workload::Workload;
 
@@ -145,6 +146,7 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 RuleId::RolloutStrategy => run(&p.rollout_strategy, |s, _| {
                     rollout_strategy::check(w, s, &scalers)
                 }),
+                RuleId::SharedMemory => run(&p.shared_memory, |s, m| shared_memory::check(w, s, m)),
             };
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()

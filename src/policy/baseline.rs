@@ -29,6 +29,10 @@ mod tests {
             compiled.rollout_strategy.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
+        assert_eq!(
+            compiled.shared_memory.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
     }
 
     #[test]
@@ -44,6 +48,7 @@ mod tests {
         rules.autoscaler.action = None;
         // Newer rules the baseline sets to Warn, where they would take the policy's Deny.
         assert_eq!(rules.rollout_strategy.action.take(), Some(Action::Warn));
+        assert_eq!(rules.shared_memory.action.take(), Some(Action::Warn));
         assert_eq!(rules, defaults);
         assert_eq!(p.spec.action, DefaultAction::Deny);
         let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();

@@ -9,7 +9,8 @@ use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{
-    autoscaler, gpu_placement, image_provenance, resources, rollout_strategy, zone_spread,
+    autoscaler, gpu_placement, image_provenance, resources, rollout_strategy, shared_memory,
+    zone_spread,
 };
 use crate::workload::{Workload, WorkloadKind};
 
@@ -37,6 +38,7 @@ pub struct Policy {
     pub gpu_placement: Option<Enabled<gpu_placement::Settings>>,
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
     pub rollout_strategy: Option<Enabled<rollout_strategy::Settings>>,
+    pub shared_memory: Option<Enabled<shared_memory::Settings>>,
 }
 
 fn enabled<S>(
@@ -180,6 +182,12 @@ impl Policy {
             &format!("{at}.rolloutStrategy"),
             &mut problems,
         );
+        let shm = shared_memory::Settings::compile(
+            &r.shared_memory,
+            gpus.clone(),
+            &format!("{at}.sharedMemory"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -205,6 +213,7 @@ impl Policy {
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
             image_provenance: enabled(r.image_provenance.action, default, false, img),
             rollout_strategy: enabled(r.rollout_strategy.action, default, false, rollout),
+            shared_memory: enabled(r.shared_memory.action, default, r.shared_memory.mutate, shm),
         })
     }
 

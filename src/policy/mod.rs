@@ -170,16 +170,18 @@ pub enum RuleId {
     GpuPlacement,
     ImageProvenance,
     RolloutStrategy,
+    SharedMemory,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 6] = [
+    pub const ALL: [RuleId; 7] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
         RuleId::GpuPlacement,
         RuleId::ImageProvenance,
         RuleId::RolloutStrategy,
+        RuleId::SharedMemory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -190,6 +192,7 @@ impl RuleId {
             RuleId::GpuPlacement => "gpu-placement",
             RuleId::ImageProvenance => "image-provenance",
             RuleId::RolloutStrategy => "rollout-strategy",
+            RuleId::SharedMemory => "shared-memory",
         }
     }
 
@@ -200,6 +203,7 @@ impl RuleId {
             RuleId::Resources | RuleId::GpuPlacement => Pillar::CostOptimization,
             RuleId::ImageProvenance => Pillar::Security,
             RuleId::RolloutStrategy => Pillar::Reliability,
+            RuleId::SharedMemory => Pillar::PerformanceEfficiency,
         }
     }
 }
@@ -254,6 +258,8 @@ pub struct Rules {
     pub image_provenance: ImageProvenance,
     #[serde(default)]
     pub rollout_strategy: RolloutStrategy,
+    #[serde(default)]
+    pub shared_memory: SharedMemory,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -525,6 +531,49 @@ impl Default for RolloutStrategy {
             allow_on_delete: yes(),
         }
     }
+}
+
+/// `shared-memory` (Performance Efficiency): a container that spans
+/// several GPUs (NCCL, tensor parallelism) mounts a Memory emptyDir at
+/// /dev/shm; the container runtime's default of 64 MiB makes it crash or crawl.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedMemory {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add the emptyDir volume and its /dev/shm mount through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// The GPU count (of a `gpuPlacement.resourceNames` resource) from which
+    /// a container needs shared memory. Tensor parallelism above 1
+    /// (`--tensor-parallel-size`, `--num-shard`, `--tp-size`) triggers it too.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_gpus: i32,
+    /// The smallest `sizeLimit` accepted on the /dev/shm emptyDir (no
+    /// sizeLimit is accepted: the pod's memory limit caps it).
+    #[serde(default = "default_min_shm")]
+    pub min_size_limit: Quantity,
+    /// The `sizeLimit` the patch writes; absent: none (capped by the memory limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_size_limit: Option<Quantity>,
+}
+
+impl Default for SharedMemory {
+    fn default() -> Self {
+        SharedMemory {
+            action: None,
+            mutate: false,
+            min_gpus: two(),
+            min_size_limit: default_min_shm(),
+            default_size_limit: None,
+        }
+    }
+}
+
+fn default_min_shm() -> Quantity {
+    Quantity("1Gi".into())
 }
 
 fn one() -> i32 {

@@ -5,10 +5,12 @@
 //! does not decide the action: the policy does (see `decision.rs`).
 
 pub mod autoscaler;
+pub mod command_line;
 pub mod gpu_placement;
 pub mod image_provenance;
 pub mod resources;
 pub mod rollout_strategy;
+pub mod shared_memory;
 pub mod zone_spread;
 
 use json_patch::PatchOperation;
