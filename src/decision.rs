@@ -14,7 +14,7 @@ use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
 use crate::rules::{
     Outcome, autoscaler, gpu_placement, image_provenance, resources, rollout_strategy,
-    shared_memory, zone_spread,
+    shared_memory, workload_identity, zone_spread,
 };
 use crate::workload::Workload;
 
@@ -147,6 +147,9 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                     rollout_strategy::check(w, s, &scalers)
                 }),
                 RuleId::SharedMemory => run(&p.shared_memory, |s, m| shared_memory::check(w, s, m)),
+                RuleId::WorkloadIdentity => run(&p.workload_identity, |s, m| {
+                    workload_identity::check(w, s, m)
+                }),
             };
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()

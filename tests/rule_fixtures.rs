@@ -60,6 +60,7 @@ fn every_rule_has_passing_and_failing_fixtures() {
         "image-provenance",
         "rollout-strategy",
         "shared-memory",
+        "workload-identity",
     ] {
         let names: Vec<String> = all
             .iter()
@@ -179,7 +180,7 @@ fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
         }
     }
     assert!(
-        patched_count >= 10,
+        patched_count >= 11,
         "only {patched_count} fixtures produced patches"
     );
 }

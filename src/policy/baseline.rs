@@ -33,6 +33,10 @@ mod tests {
             compiled.shared_memory.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
+        assert_eq!(
+            compiled.workload_identity.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
     }
 
     #[test]
@@ -49,6 +53,7 @@ mod tests {
         // Newer rules the baseline sets to Warn, where they would take the policy's Deny.
         assert_eq!(rules.rollout_strategy.action.take(), Some(Action::Warn));
         assert_eq!(rules.shared_memory.action.take(), Some(Action::Warn));
+        assert_eq!(rules.workload_identity.action.take(), Some(Action::Warn));
         assert_eq!(rules, defaults);
         assert_eq!(p.spec.action, DefaultAction::Deny);
         let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{
     autoscaler, gpu_placement, image_provenance, resources, rollout_strategy, shared_memory,
-    zone_spread,
+    workload_identity, zone_spread,
 };
 use crate::workload::{Workload, WorkloadKind};
 
@@ -39,6 +39,7 @@ pub struct Policy {
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
     pub rollout_strategy: Option<Enabled<rollout_strategy::Settings>>,
     pub shared_memory: Option<Enabled<shared_memory::Settings>>,
+    pub workload_identity: Option<Enabled<workload_identity::Settings>>,
 }
 
 fn enabled<S>(
@@ -188,6 +189,11 @@ impl Policy {
             &format!("{at}.sharedMemory"),
             &mut problems,
         );
+        let wi = workload_identity::Settings::compile(
+            &r.workload_identity,
+            &format!("{at}.workloadIdentity"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -214,6 +220,12 @@ impl Policy {
             image_provenance: enabled(r.image_provenance.action, default, false, img),
             rollout_strategy: enabled(r.rollout_strategy.action, default, false, rollout),
             shared_memory: enabled(r.shared_memory.action, default, r.shared_memory.mutate, shm),
+            workload_identity: enabled(
+                r.workload_identity.action,
+                default,
+                r.workload_identity.mutate,
+                wi,
+            ),
         })
     }
 

@@ -171,10 +171,11 @@ pub enum RuleId {
     ImageProvenance,
     RolloutStrategy,
     SharedMemory,
+    WorkloadIdentity,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 7] = [
+    pub const ALL: [RuleId; 8] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
@@ -182,6 +183,7 @@ impl RuleId {
         RuleId::ImageProvenance,
         RuleId::RolloutStrategy,
         RuleId::SharedMemory,
+        RuleId::WorkloadIdentity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +195,7 @@ impl RuleId {
             RuleId::ImageProvenance => "image-provenance",
             RuleId::RolloutStrategy => "rollout-strategy",
             RuleId::SharedMemory => "shared-memory",
+            RuleId::WorkloadIdentity => "workload-identity",
         }
     }
 
@@ -204,6 +207,7 @@ impl RuleId {
             RuleId::ImageProvenance => Pillar::Security,
             RuleId::RolloutStrategy => Pillar::Reliability,
             RuleId::SharedMemory => Pillar::PerformanceEfficiency,
+            RuleId::WorkloadIdentity => Pillar::Security,
         }
     }
 }
@@ -260,6 +264,8 @@ pub struct Rules {
     pub rollout_strategy: RolloutStrategy,
     #[serde(default)]
     pub shared_memory: SharedMemory,
+    #[serde(default)]
+    pub workload_identity: WorkloadIdentity,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -574,6 +580,63 @@ impl Default for SharedMemory {
 
 fn default_min_shm() -> Quantity {
     Quantity("1Gi".into())
+}
+
+/// `workload-identity` (Security): a pod that talks to Azure does so as a
+/// Microsoft Entra Workload ID, not with a stored key. Fires only on signs
+/// of Azure credentials: such env names (from a Secret or a literal), an
+/// `envFrom` Secret whose name says storage or OpenAI, the retired
+/// `aadpodidbinding` label, or the Workload ID label itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Copy `azure.workload.identity/use: "true"` from the workload's own
+    /// labels to its pod template's (the only labels the Workload ID
+    /// webhook reads) through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Env variable names that carry an Azure key or secret.
+    #[serde(default = "default_azure_credential_names")]
+    pub credential_env_names: Vec<String>,
+    /// Case-insensitive words that, in the name of a Secret read whole by
+    /// `envFrom.secretRef`, mark it as holding Azure keys.
+    #[serde(default = "default_azure_secret_words")]
+    pub secret_name_patterns: Vec<String>,
+}
+
+impl Default for WorkloadIdentity {
+    fn default() -> Self {
+        WorkloadIdentity {
+            action: None,
+            mutate: false,
+            credential_env_names: default_azure_credential_names(),
+            secret_name_patterns: default_azure_secret_words(),
+        }
+    }
+}
+
+fn default_azure_credential_names() -> Vec<String> {
+    [
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_SEARCH_KEY",
+        "AZURE_AI_SEARCH_API_KEY",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_azure_secret_words() -> Vec<String> {
+    ["storage", "blob", "openai", "keyvault"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn one() -> i32 {

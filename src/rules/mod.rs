@@ -11,6 +11,7 @@ pub mod image_provenance;
 pub mod resources;
 pub mod rollout_strategy;
 pub mod shared_memory;
+pub mod workload_identity;
 pub mod zone_spread;
 
 use json_patch::PatchOperation;
