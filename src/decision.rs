@@ -13,8 +13,8 @@ use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
 use crate::rules::{
-    Outcome, autoscaler, gpu_placement, image_provenance, resources, rollout_strategy,
-    shared_memory, workload_identity, zone_spread,
+    Outcome, autoscaler, gpu_placement, graceful_termination, image_provenance, resources,
+    rollout_strategy, shared_memory, workload_identity, zone_spread,
 };
 use crate::workload::Workload;
 
@@ -149,6 +149,9 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 RuleId::SharedMemory => run(&p.shared_memory, |s, m| shared_memory::check(w, s, m)),
                 RuleId::WorkloadIdentity => run(&p.workload_identity, |s, m| {
                     workload_identity::check(w, s, m)
+                }),
+                RuleId::GracefulTermination => run(&p.graceful_termination, |s, m| {
+                    graceful_termination::check(w, s, m)
                 }),
             };
             if let Some((action, mutate, outcome)) = ran

@@ -61,6 +61,7 @@ fn every_rule_has_passing_and_failing_fixtures() {
         "rollout-strategy",
         "shared-memory",
         "workload-identity",
+        "graceful-termination",
     ] {
         let names: Vec<String> = all
             .iter()
@@ -180,7 +181,26 @@ fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
         }
     }
     assert!(
-        patched_count >= 11,
+        patched_count >= 13,
         "only {patched_count} fixtures produced patches"
     );
+}
+
+#[test]
+fn a_folder_policy_replaces_the_baseline_for_its_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
+    let fixture = root.join("graceful-termination/fail-default-grace-no-pre-stop.yaml");
+    let rule = |set: &PolicySet| {
+        judge(set, check::load(std::slice::from_ref(&fixture))).results[0]
+            .violations
+            .iter()
+            .filter(|v| v.rule == "graceful-termination")
+            .count()
+    };
+    assert_eq!(
+        rule(&PolicySet::baseline().unwrap()),
+        0,
+        "Off in the baseline"
+    );
+    assert!(rule(&policy_for(&fixture)) > 0, "on in the folder's policy");
 }

@@ -37,6 +37,10 @@ mod tests {
             compiled.workload_identity.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
+        assert!(
+            compiled.graceful_termination.is_none(),
+            "Off in the baseline"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{
-    autoscaler, gpu_placement, image_provenance, resources, rollout_strategy, shared_memory,
-    workload_identity, zone_spread,
+    autoscaler, gpu_placement, graceful_termination, image_provenance, resources, rollout_strategy,
+    shared_memory, workload_identity, zone_spread,
 };
 use crate::workload::{Workload, WorkloadKind};
 
@@ -40,6 +40,7 @@ pub struct Policy {
     pub rollout_strategy: Option<Enabled<rollout_strategy::Settings>>,
     pub shared_memory: Option<Enabled<shared_memory::Settings>>,
     pub workload_identity: Option<Enabled<workload_identity::Settings>>,
+    pub graceful_termination: Option<Enabled<graceful_termination::Settings>>,
 }
 
 fn enabled<S>(
@@ -194,6 +195,11 @@ impl Policy {
             &format!("{at}.workloadIdentity"),
             &mut problems,
         );
+        let grace = graceful_termination::Settings::compile(
+            &r.graceful_termination,
+            &format!("{at}.gracefulTermination"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -225,6 +231,12 @@ impl Policy {
                 default,
                 r.workload_identity.mutate,
                 wi,
+            ),
+            graceful_termination: enabled(
+                r.graceful_termination.action,
+                default,
+                r.graceful_termination.mutate,
+                grace,
             ),
         })
     }

@@ -172,10 +172,11 @@ pub enum RuleId {
     RolloutStrategy,
     SharedMemory,
     WorkloadIdentity,
+    GracefulTermination,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 8] = [
+    pub const ALL: [RuleId; 9] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
@@ -184,6 +185,7 @@ impl RuleId {
         RuleId::RolloutStrategy,
         RuleId::SharedMemory,
         RuleId::WorkloadIdentity,
+        RuleId::GracefulTermination,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -196,6 +198,7 @@ impl RuleId {
             RuleId::RolloutStrategy => "rollout-strategy",
             RuleId::SharedMemory => "shared-memory",
             RuleId::WorkloadIdentity => "workload-identity",
+            RuleId::GracefulTermination => "graceful-termination",
         }
     }
 
@@ -208,6 +211,7 @@ impl RuleId {
             RuleId::RolloutStrategy => Pillar::Reliability,
             RuleId::SharedMemory => Pillar::PerformanceEfficiency,
             RuleId::WorkloadIdentity => Pillar::Security,
+            RuleId::GracefulTermination => Pillar::Reliability,
         }
     }
 }
@@ -266,6 +270,8 @@ pub struct Rules {
     pub shared_memory: SharedMemory,
     #[serde(default)]
     pub workload_identity: WorkloadIdentity,
+    #[serde(default)]
+    pub graceful_termination: GracefulTermination,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -637,6 +643,65 @@ fn default_azure_secret_words() -> Vec<String> {
     ["storage", "blob", "openai", "keyvault"]
         .map(String::from)
         .to_vec()
+}
+
+/// `graceful-termination` (Reliability): pods get long enough after
+/// SIGTERM to finish in-flight generations, behind a preStop delay that
+/// lets the load balancer drop the endpoint first. Off unless `action` is
+/// set: the right values depend on the workload.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GracefulTermination {
+    /// This rule's action; Off unless set (it does not take the policy's action).
+    #[serde(default = "off", skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Raise the grace period and add the preStop sleep through the
+    /// mutating webhook (`preStop.sleep` needs Kubernetes 1.30 or later).
+    #[serde(default)]
+    pub mutate: bool,
+    /// The shortest `terminationGracePeriodSeconds` accepted (Kubernetes' default is 30).
+    #[serde(default = "default_min_grace")]
+    #[schemars(range(min = 1))]
+    pub min_grace_period_seconds: i64,
+    /// Require a `lifecycle.preStop` hook (sleep or exec) on every serving container.
+    #[serde(default = "yes")]
+    pub require_pre_stop: bool,
+    /// The preStop sleep the patch adds.
+    #[serde(default = "default_pre_stop")]
+    #[schemars(range(min = 1))]
+    pub pre_stop_seconds: i64,
+    /// Seconds of the grace period that must remain after a preStop sleep,
+    /// for the server itself to drain.
+    #[serde(default = "default_min_drain")]
+    #[schemars(range(min = 0))]
+    pub min_drain_seconds: i64,
+}
+
+impl Default for GracefulTermination {
+    fn default() -> Self {
+        GracefulTermination {
+            action: off(),
+            mutate: false,
+            min_grace_period_seconds: default_min_grace(),
+            require_pre_stop: yes(),
+            pre_stop_seconds: default_pre_stop(),
+            min_drain_seconds: default_min_drain(),
+        }
+    }
+}
+
+fn default_min_grace() -> i64 {
+    60
+}
+fn default_pre_stop() -> i64 {
+    10
+}
+fn default_min_drain() -> i64 {
+    15
+}
+
+fn off() -> Option<Action> {
+    Some(Action::Off)
 }
 
 fn one() -> i32 {

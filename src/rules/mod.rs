@@ -7,6 +7,7 @@
 pub mod autoscaler;
 pub mod command_line;
 pub mod gpu_placement;
+pub mod graceful_termination;
 pub mod image_provenance;
 pub mod resources;
 pub mod rollout_strategy;
