@@ -13,8 +13,8 @@ use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
 use crate::rules::{
-    Outcome, autoscaler, gpu_placement, graceful_termination, image_provenance, resources,
-    rollout_strategy, shared_memory, workload_identity, zone_spread,
+    Outcome, autoscaler, gpu_placement, graceful_termination, image_provenance, model_lineage,
+    resources, rollout_strategy, shared_memory, workload_identity, zone_spread,
 };
 use crate::workload::Workload;
 
@@ -153,6 +153,7 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 RuleId::GracefulTermination => run(&p.graceful_termination, |s, m| {
                     graceful_termination::check(w, s, m)
                 }),
+                RuleId::ModelLineage => run(&p.model_lineage, |s, _| model_lineage::check(w, s)),
             };
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()

@@ -62,6 +62,7 @@ fn every_rule_has_passing_and_failing_fixtures() {
         "shared-memory",
         "workload-identity",
         "graceful-termination",
+        "model-lineage",
     ] {
         let names: Vec<String> = all
             .iter()

@@ -41,6 +41,7 @@ mod tests {
             compiled.graceful_termination.is_none(),
             "Off in the baseline"
         );
+        assert!(compiled.model_lineage.is_none(), "Off in the baseline");
     }
 
     #[test]

@@ -9,8 +9,8 @@ use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{
-    autoscaler, gpu_placement, graceful_termination, image_provenance, resources, rollout_strategy,
-    shared_memory, workload_identity, zone_spread,
+    autoscaler, gpu_placement, graceful_termination, image_provenance, model_lineage, resources,
+    rollout_strategy, shared_memory, workload_identity, zone_spread,
 };
 use crate::workload::{Workload, WorkloadKind};
 
@@ -41,6 +41,7 @@ pub struct Policy {
     pub shared_memory: Option<Enabled<shared_memory::Settings>>,
     pub workload_identity: Option<Enabled<workload_identity::Settings>>,
     pub graceful_termination: Option<Enabled<graceful_termination::Settings>>,
+    pub model_lineage: Option<Enabled<model_lineage::Settings>>,
 }
 
 fn enabled<S>(
@@ -200,6 +201,11 @@ impl Policy {
             &format!("{at}.gracefulTermination"),
             &mut problems,
         );
+        let lineage = model_lineage::Settings::compile(
+            &r.model_lineage,
+            &format!("{at}.modelLineage"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -238,6 +244,7 @@ impl Policy {
                 r.graceful_termination.mutate,
                 grace,
             ),
+            model_lineage: enabled(r.model_lineage.action, default, false, lineage),
         })
     }
 

@@ -173,10 +173,11 @@ pub enum RuleId {
     SharedMemory,
     WorkloadIdentity,
     GracefulTermination,
+    ModelLineage,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 9] = [
+    pub const ALL: [RuleId; 10] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
@@ -186,6 +187,7 @@ impl RuleId {
         RuleId::SharedMemory,
         RuleId::WorkloadIdentity,
         RuleId::GracefulTermination,
+        RuleId::ModelLineage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -199,6 +201,7 @@ impl RuleId {
             RuleId::SharedMemory => "shared-memory",
             RuleId::WorkloadIdentity => "workload-identity",
             RuleId::GracefulTermination => "graceful-termination",
+            RuleId::ModelLineage => "model-lineage",
         }
     }
 
@@ -212,6 +215,7 @@ impl RuleId {
             RuleId::SharedMemory => Pillar::PerformanceEfficiency,
             RuleId::WorkloadIdentity => Pillar::Security,
             RuleId::GracefulTermination => Pillar::Reliability,
+            RuleId::ModelLineage => Pillar::OperationalExcellence,
         }
     }
 }
@@ -272,6 +276,8 @@ pub struct Rules {
     pub workload_identity: WorkloadIdentity,
     #[serde(default)]
     pub graceful_termination: GracefulTermination,
+    #[serde(default)]
+    pub model_lineage: ModelLineage,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -702,6 +708,75 @@ fn default_min_drain() -> i64 {
 
 fn off() -> Option<Action> {
     Some(Action::Off)
+}
+
+/// `model-lineage` (Operational Excellence): the pod template says which
+/// model version it serves and where the model came from, and a Hugging
+/// Face model served by vLLM or TGI is pinned to a revision. Off unless
+/// `action` is set: the keys are each organisation's own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelLineage {
+    /// This rule's action; Off unless set (it does not take the policy's action).
+    #[serde(default = "off", skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Labels every pod template carries with a non-empty value (never on
+    /// `spec.selector`, which is immutable).
+    #[serde(default = "default_lineage_labels")]
+    pub required_labels: Vec<String>,
+    /// Annotations every pod template carries with a non-empty value.
+    #[serde(default = "default_lineage_annotations")]
+    pub required_annotations: Vec<String>,
+    /// Values that do not name a version (compared case-insensitively).
+    #[serde(default = "default_floating_versions")]
+    pub forbidden_values: Vec<String>,
+    /// A Hugging Face model id given to vLLM (`--model`) or TGI
+    /// (`--model-id`, `MODEL_ID`) needs a `--revision` (or `REVISION`).
+    #[serde(default = "yes")]
+    pub require_model_revision: bool,
+    /// The revision must be a 40-hex commit id, not a branch or tag.
+    #[serde(default)]
+    pub require_commit_revision: bool,
+    /// Template labels that stand for the required labels: operators such
+    /// as KAITO and KServe keep the model's lineage in their own objects.
+    #[serde(default = "default_lineage_equivalents")]
+    pub equivalent_labels: Vec<String>,
+}
+
+impl Default for ModelLineage {
+    fn default() -> Self {
+        ModelLineage {
+            action: off(),
+            required_labels: default_lineage_labels(),
+            required_annotations: default_lineage_annotations(),
+            forbidden_values: default_floating_versions(),
+            require_model_revision: yes(),
+            require_commit_revision: false,
+            equivalent_labels: default_lineage_equivalents(),
+        }
+    }
+}
+
+fn default_lineage_labels() -> Vec<String> {
+    vec![
+        "app.kubernetes.io/version".into(),
+        "waf-admission.dev/model-version".into(),
+    ]
+}
+
+fn default_lineage_annotations() -> Vec<String> {
+    vec!["waf-admission.dev/model-source".into()]
+}
+
+fn default_floating_versions() -> Vec<String> {
+    vec!["latest".into(), "main".into(), "master".into()]
+}
+
+fn default_lineage_equivalents() -> Vec<String> {
+    vec![
+        "kaito.sh/workspace".into(),
+        "serving.kserve.io/inferenceservice".into(),
+    ]
 }
 
 fn one() -> i32 {

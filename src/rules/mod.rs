@@ -9,6 +9,7 @@ pub mod command_line;
 pub mod gpu_placement;
 pub mod graceful_termination;
 pub mod image_provenance;
+pub mod model_lineage;
 pub mod resources;
 pub mod rollout_strategy;
 pub mod shared_memory;
