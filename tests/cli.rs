@@ -475,6 +475,50 @@ fn the_dev_policy_lets_a_model_server_scale_to_zero_which_the_baseline_reports()
 }
 
 #[test]
+fn the_strict_policy_holds_models_to_lineage_which_the_baseline_leaves_off() {
+    let dir = TempDir::new("lineage");
+    let ns = dir.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml, labels: {environment: production}}\n",
+    );
+    let actions = |args: &[&str]| -> Vec<(String, String)> {
+        let out = run(args);
+        result(&json(&out), "llm")["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["rule"].as_str().unwrap().to_owned(),
+                    v["action"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let strict = actions(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        "manifests/policies/strict.yaml",
+        "examples/good/llm-gpu.yaml",
+        &ns,
+    ]);
+    let has = |list: &[(String, String)], rule: &str, action: &str| {
+        list.iter().any(|(r, a)| r == rule && a == action)
+    };
+    assert!(has(&strict, "model-lineage", "deny"), "{strict:?}");
+    assert!(has(&strict, "graceful-termination", "warn"), "{strict:?}");
+    let baseline = actions(&["check", "-o", "json", "examples/good/llm-gpu.yaml", &ns]);
+    assert!(
+        !baseline
+            .iter()
+            .any(|(r, _)| r == "model-lineage" || r == "graceful-termination"),
+        "{baseline:?}"
+    );
+}
+
+#[test]
 fn non_kubernetes_documents_are_reported_as_skipped() {
     let dir = TempDir::new("skip");
     let f = dir.write("values.yaml", "replicaCount: 2\nimage: {repository: x}\n");
