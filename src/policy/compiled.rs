@@ -238,13 +238,14 @@ impl Policy {
                 r.workload_identity.mutate,
                 wi,
             ),
+            // Off unless set: these rules do not take the policy's action.
             graceful_termination: enabled(
                 r.graceful_termination.action,
-                default,
+                Action::Off,
                 r.graceful_termination.mutate,
                 grace,
             ),
-            model_lineage: enabled(r.model_lineage.action, default, false, lineage),
+            model_lineage: enabled(r.model_lineage.action, Action::Off, false, lineage),
         })
     }
 
@@ -319,6 +320,19 @@ mod tests {
 
     fn problems(spec: &str) -> String {
         Policy::compile(&policy(spec)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn off_by_default_rules_stay_off_in_a_deny_policy_until_their_action_is_set() {
+        let p = Policy::compile(&policy("{action: Deny}")).unwrap();
+        assert!(p.graceful_termination.is_none() && p.model_lineage.is_none());
+        assert_eq!(p.rollout_strategy.map(|r| r.action), Some(Action::Deny));
+        let p = Policy::compile(&policy(
+            "{action: Deny, rules: {gracefulTermination: {action: Warn}, modelLineage: {action: Deny}}}",
+        ))
+        .unwrap();
+        assert_eq!(p.graceful_termination.map(|r| r.action), Some(Action::Warn));
+        assert_eq!(p.model_lineage.map(|r| r.action), Some(Action::Deny));
     }
 
     #[test]

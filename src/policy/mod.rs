@@ -658,8 +658,8 @@ fn default_azure_secret_words() -> Vec<String> {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GracefulTermination {
-    /// This rule's action; Off unless set (it does not take the policy's action).
-    #[serde(default = "off", skip_serializing_if = "Option::is_none")]
+    /// This rule's action. Unset: Off (it does not take the policy's action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
     /// Raise the grace period and add the preStop sleep through the
     /// mutating webhook (`preStop.sleep` needs Kubernetes 1.30 or later).
@@ -686,7 +686,7 @@ pub struct GracefulTermination {
 impl Default for GracefulTermination {
     fn default() -> Self {
         GracefulTermination {
-            action: off(),
+            action: None,
             mutate: false,
             min_grace_period_seconds: default_min_grace(),
             require_pre_stop: yes(),
@@ -706,10 +706,6 @@ fn default_min_drain() -> i64 {
     15
 }
 
-fn off() -> Option<Action> {
-    Some(Action::Off)
-}
-
 /// `model-lineage` (Operational Excellence): the pod template says which
 /// model version it serves and where the model came from, and a Hugging
 /// Face model served by vLLM or TGI is pinned to a revision. Off unless
@@ -717,8 +713,8 @@ fn off() -> Option<Action> {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelLineage {
-    /// This rule's action; Off unless set (it does not take the policy's action).
-    #[serde(default = "off", skip_serializing_if = "Option::is_none")]
+    /// This rule's action. Unset: Off (it does not take the policy's action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
     /// Labels every pod template carries with a non-empty value (never on
     /// `spec.selector`, which is immutable).
@@ -746,7 +742,7 @@ pub struct ModelLineage {
 impl Default for ModelLineage {
     fn default() -> Self {
         ModelLineage {
-            action: off(),
+            action: None,
             required_labels: default_lineage_labels(),
             required_annotations: default_lineage_annotations(),
             forbidden_values: default_floating_versions(),
