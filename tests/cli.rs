@@ -99,6 +99,9 @@ fn bad_examples_exit_one_with_every_rule_named() {
         "resources (Cost Optimization)",
         "gpu-placement (Cost Optimization)",
         "image-provenance (Security)",
+        "workload-identity (Security)",
+        "shared-memory (Performance Efficiency)",
+        "rollout-strategy (Reliability)",
     ] {
         assert!(t.contains(rule), "missing {rule} in:\n{t}");
     }
