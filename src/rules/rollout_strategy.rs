@@ -74,12 +74,11 @@ pub fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
         } else {
             (
                 format!(
-                    "spec.strategy.type is Recreate: every rollout stops all {floor} replicas \
-                     while the new ones load the model"
+                    "spec.strategy.type Recreate stops all {floor} replicas on every rollout \
+                     while new ones load the model"
                 ),
-                "set spec.strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 0, \
-                 maxUnavailable: 1}}; a ReadWriteOnce model disk can be shared read-only \
-                 (Azure Files, Blob CSI)"
+                "spec.strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 0, \
+                 maxUnavailable: 1}}; ReadWriteOnce model disk: use Azure Files"
                     .to_owned(),
             )
         };

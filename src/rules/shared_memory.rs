@@ -162,13 +162,10 @@ pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
         else {
             let name = patch_volume.as_deref().unwrap_or("dshm");
             out.findings.push(Finding {
-                message: format!(
-                    "{who} but mounts nothing at /dev/shm: NCCL and its workers get the \
-                     runtime's 64 MiB"
-                ),
+                message: format!("{who} but mounts nothing at /dev/shm: NCCL gets 64 MiB"),
                 fix: format!(
-                    "add volumes: [{{name: {name}, emptyDir: {{medium: Memory}}}}] and on \
-                     container \"{}\": volumeMounts: [{{name: {name}, mountPath: /dev/shm}}]",
+                    "volumes: [{{name: {name}, emptyDir: {{medium: Memory}}}}], on container \
+                     \"{}\": volumeMounts: [{{name: {name}, mountPath: /dev/shm}}]",
                     c.name
                 ),
                 path: format!("{cpath}/volumeMounts"),
@@ -307,7 +304,7 @@ mod tests {
         assert_eq!(
             f.message,
             "container \"llm\" requests 2 nvidia.com/gpu but mounts nothing at /dev/shm: NCCL \
-             and its workers get the runtime's 64 MiB"
+             gets 64 MiB"
         );
         assert_eq!(f.path, "/spec/template/spec/containers/0/volumeMounts");
         assert!(f.fix.contains("emptyDir: {medium: Memory}"), "{}", f.fix);

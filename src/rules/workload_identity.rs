@@ -56,8 +56,8 @@ impl Settings {
 
 fn use_workload_id_fix(drop: &str) -> String {
     format!(
-        "use Workload ID (pod label {WI_LABEL}: \"true\", a ServiceAccount annotated \
-         {WI_CLIENT_ID}), then remove {drop} and rotate the key"
+        "use Workload ID: pod label {WI_LABEL}: \"true\", a ServiceAccount with its \
+         client-id; drop {drop}, rotate the key"
     )
 }
 
@@ -96,8 +96,7 @@ pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
                 .and_then(|v| v.secret_key_ref.as_ref());
             let message = match (from_secret, e.value.as_deref()) {
                 (Some(r), _) => format!(
-                    "{who} reads {} from Secret \"{}\": a stored Azure key, where Workload ID \
-                     needs none",
+                    "{who} reads {} from Secret \"{}\": a stored Azure key",
                     e.name, r.name
                 ),
                 (None, Some(v)) if !v.is_empty() => format!(
@@ -141,12 +140,12 @@ pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
     if w.template_labels.contains_key(POD_IDENTITY_LABEL) {
         out.findings.push(Finding {
             message: format!(
-                "the pod template's {POD_IDENTITY_LABEL} label is AAD Pod Identity, deprecated \
-                 and archived: the pod gets no identity on clusters without its NMI daemon"
+                "the pod template uses {POD_IDENTITY_LABEL}, the label of the archived AAD Pod \
+                 Identity"
             ),
             fix: format!(
-                "label the pod template {WI_LABEL}: \"true\" instead and run as a ServiceAccount \
-                 annotated {WI_CLIENT_ID} (az identity federated-credential create links them)"
+                "label the pod template {WI_LABEL}: \"true\" and run as a ServiceAccount \
+                 annotated {WI_CLIENT_ID}"
             ),
             path: pointer(&labels_path, &[POD_IDENTITY_LABEL])
                 .as_str()
@@ -166,8 +165,8 @@ pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
             let fixable = v == "true" && !w.template_labels.is_empty();
             out.findings.push(Finding {
                 message: format!(
-                    "{WI_LABEL} is on the {}'s own labels, not its pod template's: the Workload \
-                     ID webhook reads pod labels only, so the pods get no identity",
+                    "{WI_LABEL} is on the {}, not its pod template: the Workload ID webhook \
+                     reads pod labels only",
                     w.kind
                 ),
                 fix: format!(
@@ -210,16 +209,15 @@ pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
         };
         out.findings.push(Finding {
             message: format!(
-                "the pod uses Workload ID as {}: it needs a ServiceAccount of its own, \
-                 annotated {WI_CLIENT_ID}",
+                "the pod uses Workload ID with {}: it needs a ServiceAccount of its own",
                 match account {
                     Some(_) => "serviceAccountName: default",
-                    None => "the namespace's default ServiceAccount (no serviceAccountName)",
+                    None => "no serviceAccountName",
                 }
             ),
             fix: format!(
-                "kubectl create serviceaccount {sa} -n {ns} && kubectl annotate serviceaccount \
-                 {sa} -n {ns} {WI_CLIENT_ID}=<client-id>; then set serviceAccountName: {sa}",
+                "kubectl create sa {sa} -n {ns}; kubectl annotate sa {sa} -n {ns} \
+                 {WI_CLIENT_ID}=<client-id>; set serviceAccountName: {sa}",
                 ns = w.namespace
             ),
             path: w.pod_field("serviceAccountName"),
@@ -287,7 +285,7 @@ mod tests {
         assert_eq!(
             f.message,
             "container \"llm\" reads AZURE_OPENAI_API_KEY from Secret \"openai\": a stored Azure \
-             key, where Workload ID needs none"
+             key"
         );
         assert_eq!(f.path, "/spec/template/spec/containers/0/env/1");
         assert!(f.fix.contains("rotate the key"), "{}", f.fix);
@@ -379,7 +377,7 @@ mod tests {
             assert_eq!(f.path, "/spec/template/spec/serviceAccountName");
             assert!(
                 f.fix
-                    .starts_with("kubectl create serviceaccount llm -n ml && kubectl annotate"),
+                    .starts_with("kubectl create sa llm -n ml; kubectl annotate sa llm"),
                 "{}",
                 f.fix
             );
