@@ -12,7 +12,10 @@ use crate::error::{Error, Result};
 use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, Updates, WorkloadScope};
-use crate::rules::{Outcome, autoscaler, gpu_placement, image_provenance, resources, zone_spread};
+use crate::rules::{
+    Outcome, autoscaler, gpu_placement, graceful_termination, image_provenance, model_lineage,
+    resources, rollout_strategy, shared_memory, workload_identity, zone_spread,
+};
 use crate::workload::{Owner, Workload, WorkloadKind};
 
 /// One violation as users see it.
@@ -200,6 +203,17 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 RuleId::ImageProvenance => {
                     run(&p.image_provenance, |s, _| image_provenance::check(w, s))
                 }
+                RuleId::RolloutStrategy => run(&p.rollout_strategy, |s, _| {
+                    rollout_strategy::check(w, s, &scalers)
+                }),
+                RuleId::SharedMemory => run(&p.shared_memory, |s, m| shared_memory::check(w, s, m)),
+                RuleId::WorkloadIdentity => run(&p.workload_identity, |s, m| {
+                    workload_identity::check(w, s, m)
+                }),
+                RuleId::GracefulTermination => run(&p.graceful_termination, |s, m| {
+                    graceful_termination::check(w, s, m)
+                }),
+                RuleId::ModelLineage => run(&p.model_lineage, |s, _| model_lineage::check(w, s)),
             };
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()

@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -144,9 +145,24 @@ pub struct Workload {
     /// `spec.selector` of replicated kinds.
     pub selector: Option<LabelSelector>,
     pub template_labels: BTreeMap<String, String>,
+    /// The pod template's annotations (a bare Pod's own).
+    pub template_annotations: BTreeMap<String, String>,
+    /// How a Deployment or StatefulSet replaces its pods (None: other kinds).
+    pub rollout: Option<Rollout>,
     pub pod: PodSpec,
     /// JSON pointer of `pod` inside the object.
     pub pod_path: &'static str,
+}
+
+/// How a Deployment (`strategy`) or StatefulSet (`updateStrategy`) rolls
+/// out a new template, as written (None: omitted).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Rollout {
+    /// `RollingUpdate`, `Recreate` (Deployment) or `OnDelete` (StatefulSet).
+    pub strategy: Option<String>,
+    pub max_unavailable: Option<IntOrString>,
+    pub max_surge: Option<IntOrString>,
+    pub revision_history_limit: Option<i32>,
 }
 
 /// Which list of the pod spec a container sits in.
@@ -267,26 +283,45 @@ impl Workload {
             WorkloadKind::Deployment => {
                 let d: Deployment = object.read(at)?;
                 let spec = d.spec;
-                Self::assemble(
+                let strategy = spec.strategy.unwrap_or_default();
+                let rolling = strategy.rolling_update.unwrap_or_default();
+                let rollout = Rollout {
+                    strategy: strategy.type_,
+                    max_unavailable: rolling.max_unavailable,
+                    max_surge: rolling.max_surge,
+                    revision_history_limit: spec.revision_history_limit,
+                };
+                let mut w = Self::assemble(
                     wk,
                     d.metadata,
                     spec.replicas,
                     Some(spec.selector),
                     spec.template,
                     default_namespace,
-                )
+                );
+                w.rollout = Some(rollout);
+                w
             }
             WorkloadKind::StatefulSet => {
                 let s: StatefulSet = object.read(at)?;
                 let spec = s.spec;
-                Self::assemble(
+                let strategy = spec.update_strategy.unwrap_or_default();
+                let rollout = Rollout {
+                    strategy: strategy.type_,
+                    max_unavailable: strategy.rolling_update.and_then(|r| r.max_unavailable),
+                    max_surge: None,
+                    revision_history_limit: spec.revision_history_limit,
+                };
+                let mut w = Self::assemble(
                     wk,
                     s.metadata,
                     spec.replicas,
                     Some(spec.selector),
                     spec.template,
                     default_namespace,
-                )
+                );
+                w.rollout = Some(rollout);
+                w
             }
             WorkloadKind::ReplicaSet => {
                 let r: ReplicaSet = object.read(at)?;
@@ -321,6 +356,7 @@ impl Workload {
                 let template = PodTemplateSpec {
                     metadata: Some(ObjectMeta {
                         labels: Some(labels),
+                        annotations: p.metadata.annotations.clone(),
                         ..Default::default()
                     }),
                     spec: p.spec,
@@ -366,7 +402,16 @@ impl Workload {
             deleting: meta.deletion_timestamp.is_some(),
             replicas,
             selector,
-            template_labels: template.metadata.and_then(|m| m.labels).unwrap_or_default(),
+            template_labels: template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default(),
+            template_annotations: template
+                .metadata
+                .and_then(|m| m.annotations)
+                .unwrap_or_default(),
+            rollout: None,
             pod: template.spec.unwrap_or_default(),
             pod_path: kind.pod_spec_path(),
         }
@@ -433,6 +478,13 @@ impl Workload {
     /// `Deployment ml/llm`
     pub fn display_name(&self) -> String {
         format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+
+    /// The pointer to the pod template's metadata field: `/spec/template/metadata/labels`
+    /// (a bare Pod's own `/metadata/labels`).
+    pub fn template_field(&self, field: &str) -> String {
+        let template = self.pod_path.strip_suffix("/spec").unwrap_or_default();
+        format!("{template}/metadata/{field}")
     }
 
     /// The pointer to a pod spec field: `/spec/template/spec/nodeSelector`.

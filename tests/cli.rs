@@ -99,6 +99,9 @@ fn bad_examples_exit_one_with_every_rule_named() {
         "resources (Cost Optimization)",
         "gpu-placement (Cost Optimization)",
         "image-provenance (Security)",
+        "workload-identity (Security)",
+        "shared-memory (Performance Efficiency)",
+        "rollout-strategy (Reliability)",
     ] {
         assert!(t.contains(rule), "missing {rule} in:\n{t}");
     }
@@ -522,6 +525,84 @@ fn a_namespace_label_that_is_not_a_string_is_refused_not_dropped() {
         "{err}"
     );
     assert!(err.contains("(line 6)"), "{err}");
+}
+
+#[test]
+fn the_dev_policy_lets_a_model_server_scale_to_zero_which_the_baseline_reports() {
+    let dir = TempDir::new("dev");
+    let ns = dir.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml, labels: {environment: dev}}\n",
+    );
+    let keda = "tests/fixtures/rules/autoscaler/fail-keda-scale-to-zero.yaml";
+    let dev = run(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        "manifests/policies/dev-scale-to-zero.yaml",
+        keda,
+        &ns,
+    ]);
+    let llm = result(&json(&dev), "llm").clone();
+    assert_eq!(llm["governedBy"], serde_json::json!(["dev-scale-to-zero"]));
+    assert_eq!(llm["violations"], serde_json::json!([]), "{llm:#}");
+    let baseline = run(&["check", "-o", "json", keda, &ns]);
+    let llm = result(&json(&baseline), "llm").clone();
+    let rules: Vec<&str> = llm["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"autoscaler") && rules.contains(&"zone-spread"),
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn the_strict_policy_holds_models_to_lineage_which_the_baseline_leaves_off() {
+    let dir = TempDir::new("lineage");
+    let ns = dir.write(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml, labels: {environment: production}}\n",
+    );
+    let actions = |args: &[&str]| -> Vec<(String, String)> {
+        let out = run(args);
+        result(&json(&out), "llm")["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["rule"].as_str().unwrap().to_owned(),
+                    v["action"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let strict = actions(&[
+        "check",
+        "-o",
+        "json",
+        "--policy",
+        "manifests/policies/strict.yaml",
+        "examples/good/llm-gpu.yaml",
+        &ns,
+    ]);
+    let has = |list: &[(String, String)], rule: &str, action: &str| {
+        list.iter().any(|(r, a)| r == rule && a == action)
+    };
+    assert!(has(&strict, "model-lineage", "deny"), "{strict:?}");
+    assert!(has(&strict, "graceful-termination", "warn"), "{strict:?}");
+    let baseline = actions(&["check", "-o", "json", "examples/good/llm-gpu.yaml", &ns]);
+    assert!(
+        !baseline
+            .iter()
+            .any(|(r, _)| r == "model-lineage" || r == "graceful-termination"),
+        "{baseline:?}"
+    );
 }
 
 #[test]

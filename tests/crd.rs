@@ -115,6 +115,33 @@ fn every_sample_policy_fits_the_generated_schema() {
     assert!(checked >= 3, "only {checked} sample policies");
 }
 
+/// kubectl and Helm read YAML 1.1, where an unquoted `Off` (or `on`, `yes`,
+/// `no`) is a boolean: the apiserver would then refuse `action: Off`.
+#[test]
+fn shipped_policies_quote_what_yaml_1_1_reads_as_a_boolean() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("manifests/policies"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.push(root().join("charts/waf-admission/files/baseline.yaml"));
+    let bare = ["y", "n", "yes", "no", "on", "off"];
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split(" #").next().unwrap_or_default();
+            for part in code.split([',', '{', '}', '[', ']']) {
+                let value = part.rsplit_once(": ").map_or(part, |(_, v)| v).trim();
+                assert!(
+                    !bare.contains(&value.to_lowercase().as_str()),
+                    "{}:{}: quote {value:?}: YAML 1.1 reads it as a boolean",
+                    path.display(),
+                    i + 1
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn broken_policies_are_refused_by_the_schema() {
     let validator = policy_schema();

@@ -36,18 +36,27 @@ fn kubectl_applies_every_patch_and_the_result_passes_what_was_patched() {
                 let p = e.unwrap().path();
                 if p.is_dir() {
                     stack.push(p);
-                } else {
+                } else if p.file_name().is_some_and(|n| n != "policy.yaml") {
                     files.push(p.strip_prefix(root).unwrap().to_owned());
                 }
             }
         }
     }
     files.sort();
+    // A fixture folder's own policy.yaml, as tests/rule_fixtures.rs uses it.
+    let policy_args = |f: &Path| -> Vec<String> {
+        let own = root.join(f).with_file_name("policy.yaml");
+        match own.exists() {
+            true => vec!["--policy".into(), own.to_string_lossy().into_owned()],
+            false => vec![],
+        }
+    };
     let mut results = Vec::new();
     for f in &files {
         let out = bin()
             .current_dir(root)
             .args(["check", "-o", "json"])
+            .args(policy_args(f))
             .arg(f)
             .output()
             .unwrap();
@@ -92,6 +101,7 @@ fn kubectl_applies_every_patch_and_the_result_passes_what_was_patched() {
         std::fs::write(&context_file, context.join("\n---\n")).unwrap();
         let again = bin()
             .args(["check", "-o", "json"])
+            .args(policy_args(Path::new(file)))
             .arg(&patched_file)
             .arg(&context_file)
             .output()

@@ -1,7 +1,10 @@
 //! Every rule's fixtures under tests/fixtures/rules/<rule-id>/: a `pass-*`
 //! file passes that rule and is admitted; a `fail-*` file violates that rule
 //! and no other deny rule. Every patch the engine proposes is applied with
-//! json-patch and the patched object is checked again.
+//! json-patch and the patched object is checked again. Fixtures are judged
+//! with the baseline, or with the folder's own `policy.yaml` where it has
+//! one (as `check --policy` would): a rule that is Off in the baseline
+//! still gets failing fixtures.
 
 use std::path::{Path, PathBuf};
 
@@ -15,11 +18,25 @@ fn fixtures() -> Vec<(String, PathBuf)> {
         let rule_dir = rule_dir.unwrap().path();
         let rule = rule_dir.file_name().unwrap().to_str().unwrap().to_owned();
         for f in std::fs::read_dir(&rule_dir).unwrap() {
-            out.push((rule.clone(), f.unwrap().path()));
+            let f = f.unwrap().path();
+            if f.file_name().is_some_and(|n| n != "policy.yaml") {
+                out.push((rule.clone(), f));
+            }
         }
     }
     out.sort();
     out
+}
+
+/// The policy a fixture is judged with: its folder's `policy.yaml`, else the baseline.
+fn policy_for(fixture: &Path) -> PolicySet {
+    let own = fixture.with_file_name("policy.yaml");
+    if own.exists() {
+        check::load_policies(std::slice::from_ref(&own))
+            .unwrap_or_else(|e| panic!("{}: {e:?}", own.display()))
+    } else {
+        PolicySet::baseline().unwrap()
+    }
 }
 
 fn judge(set: &PolicySet, loaded: Loaded) -> Report {
@@ -41,6 +58,11 @@ fn every_rule_has_passing_and_failing_fixtures() {
         "resources",
         "gpu-placement",
         "image-provenance",
+        "rollout-strategy",
+        "shared-memory",
+        "workload-identity",
+        "graceful-termination",
+        "model-lineage",
     ] {
         let names: Vec<String> = all
             .iter()
@@ -60,9 +82,9 @@ fn every_rule_has_passing_and_failing_fixtures() {
 
 #[test]
 fn fixtures_pass_or_fail_exactly_their_rule() {
-    let set = PolicySet::baseline().unwrap();
     for (rule, path) in fixtures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let set = policy_for(&path);
         let report = judge(&set, check::load(std::slice::from_ref(&path)));
         assert!(report.errors.is_empty(), "{name}: {:?}", report.errors);
         let r = report
@@ -107,10 +129,10 @@ fn fixtures_pass_or_fail_exactly_their_rule() {
 
 #[test]
 fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
-    let set = PolicySet::baseline().unwrap();
     let mut patched_count = 0;
     for (_, path) in fixtures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let set = policy_for(&path);
         let text = std::fs::read_to_string(&path).unwrap();
         let report = judge(&set, load_text(&text, &name));
         for r in report.results.iter().filter(|r| !r.patch.is_empty()) {
@@ -160,7 +182,26 @@ fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
         }
     }
     assert!(
-        patched_count >= 8,
+        patched_count >= 13,
         "only {patched_count} fixtures produced patches"
     );
+}
+
+#[test]
+fn a_folder_policy_replaces_the_baseline_for_its_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
+    let fixture = root.join("graceful-termination/fail-default-grace-no-pre-stop.yaml");
+    let rule = |set: &PolicySet| {
+        judge(set, check::load(std::slice::from_ref(&fixture))).results[0]
+            .violations
+            .iter()
+            .filter(|v| v.rule == "graceful-termination")
+            .count()
+    };
+    assert_eq!(
+        rule(&PolicySet::baseline().unwrap()),
+        0,
+        "Off in the baseline"
+    );
+    assert!(rule(&policy_for(&fixture)) > 0, "on in the folder's policy");
 }

@@ -31,6 +31,23 @@ mod tests {
         assert_eq!(compiled.name, "baseline");
         assert_eq!(compiled.autoscaler.unwrap().action, Action::Warn);
         assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
+        assert_eq!(
+            compiled.rollout_strategy.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
+        assert_eq!(
+            compiled.shared_memory.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
+        assert_eq!(
+            compiled.workload_identity.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
+        assert!(
+            compiled.graceful_termination.is_none(),
+            "Off in the baseline"
+        );
+        assert!(compiled.model_lineage.is_none(), "Off in the baseline");
     }
 
     #[test]
@@ -44,6 +61,10 @@ mod tests {
         rules.resources.mutate = false;
         rules.gpu_placement.mutate = false;
         rules.autoscaler.action = None;
+        // Newer rules the baseline sets to Warn, where they would take the policy's Deny.
+        assert_eq!(rules.rollout_strategy.action.take(), Some(Action::Warn));
+        assert_eq!(rules.shared_memory.action.take(), Some(Action::Warn));
+        assert_eq!(rules.workload_identity.action.take(), Some(Action::Warn));
         assert_eq!(rules, defaults);
         assert_eq!(p.spec.action, DefaultAction::Deny);
         let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();

@@ -8,7 +8,10 @@ use kube::core::{Selector, SelectorExt};
 use super::{Action, OwnerKind, RuleId, Updates, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
-use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
+use crate::rules::{
+    autoscaler, gpu_placement, graceful_termination, image_provenance, model_lineage, resources,
+    rollout_strategy, shared_memory, workload_identity, zone_spread,
+};
 use crate::workload::{Workload, WorkloadKind};
 
 /// A rule switched on, with its resolved action and settings.
@@ -36,6 +39,11 @@ pub struct Policy {
     pub resources: Option<Enabled<resources::Settings>>,
     pub gpu_placement: Option<Enabled<gpu_placement::Settings>>,
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
+    pub rollout_strategy: Option<Enabled<rollout_strategy::Settings>>,
+    pub shared_memory: Option<Enabled<shared_memory::Settings>>,
+    pub workload_identity: Option<Enabled<workload_identity::Settings>>,
+    pub graceful_termination: Option<Enabled<graceful_termination::Settings>>,
+    pub model_lineage: Option<Enabled<model_lineage::Settings>>,
 }
 
 fn enabled<S>(
@@ -201,6 +209,32 @@ impl Policy {
             &format!("{at}.imageProvenance"),
             &mut problems,
         );
+        let rollout = rollout_strategy::Settings::compile(
+            &r.rollout_strategy,
+            &format!("{at}.rolloutStrategy"),
+            &mut problems,
+        );
+        let shm = shared_memory::Settings::compile(
+            &r.shared_memory,
+            gpus.clone(),
+            &format!("{at}.sharedMemory"),
+            &mut problems,
+        );
+        let wi = workload_identity::Settings::compile(
+            &r.workload_identity,
+            &format!("{at}.workloadIdentity"),
+            &mut problems,
+        );
+        let grace = graceful_termination::Settings::compile(
+            &r.graceful_termination,
+            &format!("{at}.gracefulTermination"),
+            &mut problems,
+        );
+        let lineage = model_lineage::Settings::compile(
+            &r.model_lineage,
+            &format!("{at}.modelLineage"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -227,6 +261,22 @@ impl Policy {
             resources: enabled(r.resources.action, default, r.resources.mutate, res),
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
             image_provenance: enabled(r.image_provenance.action, default, false, img),
+            rollout_strategy: enabled(r.rollout_strategy.action, default, false, rollout),
+            shared_memory: enabled(r.shared_memory.action, default, r.shared_memory.mutate, shm),
+            workload_identity: enabled(
+                r.workload_identity.action,
+                default,
+                r.workload_identity.mutate,
+                wi,
+            ),
+            // Off unless set: these rules do not take the policy's action.
+            graceful_termination: enabled(
+                r.graceful_termination.action,
+                Action::Off,
+                r.graceful_termination.mutate,
+                grace,
+            ),
+            model_lineage: enabled(r.model_lineage.action, Action::Off, false, lineage),
         })
     }
 
@@ -240,6 +290,11 @@ impl Policy {
                 RuleId::Resources => self.resources.is_some(),
                 RuleId::GpuPlacement => self.gpu_placement.is_some(),
                 RuleId::ImageProvenance => self.image_provenance.is_some(),
+                RuleId::RolloutStrategy => self.rollout_strategy.is_some(),
+                RuleId::SharedMemory => self.shared_memory.is_some(),
+                RuleId::WorkloadIdentity => self.workload_identity.is_some(),
+                RuleId::GracefulTermination => self.graceful_termination.is_some(),
+                RuleId::ModelLineage => self.model_lineage.is_some(),
             })
             .collect()
     }
@@ -323,6 +378,19 @@ mod tests {
 
     fn problems(spec: &str) -> String {
         Policy::compile(&policy(spec)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn off_by_default_rules_stay_off_in_a_deny_policy_until_their_action_is_set() {
+        let p = Policy::compile(&policy("{action: Deny}")).unwrap();
+        assert!(p.graceful_termination.is_none() && p.model_lineage.is_none());
+        assert_eq!(p.rollout_strategy.map(|r| r.action), Some(Action::Deny));
+        let p = Policy::compile(&policy(
+            "{action: Deny, rules: {gracefulTermination: {action: Warn}, modelLineage: {action: Deny}}}",
+        ))
+        .unwrap();
+        assert_eq!(p.graceful_termination.map(|r| r.action), Some(Action::Warn));
+        assert_eq!(p.model_lineage.map(|r| r.action), Some(Action::Deny));
     }
 
     #[test]

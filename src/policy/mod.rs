@@ -213,15 +213,25 @@ pub enum RuleId {
     Resources,
     GpuPlacement,
     ImageProvenance,
+    RolloutStrategy,
+    SharedMemory,
+    WorkloadIdentity,
+    GracefulTermination,
+    ModelLineage,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 5] = [
+    pub const ALL: [RuleId; 10] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
         RuleId::GpuPlacement,
         RuleId::ImageProvenance,
+        RuleId::RolloutStrategy,
+        RuleId::SharedMemory,
+        RuleId::WorkloadIdentity,
+        RuleId::GracefulTermination,
+        RuleId::ModelLineage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -231,6 +241,11 @@ impl RuleId {
             RuleId::Resources => "resources",
             RuleId::GpuPlacement => "gpu-placement",
             RuleId::ImageProvenance => "image-provenance",
+            RuleId::RolloutStrategy => "rollout-strategy",
+            RuleId::SharedMemory => "shared-memory",
+            RuleId::WorkloadIdentity => "workload-identity",
+            RuleId::GracefulTermination => "graceful-termination",
+            RuleId::ModelLineage => "model-lineage",
         }
     }
 
@@ -249,6 +264,21 @@ impl RuleId {
             RuleId::ImageProvenance => {
                 "Images come from registries the platform team trusts, pinned by digest"
             }
+            RuleId::RolloutStrategy => {
+                "Replicated model servers roll out without Recreate, keep replicas up and a revision to roll back to"
+            }
+            RuleId::SharedMemory => {
+                "Multi-GPU and tensor-parallel containers mount a Memory emptyDir at /dev/shm"
+            }
+            RuleId::WorkloadIdentity => {
+                "Pods that use Azure credentials get them through Workload Identity, not stored keys"
+            }
+            RuleId::GracefulTermination => {
+                "The grace period lets in-flight generations finish, after a shorter preStop delay"
+            }
+            RuleId::ModelLineage => {
+                "The pod template names its model version and source, and Hugging Face models are pinned to a revision"
+            }
         }
     }
 
@@ -258,6 +288,11 @@ impl RuleId {
             RuleId::Autoscaler => Pillar::PerformanceEfficiency,
             RuleId::Resources | RuleId::GpuPlacement => Pillar::CostOptimization,
             RuleId::ImageProvenance => Pillar::Security,
+            RuleId::RolloutStrategy => Pillar::Reliability,
+            RuleId::SharedMemory => Pillar::PerformanceEfficiency,
+            RuleId::WorkloadIdentity => Pillar::Security,
+            RuleId::GracefulTermination => Pillar::Reliability,
+            RuleId::ModelLineage => Pillar::OperationalExcellence,
         }
     }
 }
@@ -310,6 +345,16 @@ pub struct Rules {
     pub gpu_placement: GpuPlacement,
     #[serde(default)]
     pub image_provenance: ImageProvenance,
+    #[serde(default)]
+    pub rollout_strategy: RolloutStrategy,
+    #[serde(default)]
+    pub shared_memory: SharedMemory,
+    #[serde(default)]
+    pub workload_identity: WorkloadIdentity,
+    #[serde(default)]
+    pub graceful_termination: GracefulTermination,
+    #[serde(default)]
+    pub model_lineage: ModelLineage,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -373,9 +418,11 @@ pub struct Autoscaler {
     /// Overrides the policy's action for this rule; `Off` disables it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
-    /// The lowest minReplicas accepted on the autoscaler.
+    /// The lowest minReplicas accepted on the autoscaler. 0 lets a dev
+    /// policy accept scale to zero (KEDA `minReplicaCount: 0`); the
+    /// zone-spread floor is `zoneSpread.minReplicas`, set on its own.
     #[serde(default = "two")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 0))]
     pub min_replicas: i32,
 }
 
@@ -546,6 +593,270 @@ impl Default for ImageProvenance {
 
 fn default_registries() -> Vec<String> {
     vec!["*.azurecr.io".into(), "mcr.microsoft.com".into()]
+}
+
+/// `rollout-strategy` (Reliability): a rollout of a replicated model server
+/// keeps some replicas serving and can be rolled back: no `Recreate`,
+/// `maxUnavailable` below the replica count, a revision history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutStrategy {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Deployments with fewer replicas (an autoscaler's minReplicas counts)
+    /// are not judged: `zone-spread` reports the replica count.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// The fewest old ReplicaSets kept (`revisionHistoryLimit`) for
+    /// `kubectl rollout undo`.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0))]
+    pub min_revision_history: i32,
+    /// Accept `strategy.type: Recreate` (a ReadWriteOnce model volume needs it).
+    #[serde(default)]
+    pub allow_recreate: bool,
+    /// Accept a StatefulSet's `updateStrategy.type: OnDelete` (pods take
+    /// a new template only when deleted by hand). `false` reports it.
+    #[serde(default = "yes")]
+    pub allow_on_delete: bool,
+}
+
+impl Default for RolloutStrategy {
+    fn default() -> Self {
+        RolloutStrategy {
+            action: None,
+            min_replicas: two(),
+            min_revision_history: one(),
+            allow_recreate: false,
+            allow_on_delete: yes(),
+        }
+    }
+}
+
+/// `shared-memory` (Performance Efficiency): a container that spans
+/// several GPUs (NCCL, tensor parallelism) mounts a Memory emptyDir at
+/// /dev/shm; the container runtime's default of 64 MiB makes it crash or crawl.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedMemory {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add the emptyDir volume and its /dev/shm mount through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// The GPU count (of a `gpuPlacement.resourceNames` resource) from which
+    /// a container needs shared memory. Tensor parallelism above 1
+    /// (`--tensor-parallel-size`, `--num-shard`, `--tp-size`) triggers it too.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_gpus: i32,
+    /// The smallest `sizeLimit` accepted on the /dev/shm emptyDir (no
+    /// sizeLimit is accepted: the pod's memory limit caps it).
+    #[serde(default = "default_min_shm")]
+    pub min_size_limit: Quantity,
+    /// The `sizeLimit` the patch writes; absent: none (capped by the memory limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_size_limit: Option<Quantity>,
+}
+
+impl Default for SharedMemory {
+    fn default() -> Self {
+        SharedMemory {
+            action: None,
+            mutate: false,
+            min_gpus: two(),
+            min_size_limit: default_min_shm(),
+            default_size_limit: None,
+        }
+    }
+}
+
+fn default_min_shm() -> Quantity {
+    Quantity("1Gi".into())
+}
+
+/// `workload-identity` (Security): a pod that talks to Azure does so as a
+/// Microsoft Entra Workload ID, not with a stored key. Fires only on signs
+/// of Azure credentials: such env names (from a Secret or a literal), an
+/// `envFrom` Secret whose name says storage or OpenAI, the retired
+/// `aadpodidbinding` label, or the Workload ID label itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Copy `azure.workload.identity/use: "true"` from the workload's own
+    /// labels to its pod template's (the only labels the Workload ID
+    /// webhook reads) through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Env variable names that carry an Azure key or secret.
+    #[serde(default = "default_azure_credential_names")]
+    pub credential_env_names: Vec<String>,
+    /// Case-insensitive words that, in the name of a Secret read whole by
+    /// `envFrom.secretRef`, mark it as holding Azure keys.
+    #[serde(default = "default_azure_secret_words")]
+    pub secret_name_patterns: Vec<String>,
+}
+
+impl Default for WorkloadIdentity {
+    fn default() -> Self {
+        WorkloadIdentity {
+            action: None,
+            mutate: false,
+            credential_env_names: default_azure_credential_names(),
+            secret_name_patterns: default_azure_secret_words(),
+        }
+    }
+}
+
+fn default_azure_credential_names() -> Vec<String> {
+    [
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_SEARCH_KEY",
+        "AZURE_AI_SEARCH_API_KEY",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_azure_secret_words() -> Vec<String> {
+    ["storage", "blob", "openai", "keyvault"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// `graceful-termination` (Reliability): pods get long enough after
+/// SIGTERM to finish in-flight generations, behind a preStop delay that
+/// lets the load balancer drop the endpoint first. Off unless `action` is
+/// set: the right values depend on the workload.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GracefulTermination {
+    /// This rule's action. Unset: Off (it does not take the policy's action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Raise the grace period and add the preStop sleep through the
+    /// mutating webhook (`preStop.sleep` needs Kubernetes 1.30 or later).
+    #[serde(default)]
+    pub mutate: bool,
+    /// The shortest `terminationGracePeriodSeconds` accepted (Kubernetes' default is 30).
+    #[serde(default = "default_min_grace")]
+    #[schemars(range(min = 1))]
+    pub min_grace_period_seconds: i64,
+    /// Require a `lifecycle.preStop` hook (sleep or exec) on every serving container.
+    #[serde(default = "yes")]
+    pub require_pre_stop: bool,
+    /// The preStop sleep the patch adds.
+    #[serde(default = "default_pre_stop")]
+    #[schemars(range(min = 1))]
+    pub pre_stop_seconds: i64,
+    /// Seconds of the grace period that must remain after a preStop sleep,
+    /// for the server itself to drain.
+    #[serde(default = "default_min_drain")]
+    #[schemars(range(min = 0))]
+    pub min_drain_seconds: i64,
+}
+
+impl Default for GracefulTermination {
+    fn default() -> Self {
+        GracefulTermination {
+            action: None,
+            mutate: false,
+            min_grace_period_seconds: default_min_grace(),
+            require_pre_stop: yes(),
+            pre_stop_seconds: default_pre_stop(),
+            min_drain_seconds: default_min_drain(),
+        }
+    }
+}
+
+fn default_min_grace() -> i64 {
+    60
+}
+fn default_pre_stop() -> i64 {
+    10
+}
+fn default_min_drain() -> i64 {
+    15
+}
+
+/// `model-lineage` (Operational Excellence): the pod template says which
+/// model version it serves and where the model came from, and a Hugging
+/// Face model served by vLLM or TGI is pinned to a revision. Off unless
+/// `action` is set: the keys are each organisation's own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelLineage {
+    /// This rule's action. Unset: Off (it does not take the policy's action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Labels every pod template carries with a non-empty value (never on
+    /// `spec.selector`, which is immutable).
+    #[serde(default = "default_lineage_labels")]
+    pub required_labels: Vec<String>,
+    /// Annotations every pod template carries with a non-empty value.
+    #[serde(default = "default_lineage_annotations")]
+    pub required_annotations: Vec<String>,
+    /// Values that do not name a version (compared case-insensitively).
+    #[serde(default = "default_floating_versions")]
+    pub forbidden_values: Vec<String>,
+    /// A Hugging Face model id given to vLLM (`--model`) or TGI
+    /// (`--model-id`, `MODEL_ID`) needs a `--revision` (or `REVISION`).
+    #[serde(default = "yes")]
+    pub require_model_revision: bool,
+    /// The revision must be a 40-hex commit id, not a branch or tag.
+    #[serde(default)]
+    pub require_commit_revision: bool,
+    /// Template labels that stand for the required labels: operators such
+    /// as KAITO and KServe keep the model's lineage in their own objects.
+    #[serde(default = "default_lineage_equivalents")]
+    pub equivalent_labels: Vec<String>,
+}
+
+impl Default for ModelLineage {
+    fn default() -> Self {
+        ModelLineage {
+            action: None,
+            required_labels: default_lineage_labels(),
+            required_annotations: default_lineage_annotations(),
+            forbidden_values: default_floating_versions(),
+            require_model_revision: yes(),
+            require_commit_revision: false,
+            equivalent_labels: default_lineage_equivalents(),
+        }
+    }
+}
+
+fn default_lineage_labels() -> Vec<String> {
+    vec![
+        "app.kubernetes.io/version".into(),
+        "waf-admission.dev/model-version".into(),
+    ]
+}
+
+fn default_lineage_annotations() -> Vec<String> {
+    vec!["waf-admission.dev/model-source".into()]
+}
+
+fn default_floating_versions() -> Vec<String> {
+    vec!["latest".into(), "main".into(), "master".into()]
+}
+
+fn default_lineage_equivalents() -> Vec<String> {
+    vec![
+        "kaito.sh/workspace".into(),
+        "serving.kserve.io/inferenceservice".into(),
+    ]
 }
 
 fn one() -> i32 {

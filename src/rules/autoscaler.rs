@@ -16,8 +16,9 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(spec: &policy::Autoscaler, at: &str, problems: &mut Vec<String>) -> Settings {
-        if spec.min_replicas < 1 {
-            problems.push(format!("{at}.minReplicas: must be at least 1"));
+        // 0 is a dev policy's scale to zero; zone-spread keeps its own floor.
+        if spec.min_replicas < 0 {
+            problems.push(format!("{at}.minReplicas: must not be negative"));
         }
         Settings {
             min_replicas: spec.min_replicas,
@@ -31,20 +32,35 @@ pub fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
         return out;
     }
     if scalers.is_empty() {
-        let floor = s.min_replicas;
-        out.findings.push(Finding {
-            message: format!(
-                "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
-                w.kind, w.name
-            ),
-            fix: format!(
+        let fix = if s.min_replicas == 0 {
+            // An HPA cannot go below 1 without an alpha feature gate: KEDA can.
+            format!(
+                "a KEDA ScaledObject with scaleTargetRef: {{kind: {}, name: {}}}, \
+                 minReplicaCount: 0 and a queue or request-rate trigger (or kubectl autoscale \
+                 {} {} -n {} --min=1 --max=2 --cpu-percent=70)",
+                w.kind,
+                w.name,
+                w.kind.as_str().to_lowercase(),
+                w.name,
+                w.namespace
+            )
+        } else {
+            let floor = s.min_replicas;
+            format!(
                 "kubectl autoscale {} {} -n {} --min={floor} --max={} --cpu-percent=70 \
                  (or a KEDA ScaledObject on a queue or latency metric)",
                 w.kind.as_str().to_lowercase(),
                 w.name,
                 w.namespace,
                 floor * 2
+            )
+        };
+        out.findings.push(Finding {
+            message: format!(
+                "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
+                w.kind, w.name
             ),
+            fix,
             path: "/spec/replicas".into(),
             fixable: false,
         });
@@ -160,6 +176,52 @@ mod tests {
                 .contains("ScaledObject llm has minReplicaCount 0")
         );
         assert!(out.findings[0].fix.contains("spec.minReplicaCount: 2"));
+    }
+
+    #[test]
+    fn a_scale_to_zero_policy_accepts_keda_min_zero() {
+        let mut problems = vec![];
+        let s = Settings::compile(
+            &policy::Autoscaler {
+                min_replicas: 0,
+                ..Default::default()
+            },
+            "autoscaler",
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut so = scaler("llm", 0, 4);
+        so.kind = ScalerKind::ScaledObject;
+        assert!(check(&workload(&gpu_deployment()), &s, &[&so]).is_clean());
+        // Zero to zero is no autoscaling at all.
+        so.max_replicas = 0;
+        let out = check(&workload(&gpu_deployment()), &s, &[&so]);
+        assert!(out.findings[0].message.contains("no room to scale"));
+        // With none, the fix is one that can reach zero.
+        let out = check(&workload(&gpu_deployment()), &s, &[]);
+        assert!(
+            out.findings[0].fix.starts_with("a KEDA ScaledObject"),
+            "{}",
+            out.findings[0].fix
+        );
+        assert!(out.findings[0].fix.contains("minReplicaCount: 0"));
+    }
+
+    #[test]
+    fn refuses_a_negative_floor() {
+        let mut problems = vec![];
+        Settings::compile(
+            &policy::Autoscaler {
+                min_replicas: -1,
+                ..Default::default()
+            },
+            "spec.rules.autoscaler",
+            &mut problems,
+        );
+        assert_eq!(
+            problems,
+            ["spec.rules.autoscaler.minReplicas: must not be negative"]
+        );
     }
 
     #[test]

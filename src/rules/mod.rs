@@ -5,9 +5,15 @@
 //! does not decide the action: the policy does (see `decision.rs`).
 
 pub mod autoscaler;
+pub mod command_line;
 pub mod gpu_placement;
+pub mod graceful_termination;
 pub mod image_provenance;
+pub mod model_lineage;
 pub mod resources;
+pub mod rollout_strategy;
+pub mod shared_memory;
+pub mod workload_identity;
 pub mod zone_spread;
 
 use json_patch::PatchOperation;
