@@ -47,12 +47,30 @@ fn kubectl_applies_every_patch_and_the_result_passes_what_was_patched() {
             }
         }
     }
+    files.retain(|f| f.file_name().is_some_and(|n| n != "policy.yaml"));
     files.sort();
+    // A rule folder's own policy.yaml is judged beside the baseline, as in
+    // tests/rule_fixtures.rs.
+    let policies = |f: &Path| -> Vec<PathBuf> {
+        let own = root.join(f).with_file_name("policy.yaml");
+        if own.exists() {
+            vec![root.join("manifests/policies/baseline.yaml"), own]
+        } else {
+            Vec::new()
+        }
+    };
+    let policy_args = |f: &Path| -> Vec<String> {
+        policies(f)
+            .iter()
+            .flat_map(|p| ["--policy".to_owned(), p.display().to_string()])
+            .collect()
+    };
     let mut results = Vec::new();
     for f in &files {
         let out = bin()
             .current_dir(root)
             .args(["check", "-o", "json"])
+            .args(policy_args(f))
             .arg(f)
             .output()
             .unwrap();
@@ -97,6 +115,7 @@ fn kubectl_applies_every_patch_and_the_result_passes_what_was_patched() {
         std::fs::write(&context_file, context.join("\n---\n")).unwrap();
         let again = bin()
             .args(["check", "-o", "json"])
+            .args(policy_args(Path::new(file)))
             .arg(&patched_file)
             .arg(&context_file)
             .output()
