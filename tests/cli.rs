@@ -550,3 +550,35 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn literal_credentials_are_reported_but_never_repeated_in_text_or_json() {
+    let inputs = [
+        "examples/bad/secret-env.yaml",
+        "tests/fixtures/rules/secret-env/fail-literal-hf-token.yaml",
+        "tests/fixtures/rules/secret-env/fail-api-key-in-args.yaml",
+        "tests/fixtures/rules/secret-env/fail-storage-connection-string.yaml",
+    ];
+    // Fragments of the made-up credentials in those files.
+    let secrets = [
+        "QmFkRXhhbXBsZU5vdEFSZWFsVG9rZW5BdEFsbA",
+        "made-up-key-for-this-fixture",
+        "bWFkZS11cC1rZXktbm90LXJlYWwt",
+    ];
+    for format in ["text", "json"] {
+        let mut args = vec!["check", "-o", format];
+        args.extend(inputs);
+        let out = run(&args);
+        let all = format!("{}{}", text(&out), stderr(&out));
+        assert!(
+            all.matches("secret-env").count() >= inputs.len(),
+            "every input reported: {all}"
+        );
+        for s in secrets {
+            assert!(
+                !all.contains(s),
+                "{format} output repeats a credential: {all}"
+            );
+        }
+    }
+}

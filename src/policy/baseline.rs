@@ -25,6 +25,7 @@ mod tests {
         assert_eq!(compiled.name, "baseline");
         assert_eq!(compiled.autoscaler.unwrap().action, Action::Warn);
         assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
+        assert_eq!(compiled.secret_env.unwrap().action, Action::Warn);
     }
 
     #[test]
@@ -32,12 +33,21 @@ mod tests {
         let p = policy().unwrap();
         let defaults = Rules::default();
         // Everything the baseline says beyond the serde defaults is the
-        // opt-in to mutation and the autoscaler's Warn.
+        // opt-in to mutation and the rules that warn.
         let mut rules = p.spec.rules.clone();
         rules.zone_spread.mutate = false;
         rules.resources.mutate = false;
         rules.gpu_placement.mutate = false;
         rules.autoscaler.action = None;
+        {
+            let warns = &mut rules.secret_env.action;
+            assert_eq!(
+                *warns,
+                Some(crate::policy::Action::Warn),
+                "never Deny in the baseline"
+            );
+            *warns = None;
+        }
         assert_eq!(rules, defaults);
         assert_eq!(p.spec.action, DefaultAction::Deny);
         let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();

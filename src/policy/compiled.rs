@@ -8,6 +8,7 @@ use kube::core::{Selector, SelectorExt};
 use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
+use crate::rules::secret_env;
 use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
 use crate::workload::{Workload, WorkloadKind};
 
@@ -34,6 +35,7 @@ pub struct Policy {
     pub resources: Option<Enabled<resources::Settings>>,
     pub gpu_placement: Option<Enabled<gpu_placement::Settings>>,
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
+    pub secret_env: Option<Enabled<secret_env::Settings>>,
 }
 
 fn enabled<S>(
@@ -172,6 +174,8 @@ impl Policy {
             &format!("{at}.imageProvenance"),
             &mut problems,
         );
+        let sec =
+            secret_env::Settings::compile(&r.secret_env, &format!("{at}.secretEnv"), &mut problems);
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -196,6 +200,7 @@ impl Policy {
             resources: enabled(r.resources.action, default, r.resources.mutate, res),
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
             image_provenance: enabled(r.image_provenance.action, default, false, img),
+            secret_env: enabled(r.secret_env.action, default, false, sec),
         })
     }
 

@@ -169,15 +169,17 @@ pub enum RuleId {
     Resources,
     GpuPlacement,
     ImageProvenance,
+    SecretEnv,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 5] = [
+    pub const ALL: [RuleId; 6] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
         RuleId::GpuPlacement,
         RuleId::ImageProvenance,
+        RuleId::SecretEnv,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -187,6 +189,7 @@ impl RuleId {
             RuleId::Resources => "resources",
             RuleId::GpuPlacement => "gpu-placement",
             RuleId::ImageProvenance => "image-provenance",
+            RuleId::SecretEnv => "secret-env",
         }
     }
 
@@ -196,6 +199,7 @@ impl RuleId {
             RuleId::Autoscaler => Pillar::PerformanceEfficiency,
             RuleId::Resources | RuleId::GpuPlacement => Pillar::CostOptimization,
             RuleId::ImageProvenance => Pillar::Security,
+            RuleId::SecretEnv => Pillar::Security,
         }
     }
 }
@@ -248,6 +252,8 @@ pub struct Rules {
     pub gpu_placement: GpuPlacement,
     #[serde(default)]
     pub image_provenance: ImageProvenance,
+    #[serde(default)]
+    pub secret_env: SecretEnv,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -477,6 +483,42 @@ impl Default for ImageProvenance {
 
 fn default_registries() -> Vec<String> {
     vec!["*.azurecr.io".into(), "mcr.microsoft.com".into()]
+}
+
+/// `secret-env` (Security): no literal credential in a container's `env`
+/// values, `command` or `args`: it is already in git, etcd and every
+/// `kubectl get -o yaml`. The value is never repeated in any output.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretEnv {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Further variable names whose literal value is always a credential
+    /// (beside the built-in list: AZURE_CLIENT_SECRET, HF_TOKEN, OPENAI_API_KEY, …).
+    #[serde(default)]
+    pub extra_names: Vec<String>,
+    /// Variable names never judged, whatever their value.
+    #[serde(default = "default_allowed_env_names")]
+    pub allow_names: Vec<String>,
+    /// Also look for credentials in `command` and `args` (`--api-key <literal>`).
+    #[serde(default = "yes")]
+    pub scan_args: bool,
+}
+
+impl Default for SecretEnv {
+    fn default() -> Self {
+        SecretEnv {
+            action: None,
+            extra_names: Vec::new(),
+            allow_names: default_allowed_env_names(),
+            scan_args: yes(),
+        }
+    }
+}
+
+fn default_allowed_env_names() -> Vec<String> {
+    vec!["APPLICATIONINSIGHTS_CONNECTION_STRING".into()]
 }
 
 fn one() -> i32 {

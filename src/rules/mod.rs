@@ -8,6 +8,7 @@ pub mod autoscaler;
 pub mod gpu_placement;
 pub mod image_provenance;
 pub mod resources;
+pub mod secret_env;
 pub mod zone_spread;
 
 use json_patch::PatchOperation;
