@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
-use crate::rules::secret_env;
 use crate::rules::{Outcome, autoscaler, gpu_placement, image_provenance, resources, zone_spread};
+use crate::rules::{probes, secret_env};
 use crate::workload::Workload;
 
 /// One violation as users see it.
@@ -141,6 +141,7 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 RuleId::ImageProvenance => {
                     run(&p.image_provenance, |s, _| image_provenance::check(w, s))
                 }
+                RuleId::Probes => run(&p.probes, |s, m| probes::check(w, s, m)),
                 RuleId::SecretEnv => run(&p.secret_env, |s, _| secret_env::check(w, s)),
             };
             if let Some((action, mutate, outcome)) = ran

@@ -184,3 +184,18 @@ fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
         "only {patched_count} fixtures produced patches"
     );
 }
+
+#[test]
+fn a_folder_policy_is_what_makes_its_failing_fixtures_fail() {
+    // probes/policy.yaml asks for minLivenessFailureSeconds, off in the baseline.
+    let path = root().join("probes/fail-liveness-restarts-a-busy-engine.yaml");
+    let of_probes = |set: &PolicySet| {
+        judge(set, check::load(std::slice::from_ref(&path))).results[0]
+            .violations
+            .iter()
+            .filter(|v| v.rule == "probes")
+            .count()
+    };
+    assert_eq!(of_probes(&PolicySet::baseline().unwrap()), 0);
+    assert_eq!(of_probes(&policies_for("probes")), 1);
+}

@@ -25,6 +25,8 @@ mod tests {
         assert_eq!(compiled.name, "baseline");
         assert_eq!(compiled.autoscaler.unwrap().action, Action::Warn);
         assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
+        let probes = compiled.probes.unwrap();
+        assert_eq!((probes.action, probes.mutate), (Action::Warn, false));
         assert_eq!(compiled.secret_env.unwrap().action, Action::Warn);
     }
 
@@ -39,8 +41,7 @@ mod tests {
         rules.resources.mutate = false;
         rules.gpu_placement.mutate = false;
         rules.autoscaler.action = None;
-        {
-            let warns = &mut rules.secret_env.action;
+        for warns in [&mut rules.probes.action, &mut rules.secret_env.action] {
             assert_eq!(
                 *warns,
                 Some(crate::policy::Action::Warn),

@@ -8,8 +8,8 @@ use kube::core::{Selector, SelectorExt};
 use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
-use crate::rules::secret_env;
 use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
+use crate::rules::{probes, secret_env};
 use crate::workload::{Workload, WorkloadKind};
 
 /// A rule switched on, with its resolved action and settings.
@@ -35,6 +35,7 @@ pub struct Policy {
     pub resources: Option<Enabled<resources::Settings>>,
     pub gpu_placement: Option<Enabled<gpu_placement::Settings>>,
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
+    pub probes: Option<Enabled<probes::Settings>>,
     pub secret_env: Option<Enabled<secret_env::Settings>>,
 }
 
@@ -174,6 +175,7 @@ impl Policy {
             &format!("{at}.imageProvenance"),
             &mut problems,
         );
+        let prb = probes::Settings::compile(&r.probes, &format!("{at}.probes"), &mut problems);
         let sec =
             secret_env::Settings::compile(&r.secret_env, &format!("{at}.secretEnv"), &mut problems);
         if !problems.is_empty() {
@@ -200,6 +202,7 @@ impl Policy {
             resources: enabled(r.resources.action, default, r.resources.mutate, res),
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
             image_provenance: enabled(r.image_provenance.action, default, false, img),
+            probes: enabled(r.probes.action, default, r.probes.mutate, prb),
             secret_env: enabled(r.secret_env.action, default, false, sec),
         })
     }

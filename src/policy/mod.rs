@@ -169,16 +169,18 @@ pub enum RuleId {
     Resources,
     GpuPlacement,
     ImageProvenance,
+    Probes,
     SecretEnv,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 6] = [
+    pub const ALL: [RuleId; 7] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
         RuleId::GpuPlacement,
         RuleId::ImageProvenance,
+        RuleId::Probes,
         RuleId::SecretEnv,
     ];
 
@@ -189,6 +191,7 @@ impl RuleId {
             RuleId::Resources => "resources",
             RuleId::GpuPlacement => "gpu-placement",
             RuleId::ImageProvenance => "image-provenance",
+            RuleId::Probes => "probes",
             RuleId::SecretEnv => "secret-env",
         }
     }
@@ -199,6 +202,7 @@ impl RuleId {
             RuleId::Autoscaler => Pillar::PerformanceEfficiency,
             RuleId::Resources | RuleId::GpuPlacement => Pillar::CostOptimization,
             RuleId::ImageProvenance => Pillar::Security,
+            RuleId::Probes => Pillar::Reliability,
             RuleId::SecretEnv => Pillar::Security,
         }
     }
@@ -252,6 +256,8 @@ pub struct Rules {
     pub gpu_placement: GpuPlacement,
     #[serde(default)]
     pub image_provenance: ImageProvenance,
+    #[serde(default)]
+    pub probes: Probes,
     #[serde(default)]
     pub secret_env: SecretEnv,
 }
@@ -483,6 +489,99 @@ impl Default for ImageProvenance {
 
 fn default_registries() -> Vec<String> {
     vec!["*.azurecr.io".into(), "mcr.microsoft.com".into()]
+}
+
+/// `probes` (Reliability): every serving container reports readiness, a
+/// hung one is restarted (liveness), and no liveness probe restarts a
+/// model server that is still loading its weights.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probes {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add a startupProbe that copies the liveness probe's handler where
+    /// liveness could fire too early, through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Require a livenessProbe on every serving container.
+    #[serde(default = "yes")]
+    pub require_liveness: bool,
+    /// Seconds a container may take to start (load its model) before a
+    /// liveness probe may restart it: counted from the startupProbe
+    /// (`initialDelaySeconds + failureThreshold × periodSeconds`), or from
+    /// the liveness probe's own delay when there is no startupProbe.
+    #[serde(default = "default_startup_grace")]
+    #[schemars(range(min = 0))]
+    pub startup_grace_seconds: i32,
+    /// The fewest seconds of failed liveness checks
+    /// (`failureThreshold × periodSeconds`) before a restart, so a busy
+    /// engine that answers slowly is not reloaded. 0: not checked.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub min_liveness_failure_seconds: i32,
+    /// Readiness probe handlers accepted. Leave out `tcpSocket` to require
+    /// a probe that asks the server whether the model is ready.
+    #[serde(default = "default_probe_handlers")]
+    #[schemars(length(min = 1))]
+    pub readiness_handlers: Vec<ProbeHandler>,
+    /// Containers not judged: a container name (`istio-proxy`), or an image
+    /// prefix ending in `*` (`docker.io/istio/proxyv2*`).
+    #[serde(default)]
+    pub exempt_containers: Vec<String>,
+    /// Also judge native sidecars (init containers with `restartPolicy:
+    /// Always`), which serve the model server rather than requests.
+    #[serde(default)]
+    pub include_sidecars: bool,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            action: None,
+            mutate: false,
+            require_liveness: yes(),
+            startup_grace_seconds: default_startup_grace(),
+            min_liveness_failure_seconds: 0,
+            readiness_handlers: default_probe_handlers(),
+            exempt_containers: Vec::new(),
+            include_sidecars: false,
+        }
+    }
+}
+
+/// How a probe asks the container.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ProbeHandler {
+    HttpGet,
+    Grpc,
+    Exec,
+    TcpSocket,
+}
+
+impl ProbeHandler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeHandler::HttpGet => "httpGet",
+            ProbeHandler::Grpc => "grpc",
+            ProbeHandler::Exec => "exec",
+            ProbeHandler::TcpSocket => "tcpSocket",
+        }
+    }
+}
+
+fn default_startup_grace() -> i32 {
+    600
+}
+
+fn default_probe_handlers() -> Vec<ProbeHandler> {
+    vec![
+        ProbeHandler::HttpGet,
+        ProbeHandler::Grpc,
+        ProbeHandler::Exec,
+        ProbeHandler::TcpSocket,
+    ]
 }
 
 /// `secret-env` (Security): no literal credential in a container's `env`

@@ -7,6 +7,7 @@
 pub mod autoscaler;
 pub mod gpu_placement;
 pub mod image_provenance;
+pub mod probes;
 pub mod resources;
 pub mod secret_env;
 pub mod zone_spread;
