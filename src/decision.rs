@@ -13,7 +13,7 @@ use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
 use crate::rules::{Outcome, autoscaler, gpu_placement, image_provenance, resources, zone_spread};
-use crate::rules::{probes, secret_env};
+use crate::rules::{host_isolation, probes, secret_env};
 use crate::workload::Workload;
 
 /// One violation as users see it.
@@ -143,6 +143,7 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 }
                 RuleId::Probes => run(&p.probes, |s, m| probes::check(w, s, m)),
                 RuleId::SecretEnv => run(&p.secret_env, |s, _| secret_env::check(w, s)),
+                RuleId::HostIsolation => run(&p.host_isolation, |s, _| host_isolation::check(w, s)),
             };
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()

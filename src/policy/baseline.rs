@@ -28,6 +28,7 @@ mod tests {
         let probes = compiled.probes.unwrap();
         assert_eq!((probes.action, probes.mutate), (Action::Warn, false));
         assert_eq!(compiled.secret_env.unwrap().action, Action::Warn);
+        assert_eq!(compiled.host_isolation.unwrap().action, Action::Warn);
     }
 
     #[test]
@@ -41,7 +42,11 @@ mod tests {
         rules.resources.mutate = false;
         rules.gpu_placement.mutate = false;
         rules.autoscaler.action = None;
-        for warns in [&mut rules.probes.action, &mut rules.secret_env.action] {
+        for warns in [
+            &mut rules.probes.action,
+            &mut rules.secret_env.action,
+            &mut rules.host_isolation.action,
+        ] {
             assert_eq!(
                 *warns,
                 Some(crate::policy::Action::Warn),

@@ -9,7 +9,7 @@ use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
-use crate::rules::{probes, secret_env};
+use crate::rules::{host_isolation, probes, secret_env};
 use crate::workload::{Workload, WorkloadKind};
 
 /// A rule switched on, with its resolved action and settings.
@@ -37,6 +37,7 @@ pub struct Policy {
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
     pub probes: Option<Enabled<probes::Settings>>,
     pub secret_env: Option<Enabled<secret_env::Settings>>,
+    pub host_isolation: Option<Enabled<host_isolation::Settings>>,
 }
 
 fn enabled<S>(
@@ -178,6 +179,12 @@ impl Policy {
         let prb = probes::Settings::compile(&r.probes, &format!("{at}.probes"), &mut problems);
         let sec =
             secret_env::Settings::compile(&r.secret_env, &format!("{at}.secretEnv"), &mut problems);
+        let host = host_isolation::Settings::compile(
+            &r.host_isolation,
+            gpus.clone(),
+            &format!("{at}.hostIsolation"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -204,6 +211,7 @@ impl Policy {
             image_provenance: enabled(r.image_provenance.action, default, false, img),
             probes: enabled(r.probes.action, default, r.probes.mutate, prb),
             secret_env: enabled(r.secret_env.action, default, false, sec),
+            host_isolation: enabled(r.host_isolation.action, default, false, host),
         })
     }
 

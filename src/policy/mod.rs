@@ -171,10 +171,11 @@ pub enum RuleId {
     ImageProvenance,
     Probes,
     SecretEnv,
+    HostIsolation,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 7] = [
+    pub const ALL: [RuleId; 8] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
@@ -182,6 +183,7 @@ impl RuleId {
         RuleId::ImageProvenance,
         RuleId::Probes,
         RuleId::SecretEnv,
+        RuleId::HostIsolation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +195,7 @@ impl RuleId {
             RuleId::ImageProvenance => "image-provenance",
             RuleId::Probes => "probes",
             RuleId::SecretEnv => "secret-env",
+            RuleId::HostIsolation => "host-isolation",
         }
     }
 
@@ -203,7 +206,7 @@ impl RuleId {
             RuleId::Resources | RuleId::GpuPlacement => Pillar::CostOptimization,
             RuleId::ImageProvenance => Pillar::Security,
             RuleId::Probes => Pillar::Reliability,
-            RuleId::SecretEnv => Pillar::Security,
+            RuleId::SecretEnv | RuleId::HostIsolation => Pillar::Security,
         }
     }
 }
@@ -260,6 +263,8 @@ pub struct Rules {
     pub probes: Probes,
     #[serde(default)]
     pub secret_env: SecretEnv,
+    #[serde(default)]
+    pub host_isolation: HostIsolation,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -618,6 +623,45 @@ impl Default for SecretEnv {
 
 fn default_allowed_env_names() -> Vec<String> {
     vec!["APPLICATIONINSIGHTS_CONNECTION_STRING".into()]
+}
+
+/// `host-isolation` (Security): the pod template meets Pod Security
+/// Baseline (no privileged containers, host namespaces, hostPath or
+/// hostPort outside the allow-lists, added capabilities, unconfined
+/// seccomp or AppArmor, unsafe sysctls), and a container that requests no
+/// GPU does not reach the node's GPUs through `NVIDIA_VISIBLE_DEVICES`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostIsolation {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// hostPath prefixes accepted (`/mnt/models`), when every mount of the
+    /// volume is `readOnly`.
+    #[serde(default)]
+    pub allowed_host_paths: Vec<String>,
+    /// hostPorts accepted.
+    #[serde(default)]
+    pub allowed_host_ports: Vec<i32>,
+    /// Capabilities accepted beyond Pod Security Baseline's (`IPC_LOCK`
+    /// for RDMA over InfiniBand).
+    #[serde(default)]
+    pub allowed_capabilities: Vec<String>,
+    /// Report a container that requests no GPU but sets `NVIDIA_VISIBLE_DEVICES`.
+    #[serde(default = "yes")]
+    pub flag_nvidia_visible_devices: bool,
+}
+
+impl Default for HostIsolation {
+    fn default() -> Self {
+        HostIsolation {
+            action: None,
+            allowed_host_paths: Vec::new(),
+            allowed_host_ports: Vec::new(),
+            allowed_capabilities: Vec::new(),
+            flag_nvidia_visible_devices: yes(),
+        }
+    }
 }
 
 fn one() -> i32 {

@@ -6,6 +6,7 @@
 
 pub mod autoscaler;
 pub mod gpu_placement;
+pub mod host_isolation;
 pub mod image_provenance;
 pub mod probes;
 pub mod resources;
