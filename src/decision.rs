@@ -13,7 +13,7 @@ use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, WorkloadScope};
 use crate::rules::{Outcome, autoscaler, gpu_placement, image_provenance, resources, zone_spread};
-use crate::rules::{host_isolation, probes, secret_env};
+use crate::rules::{disruption_budget, host_isolation, probes, secret_env};
 use crate::workload::Workload;
 
 /// One violation as users see it.
@@ -127,6 +127,7 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
     }
 
     let scalers = ctx.scalers_for(w);
+    let pdbs = ctx.pdbs_for(w);
     for rule in RuleId::ALL {
         // (policy, action, mutate, outcome) for each policy where the rule found something.
         let mut found: Vec<(&Policy, Action, bool, Outcome)> = Vec::new();
@@ -142,6 +143,9 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                     run(&p.image_provenance, |s, _| image_provenance::check(w, s))
                 }
                 RuleId::Probes => run(&p.probes, |s, m| probes::check(w, s, m)),
+                RuleId::DisruptionBudget => run(&p.disruption_budget, |s, _| {
+                    disruption_budget::check(w, s, &scalers, &pdbs)
+                }),
                 RuleId::SecretEnv => run(&p.secret_env, |s, _| secret_env::check(w, s)),
                 RuleId::HostIsolation => run(&p.host_isolation, |s, _| host_isolation::check(w, s)),
             };

@@ -183,7 +183,8 @@ fn reads_stdin_multi_document_yaml_and_lists() {
         .iter()
         .map(|r| r["source"].as_str().unwrap())
         .collect();
-    assert_eq!(sources, ["<stdin>#0", "<stdin>#3/items/0"]);
+    // llm-gpu.yaml holds four documents: Deployment, HPA, Service, PodDisruptionBudget.
+    assert_eq!(sources, ["<stdin>#0", "<stdin>#4/items/0"]);
     let pod = result(&report, "p");
     assert_eq!(
         pod["inferenceReason"],

@@ -1,5 +1,6 @@
 //! In the cluster: kube-runtime reflectors keep policies, exceptions,
-//! namespaces, HPAs and (when KEDA is installed) ScaledObjects in memory;
+//! namespaces, HPAs, PodDisruptionBudgets and (when KEDA is installed)
+//! ScaledObjects in memory;
 //! every change rebuilds the snapshot the webhook reads (see `state.rs`),
 //! so the request path never calls the API server. Policy status says
 //! whether each policy is in force, and deny/warn decisions become Events.
@@ -22,6 +23,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
@@ -105,6 +107,13 @@ pub async fn run(
         changed.clone(),
         "HorizontalPodAutoscaler",
     );
+    let (pdbs, w) = reflector::store::<PodDisruptionBudget>();
+    watch(
+        Api::all(client.clone()),
+        w,
+        changed.clone(),
+        "PodDisruptionBudget",
+    );
     let scaled_objects = watch_scaled_objects(&client, changed.clone()).await;
     tokio::spawn(events::publish(
         client.clone(),
@@ -128,6 +137,7 @@ pub async fn run(
         exceptions.wait_until_ready().await.ok();
         namespaces.wait_until_ready().await.ok();
         hpas.wait_until_ready().await.ok();
+        pdbs.wait_until_ready().await.ok();
         if let Some(s) = &scaled_objects {
             s.wait_until_ready().await.ok();
         }
@@ -154,6 +164,7 @@ pub async fn run(
                 .as_ref()
                 .map(Store::state)
                 .unwrap_or_default(),
+            pdbs: pdbs.state(),
         };
         let (snapshot, reports) = builder.build(&inputs);
         tracing::info!(

@@ -27,6 +27,7 @@ mod tests {
         assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
         let probes = compiled.probes.unwrap();
         assert_eq!((probes.action, probes.mutate), (Action::Warn, false));
+        assert_eq!(compiled.disruption_budget.unwrap().action, Action::Warn);
         assert_eq!(compiled.secret_env.unwrap().action, Action::Warn);
         assert_eq!(compiled.host_isolation.unwrap().action, Action::Warn);
     }
@@ -44,6 +45,7 @@ mod tests {
         rules.autoscaler.action = None;
         for warns in [
             &mut rules.probes.action,
+            &mut rules.disruption_budget.action,
             &mut rules.secret_env.action,
             &mut rules.host_isolation.action,
         ] {

@@ -9,7 +9,7 @@ use super::{Action, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{autoscaler, gpu_placement, image_provenance, resources, zone_spread};
-use crate::rules::{host_isolation, probes, secret_env};
+use crate::rules::{disruption_budget, host_isolation, probes, secret_env};
 use crate::workload::{Workload, WorkloadKind};
 
 /// A rule switched on, with its resolved action and settings.
@@ -36,6 +36,7 @@ pub struct Policy {
     pub gpu_placement: Option<Enabled<gpu_placement::Settings>>,
     pub image_provenance: Option<Enabled<image_provenance::Settings>>,
     pub probes: Option<Enabled<probes::Settings>>,
+    pub disruption_budget: Option<Enabled<disruption_budget::Settings>>,
     pub secret_env: Option<Enabled<secret_env::Settings>>,
     pub host_isolation: Option<Enabled<host_isolation::Settings>>,
 }
@@ -177,6 +178,11 @@ impl Policy {
             &mut problems,
         );
         let prb = probes::Settings::compile(&r.probes, &format!("{at}.probes"), &mut problems);
+        let pdb = disruption_budget::Settings::compile(
+            &r.disruption_budget,
+            &format!("{at}.disruptionBudget"),
+            &mut problems,
+        );
         let sec =
             secret_env::Settings::compile(&r.secret_env, &format!("{at}.secretEnv"), &mut problems);
         let host = host_isolation::Settings::compile(
@@ -210,6 +216,7 @@ impl Policy {
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
             image_provenance: enabled(r.image_provenance.action, default, false, img),
             probes: enabled(r.probes.action, default, r.probes.mutate, prb),
+            disruption_budget: enabled(r.disruption_budget.action, default, false, pdb),
             secret_env: enabled(r.secret_env.action, default, false, sec),
             host_isolation: enabled(r.host_isolation.action, default, false, host),
         })

@@ -170,18 +170,20 @@ pub enum RuleId {
     GpuPlacement,
     ImageProvenance,
     Probes,
+    DisruptionBudget,
     SecretEnv,
     HostIsolation,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 8] = [
+    pub const ALL: [RuleId; 9] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
         RuleId::GpuPlacement,
         RuleId::ImageProvenance,
         RuleId::Probes,
+        RuleId::DisruptionBudget,
         RuleId::SecretEnv,
         RuleId::HostIsolation,
     ];
@@ -194,6 +196,7 @@ impl RuleId {
             RuleId::GpuPlacement => "gpu-placement",
             RuleId::ImageProvenance => "image-provenance",
             RuleId::Probes => "probes",
+            RuleId::DisruptionBudget => "disruption-budget",
             RuleId::SecretEnv => "secret-env",
             RuleId::HostIsolation => "host-isolation",
         }
@@ -205,7 +208,7 @@ impl RuleId {
             RuleId::Autoscaler => Pillar::PerformanceEfficiency,
             RuleId::Resources | RuleId::GpuPlacement => Pillar::CostOptimization,
             RuleId::ImageProvenance => Pillar::Security,
-            RuleId::Probes => Pillar::Reliability,
+            RuleId::Probes | RuleId::DisruptionBudget => Pillar::Reliability,
             RuleId::SecretEnv | RuleId::HostIsolation => Pillar::Security,
         }
     }
@@ -261,6 +264,8 @@ pub struct Rules {
     pub image_provenance: ImageProvenance,
     #[serde(default)]
     pub probes: Probes,
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudget,
     #[serde(default)]
     pub secret_env: SecretEnv,
     #[serde(default)]
@@ -587,6 +592,42 @@ fn default_probe_handlers() -> Vec<ProbeHandler> {
         ProbeHandler::Exec,
         ProbeHandler::TcpSocket,
     ]
+}
+
+/// `disruption-budget` (Reliability): exactly one PodDisruptionBudget
+/// selects a replicated model server's pods and lets a node drain evict at
+/// least one of them, so AKS upgrades neither take it down nor stall.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Judged only when the replica floor (an autoscaler's minReplicas, else
+    /// `spec.replicas`) is at least this.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Require `unhealthyPodEvictionPolicy: AlwaysAllow`, so pods of a model
+    /// server that fails to load never block a drain.
+    #[serde(default)]
+    pub require_always_allow_unhealthy: bool,
+    /// PodDisruptionBudgets whose `app.kubernetes.io/managed-by` label or
+    /// controller owner kind is listed here are not judged for how many
+    /// disruptions they allow (a controller that scales them during drains).
+    #[serde(default)]
+    pub accept_managed_by: Vec<String>,
+}
+
+impl Default for DisruptionBudget {
+    fn default() -> Self {
+        DisruptionBudget {
+            action: None,
+            min_replicas: two(),
+            require_always_allow_unhealthy: false,
+            accept_managed_by: Vec::new(),
+        }
+    }
 }
 
 /// `secret-env` (Security): no literal credential in a container's `env`

@@ -5,6 +5,7 @@
 //! does not decide the action: the policy does (see `decision.rs`).
 
 pub mod autoscaler;
+pub mod disruption_budget;
 pub mod gpu_placement;
 pub mod host_isolation;
 pub mod image_provenance;
