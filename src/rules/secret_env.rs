@@ -241,16 +241,12 @@ fn is_literal(value: &str) -> bool {
     !value.is_empty() && !value.starts_with('$') && !value.starts_with('-')
 }
 
-/// `$(VAR)` alone: Kubernetes expands it from another variable.
-fn is_reference(value: &str) -> bool {
-    value
-        .strip_prefix("$(")
-        .and_then(|v| v.strip_suffix(')'))
-        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-}
-
+/// A credential by its variable's name. A value that refers to another
+/// variable (`$(HF_TOKEN)`, `Bearer $(TOKEN)`, which Kubernetes expands)
+/// holds no literal key of its own: only its shape (`credential_in`) can
+/// still make it one.
 fn by_name(name: &str, value: &str, s: &Settings) -> Option<&'static str> {
-    if is_reference(value) {
+    if value.contains("$(") {
         return None;
     }
     let known = KNOWN_NAMES.contains(&name) || s.extra_names.iter().any(|n| n == name);
@@ -462,7 +458,8 @@ mod tests {
         let d = with_env(json!([
             {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
             {"name": "HUGGING_FACE_HUB_TOKEN", "value": "$(HF_TOKEN)"},
-            {"name": "OPENAI_API_KEY", "value": ""},
+            {"name": "OPENAI_API_KEY", "value": "Bearer $(OPENAI_KEY)"},
+            {"name": "VLLM_API_KEY", "value": ""},
         ]));
         assert!(run(&d).is_clean());
     }
