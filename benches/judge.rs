@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use waf_admission::context::{Context, ScalerKind, ScalerRef};
+use waf_admission::context::{Context, PdbRef, ScalerKind, ScalerRef};
 use waf_admission::state::State;
 use waf_admission::webhook::admission::{self, Endpoint};
 use waf_admission::webhook::metrics::Metrics;
@@ -26,6 +26,11 @@ fn context() -> Context {
         min_replicas: 2,
         max_replicas: 6,
     });
+    // Its PodDisruptionBudget, so the compliant Deployment passes every rule.
+    let pdb = serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "llm", "namespace": "ml"},
+        "spec": {"selector": {"matchLabels": {"app": "llm"}}, "maxUnavailable": 1}});
+    ctx.add_pdb(PdbRef::from_value(pdb, "ml", "bench").expect("a valid budget"));
     ctx
 }
 
@@ -54,6 +59,12 @@ fn bench(c: &mut Criterion) {
     let w = Workload::from_value(value.clone(), "ml")
         .expect("valid")
         .expect("workload");
+    let d = judge(&set, &w, &ctx, now);
+    assert!(
+        d.violations.is_empty(),
+        "the compliant Deployment must pass every rule: {:?}",
+        d.violations
+    );
     c.bench_function("judge: rules only (parsed workload)", |b| {
         b.iter(|| black_box(judge(&set, black_box(&w), &ctx, now)))
     });

@@ -1,5 +1,5 @@
 //! What the engine knows about the cluster beyond the object itself:
-//! autoscalers, namespace labels and exceptions. `check` builds it from the
+//! autoscalers, PodDisruptionBudgets, namespace labels and exceptions. `check` builds it from the
 //! files it reads; the webhook from its reflector stores. The engine never
 //! asks the API server.
 
@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::core::Selector;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -142,6 +144,78 @@ struct ScaleTargetRef {
     kind: Option<String>,
 }
 
+/// A PodDisruptionBudget (policy/v1), with its selector compiled.
+#[derive(Clone, Debug)]
+pub struct PdbRef {
+    pub namespace: String,
+    pub name: String,
+    /// None: `selector` omitted, which selects no pods in policy/v1.
+    selector: Option<Selector>,
+    pub min_available: Option<IntOrString>,
+    pub max_unavailable: Option<IntOrString>,
+    pub unhealthy_pod_eviction_policy: Option<String>,
+    /// Its `app.kubernetes.io/managed-by` label and controller owner kind.
+    pub managed_by: Vec<String>,
+}
+
+impl PdbRef {
+    pub fn from_value(
+        object: serde_json::Value,
+        default_namespace: &str,
+        at: &str,
+    ) -> Result<PdbRef> {
+        let pdb: PodDisruptionBudget = typed(object, at)?;
+        let spec = pdb.spec.unwrap_or_default();
+        let selector = match spec.selector.map(Selector::try_from) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => return Err(Error::input(at, format!("spec.selector: {e}"))),
+        };
+        let mut managed_by: Vec<String> = pdb
+            .metadata
+            .labels
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() == "app.kubernetes.io/managed-by")
+            .map(|(_, v)| v.clone())
+            .collect();
+        managed_by.extend(
+            pdb.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|o| o.controller == Some(true))
+                .map(|o| o.kind.clone()),
+        );
+        Ok(PdbRef {
+            namespace: pdb
+                .metadata
+                .namespace
+                .unwrap_or_else(|| default_namespace.into()),
+            name: pdb.metadata.name.unwrap_or_default(),
+            selector,
+            min_available: spec.min_available,
+            max_unavailable: spec.max_unavailable,
+            unhealthy_pod_eviction_policy: spec.unhealthy_pod_eviction_policy,
+            managed_by,
+        })
+    }
+
+    /// Whether it selects the workload's pods (its template's labels).
+    pub fn selects(&self, w: &Workload) -> bool {
+        self.namespace == w.namespace
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&w.template_labels))
+    }
+
+    /// `selector: {}`: every pod in the namespace.
+    pub fn selects_all(&self) -> bool {
+        self.selector.as_ref().is_some_and(|s| s.selects_all())
+    }
+}
+
 /// A `WellArchitectedException`, checked and ready to match.
 #[derive(Clone, Debug)]
 pub struct Exception {
@@ -251,6 +325,8 @@ impl Exception {
 pub struct Context {
     /// By (namespace, target kind, target name): one probe per request.
     scalers: HashMap<(String, String, String), Vec<ScalerRef>>,
+    /// By namespace.
+    pdbs: HashMap<String, Vec<PdbRef>>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
     exceptions: Vec<Exception>,
 }
@@ -263,6 +339,21 @@ impl Context {
             s.target_name.clone(),
         );
         self.scalers.entry(key).or_default().push(s);
+    }
+
+    pub fn add_pdb(&mut self, p: PdbRef) {
+        self.pdbs.entry(p.namespace.clone()).or_default().push(p);
+    }
+
+    /// The PodDisruptionBudgets that select this workload's pods, by name.
+    pub fn pdbs_for(&self, w: &Workload) -> Vec<&PdbRef> {
+        let mut found: Vec<&PdbRef> = self
+            .pdbs
+            .get(&w.namespace)
+            .map(|v| v.iter().filter(|p| p.selects(w)).collect())
+            .unwrap_or_default();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        found
     }
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {

@@ -13,8 +13,9 @@ use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, Updates, WorkloadScope};
 use crate::rules::{
-    Outcome, autoscaler, gpu_placement, graceful_termination, image_provenance, model_lineage,
-    resources, rollout_strategy, shared_memory, workload_identity, zone_spread,
+    Outcome, autoscaler, disruption_budget, gpu_placement, graceful_termination, host_isolation,
+    image_provenance, model_lineage, probes, resources, rollout_strategy, secret_env,
+    shared_memory, workload_identity, zone_spread,
 };
 use crate::workload::{Owner, Workload, WorkloadKind};
 
@@ -189,6 +190,7 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
     }
 
     let scalers = ctx.scalers_for(w);
+    let pdbs = ctx.pdbs_for(w);
     for rule in RuleId::ALL {
         // (policy, action, mutate, outcome) for each policy where the rule found something.
         let mut found: Vec<(&Policy, Action, bool, Outcome)> = Vec::new();
@@ -214,6 +216,12 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                     graceful_termination::check(w, s, m)
                 }),
                 RuleId::ModelLineage => run(&p.model_lineage, |s, _| model_lineage::check(w, s)),
+                RuleId::Probes => run(&p.probes, |s, m| probes::check(w, s, m)),
+                RuleId::DisruptionBudget => run(&p.disruption_budget, |s, _| {
+                    disruption_budget::check(w, s, &scalers, &pdbs)
+                }),
+                RuleId::SecretEnv => run(&p.secret_env, |s, _| secret_env::check(w, s)),
+                RuleId::HostIsolation => run(&p.host_isolation, |s, _| host_isolation::check(w, s)),
             };
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()
@@ -431,7 +439,7 @@ mod tests {
 
     #[test]
     fn warn_and_audit_patch_nothing_and_say_what_deny_would_add() {
-        let mutating = json!({"zoneSpread": {"mutate": true}, "autoscaler": {"action": "Off"}});
+        let mutating = json!({"zoneSpread": {"mutate": true}, "autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}});
         for action in ["Warn", "Audit"] {
             let d = decide(
                 &set(&[("p", json!({"action": action, "rules": mutating}))]),
@@ -455,10 +463,10 @@ mod tests {
     fn the_fix_and_the_patch_come_from_the_same_policy() {
         // Two Deny policies: "a" does not mutate, "b" does with another skew.
         let s = set(&[
-            ("a", json!({"rules": {"autoscaler": {"action": "Off"}}})),
+            ("a", json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}})),
             (
                 "b",
-                json!({"rules": {"autoscaler": {"action": "Off"},
+                json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"},
                     "zoneSpread": {"mutate": true, "whenUnsatisfiable": "ScheduleAnyway"}}}),
             ),
         ]);
@@ -479,7 +487,7 @@ mod tests {
         for (updates, still_denied) in [("NewViolations", false), ("All", true)] {
             let s = set(&[(
                 "p",
-                json!({"updates": updates, "rules": {"autoscaler": {"action": "Off"}}}),
+                json!({"updates": updates, "rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}),
             )]);
             let old = decide(&s, &unspread());
             let mut new = decide(&s, &unspread());
@@ -488,7 +496,7 @@ mod tests {
             assert_eq!(new.violations[0].existing, !still_denied);
         }
         // A violation the old object did not have still denies.
-        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}}}))]);
+        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}))]);
         let old = decide(&s, &gpu_deployment());
         let mut new = decide(&s, &unspread());
         admit_existing(&mut new, &old, &s);
@@ -569,7 +577,7 @@ mod tests {
 
     #[test]
     fn exceptions_exempt_by_owner_kind_or_template_labels_within_their_namespace() {
-        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}}}))]);
+        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}))]);
         for (namespace, target, exempt) in [
             (
                 "ml",

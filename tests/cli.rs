@@ -186,7 +186,8 @@ fn reads_stdin_multi_document_yaml_and_lists() {
         .iter()
         .map(|r| r["source"].as_str().unwrap())
         .collect();
-    assert_eq!(sources, ["<stdin>#0", "<stdin>#3/items/0"]);
+    // llm-gpu.yaml holds four documents: Deployment, HPA, Service, PodDisruptionBudget.
+    assert_eq!(sources, ["<stdin>#0", "<stdin>#4/items/0"]);
     let pod = result(&report, "p");
     assert_eq!(
         pod["inferenceReason"],
@@ -741,5 +742,37 @@ fn under_warn_check_patches_nothing_and_says_what_deny_would_patch() {
     for r in report["results"].as_array().unwrap() {
         assert_eq!(r["patch"], serde_json::json!([]), "{}", r["name"]);
         assert_eq!(r["allowed"], true, "{}", r["name"]);
+    }
+}
+
+#[test]
+fn literal_credentials_are_reported_but_never_repeated_in_text_or_json() {
+    let inputs = [
+        "examples/bad/secret-env.yaml",
+        "tests/fixtures/rules/secret-env/fail-literal-hf-token.yaml",
+        "tests/fixtures/rules/secret-env/fail-api-key-in-args.yaml",
+        "tests/fixtures/rules/secret-env/fail-storage-connection-string.yaml",
+    ];
+    // Fragments of the made-up credentials in those files.
+    let secrets = [
+        "QmFkRXhhbXBsZU5vdEFSZWFsVG9rZW5BdEFsbA",
+        "made-up-key-for-this-fixture",
+        "bWFkZS11cC1rZXktbm90LXJlYWwt",
+    ];
+    for format in ["text", "json"] {
+        let mut args = vec!["check", "-o", format];
+        args.extend(inputs);
+        let out = run(&args);
+        let all = format!("{}{}", text(&out), stderr(&out));
+        assert!(
+            all.matches("secret-env").count() >= inputs.len(),
+            "every input reported: {all}"
+        );
+        for s in secrets {
+            assert!(
+                !all.contains(s),
+                "{format} output repeats a credential: {all}"
+            );
+        }
     }
 }

@@ -85,6 +85,12 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
                 json!([]),
             ),
             (
+                "/apis/policy/v1/poddisruptionbudgets",
+                "PodDisruptionBudget",
+                "policy/v1",
+                json!([]),
+            ),
+            (
                 "/apis/apps/v1/deployments",
                 "Deployment",
                 "apps/v1",
@@ -210,6 +216,7 @@ async fn the_controller_syncs_takes_its_lease_applies_policies_and_writes_status
         "wellarchitectedexceptions",
         "/api/v1/namespaces",
         "horizontalpodautoscalers",
+        "poddisruptionbudgets",
         "keda.sh",
         "POST /apis/coordination.k8s.io/v1/namespaces/waf-admission/leases",
     ] {

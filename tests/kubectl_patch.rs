@@ -42,14 +42,23 @@ fn kubectl_applies_every_patch_and_the_result_passes_what_was_patched() {
             }
         }
     }
+    files.retain(|f| f.file_name().is_some_and(|n| n != "policy.yaml"));
     files.sort();
-    // A fixture folder's own policy.yaml, as tests/rule_fixtures.rs uses it.
-    let policy_args = |f: &Path| -> Vec<String> {
+    // A rule folder's own policy.yaml is judged beside the baseline, as in
+    // tests/rule_fixtures.rs.
+    let policies = |f: &Path| -> Vec<PathBuf> {
         let own = root.join(f).with_file_name("policy.yaml");
-        match own.exists() {
-            true => vec!["--policy".into(), own.to_string_lossy().into_owned()],
-            false => vec![],
+        if own.exists() {
+            vec![root.join("manifests/policies/baseline.yaml"), own]
+        } else {
+            Vec::new()
         }
+    };
+    let policy_args = |f: &Path| -> Vec<String> {
+        policies(f)
+            .iter()
+            .flat_map(|p| ["--policy".to_owned(), p.display().to_string()])
+            .collect()
     };
     let mut results = Vec::new();
     for f in &files {

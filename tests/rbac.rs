@@ -32,6 +32,7 @@ const USED: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch"],
     ),
     ("keda.sh", "scaledobjects", &["get", "list", "watch"]),
+    ("policy", "poddisruptionbudgets", &["get", "list", "watch"]),
     ("apps", "deployments", &["get", "list", "watch"]),
     ("apps", "statefulsets", &["get", "list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),

@@ -1,25 +1,33 @@
 //! Every rule's fixtures under tests/fixtures/rules/<rule-id>/: a `pass-*`
 //! file passes that rule and is admitted; a `fail-*` file violates that rule
 //! and no other deny rule. Every patch the engine proposes is applied with
-//! json-patch and the patched object is checked again. Fixtures are judged
-//! with the baseline, or with the folder's own `policy.yaml` where it has
-//! one (as `check --policy` would): a rule that is Off in the baseline
-//! still gets failing fixtures.
+//! json-patch and the patched object is checked again.
+//!
+//! Fixtures are judged with the baseline, plus the folder's own `policy.yaml`
+//! where it has one (all policies apply, the strictest action wins): so a
+//! rule that is Off in the baseline, a setting that is off by default, or a
+//! patch that only a Deny policy applies still has failing fixtures.
 
 use std::path::{Path, PathBuf};
 
 use waf_admission::check::{self, Loaded};
+use waf_admission::policy::RuleId;
 use waf_admission::{PolicySet, check::Report};
 
+const FOLDER_POLICY: &str = "policy.yaml";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules")
+}
+
 fn fixtures() -> Vec<(String, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
     let mut out = Vec::new();
-    for rule_dir in std::fs::read_dir(&root).unwrap() {
+    for rule_dir in std::fs::read_dir(root()).unwrap() {
         let rule_dir = rule_dir.unwrap().path();
         let rule = rule_dir.file_name().unwrap().to_str().unwrap().to_owned();
         for f in std::fs::read_dir(&rule_dir).unwrap() {
             let f = f.unwrap().path();
-            if f.file_name().is_some_and(|n| n != "policy.yaml") {
+            if f.file_name().is_some_and(|n| n != FOLDER_POLICY) {
                 out.push((rule.clone(), f));
             }
         }
@@ -28,15 +36,16 @@ fn fixtures() -> Vec<(String, PathBuf)> {
     out
 }
 
-/// The policy a fixture is judged with: its folder's `policy.yaml`, else the baseline.
-fn policy_for(fixture: &Path) -> PolicySet {
-    let own = fixture.with_file_name("policy.yaml");
+/// The baseline, with the rule folder's own policy beside it if it has one.
+fn policies_for(rule: &str) -> PolicySet {
+    let mut all = PolicySet::baseline().unwrap().policies().to_vec();
+    let own = root().join(rule).join(FOLDER_POLICY);
     if own.exists() {
-        check::load_policies(std::slice::from_ref(&own))
-            .unwrap_or_else(|e| panic!("{}: {e:?}", own.display()))
-    } else {
-        PolicySet::baseline().unwrap()
+        let set = check::load_policies(std::slice::from_ref(&own))
+            .unwrap_or_else(|e| panic!("{}: {e:?}", own.display()));
+        all.extend(set.policies().iter().cloned());
     }
+    PolicySet::new(all)
 }
 
 fn judge(set: &PolicySet, loaded: Loaded) -> Report {
@@ -52,18 +61,7 @@ fn load_text(text: &str, name: &str) -> Loaded {
 #[test]
 fn every_rule_has_passing_and_failing_fixtures() {
     let all = fixtures();
-    for rule in [
-        "zone-spread",
-        "autoscaler",
-        "resources",
-        "gpu-placement",
-        "image-provenance",
-        "rollout-strategy",
-        "shared-memory",
-        "workload-identity",
-        "graceful-termination",
-        "model-lineage",
-    ] {
+    for rule in RuleId::ALL.map(RuleId::as_str) {
         let names: Vec<String> = all
             .iter()
             .filter(|(r, _)| r == rule)
@@ -83,8 +81,8 @@ fn every_rule_has_passing_and_failing_fixtures() {
 #[test]
 fn fixtures_pass_or_fail_exactly_their_rule() {
     for (rule, path) in fixtures() {
+        let set = policies_for(&rule);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let set = policy_for(&path);
         let report = judge(&set, check::load(std::slice::from_ref(&path)));
         assert!(report.errors.is_empty(), "{name}: {:?}", report.errors);
         let r = report
@@ -130,9 +128,9 @@ fn fixtures_pass_or_fail_exactly_their_rule() {
 #[test]
 fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
     let mut patched_count = 0;
-    for (_, path) in fixtures() {
+    for (rule, path) in fixtures() {
+        let set = policies_for(&rule);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let set = policy_for(&path);
         let text = std::fs::read_to_string(&path).unwrap();
         let report = judge(&set, load_text(&text, &name));
         for r in report.results.iter().filter(|r| !r.patch.is_empty()) {
@@ -188,20 +186,16 @@ fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
 }
 
 #[test]
-fn a_folder_policy_replaces_the_baseline_for_its_fixtures() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules");
-    let fixture = root.join("graceful-termination/fail-default-grace-no-pre-stop.yaml");
-    let rule = |set: &PolicySet| {
-        judge(set, check::load(std::slice::from_ref(&fixture))).results[0]
+fn a_folder_policy_is_what_makes_its_failing_fixtures_fail() {
+    // probes/policy.yaml asks for minLivenessFailureSeconds, off in the baseline.
+    let path = root().join("probes/fail-liveness-restarts-a-busy-engine.yaml");
+    let of_probes = |set: &PolicySet| {
+        judge(set, check::load(std::slice::from_ref(&path))).results[0]
             .violations
             .iter()
-            .filter(|v| v.rule == "graceful-termination")
+            .filter(|v| v.rule == "probes")
             .count()
     };
-    assert_eq!(
-        rule(&PolicySet::baseline().unwrap()),
-        0,
-        "Off in the baseline"
-    );
-    assert!(rule(&policy_for(&fixture)) > 0, "on in the folder's policy");
+    assert_eq!(of_probes(&PolicySet::baseline().unwrap()), 0);
+    assert_eq!(of_probes(&policies_for("probes")), 1);
 }

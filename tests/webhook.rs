@@ -78,7 +78,8 @@ async fn a_violation_is_denied_with_403_and_one_block_per_violation() {
 async fn warn_violations_come_back_as_warnings_within_apiserver_limits() {
     let (pki, srv) = server();
     let mut h2 = H2::connect(srv.addr, &pki.ca_pem).await.unwrap();
-    // No autoscaler exists in standalone mode: the baseline warns.
+    // No autoscaler and no PodDisruptionBudget exist in standalone mode
+    // (the file's own are not sent): the baseline warns, one line per rule.
     let rev = review(
         "CREATE",
         Some(&first("examples/bad/autoscaler.yaml")),
@@ -87,14 +88,22 @@ async fn warn_violations_come_back_as_warnings_within_apiserver_limits() {
     let (_, body) = h2.post("/validate", &rev).await;
     let r = &body["response"];
     assert_eq!(r["allowed"], true);
-    let warnings = r["warnings"].as_array().unwrap();
-    assert_eq!(warnings.len(), 1);
-    let w = warnings[0].as_str().unwrap();
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(
-        w.starts_with("[autoscaler] no HorizontalPodAutoscaler"),
-        "{w}"
+        warnings[0].starts_with("[autoscaler] no HorizontalPodAutoscaler"),
+        "{warnings:?}"
     );
-    assert!(w.chars().count() <= 256);
+    assert!(
+        warnings[1].starts_with("[disruption-budget] no PodDisruptionBudget"),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().all(|w| w.chars().count() <= 256));
 }
 
 #[tokio::test]

@@ -119,3 +119,118 @@ async fn denials_become_events_but_dry_runs_do_not() {
         event.message
     );
 }
+
+/// Collects what the webhook logs, to look for a credential in it.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_literal_credential_is_never_repeated_and_many_rules_give_one_warning_each() {
+    const TOKEN: &str = "hf_QmFkRXhhbXBsZU5vdEFSZWFsVG9rZW5BdEFsbA";
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let state = Arc::new(State::for_cluster(tx));
+    state.store(Snapshot {
+        policies: PolicySet::baseline().unwrap(),
+        context: Default::default(),
+    });
+    state.set_synced();
+    let router = webhook::router(Arc::new(App {
+        state,
+        metrics: Arc::new(Metrics::new()),
+    }));
+    // Breaks every rule that warns in the baseline, several times over:
+    // three containers without probes, hostIPC, privileged, a token in env
+    // and in args, no autoscaler, no PodDisruptionBudget.
+    let mut object =
+        common::yaml_file("tests/fixtures/workloads/compliant-gpu-deployment.yaml").remove(0);
+    let spec = &mut object["spec"]["template"]["spec"];
+    spec["hostIPC"] = true.into();
+    let mut c = spec["containers"][0].clone();
+    for p in ["readinessProbe", "livenessProbe", "startupProbe"] {
+        c.as_object_mut().unwrap().remove(p);
+    }
+    c["securityContext"] = serde_json::json!({"privileged": true});
+    c["env"] = serde_json::json!([{"name": "HF_TOKEN", "value": TOKEN}]);
+    c["args"] = serde_json::json!(["--model", "/models/phi-3-mini", "--hf-token", TOKEN]);
+    spec["containers"] = serde_json::json!([c.clone(), c.clone(), c]);
+    for (i, name) in ["llm", "llm-b", "llm-c"].iter().enumerate() {
+        spec["containers"][i]["name"] = (*name).into();
+    }
+
+    let mut answers = String::new();
+    for endpoint in ["/validate", "/mutate"] {
+        let review = serde_json::to_vec(&common::review("CREATE", Some(&object), false)).unwrap();
+        let (status, body) = call(&router, "POST", endpoint, review).await;
+        assert_eq!(status, 200);
+        answers.push_str(&String::from_utf8_lossy(&body));
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        if endpoint == "/validate" {
+            let warnings: Vec<&str> = answer["response"]["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect();
+            let rules: Vec<&str> = warnings
+                .iter()
+                .map(|w| &w[1..w.find(']').unwrap()])
+                .collect();
+            assert_eq!(
+                rules,
+                [
+                    "autoscaler",
+                    "probes",
+                    "disruption-budget",
+                    "secret-env",
+                    "host-isolation"
+                ],
+                "one warning per rule: {warnings:#?}"
+            );
+            assert!(
+                warnings.iter().all(|w| w.chars().count() <= 256),
+                "{warnings:#?}"
+            );
+            assert!(warnings.iter().map(|w| w.len()).sum::<usize>() <= 4096);
+        }
+    }
+    let event = rx.try_recv().expect("an event for the warnings");
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("secret-env"),
+        "the request was logged: {logged}"
+    );
+    let fragment = &TOKEN[10..];
+    for (what, text) in [
+        ("answers", answers.as_str()),
+        ("event", event.message.as_str()),
+        ("logs", logged.as_str()),
+    ] {
+        assert!(
+            !text.contains(fragment),
+            "the token is repeated in the {what}"
+        );
+    }
+    assert!(
+        event
+            .message
+            .contains("sets HF_TOKEN to a Hugging Face token")
+    );
+}

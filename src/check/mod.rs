@@ -1,6 +1,6 @@
 //! `waf-admission check`: the engine over files, giving the verdicts the
-//! cluster would give. Autoscalers, namespaces and exceptions in the input
-//! form the context, as the reflectors do in the cluster.
+//! cluster would give. Autoscalers, PodDisruptionBudgets, namespaces and
+//! exceptions in the input form the context, as the reflectors do in the cluster.
 
 pub mod junit;
 pub mod load;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::Namespace;
 use serde_json::Value;
 
-use crate::context::{Context, Exception, ScalerRef};
+use crate::context::{Context, Exception, PdbRef, ScalerRef};
 use crate::decision::{Evaluation, evaluate};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
@@ -140,6 +140,20 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
                     Ok(Some(s)) => ctx.add_scaler(s),
                     Ok(None) => {}
                     Err(e) => report.errors.push(at_document(&doc, e)),
+                }
+                *others.entry(kind).or_default() += 1;
+            }
+            ("policy/v1beta1", "PodDisruptionBudget") => {
+                report.errors.push(Error::input(
+                    &doc.source,
+                    "PodDisruptionBudget: apiVersion policy/v1beta1 is no longer served by \
+                     Kubernetes (removed in 1.25); use policy/v1",
+                ));
+            }
+            ("policy/v1", "PodDisruptionBudget") => {
+                match PdbRef::from_value(doc.value, "default", &doc.source) {
+                    Ok(p) => ctx.add_pdb(p),
+                    Err(e) => report.errors.push(e),
                 }
                 *others.entry(kind).or_default() += 1;
             }

@@ -96,7 +96,7 @@ mod tests {
     fn counts_governed_workloads_and_violations_per_policy_and_rule() {
         let policy: crate::policy::WellArchitectedPolicy = serde_json::from_value(json!({
             "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
-            "metadata": {"name": "p"}, "spec": {"rules": {"autoscaler": {"action": "Off"}}}}))
+            "metadata": {"name": "p"}, "spec": {"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}}))
         .unwrap();
         let snapshot = Snapshot {
             policies: PolicySet::new(vec![Policy::compile(&policy).unwrap()]),

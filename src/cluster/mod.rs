@@ -1,5 +1,6 @@
 //! In the cluster: kube-runtime reflectors keep policies, exceptions,
-//! namespaces, HPAs and (when KEDA is installed) ScaledObjects in memory;
+//! namespaces, HPAs, PodDisruptionBudgets and (when KEDA is installed)
+//! ScaledObjects in memory;
 //! a change to anything the engine reads rebuilds the snapshot the webhook
 //! reads (see `state.rs`), so the request path never calls the API server.
 //! Policy status says whether each policy is in force, and deny/warn
@@ -32,6 +33,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
@@ -140,6 +142,13 @@ pub async fn run(
         changed.clone(),
         "HorizontalPodAutoscaler watch",
     ));
+    let (pdbs, w) = reflector::store::<PodDisruptionBudget>();
+    spawn(watch(
+        Api::all(client.clone()),
+        w,
+        changed.clone(),
+        "PodDisruptionBudget watch",
+    ));
     let scaled_objects = match scaled_objects(&client, changed.clone()).await {
         Some((store, task)) => {
             spawn(task);
@@ -206,6 +215,7 @@ pub async fn run(
         exceptions,
         namespaces,
         hpas,
+        pdbs,
         scaled_objects,
     };
     let keeper = keep_snapshot(
@@ -234,6 +244,7 @@ struct Stores {
     exceptions: Store<DeserializeGuard<WellArchitectedException>>,
     namespaces: Store<Namespace>,
     hpas: Store<HorizontalPodAutoscaler>,
+    pdbs: Store<PodDisruptionBudget>,
     scaled_objects: Option<Store<DynamicObject>>,
 }
 
@@ -243,6 +254,7 @@ impl Stores {
         self.exceptions.wait_until_ready().await.ok();
         self.namespaces.wait_until_ready().await.ok();
         self.hpas.wait_until_ready().await.ok();
+        self.pdbs.wait_until_ready().await.ok();
         if let Some(s) = &self.scaled_objects {
             s.wait_until_ready().await.ok();
         }
@@ -262,6 +274,7 @@ impl Stores {
             unreadable,
             namespaces: self.namespaces.state(),
             hpas: self.hpas.state(),
+            pdbs: self.pdbs.state(),
             scaled_objects: self
                 .scaled_objects
                 .as_ref()

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
-use crate::context::{Context, Exception, ScalerRef};
+use crate::context::{Context, Exception, PdbRef, ScalerRef};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
@@ -28,6 +29,7 @@ pub struct Inputs {
     pub namespaces: Vec<Arc<Namespace>>,
     pub hpas: Vec<Arc<HorizontalPodAutoscaler>>,
     pub scaled_objects: Vec<Arc<DynamicObject>>,
+    pub pdbs: Vec<Arc<PodDisruptionBudget>>,
 }
 
 /// An object that could not be decoded, with what is known of it.
@@ -73,6 +75,8 @@ struct Key {
     unreadable: Vec<Unreadable>,
     namespaces: Vec<(String, BTreeMap<String, String>)>,
     scalers: Vec<ScalerRef>,
+    /// PodDisruptionBudgets by generation: their status churns too.
+    pdbs: Vec<Identity>,
 }
 
 type Identity = (Option<String>, Option<String>, String, Option<i64>);
@@ -201,6 +205,14 @@ impl Builder {
         for s in scalers {
             context.add_scaler(s);
         }
+        for pdb in &inputs.pdbs {
+            let value = serde_json::to_value(pdb.as_ref());
+            match value.map(|v| PdbRef::from_value(v, "default", "PodDisruptionBudget")) {
+                Ok(Ok(p)) => context.add_pdb(p),
+                Ok(Err(err)) => tracing::warn!(error = %err, "PodDisruptionBudget not understood"),
+                Err(err) => tracing::warn!(error = %err, "PodDisruptionBudget not understood"),
+            }
+        }
         self.reports = reports;
         self.problems = problems;
         Snapshot {
@@ -266,12 +278,19 @@ impl Key {
             .map(|n| (n.name_any(), n.labels().clone()))
             .collect();
         namespaces.sort();
+        let mut pdbs: Vec<_> = inputs
+            .pdbs
+            .iter()
+            .map(|p| (p.uid(), p.namespace(), p.name_any(), p.metadata.generation))
+            .collect();
+        pdbs.sort();
         Key {
             policies,
             exceptions,
             unreadable,
             namespaces,
             scalers: scalers.to_vec(),
+            pdbs,
         }
     }
 }
@@ -312,6 +331,24 @@ mod tests {
             .collect()
     }
 
+    /// The llm Deployment's PodDisruptionBudget, so that only the rule a
+    /// test is about reports anything.
+    fn pdb(max_unavailable: i32) -> Arc<PodDisruptionBudget> {
+        Arc::new(
+            serde_json::from_value(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": "llm", "namespace": "ml"},
+                "spec": {"selector": {"matchLabels": {"app": "llm"}}, "maxUnavailable": max_unavailable}}))
+            .unwrap(),
+        )
+    }
+
+    fn inputs() -> Inputs {
+        Inputs {
+            pdbs: vec![pdb(1)],
+            ..Inputs::default()
+        }
+    }
+
     fn hpa(min: i32) -> Arc<HorizontalPodAutoscaler> {
         Arc::new(
             serde_json::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
@@ -325,7 +362,7 @@ mod tests {
     #[test]
     fn a_policy_added_changed_and_deleted_takes_effect() {
         let mut b = Builder::default();
-        let mut inputs = Inputs::default();
+        let mut inputs = inputs();
         assert!(
             verdict(&b.build(&inputs).0).is_empty(),
             "no policy, nothing judged"
@@ -352,7 +389,7 @@ mod tests {
         let mut b = Builder::default();
         let mut inputs = Inputs {
             policies: vec![policy("p", 1, json!({"action": "Deny"}))],
-            ..Inputs::default()
+            ..inputs()
         };
         b.build(&inputs);
         inputs.policies = vec![policy(
@@ -384,7 +421,7 @@ mod tests {
                 ),
                 policy("good", 1, json!({"action": "Audit"})),
             ],
-            ..Inputs::default()
+            ..inputs()
         };
         let (snapshot, reports) = b.build(&inputs);
         assert_eq!(snapshot.policies.policies().len(), 1);
@@ -397,7 +434,7 @@ mod tests {
         let mut b = Builder::default();
         let mut inputs = Inputs {
             policies: vec![policy("p", 1, json!({}))],
-            ..Inputs::default()
+            ..inputs()
         };
         assert_eq!(verdict(&b.build(&inputs).0).len(), 1);
         inputs.hpas = vec![hpa(2)];
@@ -419,7 +456,7 @@ mod tests {
                 1,
                 json!({"match": {"namespaceSelector": {"matchLabels": {"env": "prod"}}}}),
             )],
-            ..Inputs::default()
+            ..inputs()
         };
         assert!(verdict(&b.build(&inputs).0).is_empty());
         inputs.namespaces = vec![Arc::new(
@@ -445,7 +482,7 @@ mod tests {
         let mut inputs = Inputs {
             policies: vec![policy("p", 1, json!({}))],
             exceptions: vec![exception("2099-01-01T00:00:00Z")],
-            ..Inputs::default()
+            ..inputs()
         };
         assert!(verdict(&b.build(&inputs).0).is_empty());
         inputs.exceptions = vec![exception("2020-01-01T00:00:00Z")];
@@ -487,6 +524,7 @@ mod tests {
         let mut b = Builder::default();
         let inputs = Inputs {
             policies: vec![policy("good", 1, json!({"action": "Audit"}))],
+            pdbs: vec![pdb(1)],
             unreadable: vec![Unreadable {
                 kind: "WellArchitectedPolicy",
                 namespace: None,
@@ -507,5 +545,80 @@ mod tests {
         );
         assert_eq!(b.object_problems().len(), 1);
         assert_eq!(b.object_problems()[0].name, "typo");
+    }
+}
+
+#[cfg(test)]
+mod pdb_tests {
+    use super::*;
+    use crate::judge;
+    use crate::workload::Workload;
+    use serde_json::json;
+
+    fn rules(snapshot: &Snapshot) -> Vec<String> {
+        let text = include_str!("../../tests/fixtures/workloads/compliant-gpu-deployment.yaml");
+        let v: serde_json::Value = serde_yaml_ng::from_str(text).unwrap();
+        let w = Workload::from_value(v, "ml").unwrap().unwrap();
+        judge(
+            &snapshot.policies,
+            &w,
+            &snapshot.context,
+            jiff::Timestamp::now(),
+        )
+        .violations
+        .iter()
+        .map(|v| format!("{}: {}", v.rule, v.message))
+        .collect()
+    }
+
+    #[test]
+    fn pod_disruption_budgets_from_the_store_reach_the_rule() {
+        let mut b = Builder::default();
+        let policy: Arc<WellArchitectedPolicy> = Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+                "metadata": {"name": "p"},
+                "spec": {"rules": {"autoscaler": {"action": "Off"}}}}))
+            .unwrap(),
+        );
+        let budget = |name: &str, spec: serde_json::Value| -> Arc<PodDisruptionBudget> {
+            Arc::new(
+                serde_json::from_value(
+                    json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                    "metadata": {"name": name, "namespace": "ml"}, "spec": spec}),
+                )
+                .unwrap(),
+            )
+        };
+        let mut inputs = Inputs {
+            policies: vec![policy],
+            ..Inputs::default()
+        };
+        let none = rules(&b.build(&inputs).0);
+        assert_eq!(none.len(), 1, "{none:?}");
+        assert!(none[0].starts_with("disruption-budget: no PodDisruptionBudget"));
+
+        inputs.pdbs = vec![budget(
+            "llm",
+            json!({"selector": {"matchLabels": {"app": "llm"}}, "maxUnavailable": 1}),
+        )];
+        assert!(rules(&b.build(&inputs).0).is_empty());
+
+        // In another namespace, or selecting other pods: it does not count.
+        inputs.pdbs = vec![budget(
+            "other",
+            json!({"selector": {"matchLabels": {"app": "other"}}, "maxUnavailable": 1}),
+        )];
+        assert_eq!(rules(&b.build(&inputs).0).len(), 1);
+
+        inputs.pdbs = vec![budget(
+            "llm",
+            json!({"selector": {"matchLabels": {"app": "llm"}}, "minAvailable": "100%"}),
+        )];
+        let blocked = rules(&b.build(&inputs).0);
+        assert!(
+            blocked[0].contains("allows 0 disruptions at 2 replicas (minAvailable 100%)"),
+            "{blocked:?}"
+        );
     }
 }

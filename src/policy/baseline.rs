@@ -48,6 +48,11 @@ mod tests {
             "Off in the baseline"
         );
         assert!(compiled.model_lineage.is_none(), "Off in the baseline");
+        let probes = compiled.probes.unwrap();
+        assert_eq!((probes.action, probes.mutate), (Action::Warn, false));
+        assert_eq!(compiled.disruption_budget.unwrap().action, Action::Warn);
+        assert_eq!(compiled.secret_env.unwrap().action, Action::Warn);
+        assert_eq!(compiled.host_isolation.unwrap().action, Action::Warn);
     }
 
     #[test]
@@ -55,7 +60,7 @@ mod tests {
         let p = policy().unwrap();
         let defaults = Rules::default();
         // Everything the baseline says beyond the serde defaults is the
-        // opt-in to mutation and the autoscaler's Warn.
+        // opt-in to mutation and the rules that warn.
         let mut rules = p.spec.rules.clone();
         rules.zone_spread.mutate = false;
         rules.resources.mutate = false;
@@ -65,6 +70,19 @@ mod tests {
         assert_eq!(rules.rollout_strategy.action.take(), Some(Action::Warn));
         assert_eq!(rules.shared_memory.action.take(), Some(Action::Warn));
         assert_eq!(rules.workload_identity.action.take(), Some(Action::Warn));
+        for warns in [
+            &mut rules.probes.action,
+            &mut rules.disruption_budget.action,
+            &mut rules.secret_env.action,
+            &mut rules.host_isolation.action,
+        ] {
+            assert_eq!(
+                *warns,
+                Some(crate::policy::Action::Warn),
+                "never Deny in the baseline"
+            );
+            *warns = None;
+        }
         assert_eq!(rules, defaults);
         assert_eq!(p.spec.action, DefaultAction::Deny);
         let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();

@@ -9,8 +9,9 @@ use super::{Action, OwnerKind, RuleId, Updates, WellArchitectedPolicy, WorkloadS
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
 use crate::rules::{
-    autoscaler, gpu_placement, graceful_termination, image_provenance, model_lineage, resources,
-    rollout_strategy, shared_memory, workload_identity, zone_spread,
+    autoscaler, disruption_budget, gpu_placement, graceful_termination, host_isolation,
+    image_provenance, model_lineage, probes, resources, rollout_strategy, secret_env,
+    shared_memory, workload_identity, zone_spread,
 };
 use crate::workload::{Workload, WorkloadKind};
 
@@ -44,6 +45,10 @@ pub struct Policy {
     pub workload_identity: Option<Enabled<workload_identity::Settings>>,
     pub graceful_termination: Option<Enabled<graceful_termination::Settings>>,
     pub model_lineage: Option<Enabled<model_lineage::Settings>>,
+    pub probes: Option<Enabled<probes::Settings>>,
+    pub disruption_budget: Option<Enabled<disruption_budget::Settings>>,
+    pub secret_env: Option<Enabled<secret_env::Settings>>,
+    pub host_isolation: Option<Enabled<host_isolation::Settings>>,
 }
 
 fn enabled<S>(
@@ -235,6 +240,20 @@ impl Policy {
             &format!("{at}.modelLineage"),
             &mut problems,
         );
+        let prb = probes::Settings::compile(&r.probes, &format!("{at}.probes"), &mut problems);
+        let pdb = disruption_budget::Settings::compile(
+            &r.disruption_budget,
+            &format!("{at}.disruptionBudget"),
+            &mut problems,
+        );
+        let sec =
+            secret_env::Settings::compile(&r.secret_env, &format!("{at}.secretEnv"), &mut problems);
+        let host = host_isolation::Settings::compile(
+            &r.host_isolation,
+            gpus.clone(),
+            &format!("{at}.hostIsolation"),
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -277,6 +296,10 @@ impl Policy {
                 grace,
             ),
             model_lineage: enabled(r.model_lineage.action, Action::Off, false, lineage),
+            probes: enabled(r.probes.action, default, r.probes.mutate, prb),
+            disruption_budget: enabled(r.disruption_budget.action, default, false, pdb),
+            secret_env: enabled(r.secret_env.action, default, false, sec),
+            host_isolation: enabled(r.host_isolation.action, default, false, host),
         })
     }
 
@@ -295,6 +318,10 @@ impl Policy {
                 RuleId::WorkloadIdentity => self.workload_identity.is_some(),
                 RuleId::GracefulTermination => self.graceful_termination.is_some(),
                 RuleId::ModelLineage => self.model_lineage.is_some(),
+                RuleId::Probes => self.probes.is_some(),
+                RuleId::DisruptionBudget => self.disruption_budget.is_some(),
+                RuleId::SecretEnv => self.secret_env.is_some(),
+                RuleId::HostIsolation => self.host_isolation.is_some(),
             })
             .collect()
     }

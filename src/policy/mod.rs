@@ -218,10 +218,14 @@ pub enum RuleId {
     WorkloadIdentity,
     GracefulTermination,
     ModelLineage,
+    Probes,
+    DisruptionBudget,
+    SecretEnv,
+    HostIsolation,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 10] = [
+    pub const ALL: [RuleId; 14] = [
         RuleId::ZoneSpread,
         RuleId::Autoscaler,
         RuleId::Resources,
@@ -232,6 +236,10 @@ impl RuleId {
         RuleId::WorkloadIdentity,
         RuleId::GracefulTermination,
         RuleId::ModelLineage,
+        RuleId::Probes,
+        RuleId::DisruptionBudget,
+        RuleId::SecretEnv,
+        RuleId::HostIsolation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -246,6 +254,10 @@ impl RuleId {
             RuleId::WorkloadIdentity => "workload-identity",
             RuleId::GracefulTermination => "graceful-termination",
             RuleId::ModelLineage => "model-lineage",
+            RuleId::Probes => "probes",
+            RuleId::DisruptionBudget => "disruption-budget",
+            RuleId::SecretEnv => "secret-env",
+            RuleId::HostIsolation => "host-isolation",
         }
     }
 
@@ -279,6 +291,16 @@ impl RuleId {
             RuleId::ModelLineage => {
                 "The pod template names its model version and source, and Hugging Face models are pinned to a revision"
             }
+            RuleId::Probes => {
+                "Serving containers report readiness, hung ones restart, and no liveness probe kills a model still loading"
+            }
+            RuleId::DisruptionBudget => {
+                "Exactly one PodDisruptionBudget covers a replicated model server and lets a drain evict one pod"
+            }
+            RuleId::SecretEnv => "No literal credentials in env values, command or args",
+            RuleId::HostIsolation => {
+                "The pod template meets Pod Security Baseline and reaches no GPU it did not request"
+            }
         }
     }
 
@@ -293,6 +315,8 @@ impl RuleId {
             RuleId::WorkloadIdentity => Pillar::Security,
             RuleId::GracefulTermination => Pillar::Reliability,
             RuleId::ModelLineage => Pillar::OperationalExcellence,
+            RuleId::Probes | RuleId::DisruptionBudget => Pillar::Reliability,
+            RuleId::SecretEnv | RuleId::HostIsolation => Pillar::Security,
         }
     }
 }
@@ -355,6 +379,14 @@ pub struct Rules {
     pub graceful_termination: GracefulTermination,
     #[serde(default)]
     pub model_lineage: ModelLineage,
+    #[serde(default)]
+    pub probes: Probes,
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudget,
+    #[serde(default)]
+    pub secret_env: SecretEnv,
+    #[serde(default)]
+    pub host_isolation: HostIsolation,
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -635,6 +667,135 @@ impl Default for RolloutStrategy {
     }
 }
 
+/// `probes` (Reliability): every serving container reports readiness, a
+/// hung one is restarted (liveness), and no liveness probe restarts a
+/// model server that is still loading its weights.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probes {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add a startupProbe that copies the liveness probe's handler where
+    /// liveness could fire too early, through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Require a livenessProbe on every serving container.
+    #[serde(default = "yes")]
+    pub require_liveness: bool,
+    /// Seconds a container may take to start (load its model) before a
+    /// liveness probe may restart it: counted from the startupProbe
+    /// (`initialDelaySeconds + failureThreshold × periodSeconds`), or from
+    /// the liveness probe's own delay when there is no startupProbe.
+    #[serde(default = "default_startup_grace")]
+    #[schemars(range(min = 0))]
+    pub startup_grace_seconds: i32,
+    /// The fewest seconds of failed liveness checks
+    /// (`failureThreshold × periodSeconds`) before a restart, so a busy
+    /// engine that answers slowly is not reloaded. 0: not checked.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub min_liveness_failure_seconds: i32,
+    /// Readiness probe handlers accepted. Leave out `tcpSocket` to require
+    /// a probe that asks the server whether the model is ready.
+    #[serde(default = "default_probe_handlers")]
+    #[schemars(length(min = 1))]
+    pub readiness_handlers: Vec<ProbeHandler>,
+    /// Containers not judged: a container name (`istio-proxy`), or an image
+    /// prefix ending in `*` (`docker.io/istio/proxyv2*`).
+    #[serde(default)]
+    pub exempt_containers: Vec<String>,
+    /// Also judge native sidecars (init containers with `restartPolicy:
+    /// Always`), which serve the model server rather than requests.
+    #[serde(default)]
+    pub include_sidecars: bool,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            action: None,
+            mutate: false,
+            require_liveness: yes(),
+            startup_grace_seconds: default_startup_grace(),
+            min_liveness_failure_seconds: 0,
+            readiness_handlers: default_probe_handlers(),
+            exempt_containers: Vec::new(),
+            include_sidecars: false,
+        }
+    }
+}
+
+/// How a probe asks the container.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ProbeHandler {
+    HttpGet,
+    Grpc,
+    Exec,
+    TcpSocket,
+}
+
+impl ProbeHandler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeHandler::HttpGet => "httpGet",
+            ProbeHandler::Grpc => "grpc",
+            ProbeHandler::Exec => "exec",
+            ProbeHandler::TcpSocket => "tcpSocket",
+        }
+    }
+}
+
+fn default_startup_grace() -> i32 {
+    600
+}
+
+fn default_probe_handlers() -> Vec<ProbeHandler> {
+    vec![
+        ProbeHandler::HttpGet,
+        ProbeHandler::Grpc,
+        ProbeHandler::Exec,
+        ProbeHandler::TcpSocket,
+    ]
+}
+
+/// `disruption-budget` (Reliability): exactly one PodDisruptionBudget
+/// selects a replicated model server's pods and lets a node drain evict at
+/// least one of them, so AKS upgrades neither take it down nor stall.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Judged only when the replica floor (an autoscaler's minReplicas, else
+    /// `spec.replicas`) is at least this.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Require `unhealthyPodEvictionPolicy: AlwaysAllow`, so pods of a model
+    /// server that fails to load never block a drain.
+    #[serde(default)]
+    pub require_always_allow_unhealthy: bool,
+    /// PodDisruptionBudgets whose `app.kubernetes.io/managed-by` label or
+    /// controller owner kind is listed here are not judged for how many
+    /// disruptions they allow (a controller that scales them during drains).
+    #[serde(default)]
+    pub accept_managed_by: Vec<String>,
+}
+
+impl Default for DisruptionBudget {
+    fn default() -> Self {
+        DisruptionBudget {
+            action: None,
+            min_replicas: two(),
+            require_always_allow_unhealthy: false,
+            accept_managed_by: Vec::new(),
+        }
+    }
+}
+
 /// `shared-memory` (Performance Efficiency): a container that spans
 /// several GPUs (NCCL, tensor parallelism) mounts a Memory emptyDir at
 /// /dev/shm; the container runtime's default of 64 MiB makes it crash or crawl.
@@ -670,6 +831,38 @@ impl Default for SharedMemory {
             min_gpus: two(),
             min_size_limit: default_min_shm(),
             default_size_limit: None,
+        }
+    }
+}
+
+/// `secret-env` (Security): no literal credential in a container's `env`
+/// values, `command` or `args`: it is already in git, etcd and every
+/// `kubectl get -o yaml`. The value is never repeated in any output.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretEnv {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Further variable names whose literal value is always a credential
+    /// (beside the built-in list: AZURE_CLIENT_SECRET, HF_TOKEN, OPENAI_API_KEY, …).
+    #[serde(default)]
+    pub extra_names: Vec<String>,
+    /// Variable names never judged, whatever their value.
+    #[serde(default = "default_allowed_env_names")]
+    pub allow_names: Vec<String>,
+    /// Also look for credentials in `command` and `args` (`--api-key <literal>`).
+    #[serde(default = "yes")]
+    pub scan_args: bool,
+}
+
+impl Default for SecretEnv {
+    fn default() -> Self {
+        SecretEnv {
+            action: None,
+            extra_names: Vec::new(),
+            allow_names: default_allowed_env_names(),
+            scan_args: yes(),
         }
     }
 }
@@ -776,6 +969,49 @@ impl Default for GracefulTermination {
             require_pre_stop: yes(),
             pre_stop_seconds: default_pre_stop(),
             min_drain_seconds: default_min_drain(),
+        }
+    }
+}
+
+fn default_allowed_env_names() -> Vec<String> {
+    vec!["APPLICATIONINSIGHTS_CONNECTION_STRING".into()]
+}
+
+/// `host-isolation` (Security): the pod template meets Pod Security
+/// Baseline (no privileged containers, host namespaces, hostPath or
+/// hostPort outside the allow-lists, added capabilities, unconfined
+/// seccomp or AppArmor, unsafe sysctls), and a container that requests no
+/// GPU does not reach the node's GPUs through `NVIDIA_VISIBLE_DEVICES`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostIsolation {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// hostPath prefixes accepted (`/mnt/models`), when every mount of the
+    /// volume is `readOnly`.
+    #[serde(default)]
+    pub allowed_host_paths: Vec<String>,
+    /// hostPorts accepted.
+    #[serde(default)]
+    pub allowed_host_ports: Vec<i32>,
+    /// Capabilities accepted beyond Pod Security Baseline's (`IPC_LOCK`
+    /// for RDMA over InfiniBand).
+    #[serde(default)]
+    pub allowed_capabilities: Vec<String>,
+    /// Report a container that requests no GPU but sets `NVIDIA_VISIBLE_DEVICES`.
+    #[serde(default = "yes")]
+    pub flag_nvidia_visible_devices: bool,
+}
+
+impl Default for HostIsolation {
+    fn default() -> Self {
+        HostIsolation {
+            action: None,
+            allowed_host_paths: Vec::new(),
+            allowed_host_ports: Vec::new(),
+            allowed_capabilities: Vec::new(),
+            flag_nvidia_visible_devices: yes(),
         }
     }
 }

@@ -6,12 +6,16 @@
 
 pub mod autoscaler;
 pub mod command_line;
+pub mod disruption_budget;
 pub mod gpu_placement;
 pub mod graceful_termination;
+pub mod host_isolation;
 pub mod image_provenance;
 pub mod model_lineage;
+pub mod probes;
 pub mod resources;
 pub mod rollout_strategy;
+pub mod secret_env;
 pub mod shared_memory;
 pub mod workload_identity;
 pub mod zone_spread;

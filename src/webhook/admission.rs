@@ -452,25 +452,30 @@ fn mutate(
     }
 }
 
-/// `[rule] message Fix: fix`, each within the apiserver's 256-character
-/// limit and all within 4 KiB, written to fit rather than cut by the apiserver.
+/// One warning per rule: `[rule] message. Fix: fix` for a rule that found
+/// one thing, `[rule] first; second (+N more: …)` for a rule that found
+/// several (one per container, say), so a workload that breaks many rules
+/// still gets a line for each. Every line is within the apiserver's
+/// 256-character limit and all of them within 4 KiB: written to fit rather
+/// than cut by the apiserver.
 pub fn warnings<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Vec<String> {
-    let items: Vec<_> = items.collect();
+    let mut groups: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
+    for (rule, message, fix) in items {
+        match groups.iter_mut().find(|g| g.0 == rule) {
+            Some(g) => g.1.push((message, fix)),
+            None => groups.push((rule, vec![(message, fix)])),
+        }
+    }
     let mut out = Vec::new();
     let mut total = 0;
     // Room for the last line that says how many did not fit.
     let reserve = 120;
-    for (i, (rule, message, fix)) in items.iter().enumerate() {
-        let full = format!("[{rule}] {message}. Fix: {fix}");
-        let line = if full.chars().count() <= WARNING_MAX {
-            full
-        } else {
-            shorten(&format!("[{rule}] {message}"), WARNING_MAX)
-        };
+    for (i, (rule, group)) in groups.iter().enumerate() {
+        let line = rule_warning(rule, group);
         if total + line.len() > WARNINGS_TOTAL_MAX - reserve {
             out.push(format!(
-                "[waf-admission] {} more warning(s) not shown: run `waf-admission check` on this manifest",
-                items.len() - i
+                "[waf-admission] {} more rule(s) not shown: run `waf-admission check` on this manifest",
+                groups.len() - i
             ));
             break;
         }
@@ -478,6 +483,44 @@ pub fn warnings<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a str)>) ->
         out.push(line);
     }
     out
+}
+
+fn rule_warning(rule: &str, group: &[(&str, &str)]) -> String {
+    let fits = |s: &str| s.chars().count() <= WARNING_MAX;
+    if let [(message, fix)] = group {
+        let full = format!("[{rule}] {message}. Fix: {fix}");
+        return if fits(&full) {
+            full
+        } else {
+            shorten(&format!("[{rule}] {message}"), WARNING_MAX)
+        };
+    }
+    // A fix shared by every finding (the mutating webhook's note, say) is
+    // kept, and the messages fill the room before it.
+    let shared_fix = group
+        .iter()
+        .all(|(_, fix)| *fix == group[0].1)
+        .then(|| format!(". Fix: {}", group[0].1))
+        .filter(|f| f.chars().count() <= WARNING_MAX / 2)
+        .unwrap_or_default();
+    // The longest tail: " (+NN more: run waf-admission check)".
+    let room = WARNING_MAX - 40 - shared_fix.chars().count();
+    let mut line = shorten(&format!("[{rule}] {}", group[0].0), room);
+    let mut shown = 1;
+    for (message, _) in &group[1..] {
+        let longer = format!("{line}; {message}");
+        if longer.chars().count() > room {
+            break;
+        }
+        line = longer;
+        shown += 1;
+    }
+    let hidden = group.len() - shown;
+    if hidden > 0 {
+        line.push_str(&format!(" (+{hidden} more: run waf-admission check)"));
+    }
+    line.push_str(&shared_fix);
+    line
 }
 
 /// Cuts at a word boundary, ending with `…`, within `max` characters.
@@ -617,7 +660,60 @@ mod tests {
         assert!(w.iter().all(|l| l.chars().count() <= WARNING_MAX), "{w:?}");
         assert!(w.iter().map(|l| l.len()).sum::<usize>() <= WARNINGS_TOTAL_MAX);
         assert!(w.iter().all(|l| l.starts_with('[')));
-        assert!(w.last().unwrap().contains("more warning(s) not shown"));
+        assert_eq!(w.len(), 1, "one rule, one warning: {w:?}");
+        assert!(w[0].contains("more: run waf-admission check"), "{w:?}");
+    }
+
+    #[test]
+    fn every_rule_gets_one_warning_within_the_limits_when_all_fire_many_times() {
+        let long =
+            "container \"a-rather-long-container-name\" has a problem worth a long sentence "
+                .repeat(3);
+        let items: Vec<(&str, &str, &str)> = crate::policy::RuleId::ALL
+            .iter()
+            .flat_map(|r| {
+                let long = long.as_str();
+                (0..8).map(move |_| (r.as_str(), long, "a fix that is long enough to matter here"))
+            })
+            .collect();
+        let w = warnings(items.into_iter());
+        assert_eq!(w.len(), crate::policy::RuleId::ALL.len(), "{w:#?}");
+        for (line, rule) in w.iter().zip(crate::policy::RuleId::ALL) {
+            assert!(line.starts_with(&format!("[{rule}] ")), "{line}");
+            assert!(line.chars().count() <= WARNING_MAX, "{line}");
+        }
+        assert!(w.iter().map(|l| l.len()).sum::<usize>() <= WARNINGS_TOTAL_MAX);
+    }
+
+    #[test]
+    fn several_findings_of_a_rule_share_one_line() {
+        let w = warnings(
+            [
+                (
+                    "probes",
+                    "container \"a\" has no readinessProbe",
+                    "add one to a",
+                ),
+                (
+                    "probes",
+                    "container \"b\" has no readinessProbe",
+                    "add one to b",
+                ),
+                (
+                    "secret-env",
+                    "container \"a\" sets HF_TOKEN to a Hugging Face token",
+                    "rotate it",
+                ),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            w,
+            [
+                "[probes] container \"a\" has no readinessProbe; container \"b\" has no readinessProbe",
+                "[secret-env] container \"a\" sets HF_TOKEN to a Hugging Face token. Fix: rotate it",
+            ]
+        );
     }
 
     #[test]

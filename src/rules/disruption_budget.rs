@@ -1,0 +1,428 @@
+//! `disruption-budget` (Reliability): a replicated model server whose
+//! replica floor is at least `minReplicas` has exactly one
+//! PodDisruptionBudget selecting its pods, and that budget lets a drain
+//! evict at least one pod at the floor. AKS node-image and Kubernetes
+//! upgrades drain GPU nodes; without a budget every replica can go at once
+//! (each then reloads its model for minutes), and with one that allows
+//! nothing the upgrade stalls. Two budgets on one pod make the eviction API
+//! refuse it, so drains fail too. AKS: "PDBs for all production workloads".
+//!
+//! Cluster-aware like `autoscaler`: in `check`, PodDisruptionBudgets in the
+//! same input count; in the cluster, the ones that exist (a reflector).
+//! `kubectl apply -f dir/` can create the Deployment before its budget,
+//! hence Warn in the baseline: the background audit reports the state once
+//! both exist. Not patchable: a budget is another object.
+//!
+//! Percentages round up, as the disruption controller computes them
+//! (`GetScaledValueFromIntOrPercent(…, roundUp=true)` for both fields).
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::zone_spread::replica_floor;
+use super::{Finding, Outcome};
+use crate::context::{PdbRef, ScalerRef};
+use crate::policy;
+use crate::workload::Workload;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub min_replicas: i32,
+    pub require_always_allow_unhealthy: bool,
+    pub accept_managed_by: Vec<String>,
+}
+
+impl Settings {
+    pub fn compile(
+        spec: &policy::DisruptionBudget,
+        at: &str,
+        problems: &mut Vec<String>,
+    ) -> Settings {
+        if spec.min_replicas < 1 {
+            problems.push(format!("{at}.minReplicas: must be at least 1"));
+        }
+        for (i, m) in spec.accept_managed_by.iter().enumerate() {
+            if m.trim().is_empty() {
+                problems.push(format!("{at}.acceptManagedBy[{i}]: cannot be empty"));
+            }
+        }
+        Settings {
+            min_replicas: spec.min_replicas,
+            require_always_allow_unhealthy: spec.require_always_allow_unhealthy,
+            accept_managed_by: spec.accept_managed_by.clone(),
+        }
+    }
+}
+
+pub fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef], pdbs: &[&PdbRef]) -> Outcome {
+    let mut out = Outcome::default();
+    if !w.kind.is_replicated() {
+        return out;
+    }
+    let floor = replica_floor(w, scalers);
+    if floor < s.min_replicas {
+        return out;
+    }
+    let path = "/spec/template/metadata/labels".to_owned();
+    let who = format!("{} {}", w.kind, w.name);
+    let mut push = |message: String, fix: String| {
+        out.findings.push(Finding {
+            message,
+            fix,
+            path: path.clone(),
+            fixable: false,
+        })
+    };
+    let pdb = match pdbs {
+        [] => {
+            push(
+                format!(
+                    "no PodDisruptionBudget selects the pods of {who}: a node drain (AKS \
+                     upgrade) can evict all {floor} replicas at once"
+                ),
+                format!(
+                    "kubectl create poddisruptionbudget {} -n {} --selector={} --max-unavailable=1",
+                    w.name.trim_end_matches('*'),
+                    w.namespace,
+                    selector_text(w)
+                ),
+            );
+            return out;
+        }
+        [one] => *one,
+        many => {
+            let names: Vec<String> = many
+                .iter()
+                .map(|p| {
+                    if p.selects_all() {
+                        format!("{} (selector {{}}: every pod in the namespace)", p.name)
+                    } else {
+                        p.name.clone()
+                    }
+                })
+                .collect();
+            // Keep the one made for these pods, not one that selects everything.
+            let keep = many.iter().position(|p| !p.selects_all()).unwrap_or(0);
+            let delete: Vec<&str> = many
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != keep)
+                .map(|(_, p)| p.name.as_str())
+                .collect();
+            push(
+                format!(
+                    "{} PodDisruptionBudgets select the pods of {who} ({}): the eviction API \
+                     refuses pods with more than one, so node drains fail",
+                    many.len(),
+                    names.join(", ")
+                ),
+                format!(
+                    "keep {}: kubectl delete poddisruptionbudget {} -n {}",
+                    many[keep].name,
+                    delete.join(" "),
+                    w.namespace
+                ),
+            );
+            return out;
+        }
+    };
+    let everyone = if pdb.selects_all() {
+        " (its selector {} covers every pod in the namespace)"
+    } else {
+        ""
+    };
+    let managed = pdb
+        .managed_by
+        .iter()
+        .any(|m| s.accept_managed_by.contains(m));
+    let target = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
+    match allowed_disruptions(pdb, floor) {
+        Err(why) => push(
+            format!("PodDisruptionBudget {} {why}{everyone}", pdb.name),
+            format!("set spec.maxUnavailable: 1 on {target}"),
+        ),
+        Ok(allowed) if allowed < 1 && !managed => push(
+            format!(
+                "PodDisruptionBudget {} allows 0 disruptions at {floor} replicas ({}): AKS \
+                 upgrades cannot drain the node{everyone}",
+                pdb.name,
+                describe(pdb)
+            ),
+            format!("set spec.maxUnavailable: 1 (and no minAvailable) on {target}"),
+        ),
+        Ok(_) => {}
+    }
+    if s.require_always_allow_unhealthy
+        && pdb.unhealthy_pod_eviction_policy.as_deref() != Some("AlwaysAllow")
+    {
+        push(
+            format!(
+                "PodDisruptionBudget {} keeps unhealthy pods from eviction: a model server that \
+                 fails to load blocks node drains",
+                pdb.name
+            ),
+            format!("set spec.unhealthyPodEvictionPolicy: AlwaysAllow on {target}"),
+        );
+    }
+    out
+}
+
+/// How many pods a drain may evict when `floor` pods are healthy.
+fn allowed_disruptions(pdb: &PdbRef, floor: i32) -> Result<i32, String> {
+    match (&pdb.max_unavailable, &pdb.min_available) {
+        (Some(max), _) => scaled(max, floor, "maxUnavailable"),
+        (None, Some(min)) => scaled(min, floor, "minAvailable").map(|m| floor - m),
+        (None, None) => {
+            Err("sets neither maxUnavailable nor minAvailable: it protects nothing".into())
+        }
+    }
+}
+
+/// An int, or a percentage of `total` rounded up.
+fn scaled(v: &IntOrString, total: i32, field: &str) -> Result<i32, String> {
+    match v {
+        IntOrString::Int(i) => Ok(*i),
+        IntOrString::String(s) => s
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<i64>().ok())
+            .filter(|p| *p >= 0)
+            .map(|p| ((p * i64::from(total) + 99) / 100) as i32)
+            .ok_or_else(|| format!("has {field} {s:?}, neither a number nor a percentage")),
+    }
+}
+
+fn describe(pdb: &PdbRef) -> String {
+    let text = |v: &IntOrString| match v {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    };
+    match (&pdb.max_unavailable, &pdb.min_available) {
+        (Some(m), _) => format!("maxUnavailable {}", text(m)),
+        (None, Some(m)) => format!("minAvailable {}", text(m)),
+        (None, None) => "no budget".into(),
+    }
+}
+
+/// `app=llm,tier=gpu` for `kubectl create pdb --selector`: the workload's
+/// `spec.selector.matchLabels`, else its template labels.
+fn selector_text(w: &Workload) -> String {
+    let labels = w
+        .selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| w.template_labels.clone());
+    if labels.is_empty() {
+        return "<your pod labels>".into();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::*;
+    use serde_json::{Value, json};
+
+    fn settings() -> Settings {
+        Settings::compile(
+            &policy::DisruptionBudget::default(),
+            "disruptionBudget",
+            &mut vec![],
+        )
+    }
+
+    fn pdb(name: &str, spec: Value) -> PdbRef {
+        PdbRef::from_value(
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": name, "namespace": "ml"}, "spec": spec}),
+            "default",
+            "pdb",
+        )
+        .unwrap()
+    }
+
+    fn run(d: &Value, pdbs: &[PdbRef]) -> Outcome {
+        let w = workload(d);
+        let mut selecting: Vec<&PdbRef> = pdbs.iter().filter(|p| p.selects(&w)).collect();
+        selecting.sort_by(|a, b| a.name.cmp(&b.name));
+        check(&w, &settings(), &[], &selecting)
+    }
+
+    fn one(spec: Value) -> Vec<PdbRef> {
+        let mut spec = spec;
+        spec["selector"] = json!({"matchLabels": {"app": "llm"}});
+        vec![pdb("llm", spec)]
+    }
+
+    #[test]
+    fn no_budget_is_reported_with_a_pasteable_command() {
+        let out = run(&gpu_deployment(), &[]);
+        assert_eq!(out.findings.len(), 1);
+        assert_eq!(
+            out.findings[0].message,
+            "no PodDisruptionBudget selects the pods of Deployment llm: a node drain (AKS \
+             upgrade) can evict all 2 replicas at once"
+        );
+        assert_eq!(
+            out.findings[0].fix,
+            "kubectl create poddisruptionbudget llm -n ml --selector=app=llm --max-unavailable=1"
+        );
+        assert_eq!(out.findings[0].path, "/spec/template/metadata/labels");
+    }
+
+    #[test]
+    fn max_unavailable_one_passes() {
+        assert!(run(&gpu_deployment(), &one(json!({"maxUnavailable": 1}))).is_clean());
+    }
+
+    #[test]
+    fn budgets_that_allow_nothing_are_reported() {
+        for spec in [
+            json!({"maxUnavailable": 0}),
+            json!({"minAvailable": 2}),
+            json!({"minAvailable": "100%"}),
+            // 51% of 2 rounds up to 2, as the disruption controller rounds.
+            json!({"minAvailable": "51%"}),
+            json!({"maxUnavailable": "0%"}),
+        ] {
+            let out = run(&gpu_deployment(), &one(spec.clone()));
+            assert_eq!(out.findings.len(), 1, "{spec}");
+            assert!(
+                out.findings[0]
+                    .message
+                    .starts_with("PodDisruptionBudget llm allows 0 disruptions at 2 replicas"),
+                "{}",
+                out.findings[0].message
+            );
+            assert_eq!(
+                out.findings[0].fix,
+                "set spec.maxUnavailable: 1 (and no minAvailable) on PodDisruptionBudget ml/llm"
+            );
+        }
+    }
+
+    #[test]
+    fn percentages_round_up() {
+        // 1% of 2 replicas rounds up to 1 disruption; 50% minAvailable leaves 1.
+        for spec in [
+            json!({"maxUnavailable": "1%"}),
+            json!({"minAvailable": "50%"}),
+            json!({"minAvailable": 1}),
+        ] {
+            assert!(
+                run(&gpu_deployment(), &one(spec.clone())).is_clean(),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_floor_is_the_autoscalers_minimum() {
+        let w = workload(&gpu_deployment());
+        let budgets = one(json!({"minAvailable": 2}));
+        let selecting: Vec<&PdbRef> = budgets.iter().collect();
+        let hpa = scaler("llm", 3, 6);
+        assert!(check(&w, &settings(), &[&hpa], &selecting).is_clean());
+    }
+
+    #[test]
+    fn a_single_replica_is_not_judged_here() {
+        let mut d = gpu_deployment();
+        d["spec"]["replicas"] = json!(1);
+        assert!(run(&d, &[]).is_clean());
+        assert!(run(&gpu_pod(), &[]).is_clean());
+    }
+
+    #[test]
+    fn two_budgets_on_the_same_pods_make_drains_fail() {
+        let mut budgets = one(json!({"maxUnavailable": 1}));
+        budgets.push(pdb(
+            "everything",
+            json!({"selector": {}, "maxUnavailable": 1}),
+        ));
+        let out = run(&gpu_deployment(), &budgets);
+        assert_eq!(out.findings.len(), 1);
+        assert!(
+            out.findings[0].message.starts_with(
+                "2 PodDisruptionBudgets select the pods of Deployment llm (everything (selector {}: \
+                 every pod in the namespace), llm)"
+            ),
+            "{}",
+            out.findings[0].message
+        );
+        assert_eq!(
+            out.findings[0].fix,
+            "keep llm: kubectl delete poddisruptionbudget everything -n ml"
+        );
+    }
+
+    #[test]
+    fn selectors_use_full_label_selector_semantics() {
+        let expr = vec![pdb(
+            "llm",
+            json!({"selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["llm"]}]},
+                "maxUnavailable": 1}),
+        )];
+        assert!(run(&gpu_deployment(), &expr).is_clean());
+        let other = vec![pdb(
+            "x",
+            json!({"selector": {"matchLabels": {"app": "x"}}, "maxUnavailable": 1}),
+        )];
+        assert_eq!(run(&gpu_deployment(), &other).findings.len(), 1);
+        // policy/v1: no selector selects no pods.
+        let none = vec![pdb("x", json!({"maxUnavailable": 1}))];
+        assert_eq!(run(&gpu_deployment(), &none).findings.len(), 1);
+    }
+
+    #[test]
+    fn unhealthy_pod_eviction_and_managed_budgets_follow_the_settings() {
+        let mut s = settings();
+        s.require_always_allow_unhealthy = true;
+        let w = workload(&gpu_deployment());
+        let budgets = one(json!({"maxUnavailable": 1}));
+        let out = check(&w, &s, &[], &budgets.iter().collect::<Vec<_>>());
+        assert!(
+            out.findings[0]
+                .message
+                .contains("keeps unhealthy pods from eviction")
+        );
+        let budgets =
+            one(json!({"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}));
+        assert!(check(&w, &s, &[], &budgets.iter().collect::<Vec<_>>()).is_clean());
+
+        let managed = [PdbRef::from_value(
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                    "metadata": {"name": "llm", "namespace": "ml",
+                        "labels": {"app.kubernetes.io/managed-by": "eviction-autoscaler"}},
+                    "spec": {"selector": {"matchLabels": {"app": "llm"}}, "minAvailable": 2}}),
+            "default",
+            "pdb",
+        )
+        .unwrap()];
+        let refs: Vec<&PdbRef> = managed.iter().collect();
+        assert_eq!(check(&w, &settings(), &[], &refs).findings.len(), 1);
+        let mut s = settings();
+        s.accept_managed_by = vec!["eviction-autoscaler".into()];
+        assert!(check(&w, &s, &[], &refs).is_clean());
+    }
+
+    #[test]
+    fn a_budget_without_numbers_or_with_a_bad_one_is_reported() {
+        let out = run(&gpu_deployment(), &one(json!({})));
+        assert!(
+            out.findings[0]
+                .message
+                .contains("sets neither maxUnavailable nor minAvailable")
+        );
+        let out = run(&gpu_deployment(), &one(json!({"maxUnavailable": "one"})));
+        assert!(
+            out.findings[0]
+                .message
+                .contains("neither a number nor a percentage")
+        );
+    }
+}
