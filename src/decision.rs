@@ -463,7 +463,10 @@ mod tests {
     fn the_fix_and_the_patch_come_from_the_same_policy() {
         // Two Deny policies: "a" does not mutate, "b" does with another skew.
         let s = set(&[
-            ("a", json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}})),
+            (
+                "a",
+                json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}),
+            ),
             (
                 "b",
                 json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"},
@@ -496,7 +499,10 @@ mod tests {
             assert_eq!(new.violations[0].existing, !still_denied);
         }
         // A violation the old object did not have still denies.
-        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}))]);
+        let s = set(&[(
+            "p",
+            json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}),
+        )]);
         let old = decide(&s, &gpu_deployment());
         let mut new = decide(&s, &unspread());
         admit_existing(&mut new, &old, &s);
@@ -577,7 +583,10 @@ mod tests {
 
     #[test]
     fn exceptions_exempt_by_owner_kind_or_template_labels_within_their_namespace() {
-        let s = set(&[("p", json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}))]);
+        let s = set(&[(
+            "p",
+            json!({"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}),
+        )]);
         for (namespace, target, exempt) in [
             (
                 "ml",
