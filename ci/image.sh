@@ -37,9 +37,14 @@ cleanup() {
 trap cleanup EXIT
 
 image=localhost/waf-admission:$version
+# The build context holds just the Dockerfile and the binary: cargo's
+# target dir may live outside the clone (CI keeps it in ~/.cache).
+mkdir "$work/context"
+cp Dockerfile "$work/context/Dockerfile"
+cp "$binary" "$work/context/waf-admission"
 bah bud --quiet --isolation chroot \
-  --build-arg BINARY="$binary" --build-arg VERSION="$version" --build-arg REVISION="$revision" \
-  -t "$image" . >/dev/null
+  --build-arg BINARY=waf-admission --build-arg VERSION="$version" --build-arg REVISION="$revision" \
+  -t "$image" "$work/context" >/dev/null
 echo "built $image"
 
 # The labels and the user the Dockerfile promises.
