@@ -218,10 +218,6 @@ mod tests {
         check(&workload(obj), &settings(), true)
     }
 
-    fn container(d: &mut Value) -> &mut Value {
-        &mut d["spec"]["template"]["spec"]["containers"][0]
-    }
-
     fn graceful() -> Value {
         let mut d = gpu_deployment();
         d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(130);

@@ -317,10 +317,6 @@ mod tests {
         check(&workload(obj), &settings())
     }
 
-    fn container(d: &mut Value) -> &mut Value {
-        &mut d["spec"]["template"]["spec"]["containers"][0]
-    }
-
     const COMMIT: &str = "0e9e39f249a16976918f6564b8830bc894c89659";
 
     fn with_lineage() -> Value {

@@ -380,10 +380,6 @@ mod tests {
         check(&workload(obj), &settings(), true)
     }
 
-    fn container(d: &mut Value) -> &mut Value {
-        &mut d["spec"]["template"]["spec"]["containers"][0]
-    }
-
     fn without_probes() -> Value {
         let mut d = gpu_deployment();
         let c = container(&mut d).as_object_mut().unwrap();

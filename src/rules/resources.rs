@@ -309,10 +309,6 @@ mod tests {
         check(&workload(obj), &settings(), true)
     }
 
-    fn container(d: &mut Value) -> &mut Value {
-        &mut d["spec"]["template"]["spec"]["containers"][0]
-    }
-
     #[test]
     fn accepts_complete_requests_and_limits() {
         assert_eq!(run(&gpu_deployment()), Outcome::default());

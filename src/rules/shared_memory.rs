@@ -279,10 +279,6 @@ mod tests {
         check(&workload(obj), &settings(), true)
     }
 
-    fn container(d: &mut Value) -> &mut Value {
-        &mut d["spec"]["template"]["spec"]["containers"][0]
-    }
-
     fn two_gpus() -> Value {
         let mut d = gpu_deployment();
         container(&mut d)["resources"]["requests"]["nvidia.com/gpu"] = json!("2");

@@ -38,6 +38,11 @@ pub fn gpu_pod() -> Value {
     })
 }
 
+/// The first app container of a Deployment's pod template, to break.
+pub fn container(d: &mut Value) -> &mut Value {
+    &mut d["spec"]["template"]["spec"]["containers"][0]
+}
+
 pub fn workload(obj: &Value) -> Workload {
     Workload::from_value(obj.clone(), "default")
         .expect("fixture is a valid workload")

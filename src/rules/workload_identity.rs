@@ -248,10 +248,6 @@ mod tests {
         check(&workload(obj), &settings(), true)
     }
 
-    fn container(d: &mut Value) -> &mut Value {
-        &mut d["spec"]["template"]["spec"]["containers"][0]
-    }
-
     /// The compliant deployment with Workload ID set up as it should be.
     fn with_workload_id() -> Value {
         let mut d = gpu_deployment();
