@@ -371,6 +371,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Before the listeners are announced: a SIGTERM sent right after the
+    // "listening" line must find our handler, not the default that kills.
+    let termination = termination_signal();
     let listener = webhook::bind(args.addr, "webhook").await?;
     if args.metrics_addr != "off" {
         let addr: SocketAddr = args
@@ -390,7 +393,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let delay = args.shutdown_delay;
     let ready_state = state.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        termination.await;
         tracing::info!(?delay, "termination signal: no longer ready");
         ready_state.set_stopping();
         let _ = signalled_tx.send(true);
@@ -433,24 +436,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM handler at once and returns what resolves when
+/// SIGTERM (or Ctrl-C) arrives.
+fn termination_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
