@@ -342,27 +342,24 @@ fn validate(
     for v in &d.violations {
         metrics.violation(v.rule.as_str(), v.action.as_str());
     }
-    let worded: Vec<(String, String)> = d
+    // Worded once, borrowed where nothing is added to the engine's text.
+    let worded: Vec<(&str, Cow<'_, str>, Cow<'_, str>)> = d
         .with_action(Action::Warn)
         .map(|v| {
             let message = if v.existing {
-                format!("already there before this update: {}", v.message)
+                Cow::Owned(format!("already there before this update: {}", v.message))
             } else {
-                v.message.clone()
+                Cow::Borrowed(v.message.as_str())
             };
             let fix = if v.fixable {
-                format!("{} (Deny with mutate: true would add it)", v.fix)
+                Cow::Owned(format!("{} (Deny with mutate: true would add it)", v.fix))
             } else {
-                v.fix.clone()
+                Cow::Borrowed(v.fix.as_str())
             };
-            (message, fix)
+            (v.rule.as_str(), message, fix)
         })
         .collect();
-    let warnings = warnings(
-        d.with_action(Action::Warn)
-            .zip(&worded)
-            .map(|(v, (m, f))| (v.rule.as_str(), m.as_str(), f.as_str())),
-    );
+    let warnings = warnings(worded.iter().map(|(r, m, f)| (*r, m.as_ref(), f.as_ref())));
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
     }
