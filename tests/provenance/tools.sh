@@ -24,7 +24,7 @@ die() { echo "tools.sh: error: $*" >&2; exit 1; }
 log() { echo "tools.sh: $*" >&2; }
 
 command -v go >/dev/null 2>&1 ||
-  die "'go' not found on PATH: cosign and oras are built from their Go modules (Go >= 1.25 needed)"
+  die "'go' not found on PATH: cosign and oras are built from their Go modules (Go >= 1.26.7 needed: oras v1.3.6 says go 1.26.7, cosign v3.1.3 go 1.26.0)"
 
 bin=${XDG_CACHE_HOME:-$HOME/.cache}/waf-admission/tools/cosign-$COSIGN_VERSION-oras-$ORAS_VERSION/bin
 mkdir -p "$bin"
