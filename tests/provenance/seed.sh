@@ -54,7 +54,8 @@ local_images=()
 cleanup() {
   local img
   for img in "${local_images[@]}"; do
-    buildah --storage-driver vfs rmi -f "$img" >/dev/null 2>&1 || true
+    buildah --storage-driver vfs manifest rm "$img" >/dev/null 2>&1 ||
+      buildah --storage-driver vfs rmi -f "$img" >/dev/null 2>&1 || true
   done
   rm -rf "$work"
 }
