@@ -328,6 +328,9 @@ pub struct Context {
     /// By namespace.
     pdbs: HashMap<String, Vec<PdbRef>>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Secrets of the controller's own namespace that policies name (pull
+    /// secrets, signing keys), by name: their data, decoded.
+    secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
     exceptions: Vec<Exception>,
 }
 
@@ -358,6 +361,15 @@ impl Context {
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
         self.namespaces.insert(name.to_owned(), labels);
+    }
+
+    /// A Secret of the controller's namespace that a policy may name.
+    pub fn add_secret(&mut self, name: &str, data: BTreeMap<String, Vec<u8>>) {
+        self.secrets.insert(name.to_owned(), data);
+    }
+
+    pub fn secret(&self, name: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.secrets.get(name)
     }
 
     pub fn add_exception(&mut self, e: Exception) {

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::inference::{self, Detection};
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, Updates, WorkloadScope};
+use crate::provenance::{self, Facts, Query};
 use crate::rules::{
     Outcome, autoscaler, disruption_budget, gpu_placement, graceful_termination, host_isolation,
     image_provenance, model_lineage, probes, resources, rollout_strategy, secret_env,
@@ -148,7 +149,53 @@ pub fn owner_match_condition() -> String {
 }
 
 /// Judges one workload. Pure: no I/O, no clock (`now` is passed in).
+/// Registry-dependent checks are reported as not checked; see
+/// [`judge_with`].
 pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp) -> Decision {
+    judge_with(set, w, ctx, &Facts::offline(provenance::CHECK_OFFLINE), now)
+}
+
+/// What the registry must be asked before judging `w` (empty unless a
+/// governing policy resolves digests or verifies signatures, and no
+/// exception exempts the workload from image-provenance).
+pub fn registry_queries(
+    set: &PolicySet,
+    w: &Workload,
+    ctx: &Context,
+    now: jiff::Timestamp,
+) -> Vec<Query> {
+    let mut out = Vec::new();
+    if !set.needs_registry() || judged_through(w).is_some() {
+        return out;
+    }
+    let detection = inference::detect(w, set.detection_gpus());
+    let ns_labels = ctx.namespace_labels(&w.namespace);
+    let exempt = ctx
+        .exceptions_for(w)
+        .any(|e| !e.is_expired(now) && e.rules.contains(&RuleId::ImageProvenance));
+    if exempt {
+        return out;
+    }
+    for p in set
+        .policies()
+        .iter()
+        .filter(|p| p.scope_covers(w, &ns_labels) && governs(p, &detection))
+    {
+        if let Some(r) = &p.image_provenance {
+            image_provenance::queries(w, &r.settings, ctx, &mut out);
+        }
+    }
+    out
+}
+
+/// Judges one workload with the registry's answers in `facts`.
+pub fn judge_with(
+    set: &PolicySet,
+    w: &Workload,
+    ctx: &Context,
+    facts: &Facts,
+    now: jiff::Timestamp,
+) -> Decision {
     let detection = inference::detect(w, set.detection_gpus());
     let mut d = Decision {
         inference: detection.reason.clone(),
@@ -202,9 +249,9 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 RuleId::Autoscaler => run(&p.autoscaler, |s, _| autoscaler::check(w, s, &scalers)),
                 RuleId::Resources => run(&p.resources, |s, m| resources::check(w, s, m)),
                 RuleId::GpuPlacement => run(&p.gpu_placement, |s, m| gpu_placement::check(w, s, m)),
-                RuleId::ImageProvenance => {
-                    run(&p.image_provenance, |s, _| image_provenance::check(w, s))
-                }
+                RuleId::ImageProvenance => run(&p.image_provenance, |s, _| {
+                    image_provenance::check(w, s, ctx, facts)
+                }),
                 RuleId::RolloutStrategy => run(&p.rollout_strategy, |s, _| {
                     rollout_strategy::check(w, s, &scalers)
                 }),
@@ -238,7 +285,11 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 exception: e.qualified_name(),
                 reason: e.reason.clone(),
                 expires: e.expires,
-                suppressed: found.iter().map(|f| f.3.findings.len()).max().unwrap_or(0),
+                suppressed: found
+                    .iter()
+                    .map(|f| f.3.findings.len() + f.3.warnings.len())
+                    .max()
+                    .unwrap_or(0),
             });
             continue;
         }
@@ -264,6 +315,19 @@ pub fn judge(set: &PolicySet, w: &Workload, ctx: &Context, now: jiff::Timestamp)
                 fix: f.fix.clone(),
                 path: f.path.clone(),
                 fixable: f.fixable && mutates,
+                patched: false,
+                existing: false,
+            }));
+        // Findings that never deny warn at most.
+        d.violations
+            .extend(outcome.warnings.iter().map(|f| Violation {
+                rule,
+                action: (*action).min(Action::Warn),
+                policy: winner.name.clone(),
+                message: f.message.clone(),
+                fix: f.fix.clone(),
+                path: f.path.clone(),
+                fixable: false,
                 patched: false,
                 existing: false,
             }));
@@ -361,10 +425,23 @@ pub fn evaluate(
     ctx: &Context,
     now: jiff::Timestamp,
 ) -> Result<Option<Evaluation>> {
+    let facts = Facts::offline(provenance::CHECK_OFFLINE);
+    evaluate_with(set, object, default_namespace, ctx, &facts, now)
+}
+
+/// [`evaluate`] with the registry's answers.
+pub fn evaluate_with(
+    set: &PolicySet,
+    object: &Value,
+    default_namespace: &str,
+    ctx: &Context,
+    facts: &Facts,
+    now: jiff::Timestamp,
+) -> Result<Option<Evaluation>> {
     let Some(workload) = Workload::from_value(object.clone(), default_namespace)? else {
         return Ok(None);
     };
-    let mut decision = judge(set, &workload, ctx, now);
+    let mut decision = judge_with(set, &workload, ctx, facts, now);
     if decision.patch.is_empty() {
         let allowed = !decision.denied();
         return Ok(Some(Evaluation {
@@ -383,7 +460,7 @@ pub fn evaluate(
     })?;
     let after_workload = Workload::from_value(patched.clone(), default_namespace)?
         .ok_or_else(|| Error::input(workload.display_name(), "patch changed the object's kind"))?;
-    let after = judge(set, &after_workload, ctx, now);
+    let after = judge_with(set, &after_workload, ctx, facts, now);
     for v in &mut decision.violations {
         v.patched = v.fixable
             && v.action == Action::Deny

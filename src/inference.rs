@@ -111,8 +111,8 @@ fn reason<'a>(
             return Some(format!("label {key}={v}"));
         }
     }
-    w.containers().find_map(|c| {
-        let image = ImageRef::parse(c.image?).ok()?;
+    w.images().find_map(|c| {
+        let image = ImageRef::parse(c.reference?).ok()?;
         let is = |n: &&str| {
             image.repository == *n
                 || image
@@ -127,8 +127,9 @@ fn reason<'a>(
             .iter()
             .find(|(p, _)| matches(p, &image.repository))?;
         Some(format!(
-            "{} runs {server} ({})",
-            c.describe(),
+            "{} {} {server} ({})",
+            c.who,
+            if c.volume { "mounts" } else { "runs" },
             image.repository
         ))
     })
@@ -245,6 +246,20 @@ mod tests {
             d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
             assert_eq!(detect_json(&d).reason, None, "{image}");
         }
+    }
+
+    #[test]
+    fn a_serving_image_mounted_as_an_image_volume_is_recognised() {
+        let mut d = plain();
+        d["spec"]["template"]["spec"]["volumes"] = json!([
+            {"name": "cache", "emptyDir": {}},
+            {"name": "server", "image": {"reference": "contoso.azurecr.io/vllm/vllm-openai:v0.6.3"}}
+        ]);
+        let reason = detect_json(&d).reason.expect("detected");
+        assert_eq!(
+            reason, "volume \"server\" mounts vLLM (vllm/vllm-openai)",
+            "{reason}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod image;
 pub mod inference;
 pub mod policy;
+pub mod provenance;
 pub mod quantity;
 pub mod rules;
 pub mod state;

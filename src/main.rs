@@ -64,6 +64,57 @@ struct CheckArgs {
     /// Files or folders to read, as with -f.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Ask the registries the policies trust: pin tags (resolveDigests) and
+    /// verify signatures. Without it check never touches the network.
+    /// Pull secrets and key Secrets the policies name are read from the input.
+    #[arg(long)]
+    resolve_digests: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// The registry client's limits (serve, and check --resolve-digests).
+#[derive(clap::Args, Clone)]
+struct RegistryArgs {
+    /// The longest one registry lookup (a digest, or a signature check) may
+    /// take; the webhook also stays inside the apiserver's ?timeout=.
+    #[arg(long, env = "WAF_REGISTRY_TIMEOUT", default_value = "4s", value_parser = parse_duration)]
+    registry_timeout: Duration,
+    /// How long a tag's digest is trusted before the registry is asked again
+    /// (a tag moved in the registry is seen after at most this long).
+    #[arg(long, env = "WAF_DIGEST_TTL", default_value = "5m", value_parser = parse_duration)]
+    digest_ttl: Duration,
+    /// How long a signature verdict for a digest is kept.
+    #[arg(long, env = "WAF_VERDICT_TTL", default_value = "60m", value_parser = parse_duration)]
+    verdict_ttl: Duration,
+    /// How long a registry failure is remembered before the registry is asked again.
+    #[arg(long, env = "WAF_REGISTRY_ERROR_TTL", default_value = "10s", value_parser = parse_duration)]
+    registry_error_ttl: Duration,
+    /// The registry cache's bound in bytes (digests and verdicts together).
+    #[arg(long, env = "WAF_REGISTRY_CACHE_BYTES", default_value_t = 8 << 20)]
+    registry_cache_bytes: u64,
+    /// Signature manifests over this many bytes are refused.
+    #[arg(long, default_value_t = 4 << 20)]
+    registry_max_manifest_bytes: usize,
+    /// A registry reached over plain HTTP instead of HTTPS (repeatable):
+    /// for a loopback test registry, never for production.
+    #[arg(long = "registry-plain-http", value_name = "HOST:PORT")]
+    plain_http: Vec<String>,
+}
+
+impl RegistryArgs {
+    fn config(&self) -> waf_admission::provenance::RegistryConfig {
+        waf_admission::provenance::RegistryConfig {
+            timeout: self.registry_timeout,
+            digest_ttl: self.digest_ttl,
+            verdict_ttl: self.verdict_ttl,
+            error_ttl: self.registry_error_ttl,
+            cache_bytes: self.registry_cache_bytes,
+            max_manifest_bytes: self.registry_max_manifest_bytes,
+            plain_http: self.plain_http.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -124,6 +175,17 @@ struct ServeArgs {
     /// The longest in-flight requests may run on after shutdown begins.
     #[arg(long, env = "WAF_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: Duration,
+    /// Cluster mode: a Secret of this namespace that policies may name as a
+    /// pullSecret or signing key (repeatable, or comma-separated). Only
+    /// these are watched; the chart's Role grants just them.
+    #[arg(
+        long = "registry-secret",
+        env = "WAF_REGISTRY_SECRETS",
+        value_delimiter = ','
+    )]
+    registry_secrets: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -192,7 +254,27 @@ fn run_check(args: CheckArgs) -> ExitCode {
         }
     };
     let loaded = check::load(&inputs);
-    let report = check::run(&set, loaded, jiff::Timestamp::now());
+    let report = if args.resolve_digests && set.needs_registry() {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the registry client: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let config = args.registry.config();
+        let timeout = config.timeout;
+        let registry = runtime.block_on(async { waf_admission::provenance::Registry::new(config) });
+        let gather = |queries: &[waf_admission::provenance::Query]| {
+            runtime.block_on(registry.gather(queries, std::time::Instant::now() + timeout))
+        };
+        check::run_with(&set, loaded, jiff::Timestamp::now(), Some(&gather))
+    } else {
+        check::run(&set, loaded, jiff::Timestamp::now())
+    };
     let mut stdout = std::io::stdout().lock();
     let written = match args.output {
         Format::Json => serde_json::to_writer_pretty(&mut stdout, &report.to_json())
@@ -360,6 +442,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 lease_released: released,
                 metrics: metrics.clone(),
                 reports: args.reports,
+                secrets: args.registry_secrets.clone(),
             },
         )));
         tracing::info!("cluster mode: policies from WellArchitectedPolicy objects");
@@ -368,6 +451,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = Arc::new(App {
         state: state.clone(),
         metrics,
+        registry: Some(waf_admission::provenance::Registry::new(
+            args.registry.config(),
+        )),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -196,6 +196,23 @@ pub struct ContainerView<'a> {
     pub path: String,
 }
 
+/// Where an image reference is written: a container's `image`, or an image
+/// volume's `reference` (`spec.volumes[].image`: models shipped as OCI
+/// artifacts). Everything that reads images reads both.
+#[derive(Clone, Debug)]
+pub struct ImageView<'a> {
+    /// How a message names the holder: `container "llm"`, `volume "weights"`.
+    pub who: String,
+    /// The reference as written; None or empty when missing.
+    pub reference: Option<&'a str>,
+    /// The volume's `pullPolicy`, or the container's `imagePullPolicy`.
+    pub pull_policy: Option<&'a str>,
+    /// JSON pointer to the reference itself.
+    pub path: String,
+    /// True for an image volume.
+    pub volume: bool,
+}
+
 impl ContainerView<'_> {
     /// How a message names this container: `container "llm"`,
     /// `init container "fetch-model"`.
@@ -420,6 +437,55 @@ impl Workload {
     /// The owner that manages this object, if any.
     pub fn controller(&self) -> Option<&Owner> {
         self.owners.iter().find(|o| o.controller)
+    }
+
+    /// Every image: each container's (init, app, ephemeral), then each
+    /// image volume's.
+    pub fn images(&self) -> impl Iterator<Item = ImageView<'_>> {
+        let base = self.pod_path;
+        let pull = |role: ContainerRole, i: usize| -> Option<&str> {
+            match role {
+                ContainerRole::Init => self
+                    .pod
+                    .init_containers
+                    .as_ref()?
+                    .get(i)?
+                    .image_pull_policy
+                    .as_deref(),
+                ContainerRole::App => self.pod.containers.get(i)?.image_pull_policy.as_deref(),
+                ContainerRole::Ephemeral => self
+                    .pod
+                    .ephemeral_containers
+                    .as_ref()?
+                    .get(i)?
+                    .image_pull_policy
+                    .as_deref(),
+            }
+        };
+        let containers = self.containers().map(move |c| ImageView {
+            who: c.describe(),
+            reference: c.image,
+            pull_policy: pull(c.role, c.index),
+            path: format!("{}/image", c.path),
+            volume: false,
+        });
+        let volumes = self
+            .pod
+            .volumes
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(move |(i, v)| {
+                let image = v.image.as_ref()?;
+                Some(ImageView {
+                    who: format!("volume \"{}\"", v.name),
+                    reference: image.reference.as_deref(),
+                    pull_policy: image.pull_policy.as_deref(),
+                    path: format!("{base}/volumes/{i}/image/reference"),
+                    volume: true,
+                })
+            });
+        containers.chain(volumes)
     }
 
     /// Every container: init, then app, then ephemeral.

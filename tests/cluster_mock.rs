@@ -153,6 +153,7 @@ fn options(stopping: tokio::sync::watch::Receiver<bool>) -> ClusterOptions {
         lease_released: Arc::new(tokio::sync::Notify::new()),
         metrics: Arc::new(waf_admission::webhook::metrics::Metrics::new()),
         reports: waf_admission::cluster::reports::ReportFormat::Off,
+        secrets: vec![],
     }
 }
 

@@ -19,6 +19,7 @@ fn app(state: State) -> Arc<App> {
     Arc::new(App {
         state: Arc::new(state),
         metrics: Arc::new(Metrics::new()),
+        registry: None,
     })
 }
 
@@ -73,6 +74,7 @@ async fn denials_become_events_but_dry_runs_do_not() {
     let router = webhook::router(Arc::new(App {
         state: state.clone(),
         metrics: Arc::new(Metrics::new()),
+        registry: None,
     }));
     // Not ready until the controller says its stores synced, and no
     // verdict either: an empty policy set would admit everything.
@@ -155,6 +157,7 @@ async fn a_literal_credential_is_never_repeated_and_many_rules_give_one_warning_
     let router = webhook::router(Arc::new(App {
         state,
         metrics: Arc::new(Metrics::new()),
+        registry: None,
     }));
     // Breaks every rule that warns in the baseline, several times over:
     // three containers without probes, hostIPC, privileged, a token in env

@@ -10,15 +10,16 @@ pub mod sarif;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use serde_json::Value;
 
 use crate::context::{Context, Exception, PdbRef, ScalerRef};
-use crate::decision::{Evaluation, evaluate};
+use crate::decision::{Evaluation, evaluate_with, registry_queries};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
-use crate::workload::typed;
+use crate::provenance::{self, Facts, Query};
+use crate::workload::{Workload, typed};
 
 pub use load::{Document, Loaded, load};
 pub use report::{Report, WorkloadResult};
@@ -88,8 +89,22 @@ pub fn load_policies(paths: &[PathBuf]) -> Result<PolicySet, Vec<Error>> {
     }
 }
 
-/// Judges every workload in the input.
+/// Judges every workload in the input, offline: nothing asks a registry.
 pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
+    run_with(set, loaded, now, None)
+}
+
+/// Asks the registry for what a workload's policies need (`check
+/// --resolve-digests`).
+pub type Gather<'a> = &'a dyn Fn(&[Query]) -> Facts;
+
+/// [`run`], with `gather` answering registry queries when given.
+pub fn run_with(
+    set: &PolicySet,
+    loaded: Loaded,
+    now: jiff::Timestamp,
+    gather: Option<Gather<'_>>,
+) -> Report {
     let mut report = Report {
         errors: loaded.errors,
         skipped: loaded.skipped,
@@ -157,6 +172,30 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
                 }
                 *others.entry(kind).or_default() += 1;
             }
+            // Pull secrets and signing keys that policies name.
+            ("v1", "Secret") => {
+                match typed::<Secret>(std::mem::take(&mut doc.value), &doc.source) {
+                    Ok(secret) => {
+                        let mut data: BTreeMap<String, Vec<u8>> = secret
+                            .data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0))
+                            .collect();
+                        for (k, v) in secret.string_data.unwrap_or_default() {
+                            data.insert(k, v.into_bytes());
+                        }
+                        match secret.metadata.name {
+                            Some(n) => ctx.add_secret(&n, data),
+                            None => report
+                                .errors
+                                .push(Error::input(&doc.source, "Secret without a name")),
+                        }
+                    }
+                    Err(e) => report.errors.push(at_document(&doc, e)),
+                }
+                *others.entry(kind).or_default() += 1;
+            }
             (API_VERSION, "WellArchitectedException") => {
                 match typed::<WellArchitectedException>(std::mem::take(&mut doc.value), &doc.source)
                     .map_err(|e| at_document(&doc, e))
@@ -171,7 +210,14 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
         }
     }
     for (doc, kind) in workloads {
-        match evaluate(set, &doc.value, "default", &ctx, now) {
+        let facts = match gather {
+            Some(gather) => match Workload::from_value(doc.value.clone(), "default") {
+                Ok(Some(w)) => gather(&registry_queries(set, &w, &ctx, now)),
+                _ => Facts::online(),
+            },
+            None => Facts::offline(provenance::CHECK_OFFLINE),
+        };
+        match evaluate_with(set, &doc.value, "default", &ctx, &facts, now) {
             Ok(Some(eval)) => {
                 let mut result = WorkloadResult::new(doc.source.clone(), eval);
                 result.line = Some(doc.line as u32);

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
-use crate::decision::{Decision, judge};
+use crate::decision::{Decision, judge_with};
 use crate::policy::AuditSummary;
+use crate::provenance::{self, Facts};
 use crate::state::Snapshot;
 use crate::workload::Workload;
 
@@ -23,6 +24,7 @@ pub fn judge_all(
     now: jiff::Timestamp,
 ) -> Vec<(Workload, Decision)> {
     let mut out = Vec::new();
+    let offline = Facts::offline(provenance::AUDIT_OFFLINE);
     for object in objects {
         let w = match Workload::from_value(object, "default") {
             Ok(Some(w)) => w,
@@ -33,7 +35,9 @@ pub fn judge_all(
                 continue;
             }
         };
-        let d = judge(&snapshot.policies, &w, &snapshot.context, now);
+        // Registry-dependent checks are left to admission: reported as not
+        // checked here, never a registry call per existing workload.
+        let d = judge_with(&snapshot.policies, &w, &snapshot.context, &offline, now);
         out.push((w, d));
     }
     out

@@ -32,7 +32,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject, GroupVersionKind};
@@ -67,6 +67,9 @@ pub struct ClusterOptions {
     pub metrics: Arc<Metrics>,
     /// Which policy report API the audit writes.
     pub reports: ReportFormat,
+    /// Secrets of `namespace` that policies may name (pull secrets,
+    /// signing keys): each watched alone, by name, as the Role allows.
+    pub secrets: Vec<String>,
 }
 
 /// A background task with the name its supervisor reports.
@@ -85,7 +88,21 @@ where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let stream = watcher(api, watcher::Config::default())
+    watch_with(api, watcher::Config::default(), writer, changed, what)
+}
+
+fn watch_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    changed: Arc<Notify>,
+    what: &'static str,
+) -> Task
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let stream = watcher(api, config)
         .default_backoff()
         .modify(|o| o.managed_fields_mut().clear())
         .reflect(writer);
@@ -149,6 +166,20 @@ pub async fn run(
         changed.clone(),
         "PodDisruptionBudget watch",
     ));
+    // One watch per named Secret (fieldSelector on the name), so the Role
+    // can grant just those names; none when no policy needs credentials.
+    let mut secrets = Vec::new();
+    for name in &opts.secrets {
+        let (store, w) = reflector::store::<Secret>();
+        spawn(watch_with(
+            Api::namespaced(client.clone(), &opts.namespace),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+            w,
+            changed.clone(),
+            "Secret watch (registry credentials and keys)",
+        ));
+        secrets.push(store);
+    }
     let scaled_objects = match scaled_objects(&client, changed.clone()).await {
         Some((store, task)) => {
             spawn(task);
@@ -217,6 +248,7 @@ pub async fn run(
         hpas,
         pdbs,
         scaled_objects,
+        secrets,
     };
     let keeper = keep_snapshot(
         stores,
@@ -246,6 +278,7 @@ struct Stores {
     hpas: Store<HorizontalPodAutoscaler>,
     pdbs: Store<PodDisruptionBudget>,
     scaled_objects: Option<Store<DynamicObject>>,
+    secrets: Vec<Store<Secret>>,
 }
 
 impl Stores {
@@ -256,6 +289,9 @@ impl Stores {
         self.hpas.wait_until_ready().await.ok();
         self.pdbs.wait_until_ready().await.ok();
         if let Some(s) = &self.scaled_objects {
+            s.wait_until_ready().await.ok();
+        }
+        for s in &self.secrets {
             s.wait_until_ready().await.ok();
         }
     }
@@ -280,6 +316,7 @@ impl Stores {
                 .as_ref()
                 .map(Store::state)
                 .unwrap_or_default(),
+            secrets: self.secrets.iter().flat_map(Store::state).collect(),
         }
     }
 }

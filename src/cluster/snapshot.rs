@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::core::DynamicObject;
@@ -30,6 +30,9 @@ pub struct Inputs {
     pub hpas: Vec<Arc<HorizontalPodAutoscaler>>,
     pub scaled_objects: Vec<Arc<DynamicObject>>,
     pub pdbs: Vec<Arc<PodDisruptionBudget>>,
+    /// The Secrets of the controller's namespace that `--registry-secret`
+    /// names (pull secrets, signing keys).
+    pub secrets: Vec<Arc<Secret>>,
 }
 
 /// An object that could not be decoded, with what is known of it.
@@ -77,6 +80,8 @@ struct Key {
     scalers: Vec<ScalerRef>,
     /// PodDisruptionBudgets by generation: their status churns too.
     pdbs: Vec<Identity>,
+    /// Secrets by resourceVersion (they have no generation).
+    secrets: Vec<(String, Option<String>)>,
 }
 
 type Identity = (Option<String>, Option<String>, String, Option<i64>);
@@ -185,6 +190,18 @@ impl Builder {
             });
         }
         let mut context = Context::default();
+        for secret in &inputs.secrets {
+            let mut data: BTreeMap<String, Vec<u8>> = secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect();
+            for (k, v) in secret.string_data.iter().flatten() {
+                data.insert(k.clone(), v.clone().into_bytes());
+            }
+            context.add_secret(&secret.name_any(), data);
+        }
         for ns in &inputs.namespaces {
             context.add_namespace(&ns.name_any(), ns.labels().clone());
         }
@@ -284,6 +301,12 @@ impl Key {
             .map(|p| (p.uid(), p.namespace(), p.name_any(), p.metadata.generation))
             .collect();
         pdbs.sort();
+        let mut secrets: Vec<_> = inputs
+            .secrets
+            .iter()
+            .map(|s| (s.name_any(), s.resource_version()))
+            .collect();
+        secrets.sort();
         Key {
             policies,
             exceptions,
@@ -291,6 +314,7 @@ impl Key {
             namespaces,
             scalers: scalers.to_vec(),
             pdbs,
+            secrets,
         }
     }
 }

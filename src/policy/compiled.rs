@@ -279,7 +279,13 @@ impl Policy {
             autoscaler: enabled(r.autoscaler.action, default, false, asc),
             resources: enabled(r.resources.action, default, r.resources.mutate, res),
             gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
-            image_provenance: enabled(r.image_provenance.action, default, false, img),
+            // Its mutation is resolveDigests: pinning tags to digests.
+            image_provenance: enabled(
+                r.image_provenance.action,
+                default,
+                r.image_provenance.resolve_digests,
+                img,
+            ),
             rollout_strategy: enabled(r.rollout_strategy.action, default, false, rollout),
             shared_memory: enabled(r.shared_memory.action, default, r.shared_memory.mutate, shm),
             workload_identity: enabled(
@@ -356,6 +362,8 @@ pub(crate) fn selects(s: &Selector, w: &Workload) -> bool {
 pub struct PolicySet {
     policies: Vec<Policy>,
     detection_gpus: GpuResources,
+    /// Some policy resolves digests or verifies signatures.
+    needs_registry: bool,
 }
 
 impl PolicySet {
@@ -365,9 +373,15 @@ impl PolicySet {
         for p in &policies {
             detection_gpus.extend_from(&p.gpus);
         }
+        let needs_registry = policies.iter().any(|p| {
+            p.image_provenance
+                .as_ref()
+                .is_some_and(|r| r.settings.needs_registry())
+        });
         PolicySet {
             policies,
             detection_gpus,
+            needs_registry,
         }
     }
 
@@ -385,6 +399,11 @@ impl PolicySet {
     /// GPU resource names that make a workload model serving.
     pub fn detection_gpus(&self) -> &GpuResources {
         &self.detection_gpus
+    }
+
+    /// Whether any request may need the registry's answers.
+    pub fn needs_registry(&self) -> bool {
+        self.needs_registry
     }
 
     pub fn is_empty(&self) -> bool {

@@ -611,6 +611,27 @@ pub struct ImageProvenance {
     /// Require every image to be pinned by digest (`@sha256:…`).
     #[serde(default = "yes")]
     pub require_digest: bool,
+    /// Pin `repo:tag` to `repo:tag@sha256:…` as the registry answers
+    /// (containers, init and ephemeral containers, image volumes). This is
+    /// the rule's mutation: the mutating webhook patches where the rule's
+    /// action is Deny. Only registries in `allowedRegistries` are asked.
+    #[serde(default)]
+    pub resolve_digests: bool,
+    /// What a registry failure (unreachable, slow past the deadline, 401,
+    /// 404, 5xx, a manifest over the size bound) does: `Deny` the object, or
+    /// `Allow` it with a warning.
+    #[serde(default)]
+    pub on_registry_error: OnRegistryError,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the controller's own
+    /// namespace with credentials for the registries (never a Secret of
+    /// the workload's namespace). The chart grants read access to just the
+    /// Secrets listed in `provenance.secrets`. Anonymous when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<String>,
+    /// Cosign signatures by key: an image is admitted only when a
+    /// signature by one of the keys covers its digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Signatures>,
 }
 
 impl Default for ImageProvenance {
@@ -619,8 +640,74 @@ impl Default for ImageProvenance {
             action: None,
             allowed_registries: default_registries(),
             require_digest: yes(),
+            resolve_digests: false,
+            on_registry_error: OnRegistryError::default(),
+            pull_secret: None,
+            signatures: None,
         }
     }
+}
+
+/// What a registry failure does to the object being judged.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum OnRegistryError {
+    /// Refuse the object: nothing unproven runs (fail closed).
+    #[default]
+    Deny,
+    /// Admit it with a warning naming the failure.
+    Allow,
+}
+
+/// `imageProvenance.signatures`: cosign signatures made with a key (legacy
+/// `sha256-<digest>.sig` tags and Sigstore bundles found through the OCI
+/// referrers API). Verified offline: no Rekor, Fulcio or TUF; keyless
+/// signatures are not accepted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Signatures {
+    /// Public keys (PEM `PUBLIC KEY`, as `cosign generate-key-pair` writes
+    /// `cosign.pub`): ECDSA P-256 or P-384, Ed25519, or RSA. A signature by
+    /// any one of them is enough.
+    #[schemars(length(min = 1))]
+    pub keys: Vec<SignatureKey>,
+    /// `true`: an image without a valid signature is a violation. `false`:
+    /// signatures are checked and a missing or bad one only warns.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+/// One trusted public key, inline or from a Secret in the controller's
+/// namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.pem) != has(self.secretRef)",
+    "message": "set exactly one of pem and secretRef"
+}]))]
+pub struct SignatureKey {
+    /// How denials name the key; defaults to its fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The PEM public key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem: Option<String>,
+    /// A key of a Secret in the controller's namespace holding the PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the controller's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub name: String,
+    /// The data key; `cosign.pub` when unset.
+    #[serde(default = "cosign_pub")]
+    pub key: String,
+}
+
+fn cosign_pub() -> String {
+    "cosign.pub".into()
 }
 
 fn default_registries() -> Vec<String> {

@@ -1,17 +1,44 @@
-//! `image-provenance` (Security): every image, init and ephemeral
-//! containers' too, comes from a registry the platform team trusts and is
-//! pinned, so that what runs is what was scanned. Never `:latest` or
-//! untagged without a digest. WAF: "use trusted registries … pin images".
+//! `image-provenance` (Security): every image (init and ephemeral
+//! containers' too, and image volumes: models shipped as OCI artifacts)
+//! comes from a registry the platform team trusts and is pinned, so that
+//! what runs is what was scanned. Never `:latest` or untagged without a
+//! digest. With `resolveDigests` the mutating webhook pins tags to the
+//! digest the registry answers; with `signatures` a trusted key must have
+//! signed the digest. WAF: "use trusted registries … pin images … sign".
+//!
+//! The registry is never asked from here: the caller gathers its answers
+//! into [`Facts`] first ([`queries`] says what to ask), then judges.
 
-use super::{Finding, Outcome};
+use std::sync::Arc;
+
+use super::{Finding, Outcome, replace};
+use crate::context::Context;
 use crate::image::{ImageRef, RegistryPattern};
-use crate::policy;
+use crate::policy::{self, OnRegistryError};
+use crate::provenance::keys::{KeySet, PublicKey};
+use crate::provenance::{Auth, Facts, Mode, Query, Signed, cosign};
 use crate::workload::Workload;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub allowed: Vec<RegistryPattern>,
     pub require_digest: bool,
+    /// Pin tags to the registry's digest (the rule's mutation).
+    pub resolve: bool,
+    pub on_error: OnRegistryError,
+    pub pull_secret: Option<String>,
+    pub signatures: Option<SignatureSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignatureSettings {
+    pub required: bool,
+    /// The inline keys, parsed when the policy was compiled.
+    inline: Vec<PublicKey>,
+    /// Keys kept in Secrets of the controller's namespace: (name, secret, key).
+    from_secrets: Vec<(Option<String>, String, String)>,
+    /// The key set when every key is inline (no per-request parsing).
+    fixed: Option<Arc<KeySet>>,
 }
 
 impl Settings {
@@ -37,10 +64,68 @@ impl Settings {
                 }
             })
             .collect();
+        if spec
+            .pull_secret
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            problems.push(format!(
+                "{at}.pullSecret: name a Secret, or leave it out for anonymous pulls"
+            ));
+        }
+        let signatures = spec.signatures.as_ref().map(|sig| {
+            if sig.keys.is_empty() {
+                problems.push(format!(
+                    "{at}.signatures.keys: list at least one public key"
+                ));
+            }
+            let mut inline = Vec::new();
+            let mut from_secrets = Vec::new();
+            for (i, k) in sig.keys.iter().enumerate() {
+                match (&k.pem, &k.secret_ref) {
+                    (Some(pem), None) => match PublicKey::from_pem(pem, k.name.as_deref()) {
+                        Ok(key) => inline.push(key),
+                        Err(e) => problems.push(format!("{at}.signatures.keys[{i}].pem: {e}")),
+                    },
+                    (None, Some(r)) if !r.name.is_empty() && !r.key.is_empty() => {
+                        from_secrets.push((k.name.clone(), r.name.clone(), r.key.clone()));
+                    }
+                    (None, Some(_)) => problems.push(format!(
+                        "{at}.signatures.keys[{i}].secretRef: name the Secret and its key"
+                    )),
+                    _ => problems.push(format!(
+                        "{at}.signatures.keys[{i}]: set exactly one of pem and secretRef"
+                    )),
+                }
+            }
+            let fixed = from_secrets
+                .is_empty()
+                .then(|| Arc::new(KeySet::new(inline.clone())));
+            SignatureSettings {
+                required: sig.required,
+                inline,
+                from_secrets,
+                fixed,
+            }
+        });
         Settings {
             allowed,
             require_digest: spec.require_digest,
+            resolve: spec.resolve_digests,
+            on_error: spec.on_registry_error,
+            pull_secret: spec.pull_secret.clone(),
+            signatures,
         }
+    }
+
+    /// The key set when every key is inline.
+    pub fn fixed_keys(&self) -> Option<Arc<KeySet>> {
+        self.signatures.as_ref()?.fixed.clone()
+    }
+
+    /// Whether judging needs the registry's answers.
+    pub fn needs_registry(&self) -> bool {
+        self.resolve || self.signatures.is_some()
     }
 
     fn allows(&self, registry: &str) -> bool {
@@ -54,17 +139,108 @@ impl Settings {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// The trusted keys, reading Secret-held ones from the context.
+    fn key_set(&self, ctx: &Context) -> Option<Result<Arc<KeySet>, String>> {
+        let sig = self.signatures.as_ref()?;
+        if let Some(fixed) = &sig.fixed {
+            return Some(Ok(fixed.clone()));
+        }
+        let mut keys = sig.inline.clone();
+        for (name, secret, key) in &sig.from_secrets {
+            let Some(data) = ctx.secret(secret) else {
+                return Some(Err(format!(
+                    "the key Secret {secret:?} is not readable by waf-admission (it must be in \
+                     the controller's namespace and listed in the chart's provenance.secrets)"
+                )));
+            };
+            let Some(pem) = data.get(key) else {
+                return Some(Err(format!("the Secret {secret:?} has no key {key:?}")));
+            };
+            let pem = String::from_utf8_lossy(pem);
+            match PublicKey::from_pem(&pem, name.as_deref().or(Some(secret.as_str()))) {
+                Ok(k) => keys.push(k),
+                Err(e) => return Some(Err(format!("the Secret {secret:?} key {key:?}: {e}"))),
+            }
+        }
+        Some(Ok(Arc::new(KeySet::new(keys))))
+    }
+
+    /// Credentials for `registry` from the pull secret.
+    fn auth(&self, ctx: &Context, registry: &str) -> Result<Auth, String> {
+        let Some(name) = &self.pull_secret else {
+            return Ok(Auth::Anonymous);
+        };
+        let data = ctx.secret(name).ok_or_else(|| {
+            format!(
+                "the pull secret {name:?} is not readable by waf-admission (it must be in the \
+                 controller's namespace and listed in the chart's provenance.secrets)"
+            )
+        })?;
+        let json = data
+            .get(".dockerconfigjson")
+            .ok_or_else(|| format!("the pull secret {name:?} has no .dockerconfigjson"))?;
+        Auth::from_docker_config(json, registry)
+            .map_err(|e| format!("the pull secret {name:?}: {e}"))
+    }
 }
 
-pub fn check(w: &Workload, s: &Settings) -> Outcome {
+/// What to ask the registry for `w`: only for images from allowed
+/// registries (an image from anywhere else is refused anyway, and the
+/// webhook never contacts a host the policy does not trust).
+pub fn queries(w: &Workload, s: &Settings, ctx: &Context, out: &mut Vec<Query>) {
+    if !s.needs_registry() {
+        return;
+    }
+    let keys = match s.key_set(ctx) {
+        Some(Ok(k)) => Some(k),
+        Some(Err(_)) => return,
+        None => None,
+    };
+    for img in w.images() {
+        let Some(image) = img.reference.and_then(|r| ImageRef::parse(r).ok()) else {
+            continue;
+        };
+        if !s.allows(&image.registry) {
+            continue;
+        }
+        let Ok(auth) = s.auth(ctx, &image.registry) else {
+            continue;
+        };
+        out.push(Query {
+            resolve: s.resolve && image.digest.is_none(),
+            keys: keys.clone(),
+            image,
+            auth,
+        });
+    }
+}
+
+pub fn check(w: &Workload, s: &Settings, ctx: &Context, facts: &Facts) -> Outcome {
     let mut out = Outcome::default();
-    for c in w.containers() {
-        let who = c.describe();
-        let path = format!("{}/image", c.path);
-        let Some(raw) = c.image.filter(|i| !i.is_empty()) else {
+    let keys = s.key_set(ctx);
+    if let Some(Err(problem)) = &keys {
+        out.findings.push(Finding {
+            message: format!("signatures cannot be checked: {problem}"),
+            fix: "fix the policy's imageProvenance.signatures.keys or the Secret it names".into(),
+            path: w.pod_path.to_owned(),
+            fixable: false,
+        });
+    }
+    let keys = keys.and_then(Result::ok);
+    for img in w.images() {
+        let who = img.who.as_str();
+        let path = img.path.clone();
+        let Some(raw) = img.reference.filter(|i| !i.is_empty()) else {
             out.findings.push(Finding {
-                message: format!("{who} has no image"),
-                fix: format!("set image on {who} to a pinned reference from an allowed registry"),
+                message: if img.volume {
+                    format!("{who} has no image reference")
+                } else {
+                    format!("{who} has no image")
+                },
+                fix: format!(
+                    "set the image of {who} to a pinned reference from an allowed registry"
+                ),
                 path,
                 fixable: false,
             });
@@ -82,7 +258,8 @@ pub fn check(w: &Workload, s: &Settings) -> Outcome {
                 continue;
             }
         };
-        if !s.allows(&image.registry) {
+        let allowed = s.allows(&image.registry);
+        if !allowed {
             out.findings.push(Finding {
                 message: format!(
                     "{who} image \"{raw}\" comes from {}, which is not an allowed registry ({})",
@@ -99,26 +276,163 @@ pub fn check(w: &Workload, s: &Settings) -> Outcome {
                 fixable: false,
             });
         }
+        let registry_error = |e: &dyn std::fmt::Display, what: &str, out: &mut Outcome| {
+            let f = Finding {
+                message: format!("{who} image \"{raw}\": {what}: {e}"),
+                fix: match s.on_error {
+                    OnRegistryError::Deny => "check the registry and the pull secret; or set \
+                        imageProvenance.onRegistryError: Allow to admit with a warning"
+                        .into(),
+                    OnRegistryError::Allow => "admitted unverified (onRegistryError: Allow)".into(),
+                },
+                path: path.clone(),
+                fixable: false,
+            };
+            match s.on_error {
+                OnRegistryError::Deny => out.findings.push(f),
+                OnRegistryError::Allow => out.warnings.push(f),
+            }
+        };
+        if allowed
+            && s.needs_registry()
+            && let Err(problem) = s.auth(ctx, &image.registry)
+        {
+            out.findings.push(Finding {
+                message: format!("{who} image \"{raw}\": the registry cannot be asked: {problem}"),
+                fix: "fix imageProvenance.pullSecret or the Secret it names".into(),
+                path: path.clone(),
+                fixable: false,
+            });
+            continue;
+        }
+        // The digest: as written, else as the registry answered.
+        let mut digest = image.digest.clone();
+        let asked = allowed && s.needs_registry() && digest.is_none();
+        let mut offline = None;
+        if asked {
+            match (&facts.mode, facts.digest(&image)) {
+                (_, Some(Ok(d))) => digest = Some(d.clone()),
+                (_, Some(Err(e))) => registry_error(e, "cannot resolve its tag", &mut out),
+                (Mode::Offline(why), None) => offline = Some(*why),
+                (Mode::Online, None) => {}
+            }
+        }
         let floating = image.is_latest_or_untagged();
-        if floating || (s.require_digest && image.digest.is_none()) {
+        let resolved = if s.resolve && image.digest.is_none() {
+            digest.as_deref()
+        } else {
+            None
+        };
+        if floating || (s.require_digest || s.resolve) && image.digest.is_none() {
             let what = match (image.tag.as_deref(), floating) {
                 (Some("latest"), true) => "uses the floating tag :latest".to_owned(),
                 (None, true) => "has no tag, so it runs whatever :latest is".to_owned(),
                 _ => "is not pinned by digest".to_owned(),
             };
-            out.findings.push(Finding {
-                message: format!("{who} image \"{raw}\" {what}; the image that runs can change under you"),
-                fix: format!(
-                    "pin it: image: {}{}@sha256:<digest> (az acr manifest show-metadata, or crane digest)",
+            let fix = match resolved {
+                Some(d) => format!("pin it to the digest {} answers: {raw}@{d}", image.registry),
+                None => format!(
+                    "pin it: {}{}@sha256:<digest> (az acr manifest show-metadata, or crane digest){}",
                     image_without_tag(&image),
                     match image.tag.as_deref() {
                         Some(t) if t != "latest" => format!(":{t}"),
                         _ => ":<version>".into(),
+                    },
+                    match offline {
+                        Some(why) if s.resolve => format!("; resolveDigests would pin it ({why})"),
+                        _ => String::new(),
                     }
                 ),
-                path,
-                fixable: false,
+            };
+            if let Some(d) = resolved {
+                out.patch.push(replace(
+                    super::pointer(&path, &[]),
+                    serde_json::Value::String(format!("{raw}@{d}")),
+                ));
+            }
+            out.findings.push(Finding {
+                message: format!(
+                    "{who} image \"{raw}\" {what}; the image that runs can change under you"
+                ),
+                fix,
+                path: path.clone(),
+                fixable: resolved.is_some(),
             });
+        }
+        let (Some(sig), Some(keys)) = (&s.signatures, &keys) else {
+            continue;
+        };
+        if !allowed {
+            continue;
+        }
+        let push = |f: Finding, out: &mut Outcome| {
+            if sig.required {
+                out.findings.push(f);
+            } else {
+                out.warnings.push(f);
+            }
+        };
+        let Some(digest) = digest else {
+            if let Some(why) = offline {
+                out.warnings.push(Finding {
+                    message: format!("{who} image \"{raw}\": signature not checked ({why})"),
+                    fix: "run check --resolve-digests, or pin the image by digest".into(),
+                    path: path.clone(),
+                    fixable: false,
+                });
+            }
+            continue;
+        };
+        let target = format!("{}/{}@{digest}", image.registry, image.repository);
+        let sign = format!("sign it: cosign sign --key <a trusted key> {target}");
+        match (&facts.mode, facts.signature(&image, &digest, keys)) {
+            (_, Some(Ok(Signed::Verified { .. }))) => {}
+            (_, Some(Ok(Signed::Unsigned))) => push(
+                Finding {
+                    message: format!(
+                        "{who} image \"{raw}\" has no cosign signature for {digest} (no {}.sig \
+                         tag, no signature referrer); trusted keys: {}",
+                        digest.replace(':', "-"),
+                        keys.describe()
+                    ),
+                    fix: sign,
+                    path: path.clone(),
+                    fixable: false,
+                },
+                &mut out,
+            ),
+            (_, Some(Ok(Signed::Rejected { reason, tried }))) => {
+                let why = match reason {
+                    cosign::Rejected::NoTrustedKey => format!(
+                        "none of its {tried} signature(s) verifies with the trusted keys ({}): \
+                         signed by another key, or altered after signing",
+                        keys.describe()
+                    ),
+                    cosign::Rejected::OtherDigest(other) => {
+                        format!("its signature is for {other}, not for its digest {digest}")
+                    }
+                    cosign::Rejected::Malformed(detail) => {
+                        format!("its signature cannot be read: {detail}")
+                    }
+                };
+                push(
+                    Finding {
+                        message: format!("{who} image \"{raw}\": {why}"),
+                        fix: sign,
+                        path: path.clone(),
+                        fixable: false,
+                    },
+                    &mut out,
+                );
+            }
+            (_, Some(Err(e))) => registry_error(e, "cannot read its signatures", &mut out),
+            (Mode::Offline(why), None) => out.warnings.push(Finding {
+                message: format!("{who} image \"{raw}\": signature not checked ({why})"),
+                fix: "run check --resolve-digests".into(),
+                path: path.clone(),
+                fixable: false,
+            }),
+            (Mode::Online, None) => {}
         }
     }
     out
@@ -161,8 +475,17 @@ mod tests {
         d
     }
 
+    fn run(d: &Value, s: &Settings) -> Outcome {
+        check(
+            &workload(d),
+            s,
+            &Context::default(),
+            &Facts::offline("offline"),
+        )
+    }
+
     fn findings(image: &str) -> Vec<String> {
-        check(&workload(&with_image(image)), &settings())
+        run(&with_image(image), &settings())
             .findings
             .into_iter()
             .map(|f| f.message)
@@ -230,9 +553,9 @@ mod tests {
         };
         let s = Settings::compile(&spec, "p", &mut vec![]);
         let d = with_image("contoso.azurecr.io/llm:latest");
-        assert_eq!(check(&workload(&d), &s).findings.len(), 1);
+        assert_eq!(run(&d, &s).findings.len(), 1);
         let d = with_image("contoso.azurecr.io/llm:1.0");
-        assert!(check(&workload(&d), &s).is_clean());
+        assert!(run(&d, &s).is_clean());
     }
 
     #[test]
@@ -242,7 +565,7 @@ mod tests {
             json!([{"name": "fetch", "image": "busybox"}]);
         d["spec"]["template"]["spec"]["ephemeralContainers"] =
             json!([{"name": "debug", "image": "ubuntu:22.04"}]);
-        let out = check(&workload(&d), &settings());
+        let out = run(&d, &settings());
         let paths: Vec<_> = out.findings.iter().map(|f| f.path.as_str()).collect();
         assert!(paths.contains(&"/spec/template/spec/initContainers/0/image"));
         assert!(paths.contains(&"/spec/template/spec/ephemeralContainers/0/image"));
@@ -262,8 +585,8 @@ mod tests {
             ..Default::default()
         };
         let s = Settings::compile(&spec, "p", &mut vec![]);
-        assert!(check(&workload(&with_image(&format!("nginx@{DIGEST}"))), &s).is_clean());
-        assert_eq!(check(&workload(&with_image("nginx")), &s).findings.len(), 1);
+        assert!(run(&with_image(&format!("nginx@{DIGEST}")), &s).is_clean());
+        assert_eq!(run(&with_image("nginx"), &s).findings.len(), 1);
     }
 
     #[test]

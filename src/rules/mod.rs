@@ -42,11 +42,15 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
     /// Operations against the object as submitted; empty unless mutating.
     pub patch: Vec<PatchOperation>,
+    /// Findings that never deny, whatever the rule's action: at most they
+    /// warn (a registry failure under `onRegistryError: Allow`, a signature
+    /// that is checked but not required, one that could not be checked).
+    pub warnings: Vec<Finding>,
 }
 
 impl Outcome {
     pub fn is_clean(&self) -> bool {
-        self.findings.is_empty()
+        self.findings.is_empty() && self.warnings.is_empty()
     }
 }
 

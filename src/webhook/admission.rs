@@ -17,10 +17,11 @@ use serde_json::value::RawValue;
 
 use super::metrics::Metrics;
 use crate::context::Exception;
-use crate::decision::{Decision, admit_existing, judge};
+use crate::decision::{Decision, admit_existing, judge_with, registry_queries};
 use crate::policy::compiled::Policy;
 use crate::policy::{Action, GROUP, WellArchitectedException, WellArchitectedPolicy};
-use crate::state::{DecisionEvent, EventReason, State};
+use crate::provenance::{Facts, Registry};
+use crate::state::{DecisionEvent, EventReason, Snapshot, State};
 use crate::workload::{Workload, WorkloadKind, typed};
 
 /// The apiserver keeps each warning to 256 characters and all of them to 4 KiB.
@@ -133,11 +134,13 @@ impl RawRequest<'_> {
 pub struct BadRequest(pub String);
 
 /// Answers one AdmissionReview.
-pub fn review(
+pub async fn review(
     endpoint: Endpoint,
     body: &[u8],
     state: &State,
     metrics: &Metrics,
+    registry: Option<&Registry>,
+    deadline: std::time::Instant,
     now: jiff::Timestamp,
 ) -> Result<AdmissionReview<DynamicObject>, BadRequest> {
     let started = Instant::now();
@@ -171,7 +174,9 @@ pub fn review(
         new: object,
         old: old_object,
     };
-    let (response, summary) = answer(endpoint, &request, objects, state, metrics, now);
+    let lookup = Lookup { registry, deadline };
+    let (response, summary) =
+        answer(endpoint, &request, objects, state, metrics, lookup, now).await;
     metrics.verdict(endpoint.as_str(), summary.verdict);
     if summary.verdict == "denied" {
         metrics.denial(request.namespace.as_deref().unwrap_or_default());
@@ -207,12 +212,38 @@ struct Objects<'a> {
 /// Why an object is admitted without being judged, for the decision log.
 const DELETING: &str = "unjudged: being deleted";
 
-fn answer(
+/// The registry client and the time by which its answers are needed.
+#[derive(Clone, Copy)]
+struct Lookup<'a> {
+    registry: Option<&'a Registry>,
+    deadline: std::time::Instant,
+}
+
+impl Lookup<'_> {
+    /// The registry's answers for `w`: nothing is asked unless a governing
+    /// policy needs it, and cached answers cost no network call.
+    async fn facts(&self, snapshot: &Snapshot, w: &Workload, now: jiff::Timestamp) -> Facts {
+        if !snapshot.policies.needs_registry() {
+            return Facts::online();
+        }
+        let Some(registry) = self.registry else {
+            return Facts::offline("this webhook was started without a registry client");
+        };
+        let queries = registry_queries(&snapshot.policies, w, &snapshot.context, now);
+        if queries.is_empty() {
+            return Facts::online();
+        }
+        registry.gather(&queries, self.deadline).await
+    }
+}
+
+async fn answer(
     endpoint: Endpoint,
     req: &AdmissionRequest<DynamicObject>,
     objects: Objects<'_>,
     state: &State,
     metrics: &Metrics,
+    lookup: Lookup<'_>,
     now: jiff::Timestamp,
 ) -> (AdmissionResponse, Summary) {
     let allowed = |rules: &str| Summary {
@@ -262,7 +293,14 @@ fn answer(
         mark_unowned(&mut workload);
     }
     let snapshot = state.load();
-    let mut decision = judge(&snapshot.policies, &workload, &snapshot.context, now);
+    let facts = lookup.facts(&snapshot, &workload, now).await;
+    let mut decision = judge_with(
+        &snapshot.policies,
+        &workload,
+        &snapshot.context,
+        &facts,
+        now,
+    );
     let update = req.operation == Operation::Update;
     if update
         && endpoint == Endpoint::Validate
@@ -273,7 +311,7 @@ fn answer(
         if ephemeral {
             mark_unowned(&mut old);
         }
-        let before = judge(&snapshot.policies, &old, &snapshot.context, now);
+        let before = judge_with(&snapshot.policies, &old, &snapshot.context, &facts, now);
         admit_existing(&mut decision, &before, &snapshot.policies);
     }
     let rules = rule_list(&decision);

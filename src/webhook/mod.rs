@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State as AxumState};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -49,6 +49,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct App {
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
+    /// Asks registries for digests and signatures, through its bounded
+    /// cache; None: registry-dependent checks are reported as not checked.
+    pub registry: Option<crate::provenance::Registry>,
 }
 
 /// The webhook's routes, without TLS: tests call it in-process.
@@ -88,19 +91,26 @@ pub fn metrics_router(app: Arc<App>) -> Router {
 
 async fn validate(
     AxumState(app): AxumState<Arc<App>>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle(Endpoint::Validate, &app, body)
+    handle(Endpoint::Validate, &app, query.as_deref(), body).await
 }
 
 async fn mutate(
     AxumState(app): AxumState<Arc<App>>,
+    RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle(Endpoint::Mutate, &app, body)
+    handle(Endpoint::Mutate, &app, query.as_deref(), body).await
 }
 
-fn handle(endpoint: Endpoint, app: &App, body: Result<Bytes, BytesRejection>) -> Response {
+async fn handle(
+    endpoint: Endpoint,
+    app: &App,
+    query: Option<&str>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     if !app.state.is_synced() {
         // No verdict from an empty view of the cluster: the webhook's
         // failurePolicy decides (Fail refuses, Ignore admits) until it syncs.
@@ -129,13 +139,18 @@ fn handle(endpoint: Endpoint, app: &App, body: Result<Bytes, BytesRejection>) ->
             return (status, message).into_response();
         }
     };
+    let deadline = registry_deadline(query, app.registry.as_ref());
     match admission::review(
         endpoint,
         &body,
         &app.state,
         &app.metrics,
+        app.registry.as_ref(),
+        deadline,
         jiff::Timestamp::now(),
-    ) {
+    )
+    .await
+    {
         Ok(review) => match admission::encode(&review) {
             Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
             Err(e) => (
@@ -150,6 +165,61 @@ fn handle(endpoint: Endpoint, app: &App, body: Result<Bytes, BytesRejection>) ->
             (StatusCode::BAD_REQUEST, message).into_response()
         }
     }
+}
+
+/// When registry answers are due: inside the apiserver's `?timeout=`
+/// (less a fifth, at least 200 ms, for judging and the answer's way back),
+/// and never later than the registry client's own timeout.
+fn registry_deadline(
+    query: Option<&str>,
+    registry: Option<&crate::provenance::Registry>,
+) -> Instant {
+    let now = Instant::now();
+    let own = registry.map_or(Duration::from_secs(4), |r| r.config().timeout);
+    let apiserver = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(go_duration);
+    let budget = match apiserver {
+        Some(t) => t
+            .saturating_sub((t / 5).max(Duration::from_millis(200)))
+            .min(own),
+        None => own,
+    };
+    now + budget
+}
+
+/// A Go `time.Duration` as the apiserver writes it: `10s`, `1m30s`,
+/// `500ms`, `1.5s`.
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit..];
+        total += value * scale;
+    }
+    (0.0..86_400.0).contains(&total).then(|| Duration::from_secs_f64(total))
 }
 
 async fn readyz(AxumState(app): AxumState<Arc<App>>) -> Response {
@@ -376,5 +446,36 @@ mod tests {
         assert_eq!(parse_go_duration("abc"), None);
         assert_eq!(parse_go_duration(""), None);
         assert_eq!(parse_go_duration("0s"), None);
+    }
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn apiserver_timeouts_are_read_as_go_writes_them() {
+        assert_eq!(go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        for bad in ["", "10", "s", "10x", "-1s", "1e9h"] {
+            assert_eq!(go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn registry_answers_are_due_well_inside_the_apiserver_timeout() {
+        let due = |q: &str| registry_deadline(Some(q), None) - Instant::now();
+        // 10 s from the apiserver: capped by the client's own 4 s.
+        assert!(due("timeout=10s") <= Duration::from_secs(4));
+        // 2 s: less a fifth.
+        let d = due("timeout=2s");
+        assert!(
+            d <= Duration::from_millis(1600) && d > Duration::from_millis(1500),
+            "{d:?}"
+        );
+        // 1 s: less the 200 ms floor.
+        assert!(due("timeout=1s") <= Duration::from_millis(800));
     }
 }
