@@ -155,8 +155,14 @@ fn bench_review(c: &mut Criterion) {
             .await;
     });
     for (name, endpoint) in [
-        ("webhook: /validate, tag pinned and signature verified from the cache", Endpoint::Validate),
-        ("webhook: /mutate, tag pinned and signature verified from the cache", Endpoint::Mutate),
+        (
+            "webhook: /validate, tag pinned and signature verified from the cache",
+            Endpoint::Validate,
+        ),
+        (
+            "webhook: /mutate, tag pinned and signature verified from the cache",
+            Endpoint::Mutate,
+        ),
     ] {
         c.bench_function(name, |b| {
             b.iter(|| {

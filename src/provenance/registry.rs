@@ -178,7 +178,7 @@ pub enum RegistryError {
     NotFound { reference: String },
     #[error("{registry} answered HTTP {code}")]
     Status { registry: String, code: u16 },
-    #[error("{what} of {reference} is {size} bytes, over the {limit}-byte bound")]
+    #[error("{what} is {size} bytes, over the {limit}-byte bound ({reference})")]
     TooLarge {
         what: &'static str,
         reference: String,

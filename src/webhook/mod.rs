@@ -219,7 +219,9 @@ fn go_duration(text: &str) -> Option<Duration> {
         rest = &rest[unit..];
         total += value * scale;
     }
-    (0.0..86_400.0).contains(&total).then(|| Duration::from_secs_f64(total))
+    (0.0..86_400.0)
+        .contains(&total)
+        .then(|| Duration::from_secs_f64(total))
 }
 
 async fn readyz(AxumState(app): AxumState<Arc<App>>) -> Response {
