@@ -221,3 +221,26 @@ def test_policy_reports_are_written_with_their_rbac_and_their_crds_only_on_reque
         assert item["properties"]["resources"]["items"]["properties"]["name"] == {"type": "string"}
     with pytest.raises(helm.HelmError):
         render({"reports": {"format": "kyverno"}})
+
+
+def test_registry_secrets_are_readable_by_name_only_and_only_when_listed():
+    docs = render()
+    secret_rules = [r for d in docs if d["kind"] in ("Role", "ClusterRole")
+                    for r in d["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [], "no Secret is readable unless provenance.secrets names it"
+    docs = render({"provenance": {"secrets": ["acr-pull", "release-keys"]}})
+    roles = [d for d in docs if d["kind"] == "Role" and any("secrets" in r["resources"] for r in d["rules"])]
+    assert len(roles) == 1
+    role = roles[0]
+    assert role["metadata"]["namespace"] == "waf-admission"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                              "resourceNames": ["acr-pull", "release-keys"], "verbs": ["get", "list", "watch"]}]
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == role["metadata"]["name"])
+    assert binding["subjects"][0]["name"] == "waf-admission"
+    assert not any(d["kind"] == "ClusterRole" and any("secrets" in r["resources"] for r in d["rules"]) for d in docs)
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WAF_REGISTRY_SECRETS"] == "acr-pull,release-keys"
+    assert env["WAF_REGISTRY_TIMEOUT"] == "4s"
+    with pytest.raises(helm.HelmError):
+        render({"provenance": {"secrets": ["Not_A_Name"]}})
