@@ -273,6 +273,44 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
     }
     assert!(checked >= 10, "only {checked} cases seeded");
 
+    // Cold latencies, for docs/benchmarks.md: a fresh client (no cache,
+    // no token, no connection) resolving one tag and verifying each layout.
+    let keys = set.policies()[0]
+        .image_provenance
+        .as_ref()
+        .and_then(|r| r.settings.fixed_keys())
+        .unwrap();
+    for tag in ["legacy-signed", "bundle-signed"] {
+        let cold = Registry::new(config.clone());
+        let image =
+            waf_admission::image::ImageRef::parse(&format!("{reg}/serving/vllm:{tag}")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        let digest = cold
+            .digest(&image, &Default::default(), deadline)
+            .await
+            .unwrap();
+        let resolved = started.elapsed();
+        let started = Instant::now();
+        let verdict = cold
+            .verify(&image, &digest, &keys, &Default::default(), deadline)
+            .await
+            .unwrap();
+        let verified = started.elapsed();
+        let started = Instant::now();
+        cold.verify(&image, &digest, &keys, &Default::default(), deadline)
+            .await
+            .unwrap();
+        let cached = started.elapsed();
+        assert!(
+            matches!(verdict, waf_admission::provenance::Signed::Verified { .. }),
+            "{verdict:?}"
+        );
+        eprintln!(
+            "cold {tag}: resolution {resolved:?}, verification {verified:?}, cached verification {cached:?}"
+        );
+    }
+
     // A tag moved after its digest was cached: the cache answers the old
     // digest until the TTL (2 s here, --digest-ttl) runs out, then the new.
     let repo = format!("{reg}/serving/vllm");
@@ -540,4 +578,102 @@ async fn every_registry_failure_is_answered_in_bounded_time_as_the_policy_says()
 /// A P-256 public key nobody signs with.
 fn test_key() -> &'static str {
     "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZo2n56al0yz2J1/jeKuReQiX2CwX\ncO9q10O3PWMdlxEEb97DcL/xSjrVuYZ1RB18lfDVh4fhWiQ8/CK3TSv5zA==\n-----END PUBLIC KEY-----\n"
+}
+
+/// A registry that wants Basic credentials `puller:s3cret`.
+async fn private_registry() -> SocketAddr {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().fallback(|req: axum::http::Request<Body>| async move {
+        use base64::Engine;
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("puller:s3cret")
+        );
+        let authorized = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v.to_str().unwrap_or_default() == want);
+        if !authorized {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "WWW-Authenticate",
+                "Basic realm=\"private\"".parse().unwrap(),
+            );
+            return (StatusCode::UNAUTHORIZED, h).into_response();
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "Docker-Content-Digest",
+            format!("sha256:{}", "cd".repeat(32)).parse().unwrap(),
+        );
+        (StatusCode::OK, h).into_response()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_secret_in_the_controllers_namespace_authenticates_the_lookup() {
+    use base64::Engine;
+    use std::collections::BTreeMap;
+    use waf_admission::context::Context;
+    use waf_admission::state::Snapshot;
+    common::install_crypto();
+    let host = private_registry().await.to_string();
+    let set = policy(json!({"allowedRegistries": [host], "resolveDigests": true,
+        "pullSecret": "acr-pull"}));
+    let config = RegistryConfig {
+        plain_http: vec![host.clone()],
+        timeout: Duration::from_secs(2),
+        ..RegistryConfig::default()
+    };
+    let image = format!("{host}/private/llm:v1");
+    let object = deployment(&image, None);
+
+    // The Secret is not there (not listed, or not created): said so.
+    let state = Arc::new(State::standalone(set.clone()));
+    let app = |state: Arc<State>| {
+        webhook::router(Arc::new(App {
+            state,
+            metrics: Arc::new(Metrics::new()),
+            registry: Some(Registry::new(config.clone())),
+        }))
+    };
+    let r = call(&app(state), "/mutate", &object).await;
+    let said = warnings(&r) + &message(&r);
+    let v = call(
+        &app(Arc::new(State::standalone(set.clone()))),
+        "/validate",
+        &object,
+    )
+    .await;
+    assert!(
+        message(&v).contains("the pull secret \"acr-pull\" is not readable by waf-admission"),
+        "{said} {}",
+        message(&v)
+    );
+
+    // With the dockerconfigjson Secret in the context, the lookup logs in.
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:s3cret");
+    let config_json = json!({"auths": {host.clone(): {"auth": auth}}}).to_string();
+    let mut ctx = Context::default();
+    ctx.add_secret(
+        "acr-pull",
+        BTreeMap::from([(".dockerconfigjson".to_owned(), config_json.into_bytes())]),
+    );
+    let state = Arc::new(State::standalone(set.clone()));
+    state.store(Snapshot {
+        policies: set,
+        context: ctx,
+    });
+    let r = call(&app(state), "/mutate", &object).await;
+    let patch = common::decode_patch(&r);
+    assert_eq!(
+        patch[0]["value"],
+        json!(format!("{image}@sha256:{}", "cd".repeat(32))),
+        "{r}"
+    );
 }

@@ -53,7 +53,7 @@ WEBHOOK_KINDS = {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration
 
 # The cluster has no report API of its own: the chart installs the
 # OpenReports CRDs on request, as a platform team without them would.
-BASE_VALUES = {"reports": {"installCRDs": True}}
+BASE_VALUES = {"reports": {"installCRDs": True}, "provenance": {"secrets": ["release-keys"]}}
 
 
 def base(values=None):

@@ -31,7 +31,8 @@ case $action in
       --metrics-addr "127.0.0.1:${REPLICA_METRICS_PORTS[$n]}" \
       --log-format text \
       --shutdown-delay "${WAF_SHUTDOWN_DELAY:-2s}" \
-      --audit-interval "${WAF_AUDIT_INTERVAL:-10s}"
+      --audit-interval "${WAF_AUDIT_INTERVAL:-10s}" \
+      --registry-secret release-keys
     pid=$(cat "$PIDS/$name")
     # Ready, or gone: a replica that exits at start should not cost the full wait.
     ready_or_gone() { ready || ! kill -0 "$pid" 2>/dev/null; }
