@@ -508,13 +508,19 @@ impl Inner {
         registry: &str,
         lookup: impl Future<Output = Answer<T>>,
     ) -> Answer<T> {
-        match tokio::time::timeout(self.config.timeout, lookup).await {
+        let answer = match tokio::time::timeout(self.config.timeout, lookup).await {
             Ok(answer) => answer,
             Err(_) => Err(RegistryError::Timeout {
                 registry: registry.to_owned(),
                 millis: self.config.timeout.as_millis(),
             }),
+        };
+        if let Err(e) = &answer {
+            // Once per lookup, not per request: the failure is cached for
+            // the error TTL.
+            tracing::warn!(registry, error = %e, "registry lookup failed");
         }
+        answer
     }
 
     async fn fetch_digest(&self, image: &ImageRef, auth: &Auth) -> Answer<String> {

@@ -53,7 +53,7 @@ def test_a_key_secret_is_read_from_the_controllers_namespace_only(ns):
     # The same name in the workload's namespace is never what is read.
     decoy = {**secret, "metadata": {"name": "other", "namespace": ns}}
     assert apply(decoy).ok
-    deployment = only(load("tests/fixtures/rules/image-provenance/pass-acr-pinned-by-digest.yaml", ns), "Deployment")
+    [deployment] = only(load("tests/fixtures/rules/image-provenance/pass-acr-pinned-by-digest.yaml", ns), "Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["image"] = f"{UNREACHABLE}/serving/vllm:v1"
     try:
         assert apply(policy(ns, "release-keys")).ok
@@ -62,7 +62,8 @@ def test_a_key_secret_is_read_from_the_controllers_namespace_only(ns):
             lambda: (lambda r: r if not r.ok and "cannot reach" in r.out else None)(apply(deployment, "--dry-run=server")),
             timeout=30,
         )
-        assert "[image-provenance]" in r.out and f"cannot reach {UNREACHABLE}" in r.out, r
+        said = " ".join(r.out.split())  # denials are wrapped at 100 columns
+        assert "[image-provenance]" in said and f"cannot reach {UNREACHABLE}" in said, r
         kubectl("delete", "wap", "signed-release-keys")
         assert apply(policy(ns, "other")).ok
         r = poll(
@@ -70,7 +71,8 @@ def test_a_key_secret_is_read_from_the_controllers_namespace_only(ns):
             lambda: (lambda r: r if not r.ok and "not readable" in r.out else None)(apply(deployment, "--dry-run=server")),
             timeout=30,
         )
-        assert 'the key Secret "other" is not readable by waf-admission' in r.out, r
+        said = " ".join(r.out.split())
+        assert 'the key Secret "other" is not readable by waf-admission' in said, r
     finally:
         kubectl("delete", "wap", "signed-release-keys", "signed-other", "--ignore-not-found")
         kubectl("-n", NS, "delete", "secret", "release-keys", "--ignore-not-found")
