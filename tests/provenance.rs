@@ -25,6 +25,9 @@ use waf_admission::provenance::{Registry, RegistryConfig};
 use waf_admission::state::State;
 use waf_admission::webhook::{self, App, metrics::Metrics};
 
+/// The suite's digest TTL: long enough for a skopeo copy in between.
+const DIGEST_TTL: Duration = Duration::from_secs(6);
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -193,7 +196,7 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
     let config = RegistryConfig {
         plain_http: vec![reg.clone()],
         timeout: Duration::from_secs(5),
-        digest_ttl: Duration::from_secs(2),
+        digest_ttl: DIGEST_TTL,
         ..RegistryConfig::default()
     };
     let router = router(set.clone(), config.clone());
@@ -312,7 +315,7 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
     }
 
     // A tag moved after its digest was cached: the cache answers the old
-    // digest until the TTL (2 s here, --digest-ttl) runs out, then the new.
+    // digest until the TTL (DIGEST_TTL here, --digest-ttl) runs out, then the new.
     let repo = format!("{reg}/serving/vllm");
     let copy = |from: &str, to: &str| {
         let st = Command::new("skopeo")
@@ -344,19 +347,22 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
         let patch = common::decode_patch(r);
         patch[0]["value"].as_str().unwrap().to_owned()
     };
+    let cached_at = Instant::now();
     let first = pinned_to(&call(&router, "/mutate", &object).await);
     assert!(first.ends_with(&digest_of("legacy-signed")), "{first}");
     copy("unsigned", "moving");
-    let cached_at = Instant::now();
     let still = pinned_to(&call(&router, "/mutate", &object).await);
+    assert!(
+        cached_at.elapsed() < DIGEST_TTL,
+        "the copy took longer than the TTL; raise DIGEST_TTL"
+    );
     assert!(
         still.ends_with(&digest_of("legacy-signed")),
         "within the TTL: {still}"
     );
-    tokio::time::sleep(
-        Duration::from_secs(2).saturating_sub(cached_at.elapsed()) + Duration::from_millis(200),
-    )
-    .await;
+    // The TTL is the only signal that exists here: wait it out.
+    tokio::time::sleep(DIGEST_TTL.saturating_sub(cached_at.elapsed()) + Duration::from_millis(300))
+        .await;
     let moved = pinned_to(&call(&router, "/mutate", &object).await);
     assert!(
         moved.ends_with(&digest_of("unsigned")),
