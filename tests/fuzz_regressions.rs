@@ -184,3 +184,55 @@ fn a_zero_probe_period_is_read_as_the_apiservers_default() {
     );
     assert_patch_converges(&set, &d);
 }
+
+/// fuzz/patch_roundtrip: two containers with one name (the apiserver
+/// refuses that, `check` reads it): the first has no resources, which the
+/// patch fixes; the second asks for a GPU and has no memory limit, which it
+/// cannot. Both violations read `container "llm" has no memory limit`, and
+/// `evaluate` marks a violation patched when no violation with the same
+/// rule and message is left, so the fixed one is reported unpatched. The
+/// fix is in src/decision.rs (`evaluate`: compare rule, path and message),
+/// which another change owns; until it lands this test is ignored.
+#[test]
+#[ignore = "needs src/decision.rs evaluate() to match violations by rule, path and message"]
+fn a_fixed_violation_is_patched_even_when_another_container_shares_its_message() {
+    let d = object(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: llm, namespace: ml}\n\
+         spec:\n  replicas: 2\n  selector: {matchLabels: {app: llm}}\n  template:\n    metadata: {labels: {app: llm}}\n\
+         \x20   spec:\n      nodeSelector: {kubernetes.azure.com/accelerator: nvidia}\n\
+         \x20     tolerations: [{key: sku, operator: Equal, value: gpu, effect: NoSchedule}]\n\
+         \x20     topologySpreadConstraints: [{maxSkew: 1, topologyKey: topology.kubernetes.io/zone, \
+         whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: llm}}}]\n\
+         \x20     containers:\n      - {name: llm, image: mcr.microsoft.com/azure-cli:2.67.0}\n\
+         \x20     - name: llm\n        image: mcr.microsoft.com/azure-cli:2.67.0\n\
+         \x20       resources: {requests: {cpu: '4', memory: 24Gi, nvidia.com/gpu: '1'}, limits: {nvidia.com/gpu: '1'}}\n",
+    );
+    let set = PolicySet::baseline().unwrap();
+    let eval = evaluate(&set, &d, "default", &Context::default(), now())
+        .unwrap()
+        .unwrap();
+    let first = eval
+        .decision
+        .violations
+        .iter()
+        .find(|v| {
+            v.fixable
+                && v.path.starts_with("/spec/template/spec/containers/0")
+                && v.message.contains("no memory limit")
+        })
+        .expect("the first container's missing memory limit, fixable");
+    let second = eval
+        .decision
+        .violations
+        .iter()
+        .find(|v| {
+            v.path.starts_with("/spec/template/spec/containers/1") && v.message == first.message
+        })
+        .expect("the second container's, with the same message");
+    assert!(!second.fixable, "a GPU container's sizes are not defaulted");
+    assert!(
+        first.patched,
+        "[{}] {} at {}",
+        first.rule, first.message, first.path
+    );
+}

@@ -54,11 +54,14 @@ fuzz_target!(|data: &[u8]| {
                 .iter()
                 .filter(|v| v.fixable && v.action == Action::Deny)
             {
+                // By path too: two containers can share a message (a
+                // duplicated name, which the apiserver refuses) and only
+                // one of them be fixable.
                 assert!(
                     !after
                         .violations
                         .iter()
-                        .any(|a| a.rule == v.rule && a.message == v.message),
+                        .any(|a| a.rule == v.rule && a.path == v.path && a.message == v.message),
                     "{name}: [{}] {} is still there after the patch {}",
                     v.rule,
                     v.message,
