@@ -372,8 +372,15 @@ impl Context {
         self.secrets.get(name)
     }
 
+    /// Exceptions are kept in name order (namespace/name), whatever order
+    /// they arrive in (files in `check`, a reflector's store in the
+    /// cluster): where two exempt the same rule, the exemption is credited
+    /// to the same one everywhere (found by tests/properties.rs).
     pub fn add_exception(&mut self, e: Exception) {
-        self.exceptions.push(e);
+        let at = self.exceptions.partition_point(|x| {
+            (x.namespace.as_str(), x.name.as_str()) <= (e.namespace.as_str(), e.name.as_str())
+        });
+        self.exceptions.insert(at, e);
     }
 
     /// The autoscalers that target this workload.
@@ -412,6 +419,25 @@ mod tests {
         ))
         .unwrap();
         Exception::compile(&e, "default").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn exceptions_are_kept_in_name_order_whatever_order_they_arrive_in() {
+        let exception = |ns: &str, name: &str| {
+            let e: WellArchitectedException = serde_yaml_ng::from_str(&format!(
+                "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedException\n\
+                 metadata: {{name: {name}, namespace: {ns}}}\nspec: {{workloads: [{{kind: Deployment, name: llm}}], \
+                 rules: [autoscaler], reason: r, expires: '2030-01-01T00:00:00Z'}}\n"
+            ))
+            .unwrap();
+            Exception::compile(&e, "default").unwrap()
+        };
+        let mut ctx = Context::default();
+        for (ns, name) in [("ml", "b"), ("dev", "z"), ("ml", "a"), ("ml", "c")] {
+            ctx.add_exception(exception(ns, name));
+        }
+        let names: Vec<String> = ctx.exceptions.iter().map(|e| e.qualified_name()).collect();
+        assert_eq!(names, ["dev/z", "ml/a", "ml/b", "ml/c"]);
     }
 
     #[test]

@@ -467,7 +467,7 @@ pub fn evaluate_with(
             && !after
                 .violations
                 .iter()
-                .any(|a| a.rule == v.rule && a.message == v.message);
+                .any(|a| a.rule == v.rule && a.path == v.path && a.message == v.message);
     }
     Ok(Some(Evaluation {
         workload,

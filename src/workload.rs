@@ -315,7 +315,8 @@ impl Workload {
                     Some(spec.selector),
                     spec.template,
                     default_namespace,
-                );
+                    at,
+                )?;
                 w.rollout = Some(rollout);
                 w
             }
@@ -336,7 +337,8 @@ impl Workload {
                     Some(spec.selector),
                     spec.template,
                     default_namespace,
-                );
+                    at,
+                )?;
                 w.rollout = Some(rollout);
                 w
             }
@@ -350,12 +352,21 @@ impl Workload {
                     Some(spec.selector),
                     spec.template.unwrap_or_default(),
                     default_namespace,
-                )
+                    at,
+                )?
             }
             WorkloadKind::Job => {
                 let j: Job = object.read(at)?;
                 let spec = j.spec.unwrap_or_default();
-                Self::assemble(wk, j.metadata, None, None, spec.template, default_namespace)
+                Self::assemble(
+                    wk,
+                    j.metadata,
+                    None,
+                    None,
+                    spec.template,
+                    default_namespace,
+                    at,
+                )?
             }
             WorkloadKind::CronJob => {
                 let c: CronJob = object.read(at)?;
@@ -365,7 +376,7 @@ impl Workload {
                     .spec
                     .map(|s| s.template)
                     .unwrap_or_default();
-                Self::assemble(wk, c.metadata, None, None, template, default_namespace)
+                Self::assemble(wk, c.metadata, None, None, template, default_namespace, at)?
             }
             WorkloadKind::Pod => {
                 let p: Pod = object.read(at)?;
@@ -378,11 +389,15 @@ impl Workload {
                     }),
                     spec: p.spec,
                 };
-                Self::assemble(wk, p.metadata, None, None, template, default_namespace)
+                Self::assemble(wk, p.metadata, None, None, template, default_namespace, at)?
             }
         })
     }
 
+    /// One view of any kind. A workload without its pod spec is refused:
+    /// the apiserver refuses it too, and every patch a rule would emit
+    /// points below a field that is not there, so the patch would not
+    /// apply (found by fuzz/admission_review).
     fn assemble(
         kind: WorkloadKind,
         meta: ObjectMeta,
@@ -390,7 +405,21 @@ impl Workload {
         selector: Option<LabelSelector>,
         template: PodTemplateSpec,
         default_namespace: &str,
-    ) -> Workload {
+        at: &str,
+    ) -> Result<Workload> {
+        let Some(pod) = template.spec else {
+            let field = kind
+                .pod_spec_path()
+                .trim_start_matches('/')
+                .replace('/', ".");
+            return Err(Error::input(
+                at,
+                format!(
+                    "{field} is missing: a {kind} needs a pod spec with its containers \
+                     (the apiserver refuses one without), so there is nothing to judge or patch"
+                ),
+            ));
+        };
         let name = match (meta.name, meta.generate_name) {
             (Some(n), _) if !n.is_empty() => n,
             (_, Some(g)) if !g.is_empty() => format!("{g}*"),
@@ -407,7 +436,7 @@ impl Workload {
                 controller: o.controller == Some(true),
             })
             .collect();
-        Workload {
+        Ok(Workload {
             kind,
             namespace: meta
                 .namespace
@@ -429,9 +458,9 @@ impl Workload {
                 .and_then(|m| m.annotations)
                 .unwrap_or_default(),
             rollout: None,
-            pod: template.spec.unwrap_or_default(),
+            pod,
             pod_path: kind.pod_spec_path(),
-        }
+        })
     }
 
     /// The owner that manages this object, if any.

@@ -65,22 +65,27 @@ impl GpuResources {
                 .any(|p| resource.starts_with(p.as_str()))
     }
 
-    /// The first container asking for a non-zero amount of a GPU, and the
-    /// resource name. Init containers count: they hold the GPU while they run.
+    /// A container asking for a non-zero amount of a GPU, and the resource
+    /// name. Init containers count: they hold the GPU while they run. Of
+    /// several, the first by name (names are unique in a pod), so that the
+    /// message and the inference reason do not change when the containers
+    /// are listed in another order (found by tests/properties.rs).
     pub fn requested_by<'a>(&self, w: &'a Workload) -> Option<(ContainerView<'a>, String)> {
-        w.resourced_containers().find_map(|c| {
-            let r = c.resources?;
-            let name = r
-                .requests
-                .iter()
-                .chain(r.limits.iter())
-                .flatten()
-                .find(|(name, q)| {
-                    self.matches(name) && Quantity::parse(&q.0).map_or(true, |v| !v.is_zero())
-                })
-                .map(|(name, _)| name.clone())?;
-            Some((c, name))
-        })
+        w.resourced_containers()
+            .filter_map(|c| {
+                let r = c.resources?;
+                let name = r
+                    .requests
+                    .iter()
+                    .chain(r.limits.iter())
+                    .flatten()
+                    .find(|(name, q)| {
+                        self.matches(name) && Quantity::parse(&q.0).map_or(true, |v| !v.is_zero())
+                    })
+                    .map(|(name, _)| name.clone())?;
+                Some((c, name))
+            })
+            .min_by(|(a, _), (b, _)| a.name.cmp(b.name))
     }
 }
 
@@ -421,6 +426,33 @@ mod tests {
 
     fn pod_spec(d: &mut Value) -> &mut Value {
         &mut d["spec"]["template"]["spec"]
+    }
+
+    #[test]
+    fn of_two_gpu_containers_the_message_names_the_first_by_name_in_any_order() {
+        let mut d = gpu_deployment();
+        pod_spec(&mut d)
+            .as_object_mut()
+            .unwrap()
+            .remove("tolerations");
+        let mut second = container(&mut d).clone();
+        second["name"] = json!("aaa-sidecar");
+        let containers = pod_spec(&mut d)["containers"].as_array_mut().unwrap();
+        containers.push(second);
+        let forward = run(&d);
+        pod_spec(&mut d)["containers"]
+            .as_array_mut()
+            .unwrap()
+            .reverse();
+        let reversed = run(&d);
+        assert!(
+            forward.findings[0]
+                .message
+                .starts_with("container \"aaa-sidecar\""),
+            "{}",
+            forward.findings[0].message
+        );
+        assert_eq!(forward.findings[0].message, reversed.findings[0].message);
     }
 
     #[test]

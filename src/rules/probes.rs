@@ -195,8 +195,8 @@ fn check_container(
         let copyable = handler(liveness).is_some() && !carries_credential(liveness);
         let (message, fix, at) = match &c.startup_probe {
             Some(sp) => {
-                let delay = sp.initial_delay_seconds.unwrap_or(0);
-                let period = sp.period_seconds.unwrap_or(DEFAULT_PERIOD).max(1);
+                let delay = delay_of(sp);
+                let period = period_of(sp);
                 (
                     format!(
                         "{who} startupProbe gives up {tolerance} s after start, then liveness may \
@@ -205,7 +205,7 @@ fn check_container(
                     ),
                     format!(
                         "set startupProbe.failureThreshold: {} on {who} (with periodSeconds {period})",
-                        failures_for(grace - delay, period)
+                        failures_for(grace.saturating_sub(delay), period)
                     ),
                     format!("{path}/startupProbe"),
                 )
@@ -237,10 +237,7 @@ fn check_container(
     }
 
     if s.min_liveness_failure_seconds > 0 {
-        let failing = liveness
-            .failure_threshold
-            .unwrap_or(DEFAULT_FAILURE_THRESHOLD)
-            * liveness.period_seconds.unwrap_or(DEFAULT_PERIOD);
+        let failing = failures_of(liveness).saturating_mul(period_of(liveness));
         if failing < s.min_liveness_failure_seconds {
             out.findings.push(Finding {
                 message: format!(
@@ -263,17 +260,39 @@ fn check_container(
 /// Seconds from start until the probe has failed for good:
 /// `initialDelaySeconds + failureThreshold × periodSeconds`.
 fn budget(p: &Probe) -> i32 {
-    p.initial_delay_seconds.unwrap_or(0).saturating_add(
-        p.failure_threshold
-            .unwrap_or(DEFAULT_FAILURE_THRESHOLD)
-            .saturating_mul(p.period_seconds.unwrap_or(DEFAULT_PERIOD)),
-    )
+    delay_of(p).saturating_add(failures_of(p).saturating_mul(period_of(p)))
+}
+
+/// `initialDelaySeconds`; the apiserver refuses a negative one, so it is
+/// read as none rather than as time the probe gives back.
+fn delay_of(p: &Probe) -> i32 {
+    p.initial_delay_seconds.unwrap_or(0).max(0)
+}
+
+/// `periodSeconds` as the kubelet runs it: the apiserver defaults an
+/// omitted or zero value to 10 (and refuses a negative one). Reading 0 as
+/// 0 judged a probe that never gives up as one that gives up at once, and
+/// no failureThreshold could fix that (found by fuzz/patch_roundtrip).
+fn period_of(p: &Probe) -> i32 {
+    p.period_seconds
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_PERIOD)
+}
+
+/// `failureThreshold` as the kubelet runs it: omitted or zero is 3.
+fn failures_of(p: &Probe) -> i32 {
+    p.failure_threshold
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_FAILURE_THRESHOLD)
 }
 
 /// The failureThreshold that covers `seconds` at `period` (0: the patch's).
+/// In 64 bits: `seconds` may be near `i32::MAX` when a manifest's delay is
+/// far below zero.
 fn failures_for(seconds: i32, period: i32) -> i32 {
-    let period = if period <= 0 { PATCH_PERIOD } else { period };
-    (seconds.max(0) + period - 1) / period
+    let period = i64::from(if period <= 0 { PATCH_PERIOD } else { period });
+    let needed = (i64::from(seconds.max(0)) + period - 1) / period;
+    i32::try_from(needed).unwrap_or(i32::MAX)
 }
 
 fn handler(p: &Probe) -> Option<ProbeHandler> {
@@ -342,9 +361,9 @@ fn startup_patch(
     grace: i32,
 ) -> json_patch::PatchOperation {
     if let Some(sp) = &c.startup_probe {
-        let delay = sp.initial_delay_seconds.unwrap_or(0);
-        let period = sp.period_seconds.unwrap_or(DEFAULT_PERIOD).max(1);
-        let value = json!(failures_for(grace - delay, period).max(1));
+        let delay = delay_of(sp);
+        let period = period_of(sp);
+        let value = json!(failures_for(grace.saturating_sub(delay), period).max(1));
         let at = pointer(path, &["startupProbe", "failureThreshold"]);
         return if sp.failure_threshold.is_some() {
             replace(at, value)
@@ -485,6 +504,37 @@ mod tests {
             "2 s delay + 598 × 1 s ≥ 600"
         );
         assert!(run(&patched).is_clean());
+    }
+
+    #[test]
+    fn a_zero_period_is_the_apiservers_default_and_the_patch_converges() {
+        // fuzz/patch_roundtrip: periodSeconds 0 read as 0 gave a budget the
+        // patched failureThreshold could never raise.
+        let mut d = gpu_deployment();
+        container(&mut d)["startupProbe"]["periodSeconds"] = json!(0);
+        container(&mut d)["startupProbe"]["failureThreshold"] = json!(12);
+        let out = run(&d);
+        assert_eq!(out.findings.len(), 1, "{:?}", out.findings);
+        assert!(
+            out.findings[0]
+                .message
+                .contains("gives up 122 s after start"),
+            "2 s + 12 × 10 s (the default period): {}",
+            out.findings[0].message
+        );
+        let patched = apply(&d, &out.patch);
+        assert!(run(&patched).is_clean(), "{:?}", run(&patched).findings);
+    }
+
+    #[test]
+    fn extreme_probe_numbers_neither_overflow_nor_panic() {
+        let mut d = gpu_deployment();
+        container(&mut d)["livenessProbe"]["failureThreshold"] = json!(i32::MAX);
+        container(&mut d)["startupProbe"]["initialDelaySeconds"] = json!(i32::MIN);
+        container(&mut d)["startupProbe"]["periodSeconds"] = json!(i32::MAX);
+        let out = run(&d);
+        let patched = apply(&d, &out.patch);
+        assert!(run(&patched).is_clean(), "{:?}", run(&patched).findings);
     }
 
     #[test]

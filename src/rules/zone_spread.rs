@@ -189,13 +189,19 @@ fn describe_selector(c: &TopologySpreadConstraint) -> String {
 
 /// The labels the added constraint selects: the workload's own
 /// `spec.selector.matchLabels` where that is all its selector says (the
-/// labels that identify its pods across rollouts), else the template's labels.
+/// labels that identify its pods across rollouts) and the template carries
+/// them, else the template's labels. A selector the template does not carry
+/// (an object the apiserver will refuse) would give a constraint that
+/// selects nothing, which the next judgement reports again: a patch that
+/// never converges (found by fuzz/patch_roundtrip).
 fn patch_selector(w: &Workload) -> Option<BTreeMap<String, String>> {
     let from_selector = w.selector.as_ref().and_then(|s| {
         let no_expressions = s.match_expressions.as_ref().is_none_or(|e| e.is_empty());
-        s.match_labels
-            .clone()
-            .filter(|m| no_expressions && !m.is_empty())
+        s.match_labels.clone().filter(|m| {
+            no_expressions
+                && !m.is_empty()
+                && m.iter().all(|(k, v)| w.template_labels.get(k) == Some(v))
+        })
     });
     from_selector
         .or_else(|| Some(w.template_labels.clone()))
@@ -370,6 +376,19 @@ mod tests {
         let c = &patched["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
         assert_eq!(c["labelSelector"]["matchLabels"], json!({"app": "llm"}));
         assert_eq!(c["matchLabelKeys"], json!(["pod-template-hash"]));
+    }
+
+    #[test]
+    fn a_selector_the_template_does_not_carry_patches_with_the_template_labels() {
+        // fuzz/patch_roundtrip: spec.selector {app: minio}, template {app: imnio}.
+        let mut d = gpu_deployment();
+        remove_pod_field(&mut d, "topologySpreadConstraints");
+        d["spec"]["selector"] = json!({"matchLabels": {"app": "someone-else"}});
+        let out = run(&d);
+        let patched = apply(&d, &out.patch);
+        let c = &patched["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+        assert_eq!(c["labelSelector"]["matchLabels"], json!({"app": "llm"}));
+        assert!(run(&patched).is_clean(), "the patch converges");
     }
 
     #[test]
