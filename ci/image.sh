@@ -16,12 +16,12 @@ target=x86_64-unknown-linux-gnu
 # PROFILE=release for a release; CI uses the lighter `image` profile (Cargo.toml).
 profile=${PROFILE:-release}
 revision=$(git rev-parse HEAD)
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p;T;q' Cargo.toml)
 echo "static build ($target, profile $profile)"
 RUSTFLAGS="-C target-feature=+crt-static" WAF_GIT_REVISION=$(git rev-parse --short=12 HEAD) \
   cargo build --profile "$profile" --locked --target "$target" --quiet
 binary=${CARGO_TARGET_DIR:-target}/$target/$profile/waf-admission
-if ldd "$binary" 2>&1 | grep -q "=>"; then
+if grep -q "=>" <<<"$(ldd "$binary" 2>&1)"; then
   echo "error: $binary is dynamically linked" >&2; exit 1
 fi
 

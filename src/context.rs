@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
@@ -407,6 +408,22 @@ impl Context {
     pub fn exceptions_for<'a>(&'a self, w: &'a Workload) -> impl Iterator<Item = &'a Exception> {
         self.exceptions.iter().filter(move |e| e.applies_to(w))
     }
+}
+
+/// A Secret's data as the kubelet would mount it: `data` decoded, with
+/// `stringData` (which the apiserver folds into `data`, but a file may
+/// still hold) on top.
+pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    data
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use serde_json::Value;
 
-use crate::context::{Context, Exception, PdbRef, ScalerRef};
+use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
 use crate::decision::{Evaluation, evaluate_with, registry_queries};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
@@ -175,23 +175,12 @@ pub fn run_with(
             // Pull secrets and signing keys that policies name.
             ("v1", "Secret") => {
                 match typed::<Secret>(std::mem::take(&mut doc.value), &doc.source) {
-                    Ok(secret) => {
-                        let mut data: BTreeMap<String, Vec<u8>> = secret
-                            .data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (k, v.0))
-                            .collect();
-                        for (k, v) in secret.string_data.unwrap_or_default() {
-                            data.insert(k, v.into_bytes());
-                        }
-                        match secret.metadata.name {
-                            Some(n) => ctx.add_secret(&n, data),
-                            None => report
-                                .errors
-                                .push(Error::input(&doc.source, "Secret without a name")),
-                        }
-                    }
+                    Ok(secret) => match &secret.metadata.name {
+                        Some(n) => ctx.add_secret(n, secret_data(&secret)),
+                        None => report
+                            .errors
+                            .push(Error::input(&doc.source, "Secret without a name")),
+                    },
                     Err(e) => report.errors.push(at_document(&doc, e)),
                 }
                 *others.entry(kind).or_default() += 1;

@@ -12,7 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
-use crate::context::{Context, Exception, PdbRef, ScalerRef};
+use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
@@ -191,16 +191,7 @@ impl Builder {
         }
         let mut context = Context::default();
         for secret in &inputs.secrets {
-            let mut data: BTreeMap<String, Vec<u8>> = secret
-                .data
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect();
-            for (k, v) in secret.string_data.iter().flatten() {
-                data.insert(k.clone(), v.clone().into_bytes());
-            }
-            context.add_secret(&secret.name_any(), data);
+            context.add_secret(&secret.name_any(), secret_data(secret));
         }
         for ns in &inputs.namespaces {
             context.add_namespace(&ns.name_any(), ns.labels().clone());

@@ -176,11 +176,7 @@ fn registry_deadline(
 ) -> Instant {
     let now = Instant::now();
     let own = registry.map_or(Duration::from_secs(4), |r| r.config().timeout);
-    let apiserver = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(go_duration);
+    let apiserver = request_timeout(query);
     let budget = match apiserver {
         Some(t) => t
             .saturating_sub((t / 5).max(Duration::from_millis(200)))
@@ -188,40 +184,6 @@ fn registry_deadline(
         None => own,
     };
     now + budget
-}
-
-/// A Go `time.Duration` as the apiserver writes it: `10s`, `1m30s`,
-/// `500ms`, `1.5s`.
-fn go_duration(text: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        rest = &rest[unit..];
-        total += value * scale;
-    }
-    (0.0..86_400.0)
-        .contains(&total)
-        .then(|| Duration::from_secs_f64(total))
 }
 
 async fn readyz(AxumState(app): AxumState<Arc<App>>) -> Response {
@@ -279,11 +241,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// Answers before the apiserver gives up: `?timeout=10s` bounds the whole
 /// request, body read included (a slow client cannot hold a worker).
 async fn honour_timeout(req: Request, next: Next) -> Response {
-    let limit = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("timeout=")))
-        .and_then(parse_go_duration)
+    let limit = request_timeout(req.uri().query())
         .map(|d| d.min(Duration::from_secs(30)))
         .unwrap_or(DEFAULT_TIMEOUT);
     match tokio::time::timeout(limit, next.run(req)).await {
@@ -294,6 +252,14 @@ async fn honour_timeout(req: Request, next: Next) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The apiserver's `?timeout=` on an admission request.
+fn request_timeout(query: Option<&str>) -> Option<Duration> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))
+        .and_then(parse_go_duration)
 }
 
 /// The apiserver writes Go durations: `10s`, `500ms`, `1m30s`.
@@ -448,21 +414,9 @@ mod tests {
         assert_eq!(parse_go_duration("abc"), None);
         assert_eq!(parse_go_duration(""), None);
         assert_eq!(parse_go_duration("0s"), None);
-    }
-}
-
-#[cfg(test)]
-mod deadline_tests {
-    use super::*;
-
-    #[test]
-    fn apiserver_timeouts_are_read_as_go_writes_them() {
-        assert_eq!(go_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        for bad in ["", "10", "s", "10x", "-1s", "1e9h"] {
-            assert_eq!(go_duration(bad), None, "{bad}");
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        for bad in ["10", "s", "10x", "-1s", "1e9h"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
     }
 

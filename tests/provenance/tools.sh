@@ -29,9 +29,13 @@ command -v go >/dev/null 2>&1 ||
 bin=${XDG_CACHE_HOME:-$HOME/.cache}/waf-admission/tools/cosign-$COSIGN_VERSION-oras-$ORAS_VERSION/bin
 mkdir -p "$bin"
 
-# A binary counts as built when it runs and reports the pinned version.
-cosign_ok() { [ -x "$bin/cosign" ] && "$bin/cosign" version 2>/dev/null | grep -q "GitVersion: *$COSIGN_VERSION\$"; }
-oras_ok() { [ -x "$bin/oras" ] && "$bin/oras" version 2>/dev/null | grep -q "^Version: *${ORAS_VERSION#v}\$"; }
+# A binary counts as built when it runs and reports the pinned version. The
+# output is read whole before grep sees it: `tool version | grep -q` under
+# pipefail fails at random when grep exits at its match and the tool, still
+# writing, dies of SIGPIPE.
+reports() { local out; out=$("$1" version 2>/dev/null) || return 1; grep -q "$2" <<<"$out"; }
+cosign_ok() { [ -x "$bin/cosign" ] && reports "$bin/cosign" "GitVersion: *$COSIGN_VERSION\$"; }
+oras_ok() { [ -x "$bin/oras" ] && reports "$bin/oras" "^Version: *${ORAS_VERSION#v}\$"; }
 
 # go install from a scratch folder, so no go.mod or go.work around (the
 # repo's or the caller's) has a say; the local toolchain only (no download).
