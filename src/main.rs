@@ -378,20 +378,40 @@ fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines queued for the writer thread before new ones are dropped
+/// (counted in `log_lines_dropped_total`) rather than slowing admission.
+const LOG_QUEUE_LINES: usize = 64 * 1024;
+
+/// Logs go to stdout through a writer thread: a request formats its
+/// decision line and queues it, never waiting on the pipe the container
+/// runtime reads. The guard flushes what is queued when dropped, at exit.
+fn init_logging(
+    format: LogFormat,
+) -> (
+    tracing_appender::non_blocking::WorkerGuard,
+    tracing_appender::non_blocking::ErrorCounter,
+) {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
+    let dropped = writer.error_counter();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    (guard, dropped)
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    init_logging(args.log_format);
+    let (_log_flushed_at_exit, log_dropped) = init_logging(args.log_format);
     // One crypto provider for the process, installed before any TLS use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -404,7 +424,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args, log_dropped)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -413,8 +433,21 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    log_dropped: tracing_appender::non_blocking::ErrorCounter,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.log_lines_dropped(log_dropped.dropped_lines() as u64);
+            }
+        });
+    }
     let provider = tls::provider();
     let tls_config = match (&args.tls_cert, &args.tls_key, args.self_signed) {
         (Some(cert), Some(key), false) => {

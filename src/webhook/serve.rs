@@ -68,8 +68,8 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             // The apiserver multiplexes on a few HTTP/2 connections per
-            // replica; 1,024 idle TLS connections cost about 60 MiB
-            // (docs/benchmarks.md), inside the chart's 256 MiB limit.
+            // replica; 1,024 idle TLS connections cost about 27 MiB
+            // (tests/faults), inside the chart's 256 MiB limit.
             max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
