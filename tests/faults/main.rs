@@ -35,6 +35,10 @@ const PROBE_RATE: u32 = 50;
 /// resident memory within this much.
 const FD_SLACK: usize = 3;
 const RSS_SLACK_KIB: u64 = 24 * 1024;
+/// After the idle floods: 1,024 held TLS connections take about 25 MiB, and
+/// the allocator keeps most of it for reuse rather than returning it (the
+/// test asserts the second flood adds none), so the bound is looser.
+const IDLE_RSS_SLACK_KIB: u64 = 32 * 1024;
 
 /// Serves a few hundred requests so the baseline is a warm server's.
 async fn warm_up(server: &Server, pki: &Pki) -> Held {
@@ -397,7 +401,7 @@ async fn ten_thousand_idle_connections_are_bounded_while_others_are_answered() {
         pid,
         base,
         FD_SLACK + 1,
-        RSS_SLACK_KIB,
+        IDLE_RSS_SLACK_KIB,
         Duration::from_secs(15),
     )
     .await;
