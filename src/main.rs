@@ -35,7 +35,7 @@ enum Command {
     /// Judge manifests offline, with the verdicts the cluster would give.
     Check(CheckArgs),
     /// Run the HTTPS admission webhook.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the CustomResourceDefinitions generated from the Rust types.
     Crd {
         /// Write one file per CRD into this folder instead (manifests/crds).
@@ -186,6 +186,52 @@ struct ServeArgs {
     registry_secrets: Vec<String>,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// What one client can hold of the webhook listener (defaults: `Limits::default()`).
+#[derive(clap::Args, Clone)]
+struct LimitArgs {
+    /// TLS connections open at once; one more is closed at accept.
+    #[arg(long, env = "WAF_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// The longest a client may take to finish the TLS handshake.
+    #[arg(long, env = "WAF_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
+    /// HTTP/1: the longest a client may take to send request headers, and
+    /// to start the next request on a kept-alive connection.
+    #[arg(long, env = "WAF_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// A connection with no request in flight this long is closed (HTTP/2: GOAWAY).
+    #[arg(long, env = "WAF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once.
+    #[arg(long, default_value_t = 100)]
+    h2_max_concurrent_streams: u32,
+    /// HTTP/2 rapid reset: streams the client reset before they were
+    /// served, past which the connection gets GOAWAY ENHANCE_YOUR_CALM.
+    #[arg(long, default_value_t = 20)]
+    h2_max_pending_accept_reset_streams: usize,
+    /// HTTP/2: streams the server reset for the client's protocol errors,
+    /// past which the connection is closed.
+    #[arg(long, default_value_t = 256)]
+    h2_max_local_error_reset_streams: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> webhook::Limits {
+        webhook::Limits {
+            max_connections: self.max_connections,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
+            h2_max_pending_accept_reset_streams: self.h2_max_pending_accept_reset_streams,
+            h2_max_local_error_reset_streams: self.h2_max_local_error_reset_streams,
+            ..webhook::Limits::default()
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -221,7 +267,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => run_check(args),
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(*args),
         Command::Crd { docs: true, .. } => {
             print!("{}", waf_admission::policy::crd::reference_markdown());
             ExitCode::SUCCESS
@@ -332,20 +378,40 @@ fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines queued for the writer thread before new ones are dropped
+/// (counted in `log_lines_dropped_total`) rather than slowing admission.
+const LOG_QUEUE_LINES: usize = 64 * 1024;
+
+/// Logs go to stdout through a writer thread: a request formats its
+/// decision line and queues it, never waiting on the pipe the container
+/// runtime reads. The guard flushes what is queued when dropped, at exit.
+fn init_logging(
+    format: LogFormat,
+) -> (
+    tracing_appender::non_blocking::WorkerGuard,
+    tracing_appender::non_blocking::ErrorCounter,
+) {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
+    let dropped = writer.error_counter();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
+    (guard, dropped)
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    init_logging(args.log_format);
+    let (_log_flushed_at_exit, log_dropped) = init_logging(args.log_format);
     // One crypto provider for the process, installed before any TLS use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -358,7 +424,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(serve(args)) {
+    match runtime.block_on(serve(args, log_dropped)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -367,8 +433,21 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    log_dropped: tracing_appender::non_blocking::ErrorCounter,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.log_lines_dropped(log_dropped.dropped_lines() as u64);
+            }
+        });
+    }
     let provider = tls::provider();
     let tls_config = match (&args.tls_cert, &args.tls_key, args.self_signed) {
         (Some(cert), Some(key), false) => {
@@ -450,7 +529,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = Arc::new(App {
         state: state.clone(),
-        metrics,
+        metrics: metrics.clone(),
         registry: Some(waf_admission::provenance::Registry::new(
             args.registry.config(),
         )),
@@ -491,6 +570,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         tls_config,
         webhook::router(app),
+        args.limits.limits(),
+        metrics,
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         },
@@ -537,5 +618,20 @@ fn termination_signal() -> impl std::future::Future<Output = ()> {
             return;
         }
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_flags_default_to_the_librarys_limits() {
+        let cli = Cli::parse_from(["waf-admission", "serve", "--self-signed", "--baseline"]);
+        let Command::Serve(args) = cli.command else {
+            unreachable!()
+        };
+        let (flags, library) = (args.limits.limits(), webhook::Limits::default());
+        assert_eq!(format!("{flags:?}"), format!("{library:?}"));
     }
 }

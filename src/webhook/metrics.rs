@@ -99,6 +99,15 @@ pub struct Metrics {
     audit_workloads: Family<PolicyLabels, Gauge>,
     /// The policies that have audit series, so a deleted one's are removed.
     audited: Mutex<BTreeSet<PolicyLabels>>,
+    connections_open: Gauge,
+    connections_refused: Counter,
+    connections_closed: Family<ReasonLabels, Counter>,
+    log_lines_dropped: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 /// Sub-millisecond buckets: the webhook answers in microseconds, and a
@@ -209,8 +218,36 @@ impl Metrics {
             "Existing workloads each policy governed at the last background audit",
             audit_workloads.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "TLS connections the webhook listener holds now (handshaking included)",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept because --max-connections were open",
+            connections_refused.clone(),
+        );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed_by_limit",
+            "Connections the webhook closed on a limit, by reason (handshake_timeout, idle_timeout)",
+            connections_closed.clone(),
+        );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer's queue was full (the request path never waits on the log)",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             registry,
+            connections_open,
+            connections_refused,
+            connections_closed,
+            log_lines_dropped,
             unreadable,
             reports_available,
             denials,
@@ -332,6 +369,32 @@ impl Metrics {
         }
         *audited = now;
         self.audit_last_run.set(unix_seconds(finished));
+    }
+
+    /// The listener's open connections.
+    pub fn connections_open(&self, open: usize) {
+        self.connections_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    /// A connection turned away at `--max-connections`.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// A connection the server ended on a limit.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The log writer's count of lines dropped so far (a running total).
+    pub fn log_lines_dropped(&self, total: u64) {
+        let seen = self.log_lines_dropped.get();
+        if total > seen {
+            self.log_lines_dropped.inc_by(total - seen);
+        }
     }
 
     /// The text exposition format.

@@ -5,7 +5,10 @@
 
 pub mod admission;
 pub mod metrics;
+pub mod serve;
 pub mod tls;
+
+pub use serve::{Limits, serve_tls};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,12 +23,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use self::admission::{BadRequest, Endpoint};
@@ -38,12 +36,6 @@ use crate::state::State;
 pub const BODY_LIMIT: usize = 6 * 1024 * 1024;
 /// The apiserver sends `?timeout=` (at most 30 s); this is the default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// After a failed accept (out of file descriptors) the loop waits this
-/// long, doubling up to the maximum, before it tries again.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handlers share.
 pub struct App {
@@ -307,77 +299,6 @@ async fn observe(AxumState(app): AxumState<Arc<App>>, req: Request, next: Next) 
         started.elapsed().as_secs_f64(),
     );
     response
-}
-
-/// Serves `router` over TLS on `listener` until `shutdown` resolves, then
-/// stops accepting and lets in-flight requests finish (at most `grace`).
-pub async fn serve_tls(
-    listener: TcpListener,
-    tls: rustls::ServerConfig,
-    router: Router,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    let mut accept_backoff = ACCEPT_BACKOFF_MIN;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(conn) => {
-                        accept_backoff = ACCEPT_BACKOFF_MIN;
-                        conn
-                    }
-                    Err(e) => {
-                        // EMFILE, ENFILE, ENOBUFS: the error repeats at once
-                        // until a descriptor frees, so wait instead of
-                        // spinning a core; connections in flight go on.
-                        tracing::warn!(error = %e, backoff = ?accept_backoff, "accept failed; backing off");
-                        tokio::time::sleep(accept_backoff).await;
-                        accept_backoff = (accept_backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(router.clone());
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    tracing::info!("shutting down: no new connections, finishing requests in flight");
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period; exiting"),
-    }
 }
 
 /// Serves plain-HTTP metrics until `shutdown`.

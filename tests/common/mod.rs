@@ -95,18 +95,27 @@ impl Server {
     /// [`Server::start`] under a wrapper command that execs the binary
     /// (`prlimit --nofile=64:64`), so the pid is still the server's.
     pub fn start_wrapped(pki: &Pki, wrapper: &[&str], extra: &[&str]) -> Server {
-        let binary = env!("CARGO_BIN_EXE_waf-admission");
+        Self::start_at(pki, wrapper, "127.0.0.1:0", extra)
+    }
+
+    /// [`Server::start_wrapped`] on a given webhook address (a replica
+    /// behind a load balancer that knows its port).
+    pub fn start_at(pki: &Pki, wrapper: &[&str], addr: &str, extra: &[&str]) -> Server {
+        // WAF_BINARY: an optimised build to run instead of the test
+        // profile's (the fault suite's timing bounds are for that).
+        let built = env!("CARGO_BIN_EXE_waf-admission").to_owned();
+        let binary = std::env::var("WAF_BINARY").unwrap_or(built);
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(binary);
+                c.args(args).arg(&binary);
                 c
             }
-            None => Command::new(binary),
+            None => Command::new(&binary),
         };
         let mut child = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["serve", "--log-format", "json", "--addr", "127.0.0.1:0"])
+            .args(["serve", "--log-format", "json", "--addr", addr])
             .args(["--metrics-addr", "127.0.0.1:0"])
             .arg("--tls-cert")
             .arg(&pki.cert)
@@ -214,6 +223,9 @@ pub async fn tls_stream(
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
+    // As the apiserver's Go client: without it, Nagle holds a request's
+    // DATA frame behind its HEADERS until the delayed ACK (40 ms).
+    tcp.set_nodelay(true)?;
     connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
