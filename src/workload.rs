@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::apps::v1::{DeploymentSpec, ReplicaSetSpec, StatefulSetSpec};
+use k8s_openapi::api::batch::v1::{CronJobSpec, JobSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -298,8 +298,8 @@ impl Workload {
     ) -> Result<Workload> {
         Ok(match wk {
             WorkloadKind::Deployment => {
-                let d: Deployment = object.read(at)?;
-                let spec = d.spec;
+                let d: Slim<DeploymentSpec> = object.read(at)?;
+                let spec = d.spec.unwrap_or_default();
                 let strategy = spec.strategy.unwrap_or_default();
                 let rolling = strategy.rolling_update.unwrap_or_default();
                 let rollout = Rollout {
@@ -321,8 +321,8 @@ impl Workload {
                 w
             }
             WorkloadKind::StatefulSet => {
-                let s: StatefulSet = object.read(at)?;
-                let spec = s.spec;
+                let s: Slim<StatefulSetSpec> = object.read(at)?;
+                let spec = s.spec.unwrap_or_default();
                 let strategy = spec.update_strategy.unwrap_or_default();
                 let rollout = Rollout {
                     strategy: strategy.type_,
@@ -343,8 +343,8 @@ impl Workload {
                 w
             }
             WorkloadKind::ReplicaSet => {
-                let r: ReplicaSet = object.read(at)?;
-                let spec = r.spec;
+                let r: Slim<ReplicaSetSpec> = object.read(at)?;
+                let spec = r.spec.unwrap_or_default();
                 Self::assemble(
                     wk,
                     r.metadata,
@@ -356,7 +356,7 @@ impl Workload {
                 )?
             }
             WorkloadKind::Job => {
-                let j: Job = object.read(at)?;
+                let j: Slim<JobSpec> = object.read(at)?;
                 let spec = j.spec.unwrap_or_default();
                 Self::assemble(
                     wk,
@@ -369,9 +369,10 @@ impl Workload {
                 )?
             }
             WorkloadKind::CronJob => {
-                let c: CronJob = object.read(at)?;
+                let c: Slim<CronJobSpec> = object.read(at)?;
                 let template = c
                     .spec
+                    .unwrap_or_default()
                     .job_template
                     .spec
                     .map(|s| s.template)
@@ -379,7 +380,7 @@ impl Workload {
                 Self::assemble(wk, c.metadata, None, None, template, default_namespace, at)?
             }
             WorkloadKind::Pod => {
-                let p: Pod = object.read(at)?;
+                let p: Slim<PodSpec> = object.read(at)?;
                 let labels = p.metadata.labels.clone().unwrap_or_default();
                 let template = PodTemplateSpec {
                     metadata: Some(ObjectMeta {
@@ -400,7 +401,7 @@ impl Workload {
     /// apply (found by fuzz/admission_review).
     fn assemble(
         kind: WorkloadKind,
-        meta: ObjectMeta,
+        meta: SlimMeta,
         replicas: Option<i32>,
         selector: Option<LabelSelector>,
         template: PodTemplateSpec,
@@ -623,6 +624,81 @@ impl Source for JsonText<'_> {
     fn read<T: DeserializeOwned>(self, at: &str) -> Result<T> {
         serde_json::from_str(self.0).map_err(|e| Error::input(at, e.to_string()))
     }
+}
+
+/// A workload object as the engine reads it: the parts of `metadata` it
+/// uses and the typed spec. Everything else — `status`, and the
+/// `managedFields` and last-applied annotation that make up most of what
+/// `kubectl apply` sends — is stepped over without being built. apiVersion
+/// and kind are checked before (by [`Head`] or the `Value`).
+#[derive(Deserialize)]
+struct Slim<S> {
+    #[serde(default)]
+    metadata: SlimMeta,
+    /// `null` or absent: None, as k8s-openapi reads it.
+    #[serde(default = "Option::default")]
+    spec: Option<S>,
+}
+
+/// The fields of `metadata` a workload view is built from; each reads as
+/// k8s-openapi's `ObjectMeta` reads it (`null` is absent).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SlimMeta {
+    name: Option<String>,
+    generate_name: Option<String>,
+    namespace: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "annotations")]
+    annotations: Option<BTreeMap<String, String>>,
+    owner_references: Option<Vec<OwnerReference>>,
+    /// Only whether it is set matters.
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
+/// kubectl's copy of the whole object it last applied: never judged, so
+/// not kept.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// `metadata.annotations` without [`LAST_APPLIED`], whose value is stepped
+/// over unread.
+fn annotations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Annotations;
+    impl<'de> serde::de::Visitor<'de> for Annotations {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(
+            self,
+            d: D2,
+        ) -> std::result::Result<Self::Value, D2::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if key == LAST_APPLIED {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                } else {
+                    out.insert(key, map.next_value()?);
+                }
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(Annotations)
 }
 
 /// What is needed of an object to know whether it is a workload.

@@ -104,3 +104,45 @@ fn broken_workloads_get_the_same_error_on_both_roads() {
     let err = Workload::from_json("{\"kind\":", "ns").unwrap_err();
     assert!(err.to_string().contains("not JSON"), "{err}");
 }
+
+/// What `kubectl apply` adds to an object and the engine never reads —
+/// `managedFields`, the last-applied annotation, `status` — changes nothing
+/// in the workload on either road, even when it is not what k8s-openapi
+/// would accept; every other annotation is kept.
+#[test]
+fn what_kubectl_apply_adds_changes_nothing_in_the_workload() {
+    let review: Value = serde_json::from_str(include_str!(
+        "fixtures/reviews/gpu-deployment-apply.json"
+    ))
+    .unwrap();
+    let applied = review["request"]["object"].clone();
+    assert!(applied["metadata"]["managedFields"].is_array());
+    let mut plain = applied.clone();
+    let meta = plain["metadata"].as_object_mut().unwrap();
+    meta.remove("managedFields");
+    meta["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+    plain.as_object_mut().unwrap().remove("status");
+    let mut odd = applied.clone();
+    odd["metadata"]["managedFields"] = json!("not a list");
+    odd["metadata"]["creationTimestamp"] = json!(5);
+    odd["status"] = json!(["not", "a", "status"]);
+
+    let expected = both_roads(&plain);
+    assert!(expected.0.starts_with("Ok(Some("), "{}", expected.0);
+    assert_eq!(both_roads(&applied), expected);
+    assert_eq!(both_roads(&odd), expected);
+
+    // A bare Pod's annotations are its template's: kept, but for kubectl's copy.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "annotations": {
+            "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": \"copy\"}",
+            "waf.azure.com/model-source": "oci://acr/model@sha256:abc"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    let w = Workload::from_value(pod.clone(), "ns").unwrap().unwrap();
+    let keys: Vec<&str> = w.template_annotations.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["waf.azure.com/model-source"]);
+    assert_eq!(both_roads(&pod).0, both_roads(&pod).1);
+}
