@@ -51,8 +51,10 @@ listening() { # log file, what
   return 1
 }
 
+# Through a process substitution, so $! is the server itself (a pipeline's
+# $! is its last process, and killing cat would leave the server running).
 RUST_LOG=info "$BIN" serve --self-signed --baseline --addr 127.0.0.1:0 \
-  --metrics-addr off --log-format json 2>&1 | cat >"$work/validate.log" &
+  --metrics-addr off --log-format json > >(cat >"$work/validate.log") 2>&1 &
 pids+=($!)
 "$target/examples/noop-webhook" 127.0.0.1:0 >"$work/noop.log" 2>&1 &
 pids+=($!)
