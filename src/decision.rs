@@ -438,7 +438,7 @@ pub fn evaluate_with(
     facts: &Facts,
     now: jiff::Timestamp,
 ) -> Result<Option<Evaluation>> {
-    let Some(workload) = Workload::from_value(object.clone(), default_namespace)? else {
+    let Some(workload) = Workload::from_value_ref(object, default_namespace)? else {
         return Ok(None);
     };
     let mut decision = judge_with(set, &workload, ctx, facts, now);
@@ -458,7 +458,7 @@ pub fn evaluate_with(
             format!("the engine's own patch did not apply ({e}); please report this"),
         )
     })?;
-    let after_workload = Workload::from_value(patched.clone(), default_namespace)?
+    let after_workload = Workload::from_value_ref(&patched, default_namespace)?
         .ok_or_else(|| Error::input(workload.display_name(), "patch changed the object's kind"))?;
     let after = judge_with(set, &after_workload, ctx, facts, now);
     for v in &mut decision.violations {

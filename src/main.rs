@@ -321,7 +321,9 @@ fn run_check(args: CheckArgs) -> ExitCode {
     } else {
         check::run(&set, loaded, jiff::Timestamp::now())
     };
-    let mut stdout = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a pretty-printed report of
+    // thousands of workloads would be a write call per line.
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = match args.output {
         Format::Json => serde_json::to_writer_pretty(&mut stdout, &report.to_json())
             .map_err(json_io_error)
@@ -336,7 +338,8 @@ fn run_check(args: CheckArgs) -> ExitCode {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             stdout.write_all(report.to_text(colour).as_bytes())
         }
-    };
+    }
+    .and_then(|_| stdout.flush());
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {

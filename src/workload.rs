@@ -234,6 +234,14 @@ impl Workload {
         object: serde_json::Value,
         default_namespace: &str,
     ) -> Result<Option<Workload>> {
+        Self::from_value_ref(&object, default_namespace)
+    }
+
+    /// [`Workload::from_value`] of a borrowed object: nothing of it is cloned.
+    pub fn from_value_ref(
+        object: &serde_json::Value,
+        default_namespace: &str,
+    ) -> Result<Option<Workload>> {
         let api_version = object
             .get("apiVersion")
             .and_then(|v| v.as_str())
@@ -246,7 +254,7 @@ impl Workload {
             .to_owned();
         if WorkloadKind::is_retired_version(&api_version, &kind) {
             return Err(Error::input(
-                format!("{kind} {}", object_name(&object)),
+                format!("{kind} {}", object_name(object)),
                 format!(
                     "apiVersion {api_version} is no longer served by Kubernetes; use {}",
                     if kind == "CronJob" || kind == "Job" {
@@ -260,7 +268,7 @@ impl Workload {
         let Some(wk) = WorkloadKind::from_type(&api_version, &kind) else {
             return Ok(None);
         };
-        let at = format!("{kind} {}", object_name(&object));
+        let at = format!("{kind} {}", object_name(object));
         Self::from_source(wk, object, &at, default_namespace).map(Some)
     }
 
@@ -610,9 +618,9 @@ trait Source {
     fn read<T: DeserializeOwned>(self, at: &str) -> Result<T>;
 }
 
-impl Source for serde_json::Value {
+impl Source for &serde_json::Value {
     fn read<T: DeserializeOwned>(self, at: &str) -> Result<T> {
-        typed(self, at)
+        typed_ref(self, at)
     }
 }
 
@@ -714,7 +722,12 @@ struct Head<'a> {
 /// path is tracked only on the second try, when the first has failed: the
 /// hot path pays for no bookkeeping.
 pub(crate) fn typed<T: DeserializeOwned>(object: serde_json::Value, at: &str) -> Result<T> {
-    if let Ok(t) = T::deserialize(&object) {
+    typed_ref(&object, at)
+}
+
+/// [`typed`] reading a borrowed tree (nothing is cloned).
+fn typed_ref<T: DeserializeOwned>(object: &serde_json::Value, at: &str) -> Result<T> {
+    if let Ok(t) = T::deserialize(object) {
         return Ok(t);
     }
     serde_path_to_error::deserialize(object).map_err(|e| {

@@ -111,10 +111,8 @@ fn broken_workloads_get_the_same_error_on_both_roads() {
 /// would accept; every other annotation is kept.
 #[test]
 fn what_kubectl_apply_adds_changes_nothing_in_the_workload() {
-    let review: Value = serde_json::from_str(include_str!(
-        "fixtures/reviews/gpu-deployment-apply.json"
-    ))
-    .unwrap();
+    let review: Value =
+        serde_json::from_str(include_str!("fixtures/reviews/gpu-deployment-apply.json")).unwrap();
     let applied = review["request"]["object"].clone();
     assert!(applied["metadata"]["managedFields"].is_array());
     let mut plain = applied.clone();

@@ -9,6 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::error::Error;
@@ -61,31 +62,50 @@ pub struct Loaded {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Reads every input. `-` is stdin.
+/// Reads every input. `-` is stdin. Files are parsed in parallel; what
+/// they hold comes back in the order given (a folder's files sorted).
 pub fn load(inputs: &[PathBuf]) -> Loaded {
-    let mut out = Loaded::default();
+    let mut items: Vec<Result<Option<PathBuf>, Error>> = Vec::new();
     for input in inputs {
         if input.as_os_str() == "-" {
-            let mut text = String::new();
-            match std::io::stdin().read_to_string(&mut text) {
-                Ok(_) => parse_text(&text, "<stdin>", &mut out),
-                Err(source) => out.errors.push(Error::Io {
-                    path: "<stdin>".into(),
-                    source,
-                }),
-            }
+            items.push(Ok(None));
             continue;
         }
         match manifest_files(input) {
-            Ok(files) => {
-                for f in files {
-                    load_file(&f, &mut out);
-                }
-            }
-            Err(e) => out.errors.push(e),
+            Ok(files) => items.extend(files.into_iter().map(|f| Ok(Some(f)))),
+            Err(e) => items.push(Err(e)),
         }
     }
+    let parts: Vec<Loaded> = items
+        .into_par_iter()
+        .map(|item| {
+            let mut out = Loaded::default();
+            match item {
+                Ok(Some(file)) => load_file(&file, &mut out),
+                Ok(None) => load_stdin(&mut out),
+                Err(e) => out.errors.push(e),
+            }
+            out
+        })
+        .collect();
+    let mut out = Loaded::default();
+    for part in parts {
+        out.documents.extend(part.documents);
+        out.errors.extend(part.errors);
+        out.skipped.extend(part.skipped);
+    }
     out
+}
+
+fn load_stdin(out: &mut Loaded) {
+    let mut text = String::new();
+    match std::io::stdin().read_to_string(&mut text) {
+        Ok(_) => parse_text(&text, "<stdin>", out),
+        Err(source) => out.errors.push(Error::Io {
+            path: "<stdin>".into(),
+            source,
+        }),
+    }
 }
 
 /// A file as given, or a folder's manifests in a stable (sorted) order.

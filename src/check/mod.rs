@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
+use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
@@ -96,7 +97,7 @@ pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
 
 /// Asks the registry for what a workload's policies need (`check
 /// --resolve-digests`).
-pub type Gather<'a> = &'a dyn Fn(&[Query]) -> Facts;
+pub type Gather<'a> = &'a (dyn Fn(&[Query]) -> Facts + Sync);
 
 /// [`run`], with `gather` answering registry queries when given.
 pub fn run_with(
@@ -198,29 +199,58 @@ pub fn run_with(
             _ => workloads.push((doc, kind)),
         }
     }
-    for (doc, kind) in workloads {
-        let facts = match gather {
-            Some(gather) => match Workload::from_value(doc.value.clone(), "default") {
-                Ok(Some(w)) => gather(&registry_queries(set, &w, &ctx, now)),
-                _ => Facts::online(),
-            },
-            None => Facts::offline(provenance::CHECK_OFFLINE),
-        };
-        match evaluate_with(set, &doc.value, "default", &ctx, &facts, now) {
-            Ok(Some(eval)) => {
-                let mut result = WorkloadResult::new(doc.source.clone(), eval);
-                result.line = Some(doc.line as u32);
-                for v in &mut result.violations {
-                    v.line = Some(doc.line_near(&v.path) as u32);
-                }
-                report.results.push(result);
-            }
-            Ok(None) => *others.entry(kind).or_default() += 1,
-            Err(e) => report.errors.push(at_document(&doc, e)),
+    // Every workload is judged on its own against the context the loop
+    // above gathered: in parallel, collected back in input order.
+    let judged: Vec<Judged> = workloads
+        .into_par_iter()
+        .map(|(doc, kind)| judge_document(set, &ctx, &doc, kind, now, gather))
+        .collect();
+    for j in judged {
+        match j {
+            Judged::Result(r) => report.results.push(*r),
+            Judged::Other(kind) => *others.entry(kind).or_default() += 1,
+            Judged::Error(e) => report.errors.push(e),
         }
     }
     report.other_objects = others;
     report
+}
+
+/// What became of one workload document.
+enum Judged {
+    Result(Box<WorkloadResult>),
+    /// Not a kind the engine judges: counted under its kind.
+    Other(String),
+    Error(Error),
+}
+
+fn judge_document(
+    set: &PolicySet,
+    ctx: &Context,
+    doc: &Document,
+    kind: String,
+    now: jiff::Timestamp,
+    gather: Option<Gather<'_>>,
+) -> Judged {
+    let facts = match gather {
+        Some(gather) => match Workload::from_value_ref(&doc.value, "default") {
+            Ok(Some(w)) => gather(&registry_queries(set, &w, ctx, now)),
+            _ => Facts::online(),
+        },
+        None => Facts::offline(provenance::CHECK_OFFLINE),
+    };
+    match evaluate_with(set, &doc.value, "default", ctx, &facts, now) {
+        Ok(Some(eval)) => {
+            let mut result = WorkloadResult::new(doc.source.clone(), eval);
+            result.line = Some(doc.line as u32);
+            for v in &mut result.violations {
+                v.line = Some(doc.line_near(&v.path) as u32);
+            }
+            Judged::Result(Box::new(result))
+        }
+        Ok(None) => Judged::Other(kind),
+        Err(e) => Judged::Error(at_document(doc, e)),
+    }
 }
 
 /// An error about one document as `check` reports it: at the document's
