@@ -285,6 +285,32 @@ impl Workload {
         Self::from_value(object, default_namespace)
     }
 
+    /// [`Workload::from_json`] for an object whose type the caller knows
+    /// (the webhook: `request.kind`, as `apps/v1`, `Deployment`): one pass
+    /// over the text fewer. An object that turns out to be of another type
+    /// than it was sent as, or not to read cleanly, takes the
+    /// [`Workload::from_json`] road, so the answer is the same.
+    pub fn from_json_as(
+        raw: &str,
+        default_namespace: &str,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<Workload>> {
+        if !WorkloadKind::is_retired_version(api_version, kind)
+            && let Some(wk) = WorkloadKind::from_type(api_version, kind)
+        {
+            let source = JsonAs {
+                text: raw,
+                api_version,
+                kind,
+            };
+            if let Ok(w) = Self::from_source(wk, source, "", default_namespace) {
+                return Ok(Some(w));
+            }
+        }
+        Self::from_json(raw, default_namespace)
+    }
+
     fn from_json_fast(raw: &str, default_namespace: &str) -> Option<Option<Workload>> {
         let head: Head<'_> = serde_json::from_str(raw).ok()?;
         if WorkloadKind::is_retired_version(&head.api_version, &head.kind) {
@@ -306,7 +332,7 @@ impl Workload {
     ) -> Result<Workload> {
         Ok(match wk {
             WorkloadKind::Deployment => {
-                let d: Slim<DeploymentSpec> = object.read(at)?;
+                let d: Slim<DeploymentSpec> = object.slim(at)?;
                 let spec = d.spec.unwrap_or_default();
                 let strategy = spec.strategy.unwrap_or_default();
                 let rolling = strategy.rolling_update.unwrap_or_default();
@@ -329,7 +355,7 @@ impl Workload {
                 w
             }
             WorkloadKind::StatefulSet => {
-                let s: Slim<StatefulSetSpec> = object.read(at)?;
+                let s: Slim<StatefulSetSpec> = object.slim(at)?;
                 let spec = s.spec.unwrap_or_default();
                 let strategy = spec.update_strategy.unwrap_or_default();
                 let rollout = Rollout {
@@ -351,7 +377,7 @@ impl Workload {
                 w
             }
             WorkloadKind::ReplicaSet => {
-                let r: Slim<ReplicaSetSpec> = object.read(at)?;
+                let r: Slim<ReplicaSetSpec> = object.slim(at)?;
                 let spec = r.spec.unwrap_or_default();
                 Self::assemble(
                     wk,
@@ -364,7 +390,7 @@ impl Workload {
                 )?
             }
             WorkloadKind::Job => {
-                let j: Slim<JobSpec> = object.read(at)?;
+                let j: Slim<JobSpec> = object.slim(at)?;
                 let spec = j.spec.unwrap_or_default();
                 Self::assemble(
                     wk,
@@ -377,7 +403,7 @@ impl Workload {
                 )?
             }
             WorkloadKind::CronJob => {
-                let c: Slim<CronJobSpec> = object.read(at)?;
+                let c: Slim<CronJobSpec> = object.slim(at)?;
                 let template = c
                     .spec
                     .unwrap_or_default()
@@ -388,7 +414,7 @@ impl Workload {
                 Self::assemble(wk, c.metadata, None, None, template, default_namespace, at)?
             }
             WorkloadKind::Pod => {
-                let p: Slim<PodSpec> = object.read(at)?;
+                let p: Slim<PodSpec> = object.slim(at)?;
                 let labels = p.metadata.labels.clone().unwrap_or_default();
                 let template = PodTemplateSpec {
                     metadata: Some(ObjectMeta {
@@ -615,11 +641,11 @@ fn object_name(object: &serde_json::Value) -> String {
 
 /// Where a workload's typed form is read from: a parsed tree, or JSON text.
 trait Source {
-    fn read<T: DeserializeOwned>(self, at: &str) -> Result<T>;
+    fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>>;
 }
 
 impl Source for &serde_json::Value {
-    fn read<T: DeserializeOwned>(self, at: &str) -> Result<T> {
+    fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>> {
         typed_ref(self, at)
     }
 }
@@ -629,8 +655,30 @@ impl Source for &serde_json::Value {
 struct JsonText<'a>(&'a str);
 
 impl Source for JsonText<'_> {
-    fn read<T: DeserializeOwned>(self, at: &str) -> Result<T> {
+    fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>> {
         serde_json::from_str(self.0).map_err(|e| Error::input(at, e.to_string()))
+    }
+}
+
+/// JSON text whose type the caller was told (the webhook's `request.kind`),
+/// read without a first pass for it: the object's own apiVersion and kind,
+/// read in the same pass, must say the same, or it is an error (and the
+/// caller takes the road that reads them first).
+struct JsonAs<'a> {
+    text: &'a str,
+    api_version: &'a str,
+    kind: &'a str,
+}
+
+impl Source for JsonAs<'_> {
+    fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>> {
+        let slim: Slim<S> = JsonText(self.text).slim(at)?;
+        if slim.api_version.as_deref().unwrap_or_default() != self.api_version
+            || slim.kind.as_deref().unwrap_or_default() != self.kind
+        {
+            return Err(Error::input(at, "the object is not of the type it was sent as"));
+        }
+        Ok(slim)
     }
 }
 
@@ -638,9 +686,14 @@ impl Source for JsonText<'_> {
 /// uses and the typed spec. Everything else — `status`, and the
 /// `managedFields` and last-applied annotation that make up most of what
 /// `kubectl apply` sends — is stepped over without being built. apiVersion
-/// and kind are checked before (by [`Head`] or the `Value`).
+/// and kind are checked before (by [`Head`] or the `Value`), or here
+/// ([`JsonAs`]).
 #[derive(Deserialize)]
 struct Slim<S> {
+    #[serde(rename = "apiVersion", default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
     #[serde(default)]
     metadata: SlimMeta,
     /// `null` or absent: None, as k8s-openapi reads it.

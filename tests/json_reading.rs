@@ -144,3 +144,28 @@ fn what_kubectl_apply_adds_changes_nothing_in_the_workload() {
     assert_eq!(keys, ["waf.azure.com/model-source"]);
     assert_eq!(both_roads(&pod).0, both_roads(&pod).1);
 }
+
+/// The webhook reads `request.object` as the type `request.kind` names.
+/// Told the object's own type, or a wrong one, it reads what `from_json`
+/// reads: the type is checked in the same pass, never trusted.
+#[test]
+fn told_its_type_or_a_wrong_one_an_object_reads_the_same() {
+    let mut told = 0;
+    for (at, value) in &objects() {
+        let text = serde_json::to_string(value).unwrap();
+        let expected = format!("{:?}", Workload::from_json(&text, "ns"));
+        let own = (
+            value["apiVersion"].as_str().unwrap_or_default(),
+            value["kind"].as_str().unwrap_or_default(),
+        );
+        for (api_version, kind) in [own, ("apps/v1", "Deployment"), ("v1", "Pod")] {
+            let got = format!(
+                "{:?}",
+                Workload::from_json_as(&text, "ns", api_version, kind)
+            );
+            assert_eq!(got, expected, "{at} sent as {api_version} {kind}");
+        }
+        told += usize::from(expected.starts_with("Ok(Some("));
+    }
+    assert!(told > 50, "only {told} workloads among the fixtures");
+}

@@ -271,7 +271,12 @@ async fn answer(
         };
     }
     let namespace = req.namespace.as_deref().unwrap_or("default");
-    let mut workload = match Workload::from_json(object.get(), namespace) {
+    let api_version = match req.kind.group.as_str() {
+        "" => Cow::Borrowed(req.kind.version.as_str()),
+        group => Cow::Owned(format!("{group}/{}", req.kind.version)),
+    };
+    let typed = Workload::from_json_as(object.get(), namespace, &api_version, &req.kind.kind);
+    let mut workload = match typed {
         Ok(Some(w)) => w,
         Ok(None) => return (response, allowed("not a workload kind")),
         Err(e) => {
