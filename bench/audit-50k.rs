@@ -229,8 +229,10 @@ fn json_body(v: &Value) -> Vec<u8> {
 }
 
 fn not_found() -> Vec<u8> {
-    json_body(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-        "reason": "NotFound", "code": 404, "message": "not found"}))
+    json_body(
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
 }
 
 fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
@@ -258,8 +260,10 @@ async fn serve(mut handle: mock::Handle<Request<Body>, Response<Body>>, n: usize
         "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1", "uid": "p"},
         "spec": {"action": "Warn"}});
     let namespaces: Vec<Value> = (0..NAMESPACES)
-        .map(|i| json!({"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": namespace(i), "uid": format!("ns-{i}"), "resourceVersion": "1"}}))
+        .map(|i| {
+            json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace(i), "uid": format!("ns-{i}"), "resourceVersion": "1"}})
+        })
         .collect();
     let mut seen = Seen::default();
     let mut held = Vec::new();

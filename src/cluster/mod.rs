@@ -76,8 +76,7 @@ pub struct ClusterOptions {
 type Task = (&'static str, BoxFuture<'static, ()>);
 
 /// A task that keeps a reflector store in sync and pokes `changed` on every
-/// event. managedFields are dropped before caching: the engine never reads
-/// them and they are often most of an object's size.
+/// event, caching objects [`slim`]med.
 fn watch<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
@@ -104,7 +103,7 @@ where
 {
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(slim)
         .reflect(writer);
     let task = async move {
         futures::pin_mut!(stream);
@@ -116,6 +115,22 @@ where
         }
     };
     (what, task.boxed())
+}
+
+/// `kubectl apply`'s record of what it applied: a copy of the object as
+/// text, often its largest field.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the engine never reads before an object is cached:
+/// managedFields and the last-applied annotation, together most of a
+/// kubectl-applied object's size (kube-rs's `reflector` examples do the
+/// same). Nothing reads them: the engine reads typed specs, labels and the
+/// pod template's annotations, never the object's own.
+fn slim<K: Resource>(o: &mut K) {
+    o.managed_fields_mut().clear();
+    if let Some(annotations) = &mut o.meta_mut().annotations {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// Runs until a background task ends; returns which one, so the caller
