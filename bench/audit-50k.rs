@@ -57,7 +57,7 @@ fn applied(i: usize) -> Value {
             "inference",
         ),
     };
-    let gpu = i % 5 == 0;
+    let gpu = i.is_multiple_of(5);
     let mut limits = json!({"memory": format!("{}Gi", 8 + i % 8)});
     if gpu {
         limits["nvidia.com/gpu"] = json!("1");
