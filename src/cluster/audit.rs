@@ -6,83 +6,162 @@
 //! memory than a count is worth.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::Value;
 
+use super::reports::Reports;
 use crate::decision::{Decision, judge_with};
 use crate::policy::AuditSummary;
 use crate::provenance::{self, Facts};
 use crate::state::Snapshot;
-use crate::workload::Workload;
+use crate::workload::{Workload, WorkloadKind};
 
-/// Judges each object (Deployments and StatefulSets); an object that
-/// cannot be judged is logged and left out, never the others.
-pub fn judge_all(
-    snapshot: &Snapshot,
-    objects: impl IntoIterator<Item = Value>,
+/// One audit run, folded as it goes: each workload is judged, counted into
+/// its policies' summaries and its namespace's report, and dropped, so a
+/// run over many workloads holds one decision at a time and the bounded
+/// reports. Objects must come in (namespace, kind, name) order for the
+/// reports to list them in the order [`super::reports::build`] gives
+/// ([`in_report_order`]).
+pub struct Run<'a> {
+    snapshot: &'a Snapshot,
     now: jiff::Timestamp,
-) -> Vec<(Workload, Decision)> {
-    let mut out = Vec::new();
-    let offline = Facts::offline(provenance::AUDIT_OFFLINE);
-    for object in objects {
+    offline: Facts,
+    summary: BTreeMap<String, AuditSummary>,
+    reports: Reports<'a>,
+    /// Workloads judged so far.
+    pub judged: usize,
+}
+
+impl<'a> Run<'a> {
+    pub fn new(snapshot: &'a Snapshot, now: jiff::Timestamp) -> Self {
+        let summary = snapshot
+            .policies
+            .policies()
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    AuditSummary {
+                        last_run: Some(Time(now)),
+                        ..AuditSummary::default()
+                    },
+                )
+            })
+            .collect();
+        Run {
+            snapshot,
+            now,
+            offline: Facts::offline(provenance::AUDIT_OFFLINE),
+            summary,
+            reports: Reports::new(&snapshot.policies, now),
+            judged: 0,
+        }
+    }
+
+    /// Judges one object (a Deployment or StatefulSet); one that cannot be
+    /// judged is logged and left out, never the others.
+    pub fn judge(&mut self, object: Value) {
         let w = match Workload::from_value(object, "default") {
             Ok(Some(w)) => w,
-            Ok(None) => continue, // only Deployments and StatefulSets are passed in
+            Ok(None) => return, // only Deployments and StatefulSets are passed in
             Err(e) => {
                 // Came from the API server typed, so this should not happen; say so.
                 tracing::warn!(error = %e, "background audit cannot judge a workload");
-                continue;
+                return;
             }
         };
         // Registry-dependent checks are left to admission: reported as not
         // checked here, never a registry call per existing workload.
-        let d = judge_with(&snapshot.policies, &w, &snapshot.context, &offline, now);
-        out.push((w, d));
+        let snapshot = self.snapshot;
+        let d = judge_with(
+            &snapshot.policies,
+            &w,
+            &snapshot.context,
+            &self.offline,
+            self.now,
+        );
+        count(&mut self.summary, &d);
+        self.reports.add(w.kind, &w.namespace, &w.name, &d);
+        self.judged += 1;
     }
-    out
+
+    /// Per policy, the workloads it governs and the violations it owns;
+    /// and the namespaces' reports, to finish with the policies' own.
+    pub fn finish(self) -> (BTreeMap<String, AuditSummary>, Reports<'a>) {
+        (self.summary, self.reports)
+    }
 }
 
-/// Counts, per policy, the workloads it governs and the violations it owns
-/// (the policy whose action won, per rule).
-pub fn summarize(
-    snapshot: &Snapshot,
-    judged: &[(Workload, Decision)],
-    now: jiff::Timestamp,
-) -> BTreeMap<String, AuditSummary> {
-    let mut out: BTreeMap<String, AuditSummary> = snapshot
-        .policies
-        .policies()
-        .iter()
-        .map(|p| {
-            (
-                p.name.clone(),
-                AuditSummary {
-                    last_run: Some(Time(now)),
-                    ..AuditSummary::default()
-                },
-            )
-        })
-        .collect();
-    for (_, d) in judged {
-        for name in &d.governed_by {
-            if let Some(s) = out.get_mut(name) {
-                s.workloads += 1;
-            }
-        }
-        for v in &d.violations {
-            if let Some(s) = out.get_mut(&v.policy) {
-                s.violations += 1;
-                *s.by_rule.entry(v.rule.as_str().to_owned()).or_default() += 1;
-            }
+/// A workload of the audit's stores.
+pub enum Stored {
+    Deployment(Arc<Deployment>),
+    StatefulSet(Arc<StatefulSet>),
+}
+
+impl Stored {
+    /// (namespace, kind, name), as the reports order workloads: a stored
+    /// object always has its namespace and name.
+    fn key(&self) -> (&str, WorkloadKind, &str) {
+        let (meta, kind) = match self {
+            Stored::Deployment(d) => (&d.metadata, WorkloadKind::Deployment),
+            Stored::StatefulSet(s) => (&s.metadata, WorkloadKind::StatefulSet),
+        };
+        (
+            meta.namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("default"),
+            kind,
+            meta.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    pub fn to_value(&self) -> serde_json::Result<Value> {
+        match self {
+            Stored::Deployment(d) => serde_json::to_value(d.as_ref()),
+            Stored::StatefulSet(s) => serde_json::to_value(s.as_ref()),
         }
     }
-    out
+}
+
+/// The stores' workloads in the order [`Run`] wants them.
+pub fn in_report_order(
+    deployments: Vec<Arc<Deployment>>,
+    statefulsets: Vec<Arc<StatefulSet>>,
+) -> Vec<Stored> {
+    let mut all: Vec<Stored> = deployments
+        .into_iter()
+        .map(Stored::Deployment)
+        .chain(statefulsets.into_iter().map(Stored::StatefulSet))
+        .collect();
+    all.sort_by(|a, b| a.key().cmp(&b.key()));
+    all
+}
+
+/// Counts a decision into the summaries of the policies that govern the
+/// workload and of those that own its violations (the policy whose action
+/// won, per rule).
+fn count(summary: &mut BTreeMap<String, AuditSummary>, d: &Decision) {
+    for name in &d.governed_by {
+        if let Some(s) = summary.get_mut(name) {
+            s.workloads += 1;
+        }
+    }
+    for v in &d.violations {
+        if let Some(s) = summary.get_mut(&v.policy) {
+            s.violations += 1;
+            *s.by_rule.entry(v.rule.as_str().to_owned()).or_default() += 1;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::snapshot::PolicyReport;
     use crate::context::Context;
     use crate::policy::compiled::{Policy, PolicySet};
     use serde_json::json;
@@ -113,7 +192,12 @@ mod tests {
             deployment("examples/bad/resources.yaml"),
             deployment("examples/good/web-frontend.yaml"),
         ];
-        let summary = summarize(&snapshot, &judge_all(&snapshot, objects, now), now);
+        let mut run = Run::new(&snapshot, now);
+        for o in objects {
+            run.judge(o);
+        }
+        assert_eq!(run.judged, 4);
+        let (summary, _) = run.finish();
         let p = &summary["p"];
         assert_eq!(p.workloads, 3, "the web frontend is not model serving");
         assert_eq!(p.violations, 3);
@@ -122,5 +206,50 @@ mod tests {
             BTreeMap::from([("image-provenance".into(), 2), ("resources".into(), 1)])
         );
         assert_eq!(p.last_run, Some(Time(now)));
+    }
+
+    #[test]
+    fn judging_one_at_a_time_gives_the_reports_judging_all_at_once_gives() {
+        let policy: crate::policy::WellArchitectedPolicy = serde_json::from_value(json!({
+            "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+            "metadata": {"name": "p"}, "spec": {"rules": {"autoscaler": {"action": "Warn"}}}}))
+        .unwrap();
+        let snapshot = Snapshot {
+            policies: PolicySet::new(vec![Policy::compile(&policy).unwrap()]),
+            context: Context::default(),
+        };
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let objects = [
+            deployment("examples/good/web-frontend.yaml"),
+            deployment("examples/bad/resources.yaml"),
+            deployment("examples/bad/image-provenance.yaml"),
+            deployment("examples/good/llm-gpu.yaml"),
+        ];
+        let offline = Facts::offline(provenance::AUDIT_OFFLINE);
+        let all: Vec<(Workload, Decision)> = objects
+            .iter()
+            .map(|o| {
+                let w = Workload::from_value(o.clone(), "default").unwrap().unwrap();
+                let d = judge_with(&snapshot.policies, &w, &snapshot.context, &offline, now);
+                (w, d)
+            })
+            .collect();
+        let policies = [PolicyReport {
+            name: "p".into(),
+            generation: Some(1),
+            problems: None,
+            previous_in_force: false,
+        }];
+        let expected = super::super::reports::build(&snapshot.policies, &all, &policies, now);
+        let stored: Vec<Arc<Deployment>> = objects
+            .iter()
+            .map(|o| Arc::new(serde_json::from_value(o.clone()).unwrap()))
+            .collect();
+        let mut run = Run::new(&snapshot, now);
+        for object in in_report_order(stored, Vec::new()) {
+            run.judge(object.to_value().unwrap());
+        }
+        let (_, reports) = run.finish();
+        assert_eq!(reports.finish(&policies), expected);
     }
 }

@@ -76,8 +76,7 @@ pub struct ClusterOptions {
 type Task = (&'static str, BoxFuture<'static, ()>);
 
 /// A task that keeps a reflector store in sync and pokes `changed` on every
-/// event. managedFields are dropped before caching: the engine never reads
-/// them and they are often most of an object's size.
+/// event, caching objects [`slim`]med.
 fn watch<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
@@ -104,7 +103,7 @@ where
 {
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(slim)
         .reflect(writer);
     let task = async move {
         futures::pin_mut!(stream);
@@ -116,6 +115,22 @@ where
         }
     };
     (what, task.boxed())
+}
+
+/// `kubectl apply`'s record of what it applied: a copy of the object as
+/// text, often its largest field.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the engine never reads before an object is cached:
+/// managedFields and the last-applied annotation, together most of a
+/// kubectl-applied object's size (kube-rs's `reflector` examples do the
+/// same). Nothing reads them: the engine reads typed specs, labels and the
+/// pod template's annotations, never the object's own.
+fn slim<K: Resource>(o: &mut K) {
+    o.managed_fields_mut().clear();
+    if let Some(annotations) = &mut o.meta_mut().annotations {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// Runs until a background task ends; returns which one, so the caller
@@ -499,15 +514,18 @@ async fn run_audit(
     loop {
         if leader.load(Ordering::Acquire) && state.is_synced() {
             let (ds, ss) = (deployments.state(), statefulsets.state());
-            let objects = ds
-                .iter()
-                .map(|d| serde_json::to_value(d.as_ref()))
-                .chain(ss.iter().map(|s| serde_json::to_value(s.as_ref())))
-                .filter_map(Result::ok);
             let snapshot = state.load();
             let now = jiff::Timestamp::now();
-            let judged = audit::judge_all(&snapshot, objects, now);
-            let summary = audit::summarize(&snapshot, &judged, now);
+            // Judged in the order the reports list workloads, so each is
+            // folded in and dropped: one `Value` and one decision at a time.
+            let mut run = audit::Run::new(&snapshot, now);
+            for object in audit::in_report_order(ds, ss) {
+                if let Ok(value) = object.to_value() {
+                    run.judge(value);
+                }
+            }
+            let judged = run.judged;
+            let (summary, namespace_reports) = run.finish();
             writer.metrics.audit(&summary, std::time::SystemTime::now());
             for (policy, counts) in summary {
                 let body = serde_json::json!({"status": {"audit": counts}});
@@ -518,12 +536,9 @@ async fn run_audit(
                     tracing::warn!(%policy, error = %e, "could not write the audit counts");
                 }
             }
-            let docs = {
-                let policies = policy_reports.borrow();
-                reports::build(&snapshot.policies, &judged, &policies, now)
-            };
+            let docs = namespace_reports.finish(&policy_reports.borrow());
             writer.write(docs).await;
-            tracing::info!(workloads = judged.len(), "background audit done");
+            tracing::info!(workloads = judged, "background audit done");
         }
         tokio::time::sleep(interval).await;
     }
@@ -643,5 +658,72 @@ impl ReportWriter {
             }
         }
         tracing::info!(written, unchanged, deleted, "policy reports");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Context;
+    use crate::policy::compiled::{Policy, PolicySet};
+    use crate::state::Snapshot;
+
+    /// The summary and reports one audit run gives for one Deployment.
+    fn audited(
+        d: &Deployment,
+    ) -> (
+        BTreeMap<String, crate::policy::AuditSummary>,
+        Vec<ReportDoc>,
+    ) {
+        let policy: WellArchitectedPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+            "metadata": {"name": "p"}, "spec": {"action": "Warn"}}))
+        .unwrap();
+        let snapshot = Snapshot {
+            policies: PolicySet::new(vec![Policy::compile(&policy).unwrap()]),
+            context: Context::default(),
+        };
+        let now = "2026-12-01T10:00:00Z".parse().unwrap();
+        let mut run = audit::Run::new(&snapshot, now);
+        run.judge(serde_json::to_value(d).unwrap());
+        assert_eq!(run.judged, 1);
+        let (summary, reports) = run.finish();
+        (summary, reports.finish(&[]))
+    }
+
+    #[tokio::test]
+    async fn a_cached_workload_keeps_no_managed_fields_nor_last_applied_and_is_judged_the_same() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/reviews/gpu-deployment-apply.json"
+        );
+        let review: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let applied: Deployment =
+            serde_json::from_value(review["request"]["object"].clone()).unwrap();
+        assert!(!applied.managed_fields().is_empty());
+        assert!(applied.annotations().contains_key(LAST_APPLIED));
+        // Through the same combinators as `watch_with`.
+        let (store, writer) = reflector::store::<Deployment>();
+        let events = futures::stream::iter([
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(applied.clone())),
+            Ok(watcher::Event::InitDone),
+        ]);
+        events
+            .modify(slim)
+            .reflect(writer)
+            .for_each(|_| async {})
+            .await;
+        let cached = store.state();
+        assert_eq!(cached.len(), 1);
+        let cached = cached[0].as_ref();
+        assert!(cached.managed_fields().is_empty());
+        assert!(!cached.annotations().contains_key(LAST_APPLIED));
+        assert_eq!(cached.spec, applied.spec);
+        assert_eq!(cached.labels(), applied.labels());
+        let (summary, reports) = audited(cached);
+        assert_eq!(summary["p"].workloads, 1, "governed: judged, not skipped");
+        assert_eq!((summary, reports), audited(&applied));
     }
 }

@@ -22,7 +22,7 @@ use super::snapshot::PolicyReport;
 use crate::decision::Decision;
 use crate::policy::compiled::PolicySet;
 use crate::policy::{API_VERSION, Action, RuleId};
-use crate::workload::Workload;
+use crate::workload::{Workload, WorkloadKind};
 
 /// Every report we write has this name (one per namespace) and label.
 pub const NAME: &str = "waf-admission";
@@ -172,21 +172,55 @@ pub fn build(
     policies: &[PolicyReport],
     now: jiff::Timestamp,
 ) -> Vec<ReportDoc> {
-    let timestamp = json!({"seconds": now.as_second(), "nanos": 0});
-    let mut by_namespace: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     // A store lists its objects in no set order: sort, so the same audit
     // gives the same report and nothing is rewritten.
     let mut judged: Vec<&(Workload, Decision)> = judged.iter().collect();
     judged.sort_by(|(a, _), (b, _)| {
         (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name))
     });
+    let mut reports = Reports::new(set, now);
     for (w, d) in judged {
-        if d.governed_by.is_empty() {
-            continue;
+        reports.add(w.kind, &w.namespace, &w.name, d);
+    }
+    reports.finish(policies)
+}
+
+/// [`build`] one workload at a time, so an audit of many workloads keeps
+/// no decision once it is counted: at most [`MAX_RESULTS`] results per
+/// namespace are held. Workloads must come in (namespace, kind, name)
+/// order, as `build` sorts them, for the same reports.
+pub struct Reports<'a> {
+    set: &'a PolicySet,
+    timestamp: Value,
+    by_namespace: BTreeMap<String, Bounded>,
+}
+
+impl<'a> Reports<'a> {
+    pub fn new(set: &'a PolicySet, now: jiff::Timestamp) -> Self {
+        Reports {
+            set,
+            timestamp: json!({"seconds": now.as_second(), "nanos": 0}),
+            by_namespace: BTreeMap::new(),
         }
-        let subject = json!({"apiVersion": w.kind.api_version(), "kind": w.kind.as_str(),
-            "namespace": w.namespace, "name": w.name});
-        let results = by_namespace.entry(&w.namespace).or_default();
+    }
+
+    /// The results of one judged workload: per rule, its violations, else
+    /// its exemption, else a pass under the first governing policy that
+    /// runs the rule.
+    pub fn add(&mut self, kind: WorkloadKind, namespace: &str, name: &str, d: &Decision) {
+        if d.governed_by.is_empty() {
+            return;
+        }
+        let subject = json!({"apiVersion": kind.api_version(), "kind": kind.as_str(),
+            "namespace": namespace, "name": name});
+        if !self.by_namespace.contains_key(namespace) {
+            self.by_namespace
+                .insert(namespace.to_owned(), Bounded::default());
+        }
+        let Some(results) = self.by_namespace.get_mut(namespace) else {
+            return;
+        };
+        let timestamp = &self.timestamp;
         let base = |policy: &str, rule: RuleId, result: &str| {
             json!({"source": NAME, "policy": policy, "rule": rule.as_str(),
                 "category": rule.pillar().as_str(), "timestamp": timestamp,
@@ -217,9 +251,9 @@ pub fn build(
                 results.push(r);
                 continue;
             }
-            // Passed: under the first governing policy that runs the rule.
             let runs = d.governed_by.iter().find(|name| {
-                set.policies()
+                self.set
+                    .policies()
                     .iter()
                     .any(|p| &p.name == *name && p.enabled_rules().contains(&rule))
             });
@@ -230,55 +264,101 @@ pub fn build(
             }
         }
     }
-    let mut out: Vec<ReportDoc> = by_namespace
-        .into_iter()
-        .filter(|(_, results)| !results.is_empty())
-        .map(|(ns, results)| bounded(Some(ns.to_owned()), results))
-        .collect();
-    let cluster: Vec<Value> = policies
-        .iter()
-        .map(|p| {
+
+    /// The namespaces' reports, then the cluster report of the policies.
+    pub fn finish(self, policies: &[PolicyReport]) -> Vec<ReportDoc> {
+        let mut out: Vec<ReportDoc> = self
+            .by_namespace
+            .into_iter()
+            .filter(|(_, results)| results.seen > 0)
+            .map(|(ns, results)| results.finish(Some(ns)))
+            .collect();
+        let timestamp = &self.timestamp;
+        let mut cluster = Bounded::default();
+        for p in policies {
             let (result, message) = match &p.problems {
                 None => ("pass", "the policy is in force".to_owned()),
                 Some(problems) => ("error", format!("refused: {}", problems.join("; "))),
             };
-            json!({"source": NAME, "policy": p.name, "timestamp": timestamp,
+            cluster.push(json!({"source": NAME, "policy": p.name, "timestamp": timestamp,
                 "result": result, "scored": true, "message": message,
-                "resources": [{"apiVersion": API_VERSION, "kind": "WellArchitectedPolicy", "name": p.name}]})
-        })
-        .collect();
-    if !cluster.is_empty() {
-        out.push(bounded(None, cluster));
+                "resources": [{"apiVersion": API_VERSION, "kind": "WellArchitectedPolicy", "name": p.name}]}));
+        }
+        if cluster.seen > 0 {
+            out.push(cluster.finish(None));
+        }
+        out
     }
-    out
+}
+
+/// How telling a result is: failures first, passes last.
+fn rank(r: &Value) -> usize {
+    match r["result"].as_str() {
+        Some("fail") => 0,
+        Some("error") => 1,
+        Some("warn") => 2,
+        Some("skip") => 3,
+        _ => 4,
+    }
+}
+
+/// A report's results as they come: all counted, at most MAX_RESULTS kept,
+/// the most telling first (in arrival order within a rank) once there are
+/// more than that, in arrival order while there are not.
+#[derive(Default)]
+struct Bounded {
+    summary: Summary,
+    /// Results pushed so far.
+    seen: usize,
+    /// Kept results by rank, each with its arrival number.
+    ranked: [Vec<(usize, Value)>; 5],
+    kept: usize,
+}
+
+impl Bounded {
+    fn push(&mut self, r: Value) {
+        self.summary.count(r["result"].as_str().unwrap_or_default());
+        let at = self.seen;
+        self.seen += 1;
+        let rank = rank(&r);
+        if self.kept == MAX_RESULTS {
+            // Full: the last kept result of the worst rank held makes room,
+            // unless this one would come after it.
+            let Some(worst) = self.ranked.iter().rposition(|b| !b.is_empty()) else {
+                return;
+            };
+            if rank >= worst {
+                return;
+            }
+            self.ranked[worst].pop();
+            self.kept -= 1;
+        }
+        self.ranked[rank].push((at, r));
+        self.kept += 1;
+    }
+
+    fn finish(self, namespace: Option<String>) -> ReportDoc {
+        let mut results: Vec<(usize, Value)> = self.ranked.into_iter().flatten().collect();
+        if self.seen <= MAX_RESULTS {
+            results.sort_by_key(|(at, _)| *at);
+        }
+        ReportDoc {
+            namespace,
+            results: results.into_iter().map(|(_, r)| r).collect(),
+            summary: self.summary,
+            not_listed: self.seen - self.kept,
+        }
+    }
 }
 
 /// Keeps at most MAX_RESULTS results, the most telling first.
-fn bounded(namespace: Option<String>, mut results: Vec<Value>) -> ReportDoc {
-    let mut summary = Summary::default();
-    for r in &results {
-        summary.count(r["result"].as_str().unwrap_or_default());
+#[cfg(test)]
+fn bounded(namespace: Option<String>, results: Vec<Value>) -> ReportDoc {
+    let mut b = Bounded::default();
+    for r in results {
+        b.push(r);
     }
-    let mut not_listed = 0;
-    if results.len() > MAX_RESULTS {
-        let rank = |r: &Value| match r["result"].as_str() {
-            Some("fail") => 0,
-            Some("error") => 1,
-            Some("warn") => 2,
-            Some("skip") => 3,
-            _ => 4,
-        };
-        // Stable: workloads keep their order within a rank.
-        results.sort_by_key(rank);
-        not_listed = results.len() - MAX_RESULTS;
-        results.truncate(MAX_RESULTS);
-    }
-    ReportDoc {
-        namespace,
-        results,
-        summary,
-        not_listed,
-    }
+    b.finish(namespace)
 }
 
 #[cfg(test)]
@@ -430,5 +510,25 @@ mod tests {
             object["metadata"]["annotations"][TRUNCATED_ANNOTATION],
             "10"
         );
+    }
+
+    #[test]
+    fn the_bound_keeps_what_sorting_all_results_and_truncating_keeps() {
+        let results = ["pass", "fail", "warn", "skip", "error"];
+        for n in [10, MAX_RESULTS, MAX_RESULTS + 1, 3 * MAX_RESULTS + 7] {
+            let all: Vec<Value> = (0..n)
+                .map(|i| json!({"result": results[(i * 7 + i / 3) % 5], "n": i}))
+                .collect();
+            let mut expected = all.clone();
+            if n > MAX_RESULTS {
+                expected.sort_by_key(rank);
+                expected.truncate(MAX_RESULTS);
+            }
+            let doc = bounded(None, all);
+            assert_eq!(doc.results, expected, "{n} results");
+            assert_eq!(doc.not_listed, n.saturating_sub(MAX_RESULTS));
+            let s = doc.summary;
+            assert_eq!((s.pass + s.fail + s.warn + s.skip + s.error) as usize, n);
+        }
     }
 }
