@@ -676,7 +676,10 @@ impl Source for JsonAs<'_> {
         if slim.api_version.as_deref().unwrap_or_default() != self.api_version
             || slim.kind.as_deref().unwrap_or_default() != self.kind
         {
-            return Err(Error::input(at, "the object is not of the type it was sent as"));
+            return Err(Error::input(
+                at,
+                "the object is not of the type it was sent as",
+            ));
         }
         Ok(slim)
     }
