@@ -271,10 +271,7 @@ async fn answer(
         };
     }
     let namespace = req.namespace.as_deref().unwrap_or("default");
-    let api_version = match req.kind.group.as_str() {
-        "" => Cow::Borrowed(req.kind.version.as_str()),
-        group => Cow::Owned(format!("{group}/{}", req.kind.version)),
-    };
+    let api_version = req.kind.api_version();
     let typed = Workload::from_json_as(object.get(), namespace, &api_version, &req.kind.kind);
     let mut workload = match typed {
         Ok(Some(w)) => w,

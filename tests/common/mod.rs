@@ -23,6 +23,7 @@ pub fn install_crypto() {
 }
 
 /// A CA and a serving certificate it signed, written to a temp folder.
+#[derive(Clone)]
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_pem: String,

@@ -287,33 +287,16 @@ async fn rolling_restart_rotation_and_policy_change_lose_no_request() {
     };
 
     let at = |s: u64| tokio::time::sleep_until((run + Duration::from_secs(s)).into());
+    // A replica on the changed policy, started off the runtime.
+    let new_replica = |port: u16| {
+        let (pki, v2) = (pki.clone(), v2.clone());
+        tokio::task::spawn_blocking(move || replica(&pki, port, &v2))
+    };
     at(10).await;
     write_secret_volume(&secret, 1, &leaves[1].0, &leaves[1].1);
     let rotated_1 = run.elapsed();
     at(15).await;
-    let a2 = tokio::task::spawn_blocking({
-        let (pki_cert, pki_key, ca_pem, dir) = (
-            pki.cert.clone(),
-            pki.key.clone(),
-            pki.ca_pem.clone(),
-            dir.clone(),
-        );
-        let (port, v2) = (ports[2], v2.clone());
-        move || {
-            replica(
-                &Pki {
-                    dir,
-                    ca_pem,
-                    cert: pki_cert,
-                    key: pki_key,
-                },
-                port,
-                &v2,
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let a2 = new_replica(ports[2]).await.unwrap();
     let a_stop = tokio::task::spawn_blocking(move || stop(a, "replica A"))
         .await
         .unwrap();
@@ -321,29 +304,7 @@ async fn rolling_restart_rotation_and_policy_change_lose_no_request() {
     write_secret_volume(&secret, 2, &leaves[2].0, &leaves[2].1);
     let rotated_2 = run.elapsed();
     at(35).await;
-    let b2 = tokio::task::spawn_blocking({
-        let (pki_cert, pki_key, ca_pem, dir) = (
-            pki.cert.clone(),
-            pki.key.clone(),
-            pki.ca_pem.clone(),
-            dir.clone(),
-        );
-        let (port, v2) = (ports[3], v2.clone());
-        move || {
-            replica(
-                &Pki {
-                    dir,
-                    ca_pem,
-                    cert: pki_cert,
-                    key: pki_key,
-                },
-                port,
-                &v2,
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let b2 = new_replica(ports[3]).await.unwrap();
     let b_stop = tokio::task::spawn_blocking(move || stop(b, "replica B"))
         .await
         .unwrap();
