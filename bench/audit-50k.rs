@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use kube::client::Body;
 use serde_json::{Value, json};
 use tower_test::mock;
+use waf_admission::cluster::texts::Cacheable;
 use waf_admission::cluster::{self, ClusterOptions, reports::ReportFormat};
 use waf_admission::state::State;
 use waf_admission::webhook::metrics::Metrics;
@@ -247,6 +248,9 @@ struct Seen {
     deployment_bytes: usize,
     deployment_pages: usize,
     listed_at: Option<Instant>,
+    /// VmRSS when the last page was served: the stores nearly full, no
+    /// audit run yet.
+    listed_rss: f64,
     audit_status: BTreeMap<String, Value>,
     reports_written: usize,
     report_bytes: usize,
@@ -300,6 +304,7 @@ async fn serve(mut handle: mock::Handle<Request<Body>, Response<Body>>, n: usize
                 seen.deployment_pages += 1;
                 if to == n {
                     seen.listed_at = Some(Instant::now());
+                    seen.listed_rss = proc_status_mib("VmRSS");
                 }
                 respond(send, StatusCode::OK, bytes);
             }
@@ -413,6 +418,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let sample = serde_json::to_vec(&stored(1))?.len();
+    // What the audit's store keeps of it.
+    let one: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(stored(1))?;
+    let cached = one.to_cached()?.json.len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -449,7 +457,7 @@ fn main() -> anyhow::Result<()> {
         println!("status.audit {path}: {counts}");
     }
     println!(
-        "mock served {} Deployments in {} pages, {:.1} MiB of JSON ({sample} bytes for one); \
+        "mock served {} Deployments in {} pages, {:.1} MiB of JSON ({sample} bytes for one, {cached} cached); \
          {} reports written, {:.1} MiB",
         n,
         seen.deployment_pages,
@@ -459,7 +467,9 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "audit {n} deployments: peak rss={peak:.0} MiB, after={after:.0} MiB, \
+         when listed={:.0} MiB, \
          audit took {:.1} s (listed in {:.1} s)",
+        seen.listed_rss,
         (done - listed).as_secs_f64(),
         (listed - start).as_secs_f64(),
     );

@@ -1,23 +1,23 @@
 //! The background audit: every existing Deployment and StatefulSet judged
 //! against the policies in force, counted per policy into `status.audit`,
 //! like Kyverno's background scan. Runs on the replica that holds the Lease,
-//! from reflector stores (never a list per run). Bare Pods are judged at
+//! from watched stores that keep each workload as its slimmed JSON text
+//! (`texts.rs`; never a list per run). Bare Pods are judged at
 //! admission but not here: caching every Pod of the cluster costs more
 //! memory than a count is worth.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde_json::Value;
 
 use super::reports::Reports;
+use super::texts::Cached;
 use crate::decision::{Decision, judge_with};
 use crate::policy::AuditSummary;
 use crate::provenance::{self, Facts};
 use crate::state::Snapshot;
-use crate::workload::{Workload, WorkloadKind};
+use crate::workload::Workload;
 
 /// One audit run, folded as it goes: each workload is judged, counted into
 /// its policies' summaries and its namespace's report, and dropped, so a
@@ -61,10 +61,17 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Judges one object (a Deployment or StatefulSet); one that cannot be
-    /// judged is logged and left out, never the others.
-    pub fn judge(&mut self, object: Value) {
-        let w = match Workload::from_value(object, "default") {
+    /// Judges one cached Deployment or StatefulSet, read from its text in
+    /// one pass; one that cannot be judged is logged and left out, never
+    /// the others.
+    pub fn judge(&mut self, object: &Cached) {
+        let kind = object.kind;
+        let w = match Workload::from_json_as(
+            &object.json,
+            &object.namespace,
+            kind.api_version(),
+            kind.as_str(),
+        ) {
             Ok(Some(w)) => w,
             Ok(None) => return, // only Deployments and StatefulSets are passed in
             Err(e) => {
@@ -95,49 +102,21 @@ impl<'a> Run<'a> {
     }
 }
 
-/// A workload of the audit's stores.
-pub enum Stored {
-    Deployment(Arc<Deployment>),
-    StatefulSet(Arc<StatefulSet>),
-}
-
-impl Stored {
-    /// (namespace, kind, name), as the reports order workloads: a stored
-    /// object always has its namespace and name.
-    fn key(&self) -> (&str, WorkloadKind, &str) {
-        let (meta, kind) = match self {
-            Stored::Deployment(d) => (&d.metadata, WorkloadKind::Deployment),
-            Stored::StatefulSet(s) => (&s.metadata, WorkloadKind::StatefulSet),
-        };
-        (
-            meta.namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or("default"),
-            kind,
-            meta.name.as_deref().unwrap_or_default(),
-        )
-    }
-
-    pub fn to_value(&self) -> serde_json::Result<Value> {
-        match self {
-            Stored::Deployment(d) => serde_json::to_value(d.as_ref()),
-            Stored::StatefulSet(s) => serde_json::to_value(s.as_ref()),
-        }
-    }
-}
-
-/// The stores' workloads in the order [`Run`] wants them.
+/// The stores' workloads in the order [`Run`] wants them: by namespace,
+/// kind and name.
 pub fn in_report_order(
-    deployments: Vec<Arc<Deployment>>,
-    statefulsets: Vec<Arc<StatefulSet>>,
-) -> Vec<Stored> {
-    let mut all: Vec<Stored> = deployments
-        .into_iter()
-        .map(Stored::Deployment)
-        .chain(statefulsets.into_iter().map(Stored::StatefulSet))
-        .collect();
-    all.sort_by(|a, b| a.key().cmp(&b.key()));
+    deployments: Vec<Arc<Cached>>,
+    statefulsets: Vec<Arc<Cached>>,
+) -> Vec<Arc<Cached>> {
+    let mut all = deployments;
+    all.extend(statefulsets);
+    all.sort_by(|a, b| {
+        (a.namespace.as_str(), a.kind, a.name.as_str()).cmp(&(
+            b.namespace.as_str(),
+            b.kind,
+            b.name.as_str(),
+        ))
+    });
     all
 }
 
@@ -162,17 +141,24 @@ fn count(summary: &mut BTreeMap<String, AuditSummary>, d: &Decision) {
 mod tests {
     use super::*;
     use crate::cluster::snapshot::PolicyReport;
+    use crate::cluster::texts::Cacheable;
     use crate::context::Context;
     use crate::policy::compiled::{Policy, PolicySet};
+    use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
 
-    fn deployment(path: &str) -> Value {
+    fn deployment(path: &str) -> Deployment {
         let text =
             std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         serde_yaml_ng::Deserializer::from_str(&text)
             .map(|d| serde::Deserialize::deserialize(d).unwrap())
             .next()
             .unwrap()
+    }
+
+    /// As the audit's store keeps it.
+    fn cached(d: &Deployment) -> Arc<Cached> {
+        Arc::new(d.clone().to_cached().unwrap())
     }
 
     #[test]
@@ -193,8 +179,8 @@ mod tests {
             deployment("examples/good/web-frontend.yaml"),
         ];
         let mut run = Run::new(&snapshot, now);
-        for o in objects {
-            run.judge(o);
+        for o in &objects {
+            run.judge(&cached(o));
         }
         assert_eq!(run.judged, 4);
         let (summary, _) = run.finish();
@@ -229,7 +215,9 @@ mod tests {
         let all: Vec<(Workload, Decision)> = objects
             .iter()
             .map(|o| {
-                let w = Workload::from_value(o.clone(), "default").unwrap().unwrap();
+                let w = Workload::from_value(serde_json::to_value(o).unwrap(), "default")
+                    .unwrap()
+                    .unwrap();
                 let d = judge_with(&snapshot.policies, &w, &snapshot.context, &offline, now);
                 (w, d)
             })
@@ -241,13 +229,10 @@ mod tests {
             previous_in_force: false,
         }];
         let expected = super::super::reports::build(&snapshot.policies, &all, &policies, now);
-        let stored: Vec<Arc<Deployment>> = objects
-            .iter()
-            .map(|o| Arc::new(serde_json::from_value(o.clone()).unwrap()))
-            .collect();
+        let stored: Vec<Arc<Cached>> = objects.iter().map(cached).collect();
         let mut run = Run::new(&snapshot, now);
         for object in in_report_order(stored, Vec::new()) {
-            run.judge(object.to_value().unwrap());
+            run.judge(&object);
         }
         let (_, reports) = run.finish();
         assert_eq!(reports.finish(&policies), expected);

@@ -21,6 +21,7 @@ pub mod lease;
 pub mod reports;
 pub mod snapshot;
 pub mod status;
+pub mod texts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +48,9 @@ use self::snapshot::{Builder, Inputs, PolicyReport, Unreadable};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::{DecisionEvent, EventReason, State};
 use crate::webhook::metrics::Metrics;
+
+/// Existing policy reports listed per request by the audit's writer.
+const REPORTS_PER_PAGE: u32 = 5;
 
 /// Bursts of changes (a `kubectl apply -f dir/`) rebuild once.
 const COALESCE: Duration = Duration::from_millis(100);
@@ -112,6 +116,27 @@ where
                 tracing::warn!(error = %e, what, "watch failed; retrying with backoff, the last good view stays");
             }
             changed.notify_one();
+        }
+    };
+    (what, task.boxed())
+}
+
+/// A task that keeps one of the audit's text stores in sync.
+fn watch_texts<K>(api: Api<K>, mut writer: texts::TextWriter<K>, what: &'static str) -> Task
+where
+    K: texts::Cacheable + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let task = async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => writer.apply(event),
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "watch failed; retrying with backoff, the last good view stays")
+                }
+            }
         }
     };
     (what, task.boxed())
@@ -220,19 +245,16 @@ pub async fn run(
         )
         .boxed(),
     ));
-    let nothing = Arc::new(Notify::new());
-    let (deployments, w) = reflector::store::<Deployment>();
-    spawn(watch(
+    let (deployments, w) = texts::store::<Deployment>();
+    spawn(watch_texts(
         Api::all(client.clone()),
         w,
-        nothing.clone(),
         "Deployment watch (audit)",
     ));
-    let (statefulsets, w) = reflector::store::<StatefulSet>();
-    spawn(watch(
+    let (statefulsets, w) = texts::store::<StatefulSet>();
+    spawn(watch_texts(
         Api::all(client.clone()),
         w,
-        nothing,
         "StatefulSet watch (audit)",
     ));
     let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
@@ -506,11 +528,11 @@ async fn run_audit(
     policy_api: Api<WellArchitectedPolicy>,
     leader: Arc<AtomicBool>,
     interval: Duration,
-    (deployments, statefulsets): (Store<Deployment>, Store<StatefulSet>),
+    (deployments, statefulsets): (texts::TextStore, texts::TextStore),
     (mut writer, policy_reports): (ReportWriter, watch::Receiver<Vec<PolicyReport>>),
 ) {
-    deployments.wait_until_ready().await.ok();
-    statefulsets.wait_until_ready().await.ok();
+    deployments.wait_until_ready().await;
+    statefulsets.wait_until_ready().await;
     loop {
         if leader.load(Ordering::Acquire) && state.is_synced() {
             let (ds, ss) = (deployments.state(), statefulsets.state());
@@ -520,9 +542,7 @@ async fn run_audit(
             // folded in and dropped: one `Value` and one decision at a time.
             let mut run = audit::Run::new(&snapshot, now);
             for object in audit::in_report_order(ds, ss) {
-                if let Ok(value) = object.to_value() {
-                    run.judge(value);
-                }
+                run.judge(&object);
             }
             let judged = run.judged;
             let (summary, namespace_reports) = run.finish();
@@ -596,21 +616,31 @@ impl ReportWriter {
             reports::MANAGED_BY.0,
             reports::MANAGED_BY.1
         ));
-        let mut existing: BTreeMap<(Option<String>, String), serde_json::Value> = BTreeMap::new();
+        // Of each existing report, only a digest of its content is kept,
+        // and they are listed a few at a time: a report holds up to
+        // MAX_RESULTS results, some 600 KiB.
+        let mut existing: BTreeMap<(Option<String>, String), [u8; 32]> = BTreeMap::new();
         for resource in [&namespaced, &cluster] {
             let api = Api::<DynamicObject>::all_with(self.client.clone(), resource);
-            match api.list(&ours).await {
-                Ok(list) => {
-                    for o in list.items {
-                        let key = (o.metadata.namespace.clone(), o.name_any());
-                        existing.insert(key, serde_json::to_value(&o).unwrap_or_default());
+            let mut page = ours.clone().limit(REPORTS_PER_PAGE);
+            loop {
+                let list = match api.list(&page).await {
+                    Ok(list) => list,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not list policy reports; trying again next audit");
+                        // The CRDs may have been removed: discover again.
+                        self.resources = None;
+                        return;
                     }
+                };
+                for o in list.items {
+                    let key = (o.metadata.namespace.clone(), o.name_any());
+                    let report = serde_json::to_value(&o).unwrap_or_default();
+                    existing.insert(key, reports::fingerprint(&report));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not list policy reports; trying again next audit");
-                    // The CRDs may have been removed: discover again.
-                    self.resources = None;
-                    return;
+                match list.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => page.continue_token = Some(token),
+                    None => break,
                 }
             }
         }
@@ -622,12 +652,17 @@ impl ReportWriter {
                 None => (&cluster, self.format.kinds().map(|k| k.1)),
             };
             let Some(kind) = kind else { return };
-            let body = doc.object(&kind);
+            let body = match doc.object(&kind) {
+                Ok(body) => body,
+                Err(e) => {
+                    tracing::warn!(namespace = doc.namespace.as_deref().unwrap_or(""), error = %e, "could not write a policy report");
+                    continue;
+                }
+            };
             let key = (doc.namespace.clone(), reports::NAME.to_owned());
-            if existing
-                .remove(&key)
-                .is_some_and(|old| reports::content(&old) == reports::content(&body))
-            {
+            if existing.remove(&key).is_some_and(|old| {
+                serde_json::from_str(body.get()).is_ok_and(|new| reports::fingerprint(&new) == old)
+            }) {
                 unchanged += 1;
                 continue;
             }
@@ -670,7 +705,7 @@ mod tests {
 
     /// The summary and reports one audit run gives for one Deployment.
     fn audited(
-        d: &Deployment,
+        d: &texts::Cached,
     ) -> (
         BTreeMap<String, crate::policy::AuditSummary>,
         Vec<ReportDoc>,
@@ -685,7 +720,7 @@ mod tests {
         };
         let now = "2026-12-01T10:00:00Z".parse().unwrap();
         let mut run = audit::Run::new(&snapshot, now);
-        run.judge(serde_json::to_value(d).unwrap());
+        run.judge(d);
         assert_eq!(run.judged, 1);
         let (summary, reports) = run.finish();
         (summary, reports.finish(&[]))
@@ -699,31 +734,48 @@ mod tests {
         );
         let review: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let applied: Deployment =
-            serde_json::from_value(review["request"]["object"].clone()).unwrap();
+        let mut object = review["request"]["object"].clone();
+        // As a watch sees it once the controller has written its status.
+        object["status"] = serde_json::json!({"replicas": 2, "readyReplicas": 2,
+            "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]});
+        let applied: Deployment = serde_json::from_value(object.clone()).unwrap();
         assert!(!applied.managed_fields().is_empty());
         assert!(applied.annotations().contains_key(LAST_APPLIED));
-        // Through the same combinators as `watch_with`.
-        let (store, writer) = reflector::store::<Deployment>();
-        let events = futures::stream::iter([
-            Ok(watcher::Event::Init),
-            Ok(watcher::Event::InitApply(applied.clone())),
-            Ok(watcher::Event::InitDone),
-        ]);
-        events
-            .modify(slim)
-            .reflect(writer)
-            .for_each(|_| async {})
-            .await;
+        // Through the same writer as `watch_texts`.
+        let (store, mut writer) = texts::store::<Deployment>();
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(applied.clone()),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply(event);
+        }
+        store.wait_until_ready().await;
         let cached = store.state();
         assert_eq!(cached.len(), 1);
         let cached = cached[0].as_ref();
-        assert!(cached.managed_fields().is_empty());
-        assert!(!cached.annotations().contains_key(LAST_APPLIED));
-        assert_eq!(cached.spec, applied.spec);
-        assert_eq!(cached.labels(), applied.labels());
+        let back: Deployment = serde_json::from_str(&cached.json).unwrap();
+        assert!(back.managed_fields().is_empty());
+        assert!(!back.annotations().contains_key(LAST_APPLIED));
+        assert_eq!(back.status, None);
+        assert_eq!(back.spec, applied.spec);
+        assert_eq!(back.labels(), applied.labels());
+        assert!(
+            cached.json.len() * 2 < object.to_string().len(),
+            "the cached text is under half the applied object"
+        );
         let (summary, reports) = audited(cached);
         assert_eq!(summary["p"].workloads, 1, "governed: judged, not skipped");
-        assert_eq!((summary, reports), audited(&applied));
+        // The object as the API server sent it, read whole.
+        let whole = texts::Cached {
+            json: serde_json::to_string(&applied).unwrap().into_boxed_str(),
+            ..texts::Cached {
+                kind: cached.kind,
+                namespace: cached.namespace.clone(),
+                name: cached.name.clone(),
+                json: Box::default(),
+            }
+        };
+        assert_eq!((summary, reports), audited(&whole));
     }
 }

@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use kube::core::GroupVersionKind;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::snapshot::PolicyReport;
 use crate::decision::Decision;
@@ -102,19 +105,56 @@ impl Summary {
     }
 }
 
+/// One listed result, kept as its JSON text: a report holds up to
+/// [`MAX_RESULTS`] of them, and as text they take a quarter of what a
+/// `Value` tree of them does.
+#[derive(Debug)]
+pub struct Listed(Box<RawValue>);
+
+impl Listed {
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The result as a JSON tree.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl PartialEq for Listed {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
 /// One report to write: `namespace` None for the cluster report.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct ReportDoc {
     pub namespace: Option<String>,
-    pub results: Vec<Value>,
+    pub results: Vec<Listed>,
     pub summary: Summary,
     /// Results counted in the summary but not listed (over the bound).
     pub not_listed: usize,
 }
 
+/// A report object as it is applied: the results go in as the text they
+/// are kept as.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportObject<'a> {
+    api_version: String,
+    kind: &'a str,
+    metadata: Value,
+    source: &'a str,
+    summary: Value,
+    results: Vec<&'a RawValue>,
+}
+
 impl ReportDoc {
-    /// The object to apply, for the namespaced or the cluster kind.
-    pub fn object(&self, kind: &GroupVersionKind) -> Value {
+    /// The object to apply, for the namespaced or the cluster kind, as
+    /// JSON text.
+    pub fn object(&self, kind: &GroupVersionKind) -> serde_json::Result<Box<RawValue>> {
         let mut metadata = json!({"name": NAME, "labels": {MANAGED_BY.0: MANAGED_BY.1}});
         if let Some(ns) = &self.namespace {
             metadata["namespace"] = json!(ns);
@@ -122,15 +162,29 @@ impl ReportDoc {
         if self.not_listed > 0 {
             metadata["annotations"] = json!({TRUNCATED_ANNOTATION: self.not_listed.to_string()});
         }
-        json!({
-            "apiVersion": kind.api_version(),
-            "kind": kind.kind,
-            "metadata": metadata,
-            "source": NAME,
-            "summary": self.summary.to_json(),
-            "results": self.results,
+        serde_json::value::to_raw_value(&ReportObject {
+            api_version: kind.api_version(),
+            kind: &kind.kind,
+            metadata,
+            source: NAME,
+            summary: self.summary.to_json(),
+            results: self.results.iter().map(|r| r.0.as_ref()).collect(),
         })
     }
+
+    /// The results as JSON trees.
+    pub fn result_values(&self) -> Vec<Value> {
+        self.results.iter().map(Listed::value).collect()
+    }
+}
+
+/// A digest of a report's [`content`]: what the writer keeps of each
+/// existing report to compare, instead of the report itself. Map keys are
+/// sorted in `Value`'s text, so equal content gives equal digests
+/// whatever order the API server wrote the keys in.
+pub fn fingerprint(report: &Value) -> [u8; 32] {
+    let text = serde_json::to_string(&content(report)).unwrap_or_default();
+    Sha256::digest(text.as_bytes()).into()
 }
 
 /// What of a report is compared to decide whether to write: results
@@ -311,7 +365,7 @@ struct Bounded {
     /// Results pushed so far.
     seen: usize,
     /// Kept results by rank, each with its arrival number.
-    ranked: [Vec<(usize, Value)>; 5],
+    ranked: [Vec<(usize, Listed)>; 5],
     kept: usize,
 }
 
@@ -333,12 +387,17 @@ impl Bounded {
             self.ranked[worst].pop();
             self.kept -= 1;
         }
-        self.ranked[rank].push((at, r));
+        // A `Value` always writes as JSON; were it not to, the result
+        // would be counted and not listed.
+        let Ok(text) = serde_json::value::to_raw_value(&r) else {
+            return;
+        };
+        self.ranked[rank].push((at, Listed(text)));
         self.kept += 1;
     }
 
     fn finish(self, namespace: Option<String>) -> ReportDoc {
-        let mut results: Vec<(usize, Value)> = self.ranked.into_iter().flatten().collect();
+        let mut results: Vec<(usize, Listed)> = self.ranked.into_iter().flatten().collect();
         if self.seen <= MAX_RESULTS {
             results.sort_by_key(|(at, _)| *at);
         }
@@ -368,6 +427,11 @@ mod tests {
     use crate::decision::judge;
     use crate::policy::WellArchitectedPolicy;
     use crate::policy::compiled::Policy;
+
+    /// The object a report is applied as, read back.
+    fn parsed(doc: &ReportDoc, kind: &GroupVersionKind) -> Value {
+        serde_json::from_str(doc.object(kind).unwrap().get()).unwrap()
+    }
 
     fn set() -> PolicySet {
         let p: WellArchitectedPolicy = serde_json::from_value(json!({
@@ -416,8 +480,9 @@ mod tests {
         assert_eq!(docs.len(), 2, "namespace ml and the cluster report");
         let ml = &docs[0];
         assert_eq!(ml.namespace.as_deref(), Some("ml"));
+        let listed = ml.result_values();
         let of = |name: &str, rule: &str| -> Vec<&Value> {
-            ml.results
+            listed
                 .iter()
                 .filter(|r| r["resources"][0]["name"] == name && r["rule"] == rule)
                 .collect()
@@ -440,9 +505,7 @@ mod tests {
             "no HPA in the input"
         );
         assert!(
-            ml.results
-                .iter()
-                .all(|r| r["resources"][0]["name"] != "web"),
+            listed.iter().all(|r| r["resources"][0]["name"] != "web"),
             "a workload no policy governs has no result"
         );
         let s2 = ml.summary;
@@ -451,8 +514,9 @@ mod tests {
             ml.results.len() as u64
         );
         assert_eq!(docs[1].namespace, None);
-        assert_eq!(docs[1].results[0]["result"], "pass");
-        let object = ml.object(&ReportFormat::OpenReports.kinds().unwrap().0);
+        assert_eq!(docs[1].result_values()[0]["result"], "pass");
+        let object = parsed(ml, &ReportFormat::OpenReports.kinds().unwrap().0);
+        assert_eq!(object["results"], json!(listed));
         assert_eq!(object["apiVersion"], "openreports.io/v1alpha1");
         assert_eq!(object["kind"], "Report");
         assert_eq!(
@@ -466,17 +530,61 @@ mod tests {
         let s = set();
         let j = judged(&s, &["examples/bad/image-provenance.yaml"]);
         let kind = ReportFormat::WgPolicyK8s.kinds().unwrap().0;
-        let a = build(&s, &j, &[], "2026-12-01T00:00:00Z".parse().unwrap())[0].object(&kind);
-        let b = build(&s, &j, &[], "2026-12-01T00:05:00Z".parse().unwrap())[0].object(&kind);
+        let a = parsed(
+            &build(&s, &j, &[], "2026-12-01T00:00:00Z".parse().unwrap())[0],
+            &kind,
+        );
+        let b = parsed(
+            &build(&s, &j, &[], "2026-12-01T00:05:00Z".parse().unwrap())[0],
+            &kind,
+        );
         assert_ne!(a, b);
         assert_eq!(
             content(&a),
             content(&b),
             "a new run of the same audit writes nothing"
         );
+        assert_eq!(fingerprint(&a), fingerprint(&b));
         let fixed = judged(&s, &["examples/good/llm-gpu.yaml"]);
-        let c = build(&s, &fixed, &[], "2026-12-01T00:05:00Z".parse().unwrap())[0].object(&kind);
+        let c = parsed(
+            &build(&s, &fixed, &[], "2026-12-01T00:05:00Z".parse().unwrap())[0],
+            &kind,
+        );
         assert_ne!(content(&a), content(&c));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+    }
+
+    #[test]
+    fn the_fingerprint_does_not_depend_on_the_order_the_api_server_writes_keys_in() {
+        let s = set();
+        let j = judged(&s, &["examples/bad/image-provenance.yaml"]);
+        let kind = ReportFormat::OpenReports.kinds().unwrap().0;
+        let ours = build(&s, &j, &[], "2026-12-01T00:00:00Z".parse().unwrap())[0]
+            .object(&kind)
+            .unwrap();
+        // Every object's keys reversed, as another writer might order them.
+        fn reversed(v: &Value) -> String {
+            match v {
+                Value::Object(m) => {
+                    let fields: Vec<String> = m
+                        .iter()
+                        .rev()
+                        .map(|(k, v)| format!("{}:{}", json!(k), reversed(v)))
+                        .collect();
+                    format!("{{{}}}", fields.join(","))
+                }
+                Value::Array(items) => {
+                    let items: Vec<String> = items.iter().map(reversed).collect();
+                    format!("[{}]", items.join(","))
+                }
+                other => other.to_string(),
+            }
+        }
+        let ours: Value = serde_json::from_str(ours.get()).unwrap();
+        let theirs_text = reversed(&ours);
+        assert_ne!(theirs_text, ours.to_string());
+        let theirs: Value = serde_json::from_str(&theirs_text).unwrap();
+        assert_eq!(fingerprint(&ours), fingerprint(&theirs));
     }
 
     #[test]
@@ -502,10 +610,14 @@ mod tests {
         let doc = bounded(Some("ml".into()), results);
         assert_eq!(doc.results.len(), MAX_RESULTS);
         assert_eq!(doc.not_listed, 10);
-        assert!(doc.results[..10].iter().all(|r| r["result"] == "fail"));
+        assert!(
+            doc.result_values()[..10]
+                .iter()
+                .all(|r| r["result"] == "fail")
+        );
         assert_eq!(doc.summary.pass, MAX_RESULTS as u64);
         assert_eq!(doc.summary.fail, 10);
-        let object = doc.object(&ReportFormat::OpenReports.kinds().unwrap().0);
+        let object = parsed(&doc, &ReportFormat::OpenReports.kinds().unwrap().0);
         assert_eq!(
             object["metadata"]["annotations"][TRUNCATED_ANNOTATION],
             "10"
@@ -525,7 +637,7 @@ mod tests {
                 expected.truncate(MAX_RESULTS);
             }
             let doc = bounded(None, all);
-            assert_eq!(doc.results, expected, "{n} results");
+            assert_eq!(doc.result_values(), expected, "{n} results");
             assert_eq!(doc.not_listed, n.saturating_sub(MAX_RESULTS));
             let s = doc.summary;
             assert_eq!((s.pass + s.fail + s.warn + s.skip + s.error) as usize, n);

@@ -1,0 +1,275 @@
+//! The audit's cache of Deployments and StatefulSets: each object kept as
+//! its compact JSON text, without managedFields, the last-applied
+//! annotation and `status`, instead of as a typed object. A typed
+//! Deployment in a reflector store costs some 19 KiB (every optional field
+//! of its pod spec inline, every string, map and list its own allocation);
+//! its text, about 2 KB. The audit reads each text with the one-pass reader
+//! the webhook uses, one workload at a time.
+//!
+//! Events are applied as kube-runtime's reflector applies them: `Apply`
+//! and `Delete` at once; a (re)list is buffered from `Init` and swapped in
+//! at `InitDone`, so an object the list no longer holds is gone and the
+//! audit never sees half a list.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::Resource;
+use kube::runtime::watcher;
+use tokio::sync::watch;
+
+use super::LAST_APPLIED;
+use crate::workload::WorkloadKind;
+
+/// One cached workload.
+#[derive(Debug, PartialEq)]
+pub struct Cached {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// The object as compact JSON, slimmed (see [`Cacheable::to_cached`]).
+    pub json: Box<str>,
+}
+
+/// (namespace, name): unique within one kind's store.
+type Key = (String, String);
+type Objects = BTreeMap<Key, Arc<Cached>>;
+
+/// A kind the audit caches as text.
+pub trait Cacheable: Resource + serde::Serialize + Sized {
+    const KIND: WorkloadKind;
+
+    fn clear_status(&mut self);
+
+    /// Drops what the engine never reads (managedFields, the last-applied
+    /// annotation, `status`) and keeps the rest as compact JSON.
+    fn to_cached(mut self) -> serde_json::Result<Cached> {
+        let meta = self.meta_mut();
+        meta.managed_fields = None;
+        if let Some(annotations) = &mut meta.annotations {
+            annotations.remove(LAST_APPLIED);
+        }
+        self.clear_status();
+        let namespace = self
+            .meta()
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let name = self.meta().name.clone().unwrap_or_default();
+        Ok(Cached {
+            kind: Self::KIND,
+            namespace,
+            name,
+            json: serde_json::to_string(&self)?.into_boxed_str(),
+        })
+    }
+}
+
+impl Cacheable for Deployment {
+    const KIND: WorkloadKind = WorkloadKind::Deployment;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Cacheable for StatefulSet {
+    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+/// The reading half: cheap to clone, shared with the audit.
+#[derive(Clone)]
+pub struct TextStore {
+    objects: Arc<RwLock<Objects>>,
+    ready: watch::Receiver<bool>,
+}
+
+/// The writing half, fed by one watcher.
+pub struct TextWriter<K> {
+    objects: Arc<RwLock<Objects>>,
+    /// A list in progress, between `Init` and `InitDone`.
+    buffer: Option<Objects>,
+    ready: watch::Sender<bool>,
+    _kind: std::marker::PhantomData<fn(K)>,
+}
+
+/// An empty store and the writer that fills it.
+pub fn store<K: Cacheable>() -> (TextStore, TextWriter<K>) {
+    let objects = Arc::new(RwLock::new(Objects::new()));
+    let (tx, rx) = watch::channel(false);
+    (
+        TextStore {
+            objects: objects.clone(),
+            ready: rx,
+        },
+        TextWriter {
+            objects,
+            buffer: None,
+            ready: tx,
+            _kind: std::marker::PhantomData,
+        },
+    )
+}
+
+impl TextStore {
+    /// Returns once the first list is in (or the writer is gone).
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    /// Every cached object, in (namespace, name) order.
+    pub fn state(&self) -> Vec<Arc<Cached>> {
+        let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        objects.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K: Cacheable> TextWriter<K> {
+    /// Applies one watcher event. An object that cannot be written as JSON
+    /// (it came from the API server typed, so this should not happen) is
+    /// said and left out, never the others.
+    pub fn apply(&mut self, event: watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(o) => {
+                if let Some(c) = cached(o) {
+                    self.write().insert(key(&c), Arc::new(c));
+                }
+            }
+            watcher::Event::Delete(o) => {
+                let meta = o.meta();
+                let namespace = meta.namespace.clone().filter(|n| !n.is_empty());
+                let k = (
+                    namespace.unwrap_or_else(|| "default".to_owned()),
+                    meta.name.clone().unwrap_or_default(),
+                );
+                self.write().remove(&k);
+            }
+            watcher::Event::Init => self.buffer = Some(Objects::new()),
+            watcher::Event::InitApply(o) => {
+                if let Some(c) = cached(o) {
+                    self.buffer
+                        .get_or_insert_with(Objects::new)
+                        .insert(key(&c), Arc::new(c));
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = self.buffer.take().unwrap_or_default();
+                // The old view is dropped outside the lock.
+                let old = std::mem::replace(&mut *self.write(), listed);
+                drop(old);
+                self.ready.send_replace(true);
+            }
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
+        self.objects.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn key(c: &Cached) -> Key {
+    (c.namespace.clone(), c.name.clone())
+}
+
+fn cached<K: Cacheable>(o: K) -> Option<Cached> {
+    match o.to_cached() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(kind = K::KIND.as_str(), error = %e, "cannot cache a workload for the audit; it is left out");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(namespace: &str, name: &str, image: &str) -> Deployment {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace,
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+                "annotations": {LAST_APPLIED: "{\"big\": true}", "team": "ml"}},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": image}]}}},
+            "status": {"replicas": 1, "conditions": [{"type": "Available", "status": "True"}]}
+        }))
+        .unwrap()
+    }
+
+    fn names(store: &TextStore) -> Vec<(String, String)> {
+        store
+            .state()
+            .iter()
+            .map(|c| (c.namespace.clone(), c.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_text_keeps_the_spec_and_labels_and_drops_what_the_engine_never_reads() {
+        let d = deployment("ml", "llm", "registry.example/llm:1");
+        let c = d.clone().to_cached().unwrap();
+        let back: serde_json::Value = serde_json::from_str(&c.json).unwrap();
+        assert_eq!(back["apiVersion"], "apps/v1");
+        assert_eq!(back["kind"], "Deployment");
+        assert!(back["metadata"].get("managedFields").is_none());
+        assert_eq!(back["metadata"]["annotations"], json!({"team": "ml"}));
+        assert!(back.get("status").is_none());
+        let again: Deployment = serde_json::from_value(back).unwrap();
+        assert_eq!(again.spec, d.spec);
+        assert_eq!(again.metadata.labels, d.metadata.labels);
+        assert_eq!((c.namespace.as_str(), c.name.as_str()), ("ml", "llm"));
+        assert_eq!(c.kind, WorkloadKind::Deployment);
+    }
+
+    #[tokio::test]
+    async fn a_relist_replaces_the_view_at_its_end_and_forgets_what_it_no_longer_holds() {
+        let (store, mut w) = store::<Deployment>();
+        w.apply(watcher::Event::Init);
+        w.apply(watcher::Event::InitApply(deployment("b", "one", "i:1")));
+        w.apply(watcher::Event::InitApply(deployment("a", "two", "i:1")));
+        assert!(store.is_empty(), "half a list is never seen");
+        assert!(!*store.ready.borrow());
+        w.apply(watcher::Event::InitDone);
+        store.wait_until_ready().await;
+        assert_eq!(
+            names(&store),
+            [("a".into(), "two".into()), ("b".into(), "one".into())]
+        );
+
+        w.apply(watcher::Event::Apply(deployment("a", "two", "i:2")));
+        w.apply(watcher::Event::Apply(deployment("c", "three", "i:1")));
+        w.apply(watcher::Event::Delete(deployment("b", "one", "i:1")));
+        assert_eq!(
+            names(&store),
+            [("a".into(), "two".into()), ("c".into(), "three".into())]
+        );
+        assert!(store.state()[0].json.contains("i:2"), "an update replaces");
+
+        // The watch restarts (410 Gone): the list no longer has a/two.
+        w.apply(watcher::Event::Init);
+        w.apply(watcher::Event::InitApply(deployment("c", "three", "i:1")));
+        assert_eq!(store.len(), 2, "the old view stays until the list is in");
+        w.apply(watcher::Event::InitDone);
+        assert_eq!(names(&store), [("c".into(), "three".into())]);
+    }
+}
