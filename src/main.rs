@@ -136,8 +136,10 @@ struct ServeArgs {
     /// Make a certificate for localhost at start (local use and tests).
     #[arg(long)]
     self_signed: bool,
-    /// Standalone mode: judge with these policy files instead of the
-    /// cluster's WellArchitectedPolicies (repeatable).
+    /// Standalone mode: judge with these policy files or folders instead
+    /// of the cluster's WellArchitectedPolicies (repeatable). They are
+    /// looked at every 2 s and reloaded when they change; a change that
+    /// does not compile is refused and the previous policies stay.
     #[arg(
         long = "policy",
         value_name = "FILE",
@@ -484,6 +486,7 @@ async fn serve(
     let state = if args.baseline {
         Arc::new(State::standalone(waf_admission::PolicySet::baseline()?))
     } else if !args.policies.is_empty() {
+        let files = webhook::policy_files::PolicyFiles::new(args.policies.clone());
         let set = check::load_policies(&args.policies).map_err(|errors| {
             anyhow::anyhow!(
                 "policy refused: {}",
@@ -496,9 +499,16 @@ async fn serve(
         })?;
         tracing::info!(
             policies = set.policies().len(),
-            "standalone mode: policies from files"
+            "standalone mode: policies from files, followed for changes"
         );
-        Arc::new(State::standalone(set))
+        let state = Arc::new(State::standalone(set));
+        tokio::spawn(webhook::policy_files::follow(
+            files,
+            state.clone(),
+            metrics.clone(),
+            webhook::policy_files::POLL,
+        ));
+        state
     } else {
         // Cluster mode: policies, exceptions and autoscalers from the API
         // server, through reflectors; not ready until they have synced.

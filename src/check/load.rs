@@ -109,7 +109,7 @@ fn load_stdin(out: &mut Loaded) {
 }
 
 /// A file as given, or a folder's manifests in a stable (sorted) order.
-fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
     let meta = std::fs::metadata(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,

@@ -86,6 +86,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     verdicts: Family<VerdictLabels, Counter>,
     tls_reloads: Family<ResultLabels, Counter>,
+    policy_reloads: Family<ResultLabels, Counter>,
     unreadable: Family<KindLabels, Gauge>,
     reports_available: Gauge,
     denials: Family<NamespaceLabels, Counter>,
@@ -154,6 +155,12 @@ impl Metrics {
             "tls_reloads",
             "Certificate reloads from disk, by result (ok, refused)",
             tls_reloads.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Standalone --policy files reloaded after a change, by result (ok, refused)",
+            policy_reloads.clone(),
         );
         let unreadable = Family::<KindLabels, Gauge>::default();
         registry.register(
@@ -264,6 +271,7 @@ impl Metrics {
             decisions,
             verdicts,
             tls_reloads,
+            policy_reloads,
         }
     }
 
@@ -300,6 +308,14 @@ impl Metrics {
 
     pub fn tls_reload(&self, ok: bool) {
         self.tls_reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "refused" },
+            })
+            .inc();
+    }
+
+    pub fn policy_reload(&self, ok: bool) {
+        self.policy_reloads
             .get_or_create(&ResultLabels {
                 result: if ok { "ok" } else { "refused" },
             })

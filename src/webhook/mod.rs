@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod metrics;
+pub mod policy_files;
 pub mod serve;
 pub mod tls;
 

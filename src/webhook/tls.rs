@@ -51,14 +51,14 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// What identifies a version of a file on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     #[cfg(unix)]
     inode: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {
         modified: m.modified().ok(),
