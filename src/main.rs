@@ -389,7 +389,10 @@ const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 /// Logs go to stdout through a writer thread: a request formats its
 /// decision line and queues it, never waiting on the pipe the container
-/// runtime reads. The guard flushes what is queued when dropped, at exit.
+/// runtime reads. The writer thread writes what is queued through a buffer
+/// and flushes whenever the queue is empty: one `write` for a burst of lines
+/// under load, each line at once when it is quiet. The guard flushes what
+/// is queued when dropped, at exit.
 fn init_logging(
     format: LogFormat,
 ) -> (
@@ -400,7 +403,10 @@ fn init_logging(
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(true)
         .thread_name("log-writer")
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let dropped = writer.error_counter();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -685,6 +685,81 @@ impl Source for JsonAs<'_> {
     }
 }
 
+/// Reads a workload straight out of the document around it, as a
+/// [`serde::de::DeserializeSeed`]: the webhook reads `request.object` in the
+/// same pass as the rest of the AdmissionReview, as the type `request.kind`
+/// (which comes before it) names. The object's own apiVersion and kind
+/// must say the same. An object that does not read cleanly fails the whole
+/// document, so the caller reads it again the slow way
+/// ([`Workload::from_json_as`]), whose answer, and error, are the same.
+pub struct ReadAs<'a> {
+    pub kind: WorkloadKind,
+    pub api_version: &'a str,
+    pub kind_name: &'a str,
+    pub default_namespace: &'a str,
+}
+
+impl ReadAs<'_> {
+    /// The seed for a request of this type, if its objects are workloads
+    /// the engine reads (retired versions are left to the slow road, which
+    /// words their error).
+    pub fn for_type<'a>(
+        api_version: &'a str,
+        kind_name: &'a str,
+        default_namespace: &'a str,
+    ) -> Option<ReadAs<'a>> {
+        if WorkloadKind::is_retired_version(api_version, kind_name) {
+            return None;
+        }
+        let kind = WorkloadKind::from_type(api_version, kind_name)?;
+        Some(ReadAs {
+            kind,
+            api_version,
+            kind_name,
+            default_namespace,
+        })
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReadAs<'_> {
+    type Value = Workload;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Workload, D::Error> {
+        let source = FromDeserializer {
+            d,
+            api_version: self.api_version,
+            kind: self.kind_name,
+        };
+        Workload::from_source(self.kind, source, "", self.default_namespace)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A workload read from a deserializer in the middle of a larger document.
+struct FromDeserializer<'a, D> {
+    d: D,
+    api_version: &'a str,
+    kind: &'a str,
+}
+
+impl<'de, D: serde::Deserializer<'de>> Source for FromDeserializer<'_, D> {
+    fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>> {
+        let slim = Slim::<S>::deserialize(self.d).map_err(|e| Error::input(at, e.to_string()))?;
+        if slim.api_version.as_deref().unwrap_or_default() != self.api_version
+            || slim.kind.as_deref().unwrap_or_default() != self.kind
+        {
+            return Err(Error::input(
+                at,
+                "the object is not of the type it was sent as",
+            ));
+        }
+        Ok(slim)
+    }
+}
+
 /// A workload object as the engine reads it: the parts of `metadata` it
 /// uses and the typed spec. Everything else — `status`, and the
 /// `managedFields` and last-applied annotation that make up most of what

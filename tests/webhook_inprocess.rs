@@ -237,3 +237,153 @@ async fn a_literal_credential_is_never_repeated_and_many_rules_give_one_warning_
             .contains("sets HF_TOKEN to a Hugging Face token")
     );
 }
+
+/// A review as the apiserver writes it (Go writes struct fields in order:
+/// `kind` and `namespace` before `object`), or with `object` first.
+/// `sent_as`: the object whose type `kind` names.
+fn review_text(object: &Value, sent_as: &Value, operation: &str, object_first: bool) -> Vec<u8> {
+    let kind = sent_as["kind"].as_str().unwrap_or("Deployment");
+    let (group, version) = match sent_as["apiVersion"].as_str().unwrap_or("apps/v1") {
+        v if v.contains('/') => v.split_once('/').unwrap(),
+        v => ("", v),
+    };
+    let gvk = serde_json::json!({"group": group, "version": version, "kind": kind});
+    let gvr = serde_json::json!({"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())});
+    let namespace = object["metadata"]["namespace"].as_str().unwrap_or("ml");
+    let mut fields = vec![
+        ("uid", serde_json::json!("0f0e0d0c")),
+        ("kind", gvk.clone()),
+        ("resource", gvr.clone()),
+        ("requestKind", gvk),
+        ("requestResource", gvr),
+        (
+            "name",
+            serde_json::json!(object["metadata"]["name"].as_str().unwrap_or("unnamed")),
+        ),
+        ("namespace", serde_json::json!(namespace)),
+        ("operation", serde_json::json!(operation)),
+        (
+            "userInfo",
+            serde_json::json!({"username": "kubernetes-admin", "groups": ["system:masters"]}),
+        ),
+        ("object", object.clone()),
+        (
+            "oldObject",
+            if operation == "UPDATE" {
+                object.clone()
+            } else {
+                Value::Null
+            },
+        ),
+        ("dryRun", serde_json::json!(false)),
+        (
+            "options",
+            serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}),
+        ),
+    ];
+    if object_first {
+        let at = fields.iter().position(|(k, _)| *k == "object").unwrap();
+        let object = fields.remove(at);
+        fields.insert(0, object);
+    }
+    let request: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{}", serde_json::json!(k), v))
+        .collect();
+    format!(
+        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{{}}}}}"#,
+        request.join(",")
+    )
+    .into_bytes()
+}
+
+/// The webhook reads `request.object` in the same pass as the rest of the
+/// review when the fields before it say its type; with `object` first it
+/// keeps it as text and reads it after. Every example, the review kubectl
+/// apply sends and broken objects get the same answer, byte for byte, on
+/// both endpoints.
+#[tokio::test]
+async fn an_object_read_on_the_way_gets_the_answer_it_gets_read_afterwards() {
+    let app = app(State::standalone(PolicySet::baseline().unwrap()));
+    let router = webhook::router(app);
+    let mut objects = Vec::new();
+    for dir in ["examples/good", "examples/bad"] {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files {
+            let path = f.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap();
+            objects.extend(common::yaml_file(path.to_str().unwrap()));
+        }
+    }
+    let applied: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/reviews/gpu-deployment-apply.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    objects.push(applied["request"]["object"].clone());
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap()
+        .clone();
+    let broken = |pointer: &str, value: Value| {
+        let mut o = deployment.clone();
+        *o.pointer_mut(pointer).unwrap() = value;
+        o
+    };
+    objects.push(broken("/spec/replicas", serde_json::json!("two")));
+    objects.push(broken(
+        "/spec/template/spec/containers",
+        serde_json::json!(5),
+    ));
+    objects.push(broken("/metadata", serde_json::json!(3)));
+    // Sent as a Deployment, but says it is a StatefulSet.
+    let mut cases: Vec<(Value, Value)> = objects.iter().map(|o| (o.clone(), o.clone())).collect();
+    cases.push((
+        broken("/kind", serde_json::json!("StatefulSet")),
+        deployment.clone(),
+    ));
+
+    let mut denied = 0;
+    let mut compared = 0;
+    for (object, sent_as) in &cases {
+        for operation in ["CREATE", "UPDATE"] {
+            for path in ["/validate", "/mutate"] {
+                let on_the_way = call(
+                    &router,
+                    "POST",
+                    path,
+                    review_text(object, sent_as, operation, false),
+                )
+                .await;
+                let afterwards = call(
+                    &router,
+                    "POST",
+                    path,
+                    review_text(object, sent_as, operation, true),
+                )
+                .await;
+                assert_eq!(
+                    String::from_utf8_lossy(&on_the_way.1),
+                    String::from_utf8_lossy(&afterwards.1),
+                    "{path} {operation} of {}",
+                    object["metadata"]["name"]
+                );
+                assert_eq!(on_the_way.0, afterwards.0);
+                denied += usize::from(
+                    String::from_utf8_lossy(&on_the_way.1).contains(r#""allowed":false"#),
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 40, "only {compared} answers compared");
+    assert!(denied > 5, "only {denied} denials among them");
+}

@@ -22,7 +22,7 @@ use crate::policy::compiled::Policy;
 use crate::policy::{Action, GROUP, WellArchitectedException, WellArchitectedPolicy};
 use crate::provenance::{Facts, Registry};
 use crate::state::{DecisionEvent, EventReason, Snapshot, State};
-use crate::workload::{Workload, WorkloadKind, typed};
+use crate::workload::{ReadAs, Workload, WorkloadKind, typed};
 
 /// The apiserver keeps each warning to 256 characters and all of them to 4 KiB.
 pub const WARNING_MAX: usize = 256;
@@ -60,16 +60,158 @@ pub fn encode(review: &AdmissionReview<DynamicObject>) -> serde_json::Result<Vec
     serde_json::to_vec(&value)
 }
 
-/// The AdmissionReview as it arrives, read in one pass.
+/// The AdmissionReview as it arrives, read in one pass: `R` is
+/// [`ReadRequest`] (the object read as it goes) or, when that fails,
+/// [`RawRequest`] (the object kept as text).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
+struct Envelope<'a, R> {
     #[serde(default, borrow)]
     api_version: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     kind: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    request: Option<RawRequest<'a>>,
+    #[serde(default = "Option::default")]
+    request: Option<R>,
+}
+
+/// A [`RawRequest`] whose `request.object` was read into a workload in the
+/// same pass as the rest ([`ReadAs`]), when the fields before it say what
+/// it is: `kind` a workload type and `namespace`, as the apiserver writes
+/// them (Go writes struct fields in order, and both come before `object`),
+/// and no `operation` of DELETE or CONNECT before it. Otherwise, or for our
+/// own kinds, the object stays text as in `RawRequest`.
+struct ReadRequest<'a> {
+    raw: RawRequest<'a>,
+    read: Option<Workload>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum Field {
+    Uid,
+    Kind,
+    Resource,
+    SubResource,
+    RequestKind,
+    RequestResource,
+    RequestSubResource,
+    Name,
+    Namespace,
+    Operation,
+    UserInfo,
+    Object,
+    OldObject,
+    DryRun,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ReadRequest<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ReadRequestVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ReadRequestVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for ReadRequestVisitor<'a> {
+    type Value = ReadRequest<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        use serde::de::Error as _;
+        // Each field at most once, as the derived reading of `RawRequest` has it.
+        fn once<'de, M: serde::de::MapAccess<'de>, T: Deserialize<'de>>(
+            map: &mut M,
+            slot: &mut Option<T>,
+            name: &'static str,
+        ) -> Result<(), M::Error> {
+            if slot.is_some() {
+                return Err(M::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        let mut uid: Option<String> = None;
+        let mut kind: Option<GroupVersionKind> = None;
+        let mut resource: Option<GroupVersionResource> = None;
+        let mut sub_resource: Option<Option<String>> = None;
+        let mut request_kind: Option<Option<GroupVersionKind>> = None;
+        let mut request_resource: Option<Option<GroupVersionResource>> = None;
+        let mut request_sub_resource: Option<Option<String>> = None;
+        let mut name: Option<String> = None;
+        let mut namespace: Option<Option<String>> = None;
+        let mut operation: Option<Operation> = None;
+        let mut user_info: Option<UserInfo> = None;
+        let mut object: Option<Option<&'de RawValue>> = None;
+        let mut read: Option<Workload> = None;
+        let mut old_object: Option<Option<&'de RawValue>> = None;
+        let mut dry_run: Option<bool> = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Uid => once(&mut map, &mut uid, "uid")?,
+                Field::Kind => once(&mut map, &mut kind, "kind")?,
+                Field::Resource => once(&mut map, &mut resource, "resource")?,
+                Field::SubResource => once(&mut map, &mut sub_resource, "subResource")?,
+                Field::RequestKind => once(&mut map, &mut request_kind, "requestKind")?,
+                Field::RequestResource => once(&mut map, &mut request_resource, "requestResource")?,
+                Field::RequestSubResource => {
+                    once(&mut map, &mut request_sub_resource, "requestSubResource")?
+                }
+                Field::Name => once(&mut map, &mut name, "name")?,
+                Field::Namespace => once(&mut map, &mut namespace, "namespace")?,
+                Field::Operation => once(&mut map, &mut operation, "operation")?,
+                Field::UserInfo => once(&mut map, &mut user_info, "userInfo")?,
+                Field::Object => {
+                    if object.is_some() || read.is_some() {
+                        return Err(M::Error::duplicate_field("object"));
+                    }
+                    // A DELETE's object is null and a CONNECT's is not a workload.
+                    let judged = !matches!(operation, Some(Operation::Delete | Operation::Connect));
+                    let seed_for = match (&kind, &namespace) {
+                        (Some(k), Some(Some(ns))) if judged && k.group != GROUP => Some((k, ns)),
+                        _ => None,
+                    };
+                    let api_version = seed_for.map(|(k, _)| k.api_version());
+                    let seed =
+                        seed_for
+                            .zip(api_version.as_deref())
+                            .and_then(|((k, ns), api_version)| {
+                                ReadAs::for_type(api_version, &k.kind, ns)
+                            });
+                    match seed {
+                        Some(seed) => read = Some(map.next_value_seed(seed)?),
+                        None => object = Some(map.next_value()?),
+                    }
+                }
+                Field::OldObject => once(&mut map, &mut old_object, "oldObject")?,
+                Field::DryRun => once(&mut map, &mut dry_run, "dryRun")?,
+                Field::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let raw = RawRequest {
+            uid: uid.ok_or_else(|| M::Error::missing_field("uid"))?,
+            kind: kind.ok_or_else(|| M::Error::missing_field("kind"))?,
+            resource: resource.ok_or_else(|| M::Error::missing_field("resource"))?,
+            sub_resource: sub_resource.flatten(),
+            request_kind: request_kind.flatten(),
+            request_resource: request_resource.flatten(),
+            request_sub_resource: request_sub_resource.flatten(),
+            name: name.unwrap_or_default(),
+            namespace: namespace.flatten(),
+            operation: operation.ok_or_else(|| M::Error::missing_field("operation"))?,
+            user_info: user_info.ok_or_else(|| M::Error::missing_field("userInfo"))?,
+            object: object.flatten(),
+            old_object: old_object.flatten(),
+            dry_run: dry_run.unwrap_or_default(),
+        };
+        Ok(ReadRequest { raw, read })
+    }
 }
 
 /// kube's `AdmissionRequest` with the objects kept as JSON text (borrowed
@@ -152,8 +294,20 @@ pub async fn review(
     // One pass over the body, no tree: the request's fields go straight
     // into their types, `request.object` stays JSON text for the engine and
     // `oldObject` is skipped unread (a workload is judged as it will be).
-    let envelope: Envelope<'_> = serde_json::from_slice(body)
-        .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
+    // A request whose object does not read cleanly on the way is read
+    // again with the object kept as text, which words its error.
+    let envelope: Envelope<'_, ReadRequest<'_>> = match serde_json::from_slice(body) {
+        Ok(envelope) => envelope,
+        Err(_) => {
+            let slow: Envelope<'_, RawRequest<'_>> = serde_json::from_slice(body)
+                .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
+            Envelope {
+                api_version: slow.api_version,
+                kind: slow.kind,
+                request: slow.request.map(|raw| ReadRequest { raw, read: None }),
+            }
+        }
+    };
     let api_version = envelope.api_version.as_deref().unwrap_or_default();
     let kind = envelope.kind.as_deref().unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
@@ -161,7 +315,7 @@ pub async fn review(
             "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got {api_version:?} {kind:?}"
         )));
     }
-    let Some(raw) = envelope.request else {
+    let Some(ReadRequest { raw, read }) = envelope.request else {
         return Err(BadRequest("the AdmissionReview has no request".into()));
     };
     let object = raw.object.filter(|o| o.get() != "null");
@@ -173,6 +327,7 @@ pub async fn review(
     let objects = Objects {
         new: object,
         old: old_object,
+        read,
     };
     let lookup = Lookup { registry, deadline };
     let (response, summary) =
@@ -202,11 +357,12 @@ struct Summary {
     rules: String,
 }
 
-/// `request.object` and `request.oldObject`, as JSON text.
-#[derive(Clone, Copy)]
+/// `request.object` and `request.oldObject`, as JSON text, or the object
+/// already read (see [`ReadRequest`]).
 struct Objects<'a> {
     new: Option<&'a RawValue>,
     old: Option<&'a RawValue>,
+    read: Option<Workload>,
 }
 
 /// Why an object is admitted without being judged, for the decision log.
@@ -237,6 +393,31 @@ impl Lookup<'_> {
     }
 }
 
+/// `request.object` of our own kinds: a policy or exception being applied
+/// is checked as the engine would compile it.
+fn policy_object(
+    endpoint: Endpoint,
+    response: AdmissionResponse,
+    kind: &str,
+    object: &RawValue,
+) -> (AdmissionResponse, Summary) {
+    let allowed = |rules: &str| Summary {
+        verdict: "allowed",
+        rules: rules.to_owned(),
+    };
+    match endpoint {
+        Endpoint::Validate => match serde_json::from_str::<Value>(object.get()) {
+            // A policy on its way out only waits for its finalizers.
+            Ok(object) if object.pointer("/metadata/deletionTimestamp").is_some() => {
+                (response, allowed(DELETING))
+            }
+            Ok(object) => validate_policy_object(response, kind, object),
+            Err(e) => invalid(response, format!("request.object: {e}")),
+        },
+        Endpoint::Mutate => (response, allowed("-")),
+    }
+}
+
 async fn answer(
     endpoint: Endpoint,
     req: &AdmissionRequest<DynamicObject>,
@@ -254,25 +435,19 @@ async fn answer(
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return (response, allowed("-"));
     }
-    let Some(object) = objects.new else {
-        return (response, allowed("-"));
+    let typed = match (objects.read, objects.new) {
+        (Some(w), _) => Ok(Some(w)),
+        (None, None) => return (response, allowed("-")),
+        (None, Some(object)) => {
+            if req.kind.group == GROUP {
+                return policy_object(endpoint, response, &req.kind.kind, object);
+            }
+            let namespace = req.namespace.as_deref().unwrap_or("default");
+            let api_version = req.kind.api_version();
+            Workload::from_json_as(object.get(), namespace, &api_version, &req.kind.kind)
+        }
     };
-    if req.kind.group == GROUP {
-        return match endpoint {
-            Endpoint::Validate => match serde_json::from_str::<Value>(object.get()) {
-                // A policy on its way out only waits for its finalizers.
-                Ok(object) if object.pointer("/metadata/deletionTimestamp").is_some() => {
-                    (response, allowed(DELETING))
-                }
-                Ok(object) => validate_policy_object(response, &req.kind.kind, object),
-                Err(e) => invalid(response, format!("request.object: {e}")),
-            },
-            Endpoint::Mutate => (response, allowed("-")),
-        };
-    }
     let namespace = req.namespace.as_deref().unwrap_or("default");
-    let api_version = req.kind.api_version();
-    let typed = Workload::from_json_as(object.get(), namespace, &api_version, &req.kind.kind);
     let mut workload = match typed {
         Ok(Some(w)) => w,
         Ok(None) => return (response, allowed("not a workload kind")),
@@ -686,6 +861,71 @@ fn validate_policy_object(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The review `kubectl apply` sends for a GPU Deployment, as the
+    /// apiserver wrote it.
+    fn applied() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/reviews/gpu-deployment-apply.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_apiservers_review_has_its_object_read_on_the_way() {
+        let text = applied();
+        let envelope: Envelope<'_, ReadRequest<'_>> = serde_json::from_str(&text).unwrap();
+        let request = envelope.request.unwrap();
+        let read = request.read.expect("read in the envelope's pass");
+        assert!(request.raw.object.is_none(), "not kept as text as well");
+        assert_eq!(
+            (read.kind, read.name.as_str()),
+            (WorkloadKind::Deployment, "llm")
+        );
+        let slow = Workload::from_json_as(
+            &serde_json::to_string(
+                &serde_json::from_str::<Value>(&text).unwrap()["request"]["object"],
+            )
+            .unwrap(),
+            "ml",
+            "apps/v1",
+            "Deployment",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(format!("{read:?}"), format!("{slow:?}"));
+
+        // With `object` before `kind`, its type is not known yet: kept as text.
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        let request = v["request"].as_object_mut().unwrap();
+        let object = request.remove("object").unwrap();
+        let rest = serde_json::to_string(request).unwrap();
+        let reordered = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"object":{object},{}}}"#,
+            &rest[1..]
+        );
+        let envelope: Envelope<'_, ReadRequest<'_>> = serde_json::from_str(&reordered).unwrap();
+        let request = envelope.request.unwrap();
+        assert!(request.read.is_none());
+        assert!(request.raw.object.is_some());
+    }
+
+    #[test]
+    fn an_object_that_does_not_read_fails_the_fast_pass_only() {
+        let text = applied().replacen(
+            "\"spec\":{\"replicas\":2,",
+            "\"spec\":{\"replicas\":\"two\",",
+            1,
+        );
+        assert!(
+            text.contains("\"two\""),
+            "the fixture's replicas line moved"
+        );
+        assert!(serde_json::from_str::<Envelope<'_, ReadRequest<'_>>>(&text).is_err());
+        let slow: Envelope<'_, RawRequest<'_>> = serde_json::from_str(&text).unwrap();
+        assert!(slow.request.unwrap().object.is_some());
+    }
 
     #[test]
     fn warnings_fit_the_apiserver_limits_without_being_cut_by_it() {
