@@ -539,7 +539,7 @@ async fn run_audit(
             let snapshot = state.load();
             let now = jiff::Timestamp::now();
             // Judged in the order the reports list workloads, so each is
-            // folded in and dropped: one `Value` and one decision at a time.
+            // folded in and dropped: one workload and one decision at a time.
             let mut run = audit::Run::new(&snapshot, now);
             for object in audit::in_report_order(ds, ss) {
                 run.judge(&object);
