@@ -296,15 +296,12 @@ impl Workload {
         api_version: &str,
         kind: &str,
     ) -> Result<Option<Workload>> {
-        if !WorkloadKind::is_retired_version(api_version, kind)
-            && let Some(wk) = WorkloadKind::from_type(api_version, kind)
-        {
-            let source = JsonAs {
-                text: raw,
-                api_version,
-                kind,
-            };
-            if let Ok(w) = Self::from_source(wk, source, "", default_namespace) {
+        if let Some(seed) = ReadAs::for_type(api_version, kind, default_namespace) {
+            use serde::de::DeserializeSeed;
+            let mut text = serde_json::Deserializer::from_str(raw);
+            if let Ok(w) = seed.deserialize(&mut text)
+                && text.end().is_ok()
+            {
                 return Ok(Some(w));
             }
         }
@@ -660,31 +657,6 @@ impl Source for JsonText<'_> {
     }
 }
 
-/// JSON text whose type the caller was told (the webhook's `request.kind`),
-/// read without a first pass for it: the object's own apiVersion and kind,
-/// read in the same pass, must say the same, or it is an error (and the
-/// caller takes the road that reads them first).
-struct JsonAs<'a> {
-    text: &'a str,
-    api_version: &'a str,
-    kind: &'a str,
-}
-
-impl Source for JsonAs<'_> {
-    fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>> {
-        let slim: Slim<S> = JsonText(self.text).slim(at)?;
-        if slim.api_version.as_deref().unwrap_or_default() != self.api_version
-            || slim.kind.as_deref().unwrap_or_default() != self.kind
-        {
-            return Err(Error::input(
-                at,
-                "the object is not of the type it was sent as",
-            ));
-        }
-        Ok(slim)
-    }
-}
-
 /// Reads a workload straight out of the document around it, as a
 /// [`serde::de::DeserializeSeed`]: the webhook reads `request.object` in the
 /// same pass as the rest of the AdmissionReview, as the type `request.kind`
@@ -765,7 +737,7 @@ impl<'de, D: serde::Deserializer<'de>> Source for FromDeserializer<'_, D> {
 /// `managedFields` and last-applied annotation that make up most of what
 /// `kubectl apply` sends — is stepped over without being built. apiVersion
 /// and kind are checked before (by [`Head`] or the `Value`), or here
-/// ([`JsonAs`]).
+/// ([`ReadAs`]).
 #[derive(Deserialize)]
 struct Slim<S> {
     #[serde(rename = "apiVersion", default)]

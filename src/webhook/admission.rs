@@ -435,6 +435,7 @@ async fn answer(
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return (response, allowed("-"));
     }
+    let namespace = req.namespace.as_deref().unwrap_or("default");
     let typed = match (objects.read, objects.new) {
         (Some(w), _) => Ok(Some(w)),
         (None, None) => return (response, allowed("-")),
@@ -442,12 +443,10 @@ async fn answer(
             if req.kind.group == GROUP {
                 return policy_object(endpoint, response, &req.kind.kind, object);
             }
-            let namespace = req.namespace.as_deref().unwrap_or("default");
             let api_version = req.kind.api_version();
             Workload::from_json_as(object.get(), namespace, &api_version, &req.kind.kind)
         }
     };
-    let namespace = req.namespace.as_deref().unwrap_or("default");
     let mut workload = match typed {
         Ok(Some(w)) => w,
         Ok(None) => return (response, allowed("not a workload kind")),
