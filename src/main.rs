@@ -493,16 +493,9 @@ async fn serve(
         Arc::new(State::standalone(waf_admission::PolicySet::baseline()?))
     } else if !args.policies.is_empty() {
         let files = webhook::policy_files::PolicyFiles::new(args.policies.clone());
-        let set = check::load_policies(&args.policies).map_err(|errors| {
-            anyhow::anyhow!(
-                "policy refused: {}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )
-        })?;
+        let set = files
+            .load()
+            .map_err(|why| anyhow::anyhow!("policy refused: {why}"))?;
         tracing::info!(
             policies = set.policies().len(),
             "standalone mode: policies from files, followed for changes"

@@ -161,16 +161,23 @@ mod tests {
         Arc::new(d.clone().to_cached().unwrap())
     }
 
-    #[test]
-    fn counts_governed_workloads_and_violations_per_policy_and_rule() {
+    /// A snapshot of one policy `p` with these `spec.rules`.
+    fn snapshot(rules: serde_json::Value) -> Snapshot {
         let policy: crate::policy::WellArchitectedPolicy = serde_json::from_value(json!({
             "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
-            "metadata": {"name": "p"}, "spec": {"rules": {"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}}}))
+            "metadata": {"name": "p"}, "spec": {"rules": rules}}))
         .unwrap();
-        let snapshot = Snapshot {
+        Snapshot {
             policies: PolicySet::new(vec![Policy::compile(&policy).unwrap()]),
             context: Context::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn counts_governed_workloads_and_violations_per_policy_and_rule() {
+        let snapshot = snapshot(
+            json!({"autoscaler": {"action": "Off"}, "disruptionBudget": {"action": "Off"}}),
+        );
         let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
         let objects = [
             deployment("examples/good/llm-gpu.yaml"),
@@ -196,14 +203,7 @@ mod tests {
 
     #[test]
     fn judging_one_at_a_time_gives_the_reports_judging_all_at_once_gives() {
-        let policy: crate::policy::WellArchitectedPolicy = serde_json::from_value(json!({
-            "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
-            "metadata": {"name": "p"}, "spec": {"rules": {"autoscaler": {"action": "Warn"}}}}))
-        .unwrap();
-        let snapshot = Snapshot {
-            policies: PolicySet::new(vec![Policy::compile(&policy).unwrap()]),
-            context: Context::default(),
-        };
+        let snapshot = snapshot(json!({"autoscaler": {"action": "Warn"}}));
         let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
         let objects = [
             deployment("examples/good/web-frontend.yaml"),

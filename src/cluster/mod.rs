@@ -152,7 +152,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// same). Nothing reads them: the engine reads typed specs, labels and the
 /// pod template's annotations, never the object's own.
 fn slim<K: Resource>(o: &mut K) {
-    o.managed_fields_mut().clear();
+    o.meta_mut().managed_fields = None;
     if let Some(annotations) = &mut o.meta_mut().annotations {
         annotations.remove(LAST_APPLIED);
     }

@@ -19,7 +19,6 @@ use kube::Resource;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
-use super::LAST_APPLIED;
 use crate::workload::WorkloadKind;
 
 /// One cached workload.
@@ -45,19 +44,9 @@ pub trait Cacheable: Resource + serde::Serialize + Sized {
     /// Drops what the engine never reads (managedFields, the last-applied
     /// annotation, `status`) and keeps the rest as compact JSON.
     fn to_cached(mut self) -> serde_json::Result<Cached> {
-        let meta = self.meta_mut();
-        meta.managed_fields = None;
-        if let Some(annotations) = &mut meta.annotations {
-            annotations.remove(LAST_APPLIED);
-        }
+        super::slim(&mut self);
         self.clear_status();
-        let namespace = self
-            .meta()
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".to_owned());
-        let name = self.meta().name.clone().unwrap_or_default();
+        let (namespace, name) = key_of(&self);
         Ok(Cached {
             kind: Self::KIND,
             namespace,
@@ -152,13 +141,7 @@ impl<K: Cacheable> TextWriter<K> {
                 }
             }
             watcher::Event::Delete(o) => {
-                let meta = o.meta();
-                let namespace = meta.namespace.clone().filter(|n| !n.is_empty());
-                let k = (
-                    namespace.unwrap_or_else(|| "default".to_owned()),
-                    meta.name.clone().unwrap_or_default(),
-                );
-                self.write().remove(&k);
+                self.write().remove(&key_of(&o));
             }
             watcher::Event::Init => self.buffer = Some(Objects::new()),
             watcher::Event::InitApply(o) => {
@@ -183,6 +166,16 @@ impl<K: Cacheable> TextWriter<K> {
     }
 }
 
+/// (namespace, name) of a stored object, which always has both.
+fn key_of<K: Resource>(o: &K) -> Key {
+    let meta = o.meta();
+    let namespace = meta.namespace.clone().filter(|n| !n.is_empty());
+    (
+        namespace.unwrap_or_else(|| "default".to_owned()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
 fn key(c: &Cached) -> Key {
     (c.namespace.clone(), c.name.clone())
 }
@@ -200,6 +193,7 @@ fn cached<K: Cacheable>(o: K) -> Option<Cached> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::LAST_APPLIED;
     use serde_json::json;
 
     fn deployment(namespace: &str, name: &str, image: &str) -> Deployment {

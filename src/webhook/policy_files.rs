@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::metrics::Metrics;
 use super::tls::{Stamp, stamp};
+use crate::PolicySet;
 use crate::check::{self, load::manifest_files};
 use crate::state::{Snapshot, State};
 
@@ -63,6 +64,18 @@ impl PolicyFiles {
         PolicyFiles { paths, seen }
     }
 
+    /// Reads and compiles the files; every problem, each naming its file,
+    /// in one message.
+    pub fn load(&self) -> Result<PolicySet, String> {
+        check::load_policies(&self.paths).map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
     /// Reloads the policies into `state` if any file changed since the last look.
     pub fn refresh(&mut self, state: &State, metrics: &Metrics) -> Refresh {
         let now = stamps(&self.paths);
@@ -75,7 +88,7 @@ impl PolicyFiles {
             tracing::error!(error = %why, "changed policy files refused; the previous policies stay in force");
             Refresh::Refused(why)
         };
-        match check::load_policies(&self.paths) {
+        match self.load() {
             Ok(set) if set.policies().is_empty() => refused(
                 "no WellArchitectedPolicy in the files (to judge with none, restart without --policy)"
                     .to_owned(),
@@ -91,13 +104,7 @@ impl PolicyFiles {
                 tracing::info!(policies, "policy files reloaded");
                 Refresh::Reloaded { policies }
             }
-            Err(errors) => refused(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
+            Err(why) => refused(why),
         }
     }
 }
