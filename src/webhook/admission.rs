@@ -286,16 +286,56 @@ pub async fn review(
     now: jiff::Timestamp,
 ) -> Result<AdmissionReview<DynamicObject>, BadRequest> {
     let started = Instant::now();
+    let (request, objects) = read(body)?;
+    let lookup = Lookup { registry, deadline };
+    let (response, summary) = match prepare(endpoint, &request, objects, state) {
+        Prepared::Answered(response, summary) => (response, summary),
+        Prepared::Judge(pending) => {
+            // The one wait of the request path, and only when a governing
+            // policy needs the registry. Everything held across it is
+            // boxed, so what each request's task carries (and moves from
+            // frame to frame) stays small.
+            let facts = if pending.snapshot.policies.needs_registry() {
+                Box::pin(lookup.facts(&pending.snapshot, &pending.workload, now)).await
+            } else {
+                Facts::online()
+            };
+            finish(endpoint, &request, *pending, &facts, state, metrics, now)
+        }
+    };
+    metrics.verdict(endpoint.as_str(), summary.verdict);
+    if summary.verdict == "denied" {
+        metrics.denial(request.namespace.as_deref().unwrap_or_default());
+    }
+    tracing::info!(
+        endpoint = endpoint.as_str(),
+        uid = %request.uid,
+        operation = ?request.operation,
+        kind = %request.kind.kind,
+        namespace = request.namespace.as_deref().unwrap_or(""),
+        name = %request.name,
+        dry_run = request.dry_run,
+        verdict = summary.verdict,
+        rules = %summary.rules,
+        micros = started.elapsed().as_micros() as u64,
+        "admission decision"
+    );
+    Ok(response.into_review())
+}
+
+/// The request and its objects, read from the body in one pass over it, no
+/// tree: the request's fields go straight into their types,
+/// `request.object` into a workload where the fields before it say what it
+/// is (or stays JSON text), and `oldObject` is kept as text, read only for
+/// an UPDATE that would be denied. A request whose object does not read
+/// cleanly on the way is read again with the object kept as text, which
+/// words its error.
+fn read(body: &[u8]) -> Result<(Box<AdmissionRequest<DynamicObject>>, Objects<'_>), BadRequest> {
     if body.is_empty() {
         return Err(BadRequest(
             "empty body: expected an admission.k8s.io/v1 AdmissionReview".into(),
         ));
     }
-    // One pass over the body, no tree: the request's fields go straight
-    // into their types, `request.object` stays JSON text for the engine and
-    // `oldObject` is skipped unread (a workload is judged as it will be).
-    // A request whose object does not read cleanly on the way is read
-    // again with the object kept as text, which words its error.
     let envelope: Envelope<'_, ReadRequest<'_>> = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         Err(_) => {
@@ -323,33 +363,13 @@ pub async fn review(
         return Err(BadRequest("request.object is not a JSON object".into()));
     }
     let old_object = raw.old_object.filter(|o| o.get().starts_with('{'));
-    let request = raw.into_request(api_version, kind);
+    let request = Box::new(raw.into_request(api_version, kind));
     let objects = Objects {
         new: object,
         old: old_object,
         read,
     };
-    let lookup = Lookup { registry, deadline };
-    let (response, summary) =
-        answer(endpoint, &request, objects, state, metrics, lookup, now).await;
-    metrics.verdict(endpoint.as_str(), summary.verdict);
-    if summary.verdict == "denied" {
-        metrics.denial(request.namespace.as_deref().unwrap_or_default());
-    }
-    tracing::info!(
-        endpoint = endpoint.as_str(),
-        uid = %request.uid,
-        operation = ?request.operation,
-        kind = %request.kind.kind,
-        namespace = request.namespace.as_deref().unwrap_or(""),
-        name = %request.name,
-        dry_run = request.dry_run,
-        verdict = summary.verdict,
-        rules = %summary.rules,
-        micros = started.elapsed().as_micros() as u64,
-        "admission decision"
-    );
-    Ok(response.into_review())
+    Ok((request, objects))
 }
 
 struct Summary {
@@ -376,12 +396,10 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// The registry's answers for `w`: nothing is asked unless a governing
-    /// policy needs it, and cached answers cost no network call.
+    /// The registry's answers for `w`, asked for by a governing policy
+    /// that needs them ([`review`] asks only then); cached answers cost no
+    /// network call.
     async fn facts(&self, snapshot: &Snapshot, w: &Workload, now: jiff::Timestamp) -> Facts {
-        if !snapshot.policies.needs_registry() {
-            return Facts::online();
-        }
         let Some(registry) = self.registry else {
             return Facts::offline("this webhook was started without a registry client");
         };
@@ -418,30 +436,47 @@ fn policy_object(
     }
 }
 
-async fn answer(
+/// What [`prepare`] leaves for judging: the object read and the policies
+/// it is judged by.
+struct Pending<'a> {
+    response: AdmissionResponse,
+    workload: Workload,
+    old: Option<&'a RawValue>,
+    /// A `kubectl debug` container being added (`ephemeralcontainers`).
+    ephemeral: bool,
+    snapshot: std::sync::Arc<Snapshot>,
+}
+
+enum Prepared<'a> {
+    /// Admitted without judging, or refused as unreadable.
+    Answered(AdmissionResponse, Summary),
+    Judge(Box<Pending<'a>>),
+}
+
+/// Everything before the registry: reads the object and decides whether
+/// there is anything to judge.
+fn prepare<'a>(
     endpoint: Endpoint,
     req: &AdmissionRequest<DynamicObject>,
-    objects: Objects<'_>,
+    objects: Objects<'a>,
     state: &State,
-    metrics: &Metrics,
-    lookup: Lookup<'_>,
-    now: jiff::Timestamp,
-) -> (AdmissionResponse, Summary) {
+) -> Prepared<'a> {
     let allowed = |rules: &str| Summary {
         verdict: "allowed",
         rules: rules.to_owned(),
     };
     let response = AdmissionResponse::from(req);
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
-        return (response, allowed("-"));
+        return Prepared::Answered(response, allowed("-"));
     }
     let namespace = req.namespace.as_deref().unwrap_or("default");
     let typed = match (objects.read, objects.new) {
         (Some(w), _) => Ok(Some(w)),
-        (None, None) => return (response, allowed("-")),
+        (None, None) => return Prepared::Answered(response, allowed("-")),
         (None, Some(object)) => {
             if req.kind.group == GROUP {
-                return policy_object(endpoint, response, &req.kind.kind, object);
+                let (response, summary) = policy_object(endpoint, response, &req.kind.kind, object);
+                return Prepared::Answered(response, summary);
             }
             let api_version = req.kind.api_version();
             Workload::from_json_as(object.get(), namespace, &api_version, &req.kind.kind)
@@ -449,18 +484,19 @@ async fn answer(
     };
     let mut workload = match typed {
         Ok(Some(w)) => w,
-        Ok(None) => return (response, allowed("not a workload kind")),
+        Ok(None) => return Prepared::Answered(response, allowed("not a workload kind")),
         Err(e) => {
-            return invalid(
+            let (response, summary) = invalid(
                 response,
                 format!("waf-admission cannot judge this object: {e}"),
             );
+            return Prepared::Answered(response, summary);
         }
     };
     // Removing the last finalizer is an UPDATE of an object being deleted:
     // judging it could only leave it stuck in Terminating.
     if workload.deleting {
-        return (response, allowed(DELETING));
+        return Prepared::Answered(response, allowed(DELETING));
     }
     let ephemeral = req.sub_resource.as_deref() == Some("ephemeralcontainers");
     if ephemeral {
@@ -468,26 +504,45 @@ async fn answer(
         // owner never judged it, so the Pod is judged itself.
         mark_unowned(&mut workload);
     }
-    let snapshot = state.load();
-    let facts = lookup.facts(&snapshot, &workload, now).await;
-    let mut decision = judge_with(
-        &snapshot.policies,
-        &workload,
-        &snapshot.context,
-        &facts,
-        now,
-    );
+    Prepared::Judge(Box::new(Pending {
+        response,
+        workload,
+        old: objects.old,
+        ephemeral,
+        snapshot: state.load(),
+    }))
+}
+
+/// Judges the object read by [`prepare`] with the registry's answers.
+fn finish(
+    endpoint: Endpoint,
+    req: &AdmissionRequest<DynamicObject>,
+    pending: Pending<'_>,
+    facts: &Facts,
+    state: &State,
+    metrics: &Metrics,
+    now: jiff::Timestamp,
+) -> (AdmissionResponse, Summary) {
+    let Pending {
+        response,
+        workload,
+        old,
+        ephemeral,
+        snapshot,
+    } = pending;
+    let mut decision = judge_with(&snapshot.policies, &workload, &snapshot.context, facts, now);
     let update = req.operation == Operation::Update;
+    let namespace = req.namespace.as_deref().unwrap_or("default");
     if update
         && endpoint == Endpoint::Validate
         && decision.denied()
-        && let Some(old) = objects.old
+        && let Some(old) = old
         && let Ok(Some(mut old)) = Workload::from_json(old.get(), namespace)
     {
         if ephemeral {
             mark_unowned(&mut old);
         }
-        let before = judge_with(&snapshot.policies, &old, &snapshot.context, &facts, now);
+        let before = judge_with(&snapshot.policies, &old, &snapshot.context, facts, now);
         admit_existing(&mut decision, &before, &snapshot.policies);
     }
     let rules = rule_list(&decision);
@@ -499,7 +554,13 @@ async fn answer(
         Endpoint::Mutate
             if update && matches!(workload.kind, WorkloadKind::Pod | WorkloadKind::Job) =>
         {
-            (response, allowed(&rules))
+            (
+                response,
+                Summary {
+                    verdict: "allowed",
+                    rules,
+                },
+            )
         }
         Endpoint::Mutate => mutate(response, &decision, rules),
     }
