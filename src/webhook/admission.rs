@@ -447,6 +447,9 @@ struct Pending<'a> {
     snapshot: std::sync::Arc<Snapshot>,
 }
 
+// Returned once and matched at once, never held across the wait: boxing
+// the answer would only add an allocation to every request not judged.
+#[allow(clippy::large_enum_variant)]
 enum Prepared<'a> {
     /// Admitted without judging, or refused as unreadable.
     Answered(AdmissionResponse, Summary),
