@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use waf_admission::check;
+use waf_admission::log_writer::{self, LogWriter};
 use waf_admission::policy::baseline;
 use waf_admission::state::State;
 use waf_admission::webhook::{self, App, metrics::Metrics, tls};
@@ -383,46 +384,34 @@ fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// Log lines queued for the writer thread before new ones are dropped
-/// (counted in `log_lines_dropped_total`) rather than slowing admission.
-const LOG_QUEUE_LINES: usize = 64 * 1024;
-
-/// Logs go to stdout through a writer thread: a request formats its
-/// decision line and queues it, never waiting on the pipe the container
-/// runtime reads. The writer thread writes what is queued through a buffer
-/// and flushes whenever the queue is empty: one `write` for a burst of lines
-/// under load, each line at once when it is quiet. The guard flushes what
-/// is queued when dropped, at exit.
-fn init_logging(
-    format: LogFormat,
-) -> (
-    tracing_appender::non_blocking::WorkerGuard,
-    tracing_appender::non_blocking::ErrorCounter,
-) {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
-    let dropped = writer.error_counter();
+/// Logs go to stdout through a writer thread (`log_writer`): a request
+/// formats its decision line and appends it to a bounded buffer, never
+/// waiting on the pipe the container runtime reads; the thread writes what
+/// has gathered in one go. The guard flushes what is queued when dropped,
+/// at exit.
+fn init_logging(format: LogFormat) -> std::io::Result<(log_writer::Flushed, LogWriter)> {
+    let (writer, flushed) = LogWriter::spawn(std::io::stdout())?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
-    (guard, dropped)
+    Ok((flushed, writer))
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    let (_log_flushed_at_exit, log_dropped) = init_logging(args.log_format);
+    let (_log_flushed_at_exit, log) = match init_logging(args.log_format) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("error: could not start the log writer thread: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // One crypto provider for the process, installed before any TLS use.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -435,7 +424,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(serve(args, log_dropped)) {
+    match runtime.block_on(serve(args, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -444,10 +433,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(
-    args: ServeArgs,
-    log_dropped: tracing_appender::non_blocking::ErrorCounter,
-) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, log: LogWriter) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     {
         let metrics = metrics.clone();
@@ -455,7 +441,7 @@ async fn serve(
             let mut every = tokio::time::interval(Duration::from_secs(5));
             loop {
                 every.tick().await;
-                metrics.log_lines_dropped(log_dropped.dropped_lines() as u64);
+                metrics.log_lines_dropped(log.dropped());
             }
         });
     }
