@@ -5,7 +5,12 @@
 # sends for a GPU Deployment (tests/fixtures/reviews/gpu-deployment-apply.json:
 # managedFields, the last-applied annotation, the apiserver's defaults).
 # Prints each server's saturated throughput and the ratio, then each one's
-# latency percentiles at a fixed 2,000 req/s.
+# latency percentiles at a fixed 2,000 req/s. Two more servers show what
+# merely reading the review costs on this stack: the no-op with --parse
+# reads the whole body as JSON before answering (the floor of any webhook
+# that looks at what it is sent), with --kube it reads it as kube-rs's
+# AdmissionReview and answers with kube-rs's response (a kube-rs webhook
+# before it judges anything).
 #
 #   bash bench/compare.sh                  # release build; 10 s per saturated run, 15 s per paced run
 #   ROUNDS=3 SATURATE=10 PACED=20 bash bench/compare.sh
@@ -58,8 +63,14 @@ RUST_LOG=info "$BIN" serve --self-signed --baseline --addr 127.0.0.1:0 \
 pids+=($!)
 "$target/examples/noop-webhook" 127.0.0.1:0 >"$work/noop.log" 2>&1 &
 pids+=($!)
+"$target/examples/noop-webhook" 127.0.0.1:0 --parse >"$work/parse.log" 2>&1 &
+pids+=($!)
+"$target/examples/noop-webhook" 127.0.0.1:0 --kube >"$work/kube.log" 2>&1 &
+pids+=($!)
 validate_addr=$(listening "$work/validate.log" "webhook")
 noop_addr=$(listening "$work/noop.log" "noop webhook")
+parse_addr=$(listening "$work/parse.log" "noop webhook")
+kube_addr=$(listening "$work/kube.log" "noop webhook")
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "review: $REVIEW ($(wc -c <"$REVIEW") bytes); h2load -c $CLIENTS -m 1, HTTP/2 over TLS"
@@ -77,15 +88,20 @@ saturate() { # name addr -> req/s
   grep -oE 'finished in [0-9.]+s, [0-9.]+ req/s' <<<"$out" | awk '{print $4}'
 }
 
-sum_v=0; sum_n=0
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+add() { awk -v a="$1" -v b="$2" 'BEGIN{print a+b}'; }
+mean() { awk -v a="$1" -v r="$ROUNDS" 'BEGIN{printf "%.0f", a/r}'; }
+sum_v=0; sum_n=0; sum_p=0; sum_k=0
 for round in $(seq "$ROUNDS"); do
   n=$(saturate noop "$noop_addr")
+  p=$(saturate parse "$parse_addr")
+  k=$(saturate kube "$kube_addr")
   v=$(saturate validate "$validate_addr")
-  echo "round $round saturated: noop $n req/s, validate $v req/s, ratio $(awk -v v="$v" -v n="$n" 'BEGIN{printf "%.2f", v/n}')"
-  sum_v=$(awk -v a="$sum_v" -v b="$v" 'BEGIN{print a+b}')
-  sum_n=$(awk -v a="$sum_n" -v b="$n" 'BEGIN{print a+b}')
+  echo "round $round saturated: noop $n, --parse $p, --kube $k, validate $v req/s; ratio $(ratio "$v" "$n")"
+  sum_v=$(add "$sum_v" "$v"); sum_n=$(add "$sum_n" "$n"); sum_p=$(add "$sum_p" "$p"); sum_k=$(add "$sum_k" "$k")
 done
-echo "saturated throughput: validate $(awk -v a="$sum_v" -v r="$ROUNDS" 'BEGIN{printf "%.0f", a/r}') req/s, noop $(awk -v a="$sum_n" -v r="$ROUNDS" 'BEGIN{printf "%.0f", a/r}') req/s, ratio $(awk -v v="$sum_v" -v n="$sum_n" 'BEGIN{printf "%.2f", v/n}')x"
+echo "saturated throughput: validate $(mean "$sum_v") req/s, noop $(mean "$sum_n") req/s, ratio $(ratio "$sum_v" "$sum_n")x"
+echo "reading the body alone: noop --parse $(mean "$sum_p") req/s ($(ratio "$sum_p" "$sum_n")x the noop), noop --kube $(mean "$sum_k") req/s ($(ratio "$sum_k" "$sum_n")x)"
 
 paced() { # name addr
   rm -f "$work/$1.paced" # h2load appends to an existing log
@@ -101,5 +117,7 @@ print(f"{sys.argv[2]:<8} @ {sys.argv[3]} req/s: n={len(lat)} ok={ok} p50={p(.50)
 PY
 }
 paced noop "$noop_addr"
+paced parse "$parse_addr"
+paced kube "$kube_addr"
 paced validate "$validate_addr"
 echo "decision log lines written: $(grep -c 'admission decision' "$work/validate.log")"
