@@ -30,6 +30,8 @@ fn main() -> anyhow::Result<()> {
     // As `serve --log-format json` logs, to a sink instead of stdout.
     tracing_subscriber::fmt()
         .json()
+        .flatten_event(true)
+        .event_format(waf_admission::log_format::JsonLines::new())
         .with_env_filter("info")
         .with_writer(std::io::sink)
         .init();

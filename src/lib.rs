@@ -10,6 +10,7 @@ pub mod decision;
 pub mod error;
 pub mod image;
 pub mod inference;
+pub mod log_format;
 pub mod log_writer;
 pub mod policy;
 pub mod provenance;

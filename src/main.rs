@@ -398,7 +398,11 @@ fn init_logging(format: LogFormat) -> std::io::Result<(log_writer::Flushed, LogW
         .with_writer(writer.clone())
         .with_ansi(std::io::stdout().is_terminal());
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .event_format(waf_admission::log_format::JsonLines::new())
+            .init(),
         LogFormat::Text => builder.init(),
     }
     Ok((flushed, writer))
