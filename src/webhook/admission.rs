@@ -385,6 +385,21 @@ struct Summary {
     rules: String,
 }
 
+impl Summary {
+    fn allowed(rules: impl Into<String>) -> Summary {
+        Summary {
+            verdict: "allowed",
+            rules: rules.into(),
+        }
+    }
+}
+
+/// The namespace a request's object is judged in: the request's, or
+/// `default` for a cluster-scoped request.
+fn namespace_of(req: &AdmissionRequest<DynamicObject>) -> &str {
+    req.namespace.as_deref().unwrap_or("default")
+}
+
 /// `request.object` and `request.oldObject`, as JSON text, or the object
 /// already read (see [`ReadRequest`]).
 struct Objects<'a> {
@@ -427,20 +442,16 @@ fn policy_object(
     kind: &str,
     object: &RawValue,
 ) -> (AdmissionResponse, Summary) {
-    let allowed = |rules: &str| Summary {
-        verdict: "allowed",
-        rules: rules.to_owned(),
-    };
     match endpoint {
         Endpoint::Validate => match serde_json::from_str::<Value>(object.get()) {
             // A policy on its way out only waits for its finalizers.
             Ok(object) if object.pointer("/metadata/deletionTimestamp").is_some() => {
-                (response, allowed(DELETING))
+                (response, Summary::allowed(DELETING))
             }
             Ok(object) => validate_policy_object(response, kind, object),
             Err(e) => invalid(response, format!("request.object: {e}")),
         },
-        Endpoint::Mutate => (response, allowed("-")),
+        Endpoint::Mutate => (response, Summary::allowed("-")),
     }
 }
 
@@ -472,18 +483,14 @@ fn prepare<'a>(
     objects: Objects<'a>,
     state: &State,
 ) -> Prepared<'a> {
-    let allowed = |rules: &str| Summary {
-        verdict: "allowed",
-        rules: rules.to_owned(),
-    };
     let response = AdmissionResponse::from(req);
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
-        return Prepared::Answered(response, allowed("-"));
+        return Prepared::Answered(response, Summary::allowed("-"));
     }
-    let namespace = req.namespace.as_deref().unwrap_or("default");
+    let namespace = namespace_of(req);
     let typed = match (objects.read, objects.new) {
         (Some(w), _) => Ok(Some(w)),
-        (None, None) => return Prepared::Answered(response, allowed("-")),
+        (None, None) => return Prepared::Answered(response, Summary::allowed("-")),
         (None, Some(object)) => {
             if req.kind.group == GROUP {
                 let (response, summary) = policy_object(endpoint, response, &req.kind.kind, object);
@@ -495,7 +502,7 @@ fn prepare<'a>(
     };
     let mut workload = match typed {
         Ok(Some(w)) => w,
-        Ok(None) => return Prepared::Answered(response, allowed("not a workload kind")),
+        Ok(None) => return Prepared::Answered(response, Summary::allowed("not a workload kind")),
         Err(e) => {
             let (response, summary) = invalid(
                 response,
@@ -507,7 +514,7 @@ fn prepare<'a>(
     // Removing the last finalizer is an UPDATE of an object being deleted:
     // judging it could only leave it stuck in Terminating.
     if workload.deleting {
-        return Prepared::Answered(response, allowed(DELETING));
+        return Prepared::Answered(response, Summary::allowed(DELETING));
     }
     let ephemeral = req.sub_resource.as_deref() == Some("ephemeralcontainers");
     if ephemeral {
@@ -543,7 +550,7 @@ fn finish(
     } = pending;
     let mut decision = judge_with(&snapshot.policies, &workload, &snapshot.context, facts, now);
     let update = req.operation == Operation::Update;
-    let namespace = req.namespace.as_deref().unwrap_or("default");
+    let namespace = namespace_of(req);
     if update
         && endpoint == Endpoint::Validate
         && decision.denied()
@@ -565,13 +572,7 @@ fn finish(
         Endpoint::Mutate
             if update && matches!(workload.kind, WorkloadKind::Pod | WorkloadKind::Job) =>
         {
-            (
-                response,
-                Summary {
-                    verdict: "allowed",
-                    rules,
-                },
-            )
+            (response, Summary::allowed(rules))
         }
         Endpoint::Mutate => mutate(response, &decision, rules),
     }
@@ -687,13 +688,7 @@ fn mutate(
     rules: String,
 ) -> (AdmissionResponse, Summary) {
     if d.patch.is_empty() {
-        return (
-            response,
-            Summary {
-                verdict: "allowed",
-                rules,
-            },
-        );
+        return (response, Summary::allowed(rules));
     }
     // Say what was changed: a user should not find fields they never wrote.
     let notes = warnings(d.with_action(Action::Deny).filter(|v| v.fixable).map(|v| {
@@ -724,13 +719,7 @@ fn mutate(
         // admit unpatched and let /validate decide.
         Err(e) => {
             tracing::error!(error = %e, "patch did not serialize; answering without a patch");
-            (
-                response,
-                Summary {
-                    verdict: "allowed",
-                    rules,
-                },
-            )
+            (response, Summary::allowed(rules))
         }
     }
 }
@@ -912,13 +901,7 @@ fn validate_policy_object(
         _ => Ok(()),
     };
     match result {
-        Ok(()) => (
-            response,
-            Summary {
-                verdict: "allowed",
-                rules: "-".into(),
-            },
-        ),
+        Ok(()) => (response, Summary::allowed("-")),
         Err(e) => (
             refuse(response, 422, "Invalid", e.to_string()),
             Summary {
@@ -1013,27 +996,27 @@ mod tests {
         assert!(text.contains("café"), "the fixture's labels moved");
         let as_bytes: Envelope<'_, ReadRequest<'_>> =
             serde_json::from_slice(text.as_bytes()).unwrap();
+        let as_text = read_workload(text.as_bytes()).unwrap();
         assert_eq!(
-            read_workload(text.as_bytes()).unwrap(),
+            as_text,
             format!("{:?}", as_bytes.request.unwrap().read.unwrap())
         );
-        assert!(read_workload(text.as_bytes()).unwrap().contains("llm-café"));
+        assert!(as_text.contains("llm-café"));
 
         // A body that is not UTF-8 is read as bytes, as before: a stray byte
         // in a string that is stepped over (kubectl's last-applied copy)
         // changes nothing, one in a string that is read is refused, named.
-        let clean = read_workload(applied().as_bytes()).unwrap();
-        let at = applied()
-            .find("{\\\"apiVersion")
-            .expect("the last-applied copy");
-        let mut stray = applied().into_bytes();
+        let base = applied();
+        let clean = read_workload(base.as_bytes()).unwrap();
+        let at = base.find("{\\\"apiVersion").expect("the last-applied copy");
+        let mut stray = base.clone().into_bytes();
         stray.insert(at + 1, 0xFF);
         assert!(std::str::from_utf8(&stray).is_err());
         assert_eq!(read_workload(&stray).unwrap(), clean);
-        let mut named = applied().into_bytes();
-        let name = applied()
+        let name = base
             .find("\"name\":\"llm\",\"image\"")
             .expect("the container");
+        let mut named = base.into_bytes();
         named.insert(name + 10, 0xFF);
         let err = read(&named).err().expect("refused");
         assert!(err.0.contains("invalid unicode code point"), "{}", err.0);
