@@ -196,6 +196,12 @@ mod tests {
     }
 
     impl Lines {
+        /// A subscriber's writer into these lines.
+        fn writer(&self) -> impl Fn() -> Lines + 'static {
+            let sink = self.clone();
+            move || sink.clone()
+        }
+
         fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
@@ -233,13 +239,9 @@ mod tests {
     /// The lines `events` makes with `format` (the stock JSON format, or ours).
     fn lines(ours: bool) -> String {
         let sink = Lines::default();
-        let writer = {
-            let sink = sink.clone();
-            move || sink.clone()
-        };
         let builder = tracing_subscriber::fmt()
             .with_env_filter("info")
-            .with_writer(writer)
+            .with_writer(sink.writer())
             .json()
             .flatten_event(true);
         if ours {
@@ -296,12 +298,8 @@ mod tests {
     #[test]
     fn events_inside_a_span_keep_the_span_as_tracing_subscriber_writes_it() {
         let sink = Lines::default();
-        let writer = {
-            let sink = sink.clone();
-            move || sink.clone()
-        };
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(writer)
+            .with_writer(sink.writer())
             .json()
             .flatten_event(true)
             .event_format(JsonLines::new())
