@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::policy::compiled::{owner_kinds, selects};
 use crate::policy::{OwnerKind, RuleId, WellArchitectedException, WorkloadRef};
-use crate::workload::{Workload, typed};
+use crate::workload::{Workload, WorkloadKind, typed};
 
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -333,9 +333,46 @@ pub struct Context {
     /// secrets, signing keys), by name: their data, decoded.
     secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
     exceptions: Vec<Exception>,
+    /// Workloads known to exist (`check`'s input, the audit's cache), by
+    /// (kind, namespace, name), with their uid where they have one: what
+    /// proves an owner (see `ownership::judged_through`). Empty on the
+    /// request path, where the requester proves who made an object.
+    workloads: HashMap<(WorkloadKind, String, String), Option<String>>,
 }
 
 impl Context {
+    /// A workload that exists beside the one judged: an owner it can
+    /// prove.
+    pub fn add_workload(
+        &mut self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+    ) {
+        self.workloads
+            .insert((kind, namespace.to_owned(), name.to_owned()), uid);
+    }
+
+    /// Whether a workload of this kind and name is known, with this uid
+    /// where both the reference and the object carry one.
+    pub fn knows_workload(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> bool {
+        match self
+            .workloads
+            .get(&(kind, namespace.to_owned(), name.to_owned()))
+        {
+            Some(Some(known)) => uid.is_empty() || known == uid,
+            Some(None) => true,
+            None => false,
+        }
+    }
+
     pub fn add_scaler(&mut self, s: ScalerRef) {
         let key = (
             s.namespace.clone(),
@@ -343,6 +380,14 @@ impl Context {
             s.target_name.clone(),
         );
         self.scalers.entry(key).or_default().push(s);
+    }
+
+    /// Takes out an autoscaler by its own kind and name (to judge it as
+    /// it is being applied, in place of the version the cluster holds).
+    pub fn remove_scaler(&mut self, kind: ScalerKind, namespace: &str, name: &str) {
+        for list in self.scalers.values_mut() {
+            list.retain(|s| !(s.kind == kind && s.namespace == namespace && s.name == name));
+        }
     }
 
     pub fn add_pdb(&mut self, p: PdbRef) {

@@ -102,6 +102,27 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
                 "apps/v1",
                 json!([]),
             ),
+            (
+                "/apis/apps/v1/daemonsets",
+                "DaemonSet",
+                "apps/v1",
+                json!([]),
+            ),
+            (
+                "/apis/apps/v1/replicasets",
+                "ReplicaSet",
+                "apps/v1",
+                json!([]),
+            ),
+            ("/apis/batch/v1/jobs", "Job", "batch/v1", json!([])),
+            ("/apis/batch/v1/cronjobs", "CronJob", "batch/v1", json!([])),
+            ("/api/v1/pods", "Pod", "v1", json!([])),
+            (
+                "/api/v1/replicationcontrollers",
+                "ReplicationController",
+                "v1",
+                json!([]),
+            ),
         ];
         if method == Method::GET
             && let Some((_, kind, api_version, items)) = lists.iter().find(|l| l.0 == path)

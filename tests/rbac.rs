@@ -35,6 +35,14 @@ const USED: &[(&str, &str, &[&str])] = &[
     ("policy", "poddisruptionbudgets", &["get", "list", "watch"]),
     ("apps", "deployments", &["get", "list", "watch"]),
     ("apps", "statefulsets", &["get", "list", "watch"]),
+    // The workload cache: every kind, for the audit and for judging a
+    // scale or an autoscaler against the workload it changes.
+    ("apps", "daemonsets", &["get", "list", "watch"]),
+    ("apps", "replicasets", &["get", "list", "watch"]),
+    ("batch", "jobs", &["get", "list", "watch"]),
+    ("batch", "cronjobs", &["get", "list", "watch"]),
+    ("", "pods", &["get", "list", "watch"]),
+    ("", "replicationcontrollers", &["get", "list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
     // Policy reports: listed by our label, server-side applied (patch,

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::provenance::{self, Facts, Query};
-use crate::workload::{Workload, typed};
+use crate::workload::{Workload, WorkloadKind, typed};
 
 pub use load::{Document, Loaded, load};
 pub use report::{Report, WorkloadResult};
@@ -196,7 +196,24 @@ pub fn run_with(
                 }
                 *others.entry(kind).or_default() += 1;
             }
-            _ => workloads.push((doc, kind)),
+            _ => {
+                // Every workload in the input can prove itself the owner
+                // of another one there (a `kubectl get deploy,rs,pods`
+                // dump is judged once, through its Deployments).
+                if let Some(wk) = WorkloadKind::from_type(&api_version, &kind) {
+                    let meta = doc.value.get("metadata");
+                    let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
+                    if let Some(name) = field("name") {
+                        ctx.add_workload(
+                            wk,
+                            field("namespace").unwrap_or("default"),
+                            name,
+                            field("uid").map(str::to_owned),
+                        );
+                    }
+                }
+                workloads.push((doc, kind))
+            }
         }
     }
     // Every workload is judged on its own against the context the loop

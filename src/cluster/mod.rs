@@ -30,10 +30,11 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject, GroupVersionKind};
@@ -48,6 +49,7 @@ use self::snapshot::{Builder, Inputs, PolicyReport, Unreadable};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::{DecisionEvent, EventReason, State};
 use crate::webhook::metrics::Metrics;
+use crate::workload::WorkloadKind;
 
 /// Existing policy reports listed per request by the audit's writer.
 const REPORTS_PER_PAGE: u32 = 5;
@@ -245,18 +247,47 @@ pub async fn run(
         )
         .boxed(),
     ));
-    let (deployments, w) = texts::store::<Deployment>();
-    spawn(watch_texts(
-        Api::all(client.clone()),
-        w,
-        "Deployment watch (audit)",
-    ));
-    let (statefulsets, w) = texts::store::<StatefulSet>();
-    spawn(watch_texts(
-        Api::all(client.clone()),
-        w,
-        "StatefulSet watch (audit)",
-    ));
+    // Every kind, for the audit and for judging a scale or an autoscaler
+    // against the workload it changes.
+    let mut workloads = Workloads::default();
+    let mut cache = |kind: WorkloadKind, (store, task): (texts::TextStore, Task)| {
+        workloads.stores.push((kind, store));
+        spawn(task);
+    };
+    cache(
+        WorkloadKind::Deployment,
+        texts_of::<Deployment>(&client, "Deployment watch (cache)"),
+    );
+    cache(
+        WorkloadKind::StatefulSet,
+        texts_of::<StatefulSet>(&client, "StatefulSet watch (cache)"),
+    );
+    cache(
+        WorkloadKind::DaemonSet,
+        texts_of::<DaemonSet>(&client, "DaemonSet watch (cache)"),
+    );
+    cache(
+        WorkloadKind::ReplicaSet,
+        texts_of::<ReplicaSet>(&client, "ReplicaSet watch (cache)"),
+    );
+    cache(
+        WorkloadKind::ReplicationController,
+        texts_of::<ReplicationController>(&client, "ReplicationController watch (cache)"),
+    );
+    cache(
+        WorkloadKind::Job,
+        texts_of::<Job>(&client, "Job watch (cache)"),
+    );
+    cache(
+        WorkloadKind::CronJob,
+        texts_of::<CronJob>(&client, "CronJob watch (cache)"),
+    );
+    cache(
+        WorkloadKind::Pod,
+        texts_of::<Pod>(&client, "Pod watch (cache)"),
+    );
+    let workloads = Arc::new(workloads);
+    state.set_workloads(workloads.clone());
     let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
     let (reports_tx, reports_rx) = watch::channel(Vec::new());
     let writer = ReportWriter {
@@ -273,7 +304,7 @@ pub async fn run(
             policy_api.clone(),
             leader.clone(),
             opts.audit_interval,
-            (deployments, statefulsets),
+            workloads.clone(),
             (writer, reports_rx),
         )
         .boxed(),
@@ -520,7 +551,7 @@ async fn hold_lease(
     released.notify_one();
 }
 
-/// Judges every Deployment and StatefulSet on the leader, every `interval`,
+/// Judges every cached workload on the leader, every `interval`,
 /// writes the counts into each policy's `status.audit`, and the results
 /// into policy reports.
 async fn run_audit(
@@ -528,20 +559,19 @@ async fn run_audit(
     policy_api: Api<WellArchitectedPolicy>,
     leader: Arc<AtomicBool>,
     interval: Duration,
-    (deployments, statefulsets): (texts::TextStore, texts::TextStore),
+    workloads: Arc<Workloads>,
     (mut writer, policy_reports): (ReportWriter, watch::Receiver<Vec<PolicyReport>>),
 ) {
-    deployments.wait_until_ready().await;
-    statefulsets.wait_until_ready().await;
+    workloads.wait_until_ready().await;
     loop {
         if leader.load(Ordering::Acquire) && state.is_synced() {
-            let (ds, ss) = (deployments.state(), statefulsets.state());
+            let cached = workloads.stores.iter().map(|(_, s)| s.state()).collect();
             let snapshot = state.load();
             let now = jiff::Timestamp::now();
             // Judged in the order the reports list workloads, so each is
             // folded in and dropped: one workload and one decision at a time.
             let mut run = audit::Run::new(&snapshot, now);
-            for object in audit::in_report_order(ds, ss) {
+            for object in audit::in_report_order(cached) {
                 run.judge(&object);
             }
             let judged = run.judged;
@@ -562,6 +592,37 @@ async fn run_audit(
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The workload cache: one text store per kind.
+#[derive(Default)]
+pub struct Workloads {
+    stores: Vec<(WorkloadKind, texts::TextStore)>,
+}
+
+impl Workloads {
+    async fn wait_until_ready(&self) {
+        for (_, store) in &self.stores {
+            store.wait_until_ready().await;
+        }
+    }
+}
+
+impl crate::state::WorkloadIndex for Workloads {
+    fn text(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Option<String> {
+        let (_, store) = self.stores.iter().find(|(k, _)| *k == kind)?;
+        store.get(namespace, name).map(|c| c.json.to_string())
+    }
+}
+
+/// A text store of one kind and the watch that fills it.
+fn texts_of<K>(client: &Client, what: &'static str) -> (texts::TextStore, Task)
+where
+    K: texts::Cacheable + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let (store, writer) = texts::store::<K>();
+    (store, watch_texts(Api::all(client.clone()), writer, what))
 }
 
 /// Writes the audit's reports through the report API, when it is served.

@@ -99,8 +99,11 @@ pub struct Match {
     /// detection in the README); `All` governs every workload of the listed kinds.
     #[serde(default)]
     pub workloads: WorkloadScope,
-    /// Kinds governed. ReplicaSets, Jobs and CronJobs are judged only when
-    /// listed here; a ReplicaSet or Pod owned by a controller is judged through its owner.
+    /// Kinds governed; every kind by default. Each is a way to a running
+    /// pod, so a kind left out is a way around the policy. Pods, ReplicaSets
+    /// and Jobs that the core controllers make from a template judged at
+    /// apply (the requester is the controller's service account) are not
+    /// judged again; any other Pod is, whatever its ownerReferences claim.
     #[serde(default = "default_kinds")]
     #[schemars(length(min = 1))]
     pub kinds: Vec<WorkloadKind>,
@@ -137,12 +140,10 @@ impl Default for Match {
     }
 }
 
+/// Every kind: each is a way to a running pod, and a kind left out is a
+/// way around the policy.
 fn default_kinds() -> Vec<WorkloadKind> {
-    vec![
-        WorkloadKind::Deployment,
-        WorkloadKind::StatefulSet,
-        WorkloadKind::Pod,
-    ]
+    WorkloadKind::ALL.to_vec()
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -302,6 +303,20 @@ impl RuleId {
                 "The pod template meets Pod Security Baseline and reaches no GPU it did not request"
             }
         }
+    }
+
+    /// Workload-level rules read the workload around the pod (replicas,
+    /// autoscalers, disruption budgets, rollout strategy) and hold at the
+    /// workload kinds where those mean something; pod-level rules read
+    /// only the pod spec and hold at every pod template and every Pod.
+    pub fn is_workload_level(self) -> bool {
+        matches!(
+            self,
+            RuleId::ZoneSpread
+                | RuleId::Autoscaler
+                | RuleId::DisruptionBudget
+                | RuleId::RolloutStrategy
+        )
     }
 
     pub fn pillar(self) -> Pillar {
