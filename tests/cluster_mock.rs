@@ -34,6 +34,21 @@ fn not_found() -> Value {
         "message": "the server could not find the requested resource"})
 }
 
+/// The chart's ValidatingWebhookConfiguration, with its default rules
+/// (Deployments, StatefulSets, Pods).
+fn chart_webhook_configuration() -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "waf-admission", "resourceVersion": "1"},
+        "webhooks": [{"name": "validate.waf-admission.dev", "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"service": {"name": "waf-admission", "namespace": "waf-admission", "path": "/validate"}},
+            "rules": [
+                {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                 "resources": ["deployments", "statefulsets"], "scope": "Namespaced"},
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                 "resources": ["pods", "pods/ephemeralcontainers"], "scope": "Namespaced"}]}]})
+}
+
 /// What the mock API server saw.
 struct Seen {
     status_path: String,
@@ -101,6 +116,12 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
                 "StatefulSet",
                 "apps/v1",
                 json!([]),
+            ),
+            (
+                "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+                "ValidatingWebhookConfiguration",
+                "admissionregistration.k8s.io/v1",
+                json!([chart_webhook_configuration()]),
             ),
         ];
         if method == Method::GET
@@ -218,6 +239,7 @@ async fn the_controller_syncs_takes_its_lease_applies_policies_and_writes_status
         "/api/v1/namespaces",
         "horizontalpodautoscalers",
         "poddisruptionbudgets",
+        "validatingwebhookconfigurations",
         "keda.sh",
         "POST /apis/coordination.k8s.io/v1/namespaces/waf-admission/leases",
     ] {
@@ -253,6 +275,31 @@ async fn a_policy_that_cannot_be_used_is_marked_not_ready_with_the_reason() {
     assert!(
         state.load().policies.is_empty(),
         "the refused policy is not in force"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_listing_a_kind_the_webhook_is_not_sent_is_not_ready_and_names_it() {
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "jobs-too", "generation": 2, "resourceVersion": "1"},
+         "spec": {"action": "Warn", "match": {"kinds": ["Deployment", "Job", "CronJob"]}}}
+    ]);
+    let (state, seen) = run_against(policies).await;
+    let ready = &seen.status_body["status"]["conditions"][0];
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("KindsNotSent"))
+    );
+    assert_eq!(
+        ready["message"],
+        "the webhook configuration \"waf-admission\" does not send Job, CronJob: add them to \
+         its rules (the chart sends every kind by default)"
+    );
+    assert_eq!(
+        state.load().policies.policies().len(),
+        1,
+        "still in force for the Deployments it is sent"
     );
 }
 

@@ -35,6 +35,12 @@ const USED: &[(&str, &str, &[&str])] = &[
     ("policy", "poddisruptionbudgets", &["get", "list", "watch"]),
     ("apps", "deployments", &["get", "list", "watch"]),
     ("apps", "statefulsets", &["get", "list", "watch"]),
+    // Which kinds the webhook is sent, for policy status.
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        &["get", "list", "watch"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
     // Policy reports: listed by our label, server-side applied (patch,
