@@ -166,12 +166,16 @@ impl Builder {
             match Policy::compile(p) {
                 Ok(compiled) => {
                     self.last_good.insert(name.clone(), compiled);
+                    let kinds_not_sent = coverage.not_sent(&p.spec.matches.kinds);
+                    if let Some(missing) = &kinds_not_sent {
+                        tracing::warn!(policy = %name, "in force for part of its kinds: {}", missing.message());
+                    }
                     reports.push(PolicyReport {
                         name,
                         generation: p.metadata.generation,
                         problems: None,
                         previous_in_force: false,
-                        kinds_not_sent: coverage.not_sent(&p.spec.matches.kinds),
+                        kinds_not_sent,
                     });
                 }
                 Err(e) => {
