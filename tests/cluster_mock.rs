@@ -34,6 +34,24 @@ fn not_found() -> Value {
         "message": "the server could not find the requested resource"})
 }
 
+/// The chart's ValidatingWebhookConfiguration, with its default rules
+/// (every kind).
+fn chart_webhook_configuration() -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+    "metadata": {"name": "waf-admission", "resourceVersion": "1"},
+    "webhooks": [{"name": "validate.waf-admission.dev", "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"service": {"name": "waf-admission", "namespace": "waf-admission", "path": "/validate"}},
+        "rules": [
+            {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+             "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"], "scope": "Namespaced"},
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+             "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers"], "scope": "Namespaced"},
+            {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+             "resources": ["jobs", "cronjobs"], "scope": "Namespaced"}
+        ]}]})
+}
+
 /// What the mock API server saw.
 struct Seen {
     status_path: String,
@@ -47,7 +65,7 @@ struct Seen {
 
 /// Answers the controller until it writes a policy's Ready condition.
 /// WATCH requests are held open; KEDA and the Lease do not exist yet.
-async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> Seen {
+async fn serve_until_ready_condition(mut handle: Handle, policies: Value, webhooks: Value) -> Seen {
     let mut held = Vec::new();
     let mut requests = Vec::new();
     let mut lease_created = Value::Null;
@@ -123,6 +141,12 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
                 "v1",
                 json!([]),
             ),
+            (
+                "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+                "ValidatingWebhookConfiguration",
+                "admissionregistration.k8s.io/v1",
+                webhooks.clone(),
+            ),
         ];
         if method == Method::GET
             && let Some((_, kind, api_version, items)) = lists.iter().find(|l| l.0 == path)
@@ -184,6 +208,14 @@ async fn run_against(policies: Value) -> (Arc<State>, Seen) {
 }
 
 async fn run_with(policies: Value, options: ClusterOptions) -> (Arc<State>, Seen) {
+    run_with_webhooks(policies, options, json!([chart_webhook_configuration()])).await
+}
+
+async fn run_with_webhooks(
+    policies: Value,
+    options: ClusterOptions,
+    webhooks: Value,
+) -> (Arc<State>, Seen) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -192,7 +224,7 @@ async fn run_with(policies: Value, options: ClusterOptions) -> (Arc<State>, Seen
     tokio::spawn(cluster::run(client, state.clone(), rx, options));
     let seen = tokio::time::timeout(
         Duration::from_secs(10),
-        serve_until_ready_condition(handle, policies),
+        serve_until_ready_condition(handle, policies, webhooks),
     )
     .await
     .expect("the controller wrote a policy status within 10 s");
@@ -239,6 +271,7 @@ async fn the_controller_syncs_takes_its_lease_applies_policies_and_writes_status
         "/api/v1/namespaces",
         "horizontalpodautoscalers",
         "poddisruptionbudgets",
+        "validatingwebhookconfigurations",
         "keda.sh",
         "POST /apis/coordination.k8s.io/v1/namespaces/waf-admission/leases",
     ] {
@@ -274,6 +307,39 @@ async fn a_policy_that_cannot_be_used_is_marked_not_ready_with_the_reason() {
     assert!(
         state.load().policies.is_empty(),
         "the refused policy is not in force"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_listing_a_kind_the_webhook_is_not_sent_is_not_ready_and_names_it() {
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "jobs-too", "generation": 2, "resourceVersion": "1"},
+         "spec": {"action": "Warn", "match": {"kinds": ["Deployment", "Job", "CronJob"]}}}
+    ]);
+    // A platform team took batch out of the chart's rules.
+    let mut configuration = chart_webhook_configuration();
+    configuration["webhooks"][0]["rules"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["apiGroups"] != json!(["batch"]));
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let (state, seen) =
+        run_with_webhooks(policies, options(stopping), json!([configuration])).await;
+    let ready = &seen.status_body["status"]["conditions"][0];
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("KindsNotSent"))
+    );
+    assert_eq!(
+        ready["message"],
+        "the webhook configuration \"waf-admission\" does not send Job, CronJob: add them to \
+         its rules (the chart sends every kind by default)"
+    );
+    assert_eq!(
+        state.load().policies.policies().len(),
+        1,
+        "still in force for the Deployments it is sent"
     );
 }
 

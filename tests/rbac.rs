@@ -43,6 +43,12 @@ const USED: &[(&str, &str, &[&str])] = &[
     ("batch", "cronjobs", &["get", "list", "watch"]),
     ("", "pods", &["get", "list", "watch"]),
     ("", "replicationcontrollers", &["get", "list", "watch"]),
+    // Which kinds the webhook is sent, for policy status.
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        &["get", "list", "watch"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
     // Policy reports: listed by our label, server-side applied (patch,

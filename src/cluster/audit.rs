@@ -223,6 +223,7 @@ mod tests {
             generation: Some(1),
             problems: None,
             previous_in_force: false,
+            kinds_not_sent: None,
         }];
         let expected = super::super::reports::build(&snapshot.policies, &all, &policies, now);
         let stored: Vec<Arc<Cached>> = objects.iter().map(cached).collect();

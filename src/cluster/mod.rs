@@ -3,8 +3,9 @@
 //! ScaledObjects in memory;
 //! a change to anything the engine reads rebuilds the snapshot the webhook
 //! reads (see `state.rs`), so the request path never calls the API server.
-//! Policy status says whether each policy is in force, and deny/warn
-//! decisions become Events. An object that cannot be read is reported and
+//! Policy status says whether each policy is in force (and, from the
+//! ValidatingWebhookConfigurations, whether the webhook is sent every kind
+//! it lists: `webhooks.rs`), and deny/warn decisions become Events. An object that cannot be read is reported and
 //! skipped; it never stops the others or keeps the replica unready.
 //!
 //! Every background task is supervised: if one ends while the process is
@@ -22,6 +23,7 @@ pub mod reports;
 pub mod snapshot;
 pub mod status;
 pub mod texts;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -208,6 +211,14 @@ pub async fn run(
         changed.clone(),
         "PodDisruptionBudget watch",
     ));
+    // Which kinds the webhook is sent, for policy status.
+    let (webhooks, w) = reflector::store::<ValidatingWebhookConfiguration>();
+    spawn(watch(
+        Api::all(client.clone()),
+        w,
+        changed.clone(),
+        "ValidatingWebhookConfiguration watch",
+    ));
     // One watch per named Secret (fieldSelector on the name), so the Role
     // can grant just those names; none when no policy needs credentials.
     let mut secrets = Vec::new();
@@ -317,6 +328,7 @@ pub async fn run(
         pdbs,
         scaled_objects,
         secrets,
+        webhooks,
     };
     let keeper = keep_snapshot(
         stores,
@@ -347,6 +359,7 @@ struct Stores {
     pdbs: Store<PodDisruptionBudget>,
     scaled_objects: Option<Store<DynamicObject>>,
     secrets: Vec<Store<Secret>>,
+    webhooks: Store<ValidatingWebhookConfiguration>,
 }
 
 impl Stores {
@@ -356,6 +369,7 @@ impl Stores {
         self.namespaces.wait_until_ready().await.ok();
         self.hpas.wait_until_ready().await.ok();
         self.pdbs.wait_until_ready().await.ok();
+        self.webhooks.wait_until_ready().await.ok();
         if let Some(s) = &self.scaled_objects {
             s.wait_until_ready().await.ok();
         }
@@ -385,6 +399,7 @@ impl Stores {
                 .map(Store::state)
                 .unwrap_or_default(),
             secrets: self.secrets.iter().flat_map(Store::state).collect(),
+            webhooks: self.webhooks.state(),
         }
     }
 }

@@ -1,17 +1,20 @@
 //! Reflector stores → the snapshot the request path reads. Pure: the tests
 //! feed it objects, the controller feeds it its stores. A policy that
 //! cannot be used is refused and its last good version stays in force;
-//! a deleted policy is gone.
+//! a deleted policy is gone. A policy in force that lists kinds the live
+//! webhook configuration does not send is reported as such.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
+use super::webhooks::{Coverage, KindsNotSent};
 use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
@@ -33,6 +36,9 @@ pub struct Inputs {
     /// The Secrets of the controller's namespace that `--registry-secret`
     /// names (pull secrets, signing keys).
     pub secrets: Vec<Arc<Secret>>,
+    /// The cluster's ValidatingWebhookConfigurations: which kinds reach
+    /// the webhook (see `webhooks.rs`).
+    pub webhooks: Vec<Arc<ValidatingWebhookConfiguration>>,
 }
 
 /// An object that could not be decoded, with what is known of it.
@@ -55,6 +61,8 @@ pub struct PolicyReport {
     pub problems: Option<Vec<String>>,
     /// A refused policy whose previous version is still in force.
     pub previous_in_force: bool,
+    /// In force, but some of its `match.kinds` never reach the webhook.
+    pub kinds_not_sent: Option<KindsNotSent>,
 }
 
 /// A policy or exception that is skipped, for an Event on it.
@@ -82,6 +90,9 @@ struct Key {
     pdbs: Vec<Identity>,
     /// Secrets by resourceVersion (they have no generation).
     secrets: Vec<(String, Option<String>)>,
+    /// What the webhook configurations send, not the objects: cert-manager
+    /// rewriting a caBundle changes nothing a status says.
+    webhooks: Coverage,
 }
 
 type Identity = (Option<String>, Option<String>, String, Option<i64>);
@@ -99,7 +110,8 @@ impl Builder {
     pub fn build(&mut self, inputs: &Inputs) -> (Snapshot, Vec<PolicyReport>) {
         self.key = None;
         let scalers = scalers(inputs);
-        let snapshot = self.assemble(inputs, scalers);
+        let coverage = Coverage::of(&inputs.webhooks);
+        let snapshot = self.assemble(inputs, scalers, &coverage);
         (snapshot, self.reports.clone())
     }
 
@@ -111,7 +123,7 @@ impl Builder {
         if self.key.as_ref() == Some(&key) {
             return None;
         }
-        let snapshot = self.assemble(inputs, scalers);
+        let snapshot = self.assemble(inputs, scalers, &key.webhooks);
         self.key = Some(key);
         Some((snapshot, self.reports.clone()))
     }
@@ -126,7 +138,12 @@ impl Builder {
         &self.problems
     }
 
-    fn assemble(&mut self, inputs: &Inputs, scalers: Vec<ScalerRef>) -> Snapshot {
+    fn assemble(
+        &mut self,
+        inputs: &Inputs,
+        scalers: Vec<ScalerRef>,
+        coverage: &Coverage,
+    ) -> Snapshot {
         let mut reports = Vec::new();
         let mut problems = Vec::new();
         // A policy that cannot be read keeps its last good version, as a
@@ -149,11 +166,16 @@ impl Builder {
             match Policy::compile(p) {
                 Ok(compiled) => {
                     self.last_good.insert(name.clone(), compiled);
+                    let kinds_not_sent = coverage.not_sent(&p.spec.matches.kinds);
+                    if let Some(missing) = &kinds_not_sent {
+                        tracing::warn!(policy = %name, "in force for part of its kinds: {}", missing.message());
+                    }
                     reports.push(PolicyReport {
                         name,
                         generation: p.metadata.generation,
                         problems: None,
                         previous_in_force: false,
+                        kinds_not_sent,
                     });
                 }
                 Err(e) => {
@@ -167,6 +189,7 @@ impl Builder {
                         name,
                         generation: p.metadata.generation,
                         problems: Some(problems),
+                        kinds_not_sent: None,
                     });
                 }
             }
@@ -180,6 +203,7 @@ impl Builder {
                     name: u.name.clone(),
                     generation: u.generation,
                     problems: Some(vec![error.clone()]),
+                    kinds_not_sent: None,
                 });
             }
             problems.push(ObjectProblem {
@@ -306,6 +330,7 @@ impl Key {
             scalers: scalers.to_vec(),
             pdbs,
             secrets,
+            webhooks: Coverage::of(&inputs.webhooks),
         }
     }
 }
@@ -532,6 +557,77 @@ mod tests {
         assert_eq!(verdict(&snapshot).len(), 2);
         inputs.policies = vec![policy("p", 2, json!({"action": "Warn"}))];
         assert!(b.build_if_changed(&inputs).is_some(), "a new generation");
+    }
+
+    fn webhook_configuration(resources: &[&str], ca: &str) -> Arc<ValidatingWebhookConfiguration> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "waf-admission"},
+                "webhooks": [{"name": "validate.waf-admission.dev", "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "clientConfig": {"url": "https://127.0.0.1:8443/validate", "caBundle": ca},
+                    "rules": [{"apiGroups": ["apps", "", "batch"], "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"], "resources": resources,
+                        "scope": "Namespaced"}]}]}))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_policy_listing_kinds_the_webhook_is_not_sent_is_reported_and_a_rule_change_rebuilds() {
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            policies: vec![
+                policy(
+                    "jobs",
+                    1,
+                    json!({"match": {"kinds": ["Deployment", "Job"]}}),
+                ),
+                policy(
+                    "default",
+                    1,
+                    json!({"match": {"kinds": ["Deployment", "StatefulSet", "Pod"]}}),
+                ),
+            ],
+            webhooks: vec![webhook_configuration(
+                &["deployments", "statefulsets", "pods"],
+                "Y2E=",
+            )],
+            ..inputs()
+        };
+        let (snapshot, reports) = b.build_if_changed(&inputs).expect("the first build");
+        assert_eq!(snapshot.policies.policies().len(), 2, "both in force");
+        let missing = reports[0].kinds_not_sent.as_ref().expect("Job is not sent");
+        assert_eq!(reports[0].name, "jobs");
+        assert_eq!(missing.kinds, [crate::workload::WorkloadKind::Job]);
+        assert_eq!(missing.configurations, ["waf-admission"]);
+        assert_eq!(
+            reports[1].kinds_not_sent, None,
+            "Deployments, StatefulSets and Pods are sent"
+        );
+        // cert-manager rotates the caBundle: nothing a status says changes.
+        inputs.webhooks = vec![webhook_configuration(
+            &["deployments", "statefulsets", "pods"],
+            "bmV3",
+        )];
+        assert!(b.build_if_changed(&inputs).is_none());
+        // Jobs added to the rules: rebuilt, and in force for every kind.
+        inputs.webhooks = vec![webhook_configuration(
+            &["deployments", "statefulsets", "pods", "jobs"],
+            "bmV3",
+        )];
+        let (_, reports) = b.build_if_changed(&inputs).expect("the rules changed");
+        assert!(reports.iter().all(|r| r.kinds_not_sent.is_none()));
+        // The configuration deleted: nothing is sent.
+        inputs.webhooks = vec![];
+        let (_, reports) = b
+            .build_if_changed(&inputs)
+            .expect("the configuration is gone");
+        let missing = reports[1].kinds_not_sent.as_ref().unwrap();
+        assert!(missing.configurations.is_empty());
+        assert_eq!(missing.kinds.len(), 3);
     }
 
     #[test]

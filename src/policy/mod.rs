@@ -1214,7 +1214,9 @@ pub struct PolicyStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` is True when the policy is in force, False with the reason when it was refused.
+    /// `Ready` is True when the policy is in force, False with the reason when it was refused
+    /// (`Invalid`) or when the webhook configuration does not send some of its `match.kinds`
+    /// (`KindsNotSent`, naming them: the policy holds for the other kinds only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Counts from the last background audit of existing workloads.
