@@ -26,11 +26,14 @@ pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
 /// The namespace of the controllers' service accounts.
 const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:kube-system:";
 
+/// A kind a controller writes, and the subresource (None: the object).
+pub type Writes = (WorkloadKind, Option<&'static str>);
+
 /// Each core controller's service account (in kube-system) and what it
 /// writes from a template or spec that was itself judged at apply:
 /// (kind, subresource). Its writes of those are admitted unjudged; a user's
 /// writes of the same objects are judged.
-pub const CORE_CONTROLLERS: [(&str, &[(WorkloadKind, Option<&str>)]); 8] = [
+pub const CORE_CONTROLLERS: [(&str, &[Writes]); 8] = [
     // Makes and scales each rollout's ReplicaSet from the Deployment's template.
     ("deployment-controller", &[(WorkloadKind::ReplicaSet, None)]),
     ("replicaset-controller", &[(WorkloadKind::Pod, None)]),
