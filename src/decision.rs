@@ -103,7 +103,7 @@ pub fn registry_queries(
     if !set.needs_registry() || judged_through(w, ctx).is_some() {
         return out;
     }
-    let detection = inference::detect(w, set.detection_gpus());
+    let detection = inference::detect(w, set.detection_gpus(), ctx);
     let ns_labels = ctx.namespace_labels(&w.namespace);
     let exempt = ctx
         .exceptions_for(w)
@@ -131,7 +131,7 @@ pub fn judge_with(
     facts: &Facts,
     now: jiff::Timestamp,
 ) -> Decision {
-    let detection = inference::detect(w, set.detection_gpus());
+    let detection = inference::detect(w, set.detection_gpus(), ctx);
     let mut d = Decision {
         inference: detection.reason.clone(),
         opted_out: detection.opted_out,
@@ -183,7 +183,9 @@ pub fn judge_with(
                 }
                 RuleId::Autoscaler => run(&p.autoscaler, |s, _| autoscaler::check(w, s, &scalers)),
                 RuleId::Resources => run(&p.resources, |s, m| resources::check(w, s, m)),
-                RuleId::GpuPlacement => run(&p.gpu_placement, |s, m| gpu_placement::check(w, s, m)),
+                RuleId::GpuPlacement => {
+                    run(&p.gpu_placement, |s, m| gpu_placement::check(w, s, m, ctx))
+                }
                 RuleId::ImageProvenance => run(&p.image_provenance, |s, _| {
                     image_provenance::check(w, s, ctx, facts)
                 }),

@@ -33,6 +33,16 @@ const USED: &[(&str, &str, &[&str])] = &[
     ),
     ("keda.sh", "scaledobjects", &["get", "list", "watch"]),
     ("policy", "poddisruptionbudgets", &["get", "list", "watch"]),
+    (
+        "resource.k8s.io",
+        "resourceclaims",
+        &["get", "list", "watch"],
+    ),
+    (
+        "resource.k8s.io",
+        "resourceclaimtemplates",
+        &["get", "list", "watch"],
+    ),
     ("apps", "deployments", &["get", "list", "watch"]),
     ("apps", "statefulsets", &["get", "list", "watch"]),
     // The workload cache: every kind, for the audit and for judging a

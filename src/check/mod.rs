@@ -1,6 +1,7 @@
 //! `waf-admission check`: the engine over files, giving the verdicts the
-//! cluster would give. Autoscalers, PodDisruptionBudgets, namespaces and
-//! exceptions in the input form the context, as the reflectors do in the cluster.
+//! cluster would give. Autoscalers, PodDisruptionBudgets, DRA
+//! ResourceClaims and ResourceClaimTemplates, namespaces and exceptions in
+//! the input form the context, as the reflectors do in the cluster.
 
 pub mod junit;
 pub mod load;
@@ -14,7 +15,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
+use crate::context::{Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, secret_data};
 use crate::decision::{Evaluation, evaluate_with, registry_queries};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
@@ -170,6 +171,21 @@ pub fn run_with(
                 match PdbRef::from_value(doc.value, "default", &doc.source) {
                     Ok(p) => ctx.add_pdb(p),
                     Err(e) => report.errors.push(e),
+                }
+                *others.entry(kind).or_default() += 1;
+            }
+            // What a pod's DRA claims name: a GPU device class makes it a GPU pod.
+            (
+                "resource.k8s.io/v1" | "resource.k8s.io/v1beta2" | "resource.k8s.io/v1beta1",
+                "ResourceClaim" | "ResourceClaimTemplate",
+            ) => {
+                match DeviceClaimRef::from_value(
+                    std::mem::take(&mut doc.value),
+                    "default",
+                    &doc.source,
+                ) {
+                    Ok(c) => ctx.add_device_claim(c),
+                    Err(e) => report.errors.push(at_document(&doc, e)),
                 }
                 *others.entry(kind).or_default() += 1;
             }

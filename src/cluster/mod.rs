@@ -1,6 +1,7 @@
 //! In the cluster: kube-runtime reflectors keep policies, exceptions,
-//! namespaces, HPAs, PodDisruptionBudgets and (when KEDA is installed)
-//! ScaledObjects in memory;
+//! namespaces, HPAs, PodDisruptionBudgets, (when KEDA is installed)
+//! ScaledObjects and (when resource.k8s.io/v1 is served) DRA
+//! ResourceClaims and ResourceClaimTemplates in memory;
 //! a change to anything the engine reads rebuilds the snapshot the webhook
 //! reads (see `state.rs`), so the request path never calls the API server.
 //! Policy status says whether each policy is in force (and, from the
@@ -39,6 +40,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
@@ -240,6 +242,16 @@ pub async fn run(
         }
         None => None,
     };
+    let (resource_claims, resource_claim_templates) =
+        match device_claims(&client, changed.clone()).await {
+            Some((claims, templates, tasks)) => {
+                for task in tasks {
+                    spawn(task);
+                }
+                (Some(claims), Some(templates))
+            }
+            None => (None, None),
+        };
     spawn((
         "Event publisher",
         events::publish(client.clone(), events, opts.pod_name.clone()).boxed(),
@@ -327,6 +339,8 @@ pub async fn run(
         hpas,
         pdbs,
         scaled_objects,
+        resource_claims,
+        resource_claim_templates,
         secrets,
         webhooks,
     };
@@ -358,6 +372,8 @@ struct Stores {
     hpas: Store<HorizontalPodAutoscaler>,
     pdbs: Store<PodDisruptionBudget>,
     scaled_objects: Option<Store<DynamicObject>>,
+    resource_claims: Option<Store<ResourceClaim>>,
+    resource_claim_templates: Option<Store<ResourceClaimTemplate>>,
     secrets: Vec<Store<Secret>>,
     webhooks: Store<ValidatingWebhookConfiguration>,
 }
@@ -371,6 +387,12 @@ impl Stores {
         self.pdbs.wait_until_ready().await.ok();
         self.webhooks.wait_until_ready().await.ok();
         if let Some(s) = &self.scaled_objects {
+            s.wait_until_ready().await.ok();
+        }
+        if let Some(s) = &self.resource_claims {
+            s.wait_until_ready().await.ok();
+        }
+        if let Some(s) = &self.resource_claim_templates {
             s.wait_until_ready().await.ok();
         }
         for s in &self.secrets {
@@ -395,6 +417,16 @@ impl Stores {
             pdbs: self.pdbs.state(),
             scaled_objects: self
                 .scaled_objects
+                .as_ref()
+                .map(Store::state)
+                .unwrap_or_default(),
+            resource_claims: self
+                .resource_claims
+                .as_ref()
+                .map(Store::state)
+                .unwrap_or_default(),
+            resource_claim_templates: self
+                .resource_claim_templates
                 .as_ref()
                 .map(Store::state)
                 .unwrap_or_default(),
@@ -533,6 +565,39 @@ async fn scaled_objects(
     let store = writer.as_reader();
     let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
     Some((store, watch(api, writer, changed, "ScaledObject watch")))
+}
+
+/// DRA's ResourceClaims and ResourceClaimTemplates, when resource.k8s.io/v1
+/// is served (Kubernetes 1.34 and later); before that, GPUs are seen through
+/// resource names only.
+async fn device_claims(
+    client: &Client,
+    changed: Arc<Notify>,
+) -> Option<(
+    Store<ResourceClaim>,
+    Store<ResourceClaimTemplate>,
+    [Task; 2],
+)> {
+    let gvk = GroupVersionKind::gvk("resource.k8s.io", "v1", "ResourceClaimTemplate");
+    if let Err(e) = kube::discovery::pinned_kind(client, &gvk).await {
+        tracing::info!(reason = %e, "resource.k8s.io/v1 not served: DRA claims are not seen, GPUs only through resource names");
+        return None;
+    }
+    let (claims, w) = reflector::store::<ResourceClaim>();
+    let claims_task = watch(
+        Api::all(client.clone()),
+        w,
+        changed.clone(),
+        "ResourceClaim watch",
+    );
+    let (templates, w) = reflector::store::<ResourceClaimTemplate>();
+    let templates_task = watch(
+        Api::all(client.clone()),
+        w,
+        changed,
+        "ResourceClaimTemplate watch",
+    );
+    Some((claims, templates, [claims_task, templates_task]))
 }
 
 /// Renews or takes the Lease every few seconds; a replica that gains it

@@ -11,11 +11,12 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
 use super::webhooks::{Coverage, KindsNotSent};
-use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
+use crate::context::{Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, secret_data};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
@@ -33,6 +34,9 @@ pub struct Inputs {
     pub hpas: Vec<Arc<HorizontalPodAutoscaler>>,
     pub scaled_objects: Vec<Arc<DynamicObject>>,
     pub pdbs: Vec<Arc<PodDisruptionBudget>>,
+    /// DRA claims and claim templates (resource.k8s.io/v1), when served.
+    pub resource_claims: Vec<Arc<ResourceClaim>>,
+    pub resource_claim_templates: Vec<Arc<ResourceClaimTemplate>>,
     /// The Secrets of the controller's namespace that `--registry-secret`
     /// names (pull secrets, signing keys).
     pub secrets: Vec<Arc<Secret>>,
@@ -88,6 +92,8 @@ struct Key {
     scalers: Vec<ScalerRef>,
     /// PodDisruptionBudgets by generation: their status churns too.
     pdbs: Vec<Identity>,
+    /// What DRA claims request (their allocation status churns).
+    device_claims: Vec<DeviceClaimRef>,
     /// Secrets by resourceVersion (they have no generation).
     secrets: Vec<(String, Option<String>)>,
     /// What the webhook configurations send, not the objects: cert-manager
@@ -111,7 +117,8 @@ impl Builder {
         self.key = None;
         let scalers = scalers(inputs);
         let coverage = Coverage::of(&inputs.webhooks);
-        let snapshot = self.assemble(inputs, scalers, &coverage);
+        let claims = device_claims(inputs);
+        let snapshot = self.assemble(inputs, scalers, claims, &coverage);
         (snapshot, self.reports.clone())
     }
 
@@ -119,11 +126,12 @@ impl Builder {
     /// the last build; `None` otherwise.
     pub fn build_if_changed(&mut self, inputs: &Inputs) -> Option<(Snapshot, Vec<PolicyReport>)> {
         let scalers = scalers(inputs);
-        let key = Key::of(inputs, &scalers);
+        let claims = device_claims(inputs);
+        let key = Key::of(inputs, &scalers, &claims);
         if self.key.as_ref() == Some(&key) {
             return None;
         }
-        let snapshot = self.assemble(inputs, scalers, &key.webhooks);
+        let snapshot = self.assemble(inputs, scalers, claims, &key.webhooks);
         self.key = Some(key);
         Some((snapshot, self.reports.clone()))
     }
@@ -142,6 +150,7 @@ impl Builder {
         &mut self,
         inputs: &Inputs,
         scalers: Vec<ScalerRef>,
+        claims: Vec<DeviceClaimRef>,
         coverage: &Coverage,
     ) -> Snapshot {
         let mut reports = Vec::new();
@@ -237,6 +246,9 @@ impl Builder {
         for s in scalers {
             context.add_scaler(s);
         }
+        for c in claims {
+            context.add_device_claim(c);
+        }
         for pdb in &inputs.pdbs {
             let value = serde_json::to_value(pdb.as_ref());
             match value.map(|v| PdbRef::from_value(v, "default", "PodDisruptionBudget")) {
@@ -286,8 +298,36 @@ fn scalers(inputs: &Inputs) -> Vec<ScalerRef> {
     out
 }
 
+/// The DRA claims and claim templates of the inputs, in a stable order.
+/// Claims that the resource claim controller made for one pod from a
+/// template are left out: no pod names them in `spec.resourceClaims`
+/// (it names the template), and there is one per running pod.
+fn device_claims(inputs: &Inputs) -> Vec<DeviceClaimRef> {
+    let made_for_a_pod = |c: &ResourceClaim| {
+        c.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Pod" && o.controller == Some(true))
+    };
+    let mut out: Vec<DeviceClaimRef> = inputs
+        .resource_claims
+        .iter()
+        .filter(|c| !made_for_a_pod(c))
+        .map(|c| DeviceClaimRef::from_claim(c, "default"))
+        .chain(
+            inputs
+                .resource_claim_templates
+                .iter()
+                .map(|t| DeviceClaimRef::from_template(t, "default")),
+        )
+        .collect();
+    out.sort();
+    out
+}
+
 impl Key {
-    fn of(inputs: &Inputs, scalers: &[ScalerRef]) -> Key {
+    fn of(inputs: &Inputs, scalers: &[ScalerRef], device_claims: &[DeviceClaimRef]) -> Key {
         let mut policies: Vec<_> = inputs
             .policies
             .iter()
@@ -329,6 +369,7 @@ impl Key {
             namespaces,
             scalers: scalers.to_vec(),
             pdbs,
+            device_claims: device_claims.to_vec(),
             secrets,
             webhooks: Coverage::of(&inputs.webhooks),
         }
@@ -422,6 +463,62 @@ mod tests {
 
         inputs.policies.clear();
         assert!(verdict(&b.build(&inputs).0).is_empty());
+    }
+
+    #[test]
+    fn dra_templates_and_shared_claims_reach_the_context_and_their_status_rebuilds_nothing() {
+        use crate::context::ClaimSource;
+        let claim = |name: &str, owner: Option<&str>, allocated: bool| -> Arc<ResourceClaim> {
+            let mut c = json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                "metadata": {"name": name, "namespace": "ml"},
+                "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}});
+            if let Some(pod) = owner {
+                c["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Pod",
+                    "name": pod, "uid": "u", "controller": true}]);
+            }
+            if allocated {
+                c["status"] =
+                    json!({"reservedFor": [{"resource": "pods", "name": "x", "uid": "u"}]});
+            }
+            Arc::new(serde_json::from_value(c).unwrap())
+        };
+        let template: Arc<ResourceClaimTemplate> = Arc::new(
+            serde_json::from_value(json!({"apiVersion": "resource.k8s.io/v1",
+                "kind": "ResourceClaimTemplate", "metadata": {"name": "one-gpu", "namespace": "ml"},
+                "spec": {"spec": {"devices": {"requests": [{"name": "gpu",
+                    "exactly": {"deviceClassName": "mig.nvidia.com"}}]}}}}))
+            .unwrap(),
+        );
+        let mut inputs = Inputs {
+            resource_claims: vec![
+                claim("shared", None, false),
+                claim("llm-0-gpu-x7k2p", Some("llm-0"), true),
+            ],
+            resource_claim_templates: vec![template],
+            ..inputs()
+        };
+        let mut b = Builder::default();
+        let (snapshot, _) = b.build_if_changed(&inputs).unwrap();
+        let ctx = &snapshot.context;
+        assert!(
+            ctx.device_claim("ml", ClaimSource::ResourceClaim, "shared")
+                .is_some()
+        );
+        assert!(
+            ctx.device_claim("ml", ClaimSource::ResourceClaimTemplate, "one-gpu")
+                .is_some_and(|t| t.device_classes == ["mig.nvidia.com"])
+        );
+        assert!(
+            ctx.device_claim("ml", ClaimSource::ResourceClaim, "llm-0-gpu-x7k2p")
+                .is_none(),
+            "a claim made for one pod is left out"
+        );
+        inputs.resource_claims[0] = claim("shared", None, true);
+        inputs.resource_claims[1] = claim("llm-1-gpu-q9z4w", Some("llm-1"), true);
+        assert!(
+            b.build_if_changed(&inputs).is_none(),
+            "allocation and per-pod claims rebuild nothing"
+        );
     }
 
     #[test]

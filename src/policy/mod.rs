@@ -563,9 +563,17 @@ pub struct GpuPlacement {
     #[serde(default)]
     pub mutate: bool,
     /// Extended resources that are GPUs. A trailing `*` matches a prefix
-    /// (`nvidia.com/mig-*`).
+    /// (`nvidia.com/mig-*`). Time-sliced GPUs renamed by NVIDIA's device
+    /// plugin (`renameByDefault`) are `nvidia.com/gpu.shared`.
     #[serde(default = "default_gpu_resources")]
     pub resource_names: Vec<String>,
+    /// DRA device classes (resource.k8s.io/v1 `DeviceClass` names) that are
+    /// GPUs: a pod whose `spec.resourceClaims` name a ResourceClaim or a
+    /// ResourceClaimTemplate that requests a device of one of these classes
+    /// (`exactly.deviceClassName` or a `firstAvailable` entry) is a GPU pod,
+    /// as if it requested a GPU resource.
+    #[serde(default = "default_gpu_device_classes")]
+    pub device_classes: Vec<String>,
     /// Node labels that GPU pods must select (by nodeSelector or an
     /// equivalent required node affinity).
     #[serde(default = "default_gpu_node_selector")]
@@ -585,6 +593,7 @@ impl Default for GpuPlacement {
             action: None,
             mutate: false,
             resource_names: default_gpu_resources(),
+            device_classes: default_gpu_device_classes(),
             node_selector: default_gpu_node_selector(),
             tolerations: default_gpu_tolerations(),
             allowed_vm_sizes: Vec::new(),
@@ -592,8 +601,26 @@ impl Default for GpuPlacement {
     }
 }
 
+/// NVIDIA's device plugin (whole GPUs, time-sliced GPUs renamed
+/// `.shared`, MIG slices), AMD's and Intel's (`i915` and `xe` drivers; not
+/// their `*_monitoring` resources, which watch every GPU and use none).
 fn default_gpu_resources() -> Vec<String> {
-    vec!["nvidia.com/gpu".into(), "nvidia.com/mig-*".into()]
+    [
+        "nvidia.com/gpu",
+        "nvidia.com/gpu.shared",
+        "nvidia.com/mig-*",
+        "amd.com/gpu",
+        "gpu.intel.com/i915",
+        "gpu.intel.com/xe",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The device classes NVIDIA's DRA driver installs: whole GPUs and MIG
+/// slices.
+fn default_gpu_device_classes() -> Vec<String> {
+    vec!["gpu.nvidia.com".into(), "mig.nvidia.com".into()]
 }
 
 fn default_gpu_node_selector() -> BTreeMap<String, String> {
