@@ -198,6 +198,48 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_in_the_cache_is_judged_with_the_rules_that_hold_for_it() {
+        let snapshot = snapshot(json!({}));
+        let now: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let bad = deployment("examples/bad/image-provenance.yaml");
+        let template = serde_json::to_value(&bad.spec.template).unwrap();
+        let meta = json!({"name": "llm", "namespace": "ml"});
+        let daemonset: k8s_openapi::api::apps::v1::DaemonSet = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": meta,
+            "spec": {"selector": bad.spec.selector, "template": template}}))
+        .unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]}))
+        .unwrap();
+        let cached = vec![
+            vec![Arc::new(daemonset.to_cached().unwrap())],
+            vec![Arc::new(pod.to_cached().unwrap())],
+        ];
+        let mut run = Run::new(&snapshot, now);
+        for object in in_report_order(cached) {
+            run.judge(&object);
+        }
+        assert_eq!(run.judged, 2);
+        let (summary, _) = run.finish();
+        let p = &summary["p"];
+        assert_eq!(p.workloads, 2);
+        // image-provenance holds at both, as at the Deployment they were
+        // made from; no replica floor or autoscaler for a DaemonSet or a Pod.
+        let mut alone = Run::new(&snapshot, now);
+        alone.judge(&Arc::new(bad.clone().to_cached().unwrap()));
+        let per_workload = alone.finish().0["p"].by_rule["image-provenance"];
+        assert_eq!(
+            p.by_rule.get("image-provenance"),
+            Some(&(2 * per_workload)),
+            "{:?}",
+            p.by_rule
+        );
+        for rule in ["zone-spread", "autoscaler", "disruption-budget"] {
+            assert!(!p.by_rule.contains_key(rule), "{rule}: {:?}", p.by_rule);
+        }
+    }
+
+    #[test]
     fn judging_one_at_a_time_gives_the_reports_judging_all_at_once_gives() {
         let snapshot = snapshot(json!({"autoscaler": {"action": "Warn"}}));
         let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();

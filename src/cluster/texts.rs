@@ -305,6 +305,54 @@ mod tests {
             .collect()
     }
 
+    fn pod(name: &str, owner: Option<(&str, &str)>) -> Pod {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "ml"},
+            "spec": {"containers": [{"name": "c", "image": "docker.io/vllm/vllm-openai:latest"}]}});
+        if let Some((api_version, kind)) = owner {
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": api_version, "kind": kind,
+                "name": "owner", "uid": "u", "controller": true}]);
+        }
+        serde_json::from_value(p).unwrap()
+    }
+
+    #[tokio::test]
+    async fn pods_their_controller_made_are_left_to_the_owner_and_every_other_pod_is_kept() {
+        let (store, mut w) = store::<Pod>();
+        w.apply(watcher::Event::Init);
+        w.apply(watcher::Event::InitApply(pod(
+            "made",
+            Some(("apps/v1", "ReplicaSet")),
+        )));
+        w.apply(watcher::Event::InitApply(pod("bare", None)));
+        // A Deployment never makes Pods: the reference is a claim.
+        w.apply(watcher::Event::InitApply(pod(
+            "forged",
+            Some(("apps/v1", "Deployment")),
+        )));
+        w.apply(watcher::Event::InitApply(pod(
+            "ray",
+            Some(("ray.io/v1", "RayCluster")),
+        )));
+        w.apply(watcher::Event::InitDone);
+        store.wait_until_ready().await;
+        assert_eq!(
+            names(&store),
+            [
+                ("ml".into(), "bare".into()),
+                ("ml".into(), "forged".into()),
+                ("ml".into(), "ray".into())
+            ]
+        );
+        // Adopted by a ReplicaSet since: judged through it from now on.
+        w.apply(watcher::Event::Apply(pod(
+            "bare",
+            Some(("apps/v1", "ReplicaSet")),
+        )));
+        assert!(store.get("ml", "bare").is_none());
+        assert!(store.get("ml", "forged").is_some());
+    }
+
     #[test]
     fn the_text_keeps_the_spec_and_labels_and_drops_what_the_engine_never_reads() {
         let d = deployment("ml", "llm", "registry.example/llm:1");
