@@ -23,28 +23,45 @@ use waf_admission::workload::WorkloadKind;
 
 use common::*;
 
-/// The cluster's workloads, as the reflectors would hold them.
+/// The cluster's workloads, as the reflectors would hold them; those in
+/// `late` reach the cache only after `late_reads` lookups missed them (a
+/// watch event still on its way).
 #[derive(Default)]
-struct Cache(HashMap<(WorkloadKind, String, String), String>);
+struct Cache {
+    objects: HashMap<(WorkloadKind, String, String), String>,
+    late: std::sync::Mutex<usize>,
+}
 
 impl WorkloadIndex for Cache {
     fn text(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Option<String> {
-        self.0
+        let mut late = self.late.lock().unwrap();
+        if *late > 0 {
+            *late -= 1;
+            return None;
+        }
+        self.objects
             .get(&(kind, namespace.to_owned(), name.to_owned()))
             .cloned()
     }
 }
 
 fn router(cached: &[&Value]) -> axum::Router {
+    router_late(cached, 0)
+}
+
+fn router_late(cached: &[&Value], late_reads: usize) -> axum::Router {
     let state = State::standalone(PolicySet::baseline().unwrap());
-    let mut cache = Cache::default();
+    let mut cache = Cache {
+        late: std::sync::Mutex::new(late_reads),
+        ..Cache::default()
+    };
     for w in cached {
         let kind = WorkloadKind::ALL
             .into_iter()
             .find(|k| k.as_str() == w["kind"])
             .unwrap();
         let meta = &w["metadata"];
-        cache.0.insert(
+        cache.objects.insert(
             (
                 kind,
                 meta["namespace"].as_str().unwrap().to_owned(),
@@ -389,4 +406,20 @@ async fn an_autoscaler_below_the_floor_is_denied_against_the_workload_it_targets
     let body = post(&router, "/validate", &rev).await;
     assert!(!allowed(&body), "{body}");
     assert!(message(&body).contains("ScaledObject llm"), "{body}");
+}
+
+#[tokio::test]
+async fn an_autoscaler_applied_with_its_workload_waits_for_it_to_reach_the_cache() {
+    // `kubectl apply -f` of a Deployment and its HPA: the HPA's review
+    // arrives before the Deployment's watch event (here: 5 lookups miss).
+    let deployment = good();
+    let router = router_late(&[&deployment], 5);
+    let body = post(
+        &router,
+        "/validate",
+        &as_user(review("CREATE", Some(&hpa(1)), false), DEV),
+    )
+    .await;
+    assert!(!allowed(&body), "{body}");
+    assert!(message(&body).contains("[zone-spread]"), "{body}");
 }

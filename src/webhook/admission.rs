@@ -293,7 +293,10 @@ pub async fn review(
     let lookup = Lookup { registry, deadline };
     let (response, summary) = match prepare(endpoint, &request, objects, state) {
         Prepared::Answered(response, summary) => (response, summary),
-        Prepared::Change(change) => change.judge(&request, state, metrics, now),
+        // Boxed: the wait for the cache is the rare road.
+        Prepared::Change(change) => {
+            Box::pin(change.judge(&request, state, metrics, now, deadline)).await
+        }
         Prepared::Judge(pending) => {
             // The one wait of the request path, and only when a governing
             // policy needs the registry. Everything held across it is
@@ -514,9 +517,7 @@ fn prepare<'a>(
     }
     if subresource == Some("scale") {
         return match (endpoint, written) {
-            (Endpoint::Validate, Some(kind)) => {
-                Change::scale(response, req, kind, objects.new, state)
-            }
+            (Endpoint::Validate, Some(kind)) => Change::scale(response, req, kind, objects.new),
             _ => Prepared::Answered(response, Summary::allowed("-")),
         };
     }
@@ -625,13 +626,24 @@ fn finish(
 /// what was there before is not repeated.
 struct Change {
     response: AdmissionResponse,
-    before: Workload,
-    after: Workload,
-    /// The context after the change, when the change is to the context
-    /// (an autoscaler); None: the snapshot's.
+    /// The workload changed: (kind, namespace, name).
+    target: (WorkloadKind, String, String),
+    /// A scale: `spec.replicas` after it.
+    replicas: Option<i32>,
+    /// An autoscaler: the context before and after it (None: the
+    /// snapshot's).
     before_context: Option<crate::context::Context>,
     after_context: Option<crate::context::Context>,
+    /// Wait a moment for a target the cache does not hold yet: an
+    /// autoscaler applied in the same `kubectl apply` as its workload
+    /// arrives right after the workload was created, before the watch
+    /// event has reached this replica.
+    wait: bool,
 }
+
+/// How long an autoscaler waits for its workload to reach the cache (and
+/// never past the request's deadline).
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// `spec.replicas` of an `autoscaling/v1` Scale.
 #[derive(Deserialize)]
@@ -647,20 +659,11 @@ struct ScaleSpec {
 }
 
 impl Change {
-    /// The workload a change targets, from the reflectors' cache; None
-    /// when the cache does not hold it (standalone mode, or created a
-    /// moment ago), and the change is admitted unjudged.
-    fn cached(state: &State, kind: WorkloadKind, namespace: &str, name: &str) -> Option<Workload> {
-        let text = state.workload_text(kind, namespace, name)?;
-        Workload::from_json(&text, namespace).ok().flatten()
-    }
-
     fn scale<'a>(
         response: AdmissionResponse,
         req: &AdmissionRequest<DynamicObject>,
         kind: WorkloadKind,
         object: Option<&RawValue>,
-        state: &State,
     ) -> Prepared<'a> {
         let replicas = match object.map(|o| serde_json::from_str::<Scale>(o.get())) {
             Some(Ok(scale)) => scale.spec.replicas.unwrap_or(0),
@@ -671,18 +674,13 @@ impl Change {
             }
             None => return Prepared::Answered(response, Summary::allowed("-")),
         };
-        let namespace = namespace_of(req);
-        let Some(before) = Self::cached(state, kind, namespace, &req.name) else {
-            return Prepared::Answered(response, Summary::allowed(UNCACHED));
-        };
-        let mut after = before.clone();
-        after.replicas = Some(replicas);
         Prepared::Change(Box::new(Change {
             response,
-            before,
-            after,
+            target: (kind, namespace_of(req).to_owned(), req.name.clone()),
+            replicas: Some(replicas),
             before_context: None,
             after_context: None,
+            wait: false,
         }))
     }
 
@@ -716,9 +714,7 @@ impl Change {
         else {
             return Prepared::Answered(response, Summary::allowed("not a workload kind"));
         };
-        let Some(target) = Self::cached(state, kind, namespace, &after.target_name) else {
-            return Prepared::Answered(response, Summary::allowed(UNCACHED));
-        };
+        let target = (kind, namespace.to_owned(), after.target_name.clone());
         let snapshot = state.load();
         let mut before_context = snapshot.context.clone();
         before_context.remove_scaler(after.kind, &after.namespace, &after.name);
@@ -730,26 +726,51 @@ impl Change {
         after_context.add_scaler(after);
         Prepared::Change(Box::new(Change {
             response,
-            before: target.clone(),
-            after: target,
+            target,
+            replicas: None,
             before_context: Some(before_context),
             after_context: Some(after_context),
+            wait: true,
         }))
     }
 
-    fn judge(
+    /// The target as the cache holds it, waiting up to [`CACHE_WAIT`] for
+    /// it where the change asks to.
+    async fn target(&self, state: &State, deadline: std::time::Instant) -> Option<Workload> {
+        let (kind, namespace, name) = &self.target;
+        let until = deadline.min(std::time::Instant::now() + CACHE_WAIT);
+        loop {
+            if let Some(text) = state.workload_text(*kind, namespace, name) {
+                return Workload::from_json(&text, namespace).ok().flatten();
+            }
+            if !self.wait || std::time::Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn judge(
         self,
         req: &AdmissionRequest<DynamicObject>,
         state: &State,
         metrics: &Metrics,
         now: jiff::Timestamp,
+        deadline: std::time::Instant,
     ) -> (AdmissionResponse, Summary) {
+        let Some(before) = self.target(state, deadline).await else {
+            return (self.response, Summary::allowed(UNCACHED));
+        };
+        let mut after = before.clone();
+        if let Some(n) = self.replicas {
+            after.replicas = Some(n);
+        }
         let snapshot = state.load();
         let facts = Facts::online();
         let before_ctx = self.before_context.as_ref().unwrap_or(&snapshot.context);
         let after_ctx = self.after_context.as_ref().unwrap_or(&snapshot.context);
-        let old = judge_with(&snapshot.policies, &self.before, before_ctx, &facts, now);
-        let mut new = judge_with(&snapshot.policies, &self.after, after_ctx, &facts, now);
+        let old = judge_with(&snapshot.policies, &before, before_ctx, &facts, now);
+        let mut new = judge_with(&snapshot.policies, &after, after_ctx, &facts, now);
         new.violations.retain(|v| {
             v.rule.is_workload_level()
                 && !old
@@ -759,7 +780,7 @@ impl Change {
         });
         new.patch.clear();
         let rules = rule_list(&new);
-        validate(self.response, req, &self.after, &new, state, metrics, rules)
+        validate(self.response, req, &after, &new, state, metrics, rules)
     }
 }
 
