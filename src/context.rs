@@ -534,6 +534,19 @@ impl Context {
     }
 
     /// The ResourceClaim or ResourceClaimTemplate a pod's claim names.
+    /// Whether the pod names a ResourceClaim or ResourceClaimTemplate the
+    /// context does not hold (yet): what it claims cannot be told.
+    pub fn lacks_claims(&self, w: &Workload) -> bool {
+        w.pod.resource_claims.iter().flatten().any(|pc| {
+            let (source, name) = match (&pc.resource_claim_name, &pc.resource_claim_template_name) {
+                (Some(name), _) => (ClaimSource::ResourceClaim, name),
+                (None, Some(name)) => (ClaimSource::ResourceClaimTemplate, name),
+                (None, None) => return false,
+            };
+            self.device_claim(&w.namespace, source, name).is_none()
+        })
+    }
+
     pub fn device_claim(
         &self,
         namespace: &str,

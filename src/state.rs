@@ -145,6 +145,12 @@ impl State {
         let _ = self.workloads.set(index);
     }
 
+    /// Whether the snapshot follows a cluster (its reflectors), so a
+    /// moment's wait can see an object applied just before.
+    pub fn follows_cluster(&self) -> bool {
+        self.workloads.get().is_some()
+    }
+
     /// A cached workload's text, when the controller keeps a cache.
     pub fn workload_text(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Option<String> {
         self.workloads.get()?.text(kind, namespace, name)

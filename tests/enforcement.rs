@@ -423,3 +423,38 @@ async fn an_autoscaler_applied_with_its_workload_waits_for_it_to_reach_the_cache
     assert!(!allowed(&body), "{body}");
     assert!(message(&body).contains("[zone-spread]"), "{body}");
 }
+
+#[tokio::test]
+async fn a_claim_template_applied_with_its_workload_is_waited_for_and_makes_it_a_gpu_workload() {
+    let docs =
+        yaml_file("tests/fixtures/rules/gpu-placement/fail-dra-claim-without-gpu-placement.yaml");
+    let (template, deployment) = (docs[0].clone(), docs[1].clone());
+    let policies = PolicySet::baseline().unwrap();
+    let state = Arc::new(State::standalone(policies.clone()));
+    // Following a cluster: the snapshot is rebuilt from reflectors.
+    state.set_workloads(Arc::new(Cache::default()));
+    let router = webhook::router(Arc::new(App {
+        state: state.clone(),
+        metrics: Arc::new(Metrics::new()),
+        registry: None,
+    }));
+    // The template's watch event lands 50 ms after the Deployment's review
+    // arrived, as in one `kubectl apply -f` of both.
+    let later = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut context = waf_admission::Context::default();
+        context.add_device_claim(
+            waf_admission::context::DeviceClaimRef::from_value(template, "ml", "template").unwrap(),
+        );
+        later.store(waf_admission::state::Snapshot { policies, context });
+    });
+    let body = post(
+        &router,
+        "/validate",
+        &as_user(review("CREATE", Some(&deployment), false), DEV),
+    )
+    .await;
+    assert!(!allowed(&body), "{body}");
+    assert!(message(&body).contains("[gpu-placement]"), "{body}");
+}

@@ -297,7 +297,13 @@ pub async fn review(
         Prepared::Change(change) => {
             Box::pin(change.judge(&request, state, metrics, now, deadline)).await
         }
-        Prepared::Judge(pending) => {
+        Prepared::Judge(mut pending) => {
+            // A DRA claim template applied in the same `kubectl apply` as
+            // its workload reaches the snapshot a moment after: wait for
+            // it (boxed, the rare road), or the claim cannot be told.
+            if state.follows_cluster() && pending.snapshot.context.lacks_claims(&pending.workload) {
+                pending.snapshot = Box::pin(claims_known(state, &pending.workload, deadline)).await;
+            }
             // The one wait of the request path, and only when a governing
             // policy needs the registry. Everything held across it is
             // boxed, so what each request's task carries (and moves from
@@ -616,6 +622,23 @@ fn finish(
     match endpoint {
         Endpoint::Validate => validate(response, req, &workload, &decision, state, metrics, rules),
         Endpoint::Mutate => mutate(response, &decision, rules),
+    }
+}
+
+/// The snapshot once it holds every claim `w` names, or at the deadline
+/// (at most [`CACHE_WAIT`] from now), whichever comes first.
+async fn claims_known(
+    state: &State,
+    w: &Workload,
+    deadline: std::time::Instant,
+) -> std::sync::Arc<Snapshot> {
+    let until = deadline.min(std::time::Instant::now() + CACHE_WAIT);
+    loop {
+        let snapshot = state.load();
+        if !snapshot.context.lacks_claims(w) || std::time::Instant::now() >= until {
+            return snapshot;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
