@@ -360,19 +360,23 @@ def gpu_placement_unrepaired(ns):
         set_mutate(before, lambda r: r.ok)
 
 
-def repaired_onto_gpu_nodes(r):
-    """A server-side dry run's object carries the GPU placement the mutating webhook added."""
-    assert r.ok, r
+def seen_as_a_gpu(r):
+    """A server-side dry run's answer for a GPU workload without GPU placement,
+    under the baseline as installed: the mutating webhook added the placement
+    (and said so), or the rule refused it. Admitted unchanged would mean the
+    webhook did not see a GPU at all."""
+    if not r.ok:
+        refused(r, "gpu-placement")
+        return
     pod = json.loads(r.stdout)["spec"]["template"]["spec"]
-    assert pod.get("nodeSelector", {}).items() >= GPU_NODE_SELECTOR.items(), pod
-    assert GPU_TOLERATION in pod.get("tolerations", []), pod
+    assert pod.get("nodeSelector", {}).items() >= GPU_NODE_SELECTOR.items(), f"admitted without GPU placement: {pod}"
+    assert GPU_TOLERATION in pod.get("tolerations", []), f"admitted without the GPU toleration: {pod}"
     assert "[gpu-placement]" in r.out, r
 
 
 def test_a_time_sliced_gpu_with_an_unknown_image_is_seen_as_a_gpu(dev):
     deployment = shared_gpu_deployment()
-    # As installed, the mutating webhook puts it on GPU nodes: it saw a GPU.
-    repaired_onto_gpu_nodes(dev.apply(deployment, "--dry-run=server", "-o", "json"))
+    seen_as_a_gpu(dev.apply(deployment, "--dry-run=server", "-o", "json"))
     with gpu_placement_unrepaired(dev.ns):
         r = dev.apply(deployment)
         refused(r, "gpu-placement")
@@ -385,7 +389,7 @@ def test_a_dra_gpu_claim_with_an_unknown_image_is_seen_as_a_gpu(dev, gpu_device_
     # The developer's file, as written: the claim template, then the workload.
     r = dev.apply(claim_template)
     assert r.ok, r
-    repaired_onto_gpu_nodes(dev.apply(deployment, "--dry-run=server", "-o", "json"))
+    seen_as_a_gpu(dev.apply(deployment, "--dry-run=server", "-o", "json"))
     with gpu_placement_unrepaired(dev.ns):
         r = dev.apply(deployment)
         refused(r, "gpu-placement")
