@@ -452,7 +452,7 @@ def test_an_autoscaler_below_the_floor_is_refused_at_apply(compliant, how):
     if how == "manifest":
         r = compliant.apply(low_hpa(compliant.ns))
     else:
-        r = compliant("autoscale", "deployment/llm", "--min=1", "--max=4", "--cpu-percent=70")
+        r = compliant("autoscale", "deployment/llm", "--min=1", "--max=4", "--cpu=70%")
     refused(r, "autoscaler", "zone-spread")
     assert gone(compliant.ns, "hpa", "llm")
     assert kubectl_json("-n", compliant.ns, "get", "deployment", "llm")["spec"]["replicas"] == 2
