@@ -164,12 +164,12 @@ def webhook_failed_creates(ns):
     return [e for e in events if e.get("reason") == "FailedCreate" and "denied the request" in e.get("message", "")]
 
 
-def assert_no_denied_pod_runs(ns):
-    """No pod of the namespace runs the denied image; and where a controller's
-    pod creation was refused by the webhook, its FailedCreate event names the rule."""
+def assert_no_denied_pod_runs(ns, image=DENIED_IMAGE):
+    """No pod of the namespace runs image; and where a controller's pod
+    creation was refused by the webhook, its FailedCreate event names the rule."""
     every = kubectl_json("-n", ns, "get", "pods")["items"]  # terminating ones too: they still run
-    running = [p["metadata"]["name"] for p in every if DENIED_IMAGE in images(p)]
-    assert running == [], f"pods running {DENIED_IMAGE}: {running}"
+    running = [p["metadata"]["name"] for p in every if image in images(p)]
+    assert running == [], f"pods running {image}: {running}"
     for e in webhook_failed_creates(ns):
         assert "[image-provenance]" in e["message"] or "[gpu-placement]" in e["message"], e
 
@@ -381,7 +381,7 @@ def test_a_time_sliced_gpu_with_an_unknown_image_is_seen_as_a_gpu(dev):
         r = dev.apply(deployment)
         refused(r, "gpu-placement")
         assert gone(dev.ns, "deployment", "chat")
-    assert_no_denied_pod_runs(dev.ns)
+    assert_no_denied_pod_runs(dev.ns, UNKNOWN_SERVER_IMAGE)
 
 
 def test_a_dra_gpu_claim_with_an_unknown_image_is_seen_as_a_gpu(dev, gpu_device_class):
@@ -400,7 +400,7 @@ def test_a_dra_gpu_claim_with_an_unknown_image_is_seen_as_a_gpu(dev, gpu_device_
         refused(r, "gpu-placement")
         assert gone(dev.ns, "deployment", "chat-dra-one-file")
     assert kubectl_json("-n", dev.ns, "get", "resourceclaims")["items"] == []
-    assert_no_denied_pod_runs(dev.ns)
+    assert_no_denied_pod_runs(dev.ns, UNKNOWN_SERVER_IMAGE)
 
 
 # ---------------------------------------------------------------- replica floors
