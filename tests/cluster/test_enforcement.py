@@ -384,18 +384,38 @@ def test_a_time_sliced_gpu_with_an_unknown_image_is_seen_as_a_gpu(dev):
     assert_no_denied_pod_runs(dev.ns, UNKNOWN_SERVER_IMAGE)
 
 
+def placed_or_refused(r):
+    """The answer, once it is no longer an unchanged admission."""
+    if not r.ok:
+        return r
+    pod = json.loads(r.stdout)["spec"]["template"]["spec"]
+    return r if pod.get("nodeSelector", {}).items() >= GPU_NODE_SELECTOR.items() else None
+
+
 def test_a_dra_gpu_claim_with_an_unknown_image_is_seen_as_a_gpu(dev, gpu_device_class):
+    """The claim template first, the workload once the webhook's reflector
+    holds it (the dry run's answer is the readiness signal)."""
     claim_template, deployment = dra_objects()
-    # The developer's file, as written: the claim template, then the workload.
     r = dev.apply(claim_template)
     assert r.ok, r
-    seen_as_a_gpu(dev.apply(deployment, "--dry-run=server", "-o", "json"))
+    r = poll("the webhook sees the GPU the claim template asks for",
+             lambda: placed_or_refused(dev.apply(deployment, "--dry-run=server", "-o", "json")), timeout=10)
+    seen_as_a_gpu(r)
     with gpu_placement_unrepaired(dev.ns):
         r = dev.apply(deployment)
         refused(r, "gpu-placement")
         assert gone(dev.ns, "deployment", "chat-dra")
-        # And the two in one apply, the claim template created a moment before the workload.
-        claim_template, deployment = dra_objects("chat-dra-one-file")
+    assert kubectl_json("-n", dev.ns, "get", "resourceclaims")["items"] == []
+    assert_no_denied_pod_runs(dev.ns, UNKNOWN_SERVER_IMAGE)
+
+
+def test_a_dra_claim_template_and_its_workload_in_one_file_are_refused(dev, gpu_device_class):
+    """The developer's file as written: kubectl creates the claim template a
+    moment before the Deployment, too soon for any watch to have brought it
+    to the webhook. The Deployment must not be admitted as GPU-less for
+    that: its pods, made by the replicaset controller, are not judged again."""
+    claim_template, deployment = dra_objects("chat-dra-one-file")
+    with gpu_placement_unrepaired(dev.ns):
         r = dev.apply([claim_template, deployment])
         refused(r, "gpu-placement")
         assert gone(dev.ns, "deployment", "chat-dra-one-file")
