@@ -1,5 +1,6 @@
 //! What the engine knows about the cluster beyond the object itself:
-//! autoscalers, PodDisruptionBudgets, namespace labels and exceptions. `check` builds it from the
+//! autoscalers, PodDisruptionBudgets, DRA claims and claim templates,
+//! namespace labels and exceptions. `check` builds it from the
 //! files it reads; the webhook from its reflector stores. The engine never
 //! asks the API server.
 
@@ -9,6 +10,7 @@ use std::fmt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimSpec, ResourceClaimTemplate};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
@@ -16,7 +18,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::policy::compiled::{owner_kinds, selects};
 use crate::policy::{OwnerKind, RuleId, WellArchitectedException, WorkloadRef};
-use crate::workload::{Workload, typed};
+use crate::workload::{Workload, WorkloadKind, typed};
 
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -217,6 +219,125 @@ impl PdbRef {
     }
 }
 
+/// Where a pod's DRA claim (`spec.resourceClaims[]`) points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ClaimSource {
+    /// `resourceClaimName`: a ResourceClaim the pods share.
+    ResourceClaim,
+    /// `resourceClaimTemplateName`: one ResourceClaim per pod, made from it.
+    ResourceClaimTemplate,
+}
+
+impl fmt::Display for ClaimSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClaimSource::ResourceClaim => "ResourceClaim",
+            ClaimSource::ResourceClaimTemplate => "ResourceClaimTemplate",
+        })
+    }
+}
+
+/// A ResourceClaim or ResourceClaimTemplate (resource.k8s.io), reduced to
+/// what says whether it claims a GPU: the device classes it requests.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeviceClaimRef {
+    pub source: ClaimSource,
+    pub namespace: String,
+    pub name: String,
+    /// Every class its requests name: `exactly.deviceClassName`, and each
+    /// `firstAvailable[].deviceClassName` (any of them may be allocated).
+    pub device_classes: Vec<String>,
+}
+
+impl DeviceClaimRef {
+    pub fn from_claim(c: &ResourceClaim, default_namespace: &str) -> DeviceClaimRef {
+        DeviceClaimRef {
+            source: ClaimSource::ResourceClaim,
+            namespace: c
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.into()),
+            name: c.metadata.name.clone().unwrap_or_default(),
+            device_classes: device_classes(c.spec.as_ref()),
+        }
+    }
+
+    pub fn from_template(t: &ResourceClaimTemplate, default_namespace: &str) -> DeviceClaimRef {
+        DeviceClaimRef {
+            source: ClaimSource::ResourceClaimTemplate,
+            namespace: t
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| default_namespace.into()),
+            name: t.metadata.name.clone().unwrap_or_default(),
+            device_classes: device_classes(t.spec.as_ref().and_then(|s| s.spec.as_ref())),
+        }
+    }
+
+    /// Reads a ResourceClaim or ResourceClaimTemplate of resource.k8s.io
+    /// v1, v1beta2 or v1beta1 (all three served by Kubernetes 1.34). The
+    /// betas differ from v1 only where v1beta1 writes `deviceClassName` and
+    /// its other fields on the request itself, where v1 puts them under
+    /// `exactly`.
+    pub fn from_value(
+        mut object: serde_json::Value,
+        default_namespace: &str,
+        at: &str,
+    ) -> Result<DeviceClaimRef> {
+        let template = object.get("kind").and_then(|k| k.as_str()) == Some("ResourceClaimTemplate");
+        let requests = if template {
+            "/spec/spec/devices/requests"
+        } else {
+            "/spec/devices/requests"
+        };
+        if object.get("apiVersion").and_then(|v| v.as_str()) == Some("resource.k8s.io/v1beta1")
+            && let Some(requests) = object.pointer_mut(requests).and_then(|r| r.as_array_mut())
+        {
+            for request in requests.iter_mut().filter_map(|r| r.as_object_mut()) {
+                if request.contains_key("deviceClassName") && !request.contains_key("exactly") {
+                    let exactly: serde_json::Map<String, serde_json::Value> = request
+                        .iter()
+                        .filter(|(k, _)| !matches!(k.as_str(), "name" | "firstAvailable"))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    request.retain(|k, _| matches!(k.as_str(), "name" | "firstAvailable"));
+                    request.insert("exactly".into(), exactly.into());
+                }
+            }
+        }
+        // k8s-openapi's types check apiVersion; the fields read are the same.
+        object["apiVersion"] = "resource.k8s.io/v1".into();
+        Ok(if template {
+            DeviceClaimRef::from_template(&typed(object, at)?, default_namespace)
+        } else {
+            DeviceClaimRef::from_claim(&typed(object, at)?, default_namespace)
+        })
+    }
+}
+
+fn device_classes(spec: Option<&ResourceClaimSpec>) -> Vec<String> {
+    let mut classes = Vec::new();
+    let requests = spec
+        .and_then(|s| s.devices.as_ref())
+        .and_then(|d| d.requests.as_ref());
+    for r in requests.into_iter().flatten() {
+        let named = r.exactly.iter().map(|e| &e.device_class_name).chain(
+            r.first_available
+                .iter()
+                .flatten()
+                .map(|s| &s.device_class_name),
+        );
+        for class in named {
+            if !classes.contains(class) {
+                classes.push(class.clone());
+            }
+        }
+    }
+    classes
+}
+
 /// A `WellArchitectedException`, checked and ready to match.
 #[derive(Clone, Debug)]
 pub struct Exception {
@@ -328,14 +449,53 @@ pub struct Context {
     scalers: HashMap<(String, String, String), Vec<ScalerRef>>,
     /// By namespace.
     pdbs: HashMap<String, Vec<PdbRef>>,
+    /// ResourceClaims and ResourceClaimTemplates, by (namespace, kind, name).
+    device_claims: HashMap<(String, ClaimSource, String), DeviceClaimRef>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Secrets of the controller's own namespace that policies name (pull
     /// secrets, signing keys), by name: their data, decoded.
     secrets: HashMap<String, BTreeMap<String, Vec<u8>>>,
     exceptions: Vec<Exception>,
+    /// Workloads known to exist (`check`'s input, the audit's cache), by
+    /// (kind, namespace, name), with their uid where they have one: what
+    /// proves an owner (see `ownership::judged_through`). Empty on the
+    /// request path, where the requester proves who made an object.
+    workloads: HashMap<(WorkloadKind, String, String), Option<String>>,
 }
 
 impl Context {
+    /// A workload that exists beside the one judged: an owner it can
+    /// prove.
+    pub fn add_workload(
+        &mut self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+    ) {
+        self.workloads
+            .insert((kind, namespace.to_owned(), name.to_owned()), uid);
+    }
+
+    /// Whether a workload of this kind and name is known, with this uid
+    /// where both the reference and the object carry one.
+    pub fn knows_workload(
+        &self,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> bool {
+        match self
+            .workloads
+            .get(&(kind, namespace.to_owned(), name.to_owned()))
+        {
+            Some(Some(known)) => uid.is_empty() || known == uid,
+            Some(None) => true,
+            None => false,
+        }
+    }
+
     pub fn add_scaler(&mut self, s: ScalerRef) {
         let key = (
             s.namespace.clone(),
@@ -343,6 +503,14 @@ impl Context {
             s.target_name.clone(),
         );
         self.scalers.entry(key).or_default().push(s);
+    }
+
+    /// Takes out an autoscaler by its own kind and name (to judge it as
+    /// it is being applied, in place of the version the cluster holds).
+    pub fn remove_scaler(&mut self, kind: ScalerKind, namespace: &str, name: &str) {
+        for list in self.scalers.values_mut() {
+            list.retain(|s| !(s.kind == kind && s.namespace == namespace && s.name == name));
+        }
     }
 
     pub fn add_pdb(&mut self, p: PdbRef) {
@@ -358,6 +526,22 @@ impl Context {
             .unwrap_or_default();
         found.sort_by(|a, b| a.name.cmp(&b.name));
         found
+    }
+
+    pub fn add_device_claim(&mut self, c: DeviceClaimRef) {
+        self.device_claims
+            .insert((c.namespace.clone(), c.source, c.name.clone()), c);
+    }
+
+    /// The ResourceClaim or ResourceClaimTemplate a pod's claim names.
+    pub fn device_claim(
+        &self,
+        namespace: &str,
+        source: ClaimSource,
+        name: &str,
+    ) -> Option<&DeviceClaimRef> {
+        self.device_claims
+            .get(&(namespace.to_owned(), source, name.to_owned()))
     }
 
     pub fn add_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
@@ -436,6 +620,67 @@ mod tests {
         ))
         .unwrap();
         Exception::compile(&e, "default").unwrap_err().to_string()
+    }
+
+    fn claim(yaml: &str) -> DeviceClaimRef {
+        let value: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        DeviceClaimRef::from_value(value, "default", "claim.yaml#0").unwrap()
+    }
+
+    #[test]
+    fn reads_the_device_classes_of_claims_and_templates_in_every_served_version() {
+        let template = claim(
+            "apiVersion: resource.k8s.io/v1\nkind: ResourceClaimTemplate\n\
+             metadata: {name: llm-gpu, namespace: ml}\n\
+             spec: {spec: {devices: {requests: [\n\
+               {name: gpu, exactly: {deviceClassName: gpu.nvidia.com, count: 2}},\n\
+               {name: any, firstAvailable: [{name: big, deviceClassName: mig.nvidia.com},\n\
+                 {name: small, deviceClassName: gpu.nvidia.com}]}]}}}\n",
+        );
+        assert_eq!(
+            template,
+            DeviceClaimRef {
+                source: ClaimSource::ResourceClaimTemplate,
+                namespace: "ml".into(),
+                name: "llm-gpu".into(),
+                device_classes: vec!["gpu.nvidia.com".into(), "mig.nvidia.com".into()],
+            }
+        );
+        // v1beta1 writes the class on the request itself (NVIDIA's DRA
+        // driver's own examples still do); no namespace: the default one.
+        let beta = claim(
+            "apiVersion: resource.k8s.io/v1beta1\nkind: ResourceClaim\nmetadata: {name: shared}\n\
+             spec: {devices: {requests: [{name: gpu, deviceClassName: mig.nvidia.com, count: 1}]}}\n",
+        );
+        assert_eq!(
+            (beta.source, beta.namespace.as_str(), beta.device_classes),
+            (
+                ClaimSource::ResourceClaim,
+                "default",
+                vec!["mig.nvidia.com".to_owned()]
+            )
+        );
+        let v1beta2 = claim(
+            "apiVersion: resource.k8s.io/v1beta2\nkind: ResourceClaim\nmetadata: {name: c, namespace: ml}\n\
+             spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: gpu.nvidia.com}}]}}\n",
+        );
+        assert_eq!(v1beta2.device_classes, ["gpu.nvidia.com"]);
+    }
+
+    #[test]
+    fn a_claim_that_does_not_read_is_an_error_naming_the_field() {
+        let value: serde_json::Value = serde_yaml_ng::from_str(
+            "apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata: {name: c}\n\
+             spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: 7}}]}}\n",
+        )
+        .unwrap();
+        let e = DeviceClaimRef::from_value(value, "default", "c.yaml#0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("spec.devices.requests[0].exactly.deviceClassName"),
+            "{e}"
+        );
     }
 
     #[test]

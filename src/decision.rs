@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::context::{Context, Exception};
 use crate::error::{Error, Result};
 use crate::inference::{self, Detection};
+use crate::ownership::judged_through;
 use crate::policy::compiled::{Enabled, Policy, PolicySet};
 use crate::policy::{Action, RuleId, Updates, WorkloadScope};
 use crate::provenance::{self, Facts, Query};
@@ -18,7 +19,7 @@ use crate::rules::{
     image_provenance, model_lineage, probes, resources, rollout_strategy, secret_env,
     shared_memory, workload_identity, zone_spread,
 };
-use crate::workload::{Owner, Workload, WorkloadKind};
+use crate::workload::Workload;
 
 /// One violation as users see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct Decision {
     pub violations: Vec<Violation>,
     /// RFC 6902 operations against the object as submitted.
     pub patch: Vec<PatchOperation>,
+    /// Which rule wrote each run of `patch`, in order: (rule, operations).
+    pub patch_rules: Vec<(RuleId, usize)>,
     pub exemptions: Vec<Exemption>,
     /// Exceptions that name this workload but have expired (ignored).
     pub expired_exceptions: Vec<String>,
@@ -78,74 +81,6 @@ impl Decision {
     pub fn with_action(&self, action: Action) -> impl Iterator<Item = &Violation> {
         self.violations.iter().filter(move |v| v.action == action)
     }
-}
-
-/// Owners whose Pods, ReplicaSets and Jobs are judged through the owner
-/// (apiGroup, kind): judging what they create again would report every
-/// violation twice. DaemonSets run node agents, never model servers.
-/// Objects owned by anything else (a RayCluster, an Argo Rollout, a
-/// training operator) are judged themselves. The chart's matchConditions
-/// are [`owner_match_condition`], and a test keeps them equal.
-pub const JUDGED_THROUGH_OWNER: [(&str, &str); 6] = [
-    ("apps", "Deployment"),
-    ("apps", "ReplicaSet"),
-    ("apps", "StatefulSet"),
-    ("apps", "DaemonSet"),
-    ("batch", "Job"),
-    ("batch", "CronJob"),
-];
-
-/// The kinds an owner in [`JUDGED_THROUGH_OWNER`] creates.
-pub const OWNED_KINDS: [WorkloadKind; 3] = [
-    WorkloadKind::Pod,
-    WorkloadKind::ReplicaSet,
-    WorkloadKind::Job,
-];
-
-/// The owner `w` is judged through, if any.
-pub fn judged_through(w: &Workload) -> Option<&Owner> {
-    if !OWNED_KINDS.contains(&w.kind) {
-        return None;
-    }
-    w.controller().filter(|o| {
-        JUDGED_THROUGH_OWNER
-            .iter()
-            .any(|(group, kind)| o.group == *group && o.kind == *kind)
-    })
-}
-
-/// The CEL matchCondition that keeps the apiserver from sending what
-/// [`judged_through`] would skip anyway (an ephemeral container added to
-/// an owned Pod is always sent: it is new, and judged).
-pub fn owner_match_condition() -> String {
-    let quoted = |items: &mut dyn Iterator<Item = &str>| {
-        items
-            .map(|k| format!("'{k}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let kinds = quoted(&mut OWNED_KINDS.iter().map(|k| k.as_str()));
-    let mut groups: Vec<&str> = JUDGED_THROUGH_OWNER.iter().map(|(g, _)| *g).collect();
-    groups.dedup();
-    let owners = groups
-        .iter()
-        .map(|g| {
-            let of_group = quoted(
-                &mut JUDGED_THROUGH_OWNER
-                    .iter()
-                    .filter(|(og, _)| og == g)
-                    .map(|(_, k)| *k),
-            );
-            format!("(r.apiVersion.startsWith('{g}/') && r.kind in [{of_group}])")
-        })
-        .collect::<Vec<_>>()
-        .join(" || ");
-    format!(
-        "(has(request.subResource) && request.subResource == 'ephemeralcontainers') \
-         || !(request.kind.kind in [{kinds}] \
-         && has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r, \
-         has(r.controller) && r.controller && ({owners})))"
-    )
 }
 
 /// Judges one workload. Pure: no I/O, no clock (`now` is passed in).
@@ -165,10 +100,10 @@ pub fn registry_queries(
     now: jiff::Timestamp,
 ) -> Vec<Query> {
     let mut out = Vec::new();
-    if !set.needs_registry() || judged_through(w).is_some() {
+    if !set.needs_registry() || judged_through(w, ctx).is_some() {
         return out;
     }
-    let detection = inference::detect(w, set.detection_gpus());
+    let detection = inference::detect(w, set.detection_gpus(), ctx);
     let ns_labels = ctx.namespace_labels(&w.namespace);
     let exempt = ctx
         .exceptions_for(w)
@@ -196,13 +131,13 @@ pub fn judge_with(
     facts: &Facts,
     now: jiff::Timestamp,
 ) -> Decision {
-    let detection = inference::detect(w, set.detection_gpus());
+    let detection = inference::detect(w, set.detection_gpus(), ctx);
     let mut d = Decision {
         inference: detection.reason.clone(),
         opted_out: detection.opted_out,
         ..Decision::default()
     };
-    if let Some(owner) = judged_through(w) {
+    if let Some(owner) = judged_through(w, ctx) {
         d.not_governed = Some(format!(
             "managed by {} {}: judged through its owner",
             owner.kind, owner.name
@@ -248,7 +183,9 @@ pub fn judge_with(
                 }
                 RuleId::Autoscaler => run(&p.autoscaler, |s, _| autoscaler::check(w, s, &scalers)),
                 RuleId::Resources => run(&p.resources, |s, m| resources::check(w, s, m)),
-                RuleId::GpuPlacement => run(&p.gpu_placement, |s, m| gpu_placement::check(w, s, m)),
+                RuleId::GpuPlacement => {
+                    run(&p.gpu_placement, |s, m| gpu_placement::check(w, s, m, ctx))
+                }
                 RuleId::ImageProvenance => run(&p.image_provenance, |s, _| {
                     image_provenance::check(w, s, ctx, facts)
                 }),
@@ -333,6 +270,7 @@ pub fn judge_with(
             }));
         if mutates && *action == Action::Deny {
             d.patch.extend(outcome.patch.iter().cloned());
+            d.patch_rules.push((rule, outcome.patch.len()));
         }
     }
     d
@@ -362,6 +300,41 @@ pub fn admit_existing(new: &mut Decision, old: &Decision, set: &PolicySet) {
             v.existing = true;
         }
     }
+}
+
+/// UPDATE, mutating: a rule's patch is kept only when the update brings a
+/// violation of that rule the old object did not have. A label, an
+/// annotation, a finalizer, a scale or a restart of a workload that
+/// predates the policy changes nothing else in it (a patch would roll out
+/// new pods nobody asked for); the violations it already had come back as
+/// warnings from the validating webhook.
+pub fn patch_only_what_is_new(new: &mut Decision, old: &Decision) {
+    let had = |v: &Violation| {
+        old.violations
+            .iter()
+            .any(|o| o.rule == v.rule && o.path == v.path && o.message == v.message)
+    };
+    let mut patch = Vec::with_capacity(new.patch.len());
+    let mut rules = Vec::new();
+    let mut at = 0;
+    for &(rule, n) in &new.patch_rules {
+        let brings = new
+            .violations
+            .iter()
+            .any(|v| v.rule == rule && v.fixable && v.action == Action::Deny && !had(v));
+        if brings {
+            patch.extend(new.patch[at..at + n].iter().cloned());
+            rules.push((rule, n));
+        }
+        at += n;
+    }
+    for v in &mut new.violations {
+        if !rules.iter().any(|(r, _)| *r == v.rule) {
+            v.fixable = false;
+        }
+    }
+    new.patch = patch;
+    new.patch_rules = rules;
 }
 
 fn run<S>(
@@ -482,6 +455,7 @@ mod tests {
     use super::*;
     use crate::policy::WellArchitectedPolicy;
     use crate::rules::testing::*;
+    use crate::workload::WorkloadKind;
     use serde_json::json;
 
     fn set(specs: &[(&str, serde_json::Value)]) -> PolicySet {
@@ -599,15 +573,26 @@ mod tests {
     }
 
     #[test]
-    fn only_workload_controllers_speak_for_what_they_own() {
+    fn an_owner_speaks_for_what_it_made_only_where_it_is_there_to_be_judged() {
         let s = set(&[("p", json!({"match": {"kinds": ["Pod", "ReplicaSet"]}}))]);
+        let mut ctx = Context::default();
+        for kind in [
+            WorkloadKind::ReplicaSet,
+            WorkloadKind::StatefulSet,
+            WorkloadKind::DaemonSet,
+            WorkloadKind::Job,
+            WorkloadKind::Deployment,
+        ] {
+            ctx.add_workload(kind, "ml", "owner", Some("u".into()));
+        }
         for (api_version, kind) in [
             ("apps/v1", "ReplicaSet"),
             ("apps/v1", "StatefulSet"),
             ("apps/v1", "DaemonSet"),
             ("batch/v1", "Job"),
         ] {
-            let d = decide(&s, &owned_by("Pod", api_version, kind));
+            let pod = workload(&owned_by("Pod", api_version, kind));
+            let d = judge(&s, &pod, &ctx, now());
             assert!(
                 d.not_governed
                     .as_deref()
@@ -615,20 +600,69 @@ mod tests {
                 "{kind}: {:?}",
                 d.not_governed
             );
+            // The same claim with no such owner in sight proves nothing.
+            let d = judge(&s, &pod, &Context::default(), now());
+            assert_eq!(d.governed_by, ["p"], "{kind}: {:?}", d.not_governed);
         }
-        let d = decide(&s, &owned_by("ReplicaSet", "apps/v1", "Deployment"));
-        assert!(d.not_governed.is_some());
-        // Pods of a RayCluster, an Argo Rollout, a look-alike "Deployment"
-        // of another group: nobody else judges them, so they are judged.
+        let rs = workload(&owned_by("ReplicaSet", "apps/v1", "Deployment"));
+        assert!(judge(&s, &rs, &ctx, now()).not_governed.is_some());
+        // A Deployment never makes Pods itself; Pods of a RayCluster, an
+        // Argo Rollout, a look-alike "Deployment" of another group: nobody
+        // else judges them, so they are judged.
         for (api_version, kind) in [
+            ("apps/v1", "Deployment"),
             ("ray.io/v1", "RayCluster"),
             ("argoproj.io/v1alpha1", "Rollout"),
             ("kubeflow.org/v1", "PyTorchJob"),
             ("example.com/v1", "Deployment"),
         ] {
-            let d = decide(&s, &owned_by("Pod", api_version, kind));
+            let d = judge(
+                &s,
+                &workload(&owned_by("Pod", api_version, kind)),
+                &ctx,
+                now(),
+            );
             assert_eq!(d.governed_by, ["p"], "{kind}: {:?}", d.not_governed);
         }
+    }
+
+    #[test]
+    fn on_update_only_a_rule_the_update_breaks_anew_is_patched() {
+        let s = set(&[(
+            "p",
+            json!({"rules": {"zoneSpread": {"mutate": true},
+            "resources": {"mutate": true}}}),
+        )]);
+        let old = unspread();
+        let before = decide(&s, &old);
+        assert!(!before.patch.is_empty(), "{before:?}");
+        // A label: nothing new, nothing patched, and nothing says it was.
+        let mut labelled = old.clone();
+        labelled["metadata"]["labels"]["team"] = json!("search");
+        let mut d = decide(&s, &labelled);
+        patch_only_what_is_new(&mut d, &before);
+        assert!(d.patch.is_empty(), "{:?}", d.patch);
+        assert!(d.violations.iter().all(|v| !v.fixable));
+        // A new container without resources brings a resources violation:
+        // that rule is patched, the old zone-spread one is not.
+        let mut grown = old.clone();
+        grown["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "sidecar", "image": "contoso.azurecr.io/sidecar@sha256:0000000000000000000000000000000000000000000000000000000000000000"}));
+        let mut d = decide(&s, &grown);
+        patch_only_what_is_new(&mut d, &before);
+        assert_eq!(
+            d.patch_rules.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+            [RuleId::Resources],
+            "{:?}",
+            d.patch
+        );
+        assert!(
+            d.patch
+                .iter()
+                .all(|op| !op.path().to_string().contains("topologySpread"))
+        );
     }
 
     /// A Deployment KAITO made for a Workspace: the user's labels are on

@@ -2,6 +2,7 @@
 //! result (`inferenceReason`), so a user can see why a rule applied — or
 //! why none did.
 
+use crate::context::Context;
 use crate::image::ImageRef;
 use crate::rules::gpu_placement::GpuResources;
 use crate::workload::Workload;
@@ -79,7 +80,9 @@ pub struct Detection {
     pub opted_out: bool,
 }
 
-pub fn detect(w: &Workload, gpus: &GpuResources) -> Detection {
+/// `ctx` holds the ResourceClaims and ResourceClaimTemplates a pod's DRA
+/// claims may name.
+pub fn detect(w: &Workload, gpus: &GpuResources, ctx: &Context) -> Detection {
     let label = |key: &str| {
         w.labels
             .get(key)
@@ -88,7 +91,7 @@ pub fn detect(w: &Workload, gpus: &GpuResources) -> Detection {
     };
     let opted_out = label(WORKLOAD_LABEL) == Some("false");
     Detection {
-        reason: reason(w, gpus, &label),
+        reason: reason(w, gpus, ctx, &label),
         opted_out,
     }
 }
@@ -96,13 +99,14 @@ pub fn detect(w: &Workload, gpus: &GpuResources) -> Detection {
 fn reason<'a>(
     w: &'a Workload,
     gpus: &GpuResources,
+    ctx: &Context,
     label: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Option<String> {
     if label(WORKLOAD_LABEL) == Some("inference") {
         return Some(format!("label {WORKLOAD_LABEL}=inference"));
     }
-    if let Some((container, resource)) = gpus.requested_by(w) {
-        return Some(format!("{} requests {resource}", container.describe()));
+    if let Some(gpu) = gpus.used_by(w, ctx) {
+        return Some(gpu.describe());
     }
     for (key, values) in SERVING_LABELS {
         if let Some(v) = label(key)
@@ -157,7 +161,11 @@ mod tests {
     use serde_json::json;
 
     fn detect_json(obj: &serde_json::Value) -> Detection {
-        detect(&workload(obj), &GpuResources::builtin())
+        detect(
+            &workload(obj),
+            &GpuResources::builtin(),
+            &Context::default(),
+        )
     }
 
     fn plain() -> serde_json::Value {
@@ -185,6 +193,39 @@ mod tests {
             detect_json(&gpu_deployment()).reason.as_deref(),
             Some("container \"llm\" requests nvidia.com/gpu")
         );
+    }
+
+    #[test]
+    fn a_dra_claim_of_a_gpu_class_makes_it_inference_and_says_through_what() {
+        use crate::context::DeviceClaimRef;
+        let mut d = plain();
+        d["metadata"]["namespace"] = json!("ml");
+        d["spec"]["template"]["spec"]["resourceClaims"] =
+            json!([{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]);
+        let gpus = GpuResources::builtin();
+        assert_eq!(
+            detect(&workload(&d), &gpus, &Context::default()).reason,
+            None,
+            "a template the context does not hold says nothing"
+        );
+        let template: serde_json::Value = serde_yaml_ng::from_str(
+            "apiVersion: resource.k8s.io/v1\nkind: ResourceClaimTemplate\n\
+             metadata: {name: one-gpu, namespace: ml}\n\
+             spec: {spec: {devices: {requests: [{name: gpu, exactly: {deviceClassName: gpu.nvidia.com}}]}}}\n",
+        )
+        .unwrap();
+        let mut ctx = Context::default();
+        ctx.add_device_claim(DeviceClaimRef::from_value(template, "default", "t").unwrap());
+        assert_eq!(
+            detect(&workload(&d), &gpus, &ctx).reason.as_deref(),
+            Some(
+                "the pod claims a GPU through DRA (ResourceClaimTemplate \"one-gpu\", device \
+                 class gpu.nvidia.com)"
+            )
+        );
+        // The same name in another namespace is another template.
+        d["metadata"]["namespace"] = json!("shop");
+        assert_eq!(detect(&workload(&d), &gpus, &ctx).reason, None);
     }
 
     #[test]

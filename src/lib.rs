@@ -12,6 +12,7 @@ pub mod image;
 pub mod inference;
 pub mod log_format;
 pub mod log_writer;
+pub mod ownership;
 pub mod policy;
 pub mod provenance;
 pub mod quantity;

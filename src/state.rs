@@ -6,8 +6,8 @@
 //! In standalone mode (`serve --policy`) the snapshot is built once from
 //! files. In the cluster, `cluster::run` builds it from reflector stores.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
@@ -15,6 +15,16 @@ use tokio::sync::mpsc;
 use crate::context::Context;
 use crate::policy::Action;
 use crate::policy::compiled::PolicySet;
+use crate::workload::WorkloadKind;
+
+/// The workloads that exist, as the cluster's reflectors hold them: what a
+/// change of replicas through the scale subresource, or an autoscaler
+/// applied on its own, is judged against. Read on the request path, so it
+/// answers from memory, never from the API server.
+pub trait WorkloadIndex: Send + Sync {
+    /// The object as JSON text, if it is cached.
+    fn text(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Option<String>;
+}
 
 /// Policies and context as of one moment.
 #[derive(Clone, Debug)]
@@ -64,6 +74,8 @@ pub struct State {
     /// The process is shutting down: never ready again.
     stopping: AtomicBool,
     events: Option<mpsc::Sender<DecisionEvent>>,
+    /// Set once by the controller; none in standalone mode.
+    workloads: OnceLock<Arc<dyn WorkloadIndex>>,
 }
 
 impl State {
@@ -77,6 +89,7 @@ impl State {
             synced: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             events: None,
+            workloads: OnceLock::new(),
         }
     }
 
@@ -92,6 +105,7 @@ impl State {
             synced: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             events: Some(events),
+            workloads: OnceLock::new(),
         }
     }
 
@@ -123,6 +137,17 @@ impl State {
     /// the replica out of the Service while it finishes what it has.
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Gives the request path the cluster's workloads (once; later calls
+    /// are ignored).
+    pub fn set_workloads(&self, index: Arc<dyn WorkloadIndex>) {
+        let _ = self.workloads.set(index);
+    }
+
+    /// A cached workload's text, when the controller keeps a cache.
+    pub fn workload_text(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Option<String> {
+        self.workloads.get()?.text(kind, namespace, name)
     }
 
     /// Offers an event to the cluster side without waiting.

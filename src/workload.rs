@@ -1,13 +1,15 @@
-//! Deployment | StatefulSet | Pod | ReplicaSet | Job | CronJob → one view of
-//! the pod template. Rules see only this view, so a rule is written once for
+//! Deployment | StatefulSet | DaemonSet | ReplicaSet | ReplicationController
+//! | Job | CronJob | Pod → one view of the pod template. Rules see only this view, so a rule is written once for
 //! every kind, and each view knows the JSON pointer of its pod spec so that
 //! patches land in the right place.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{DeploymentSpec, ReplicaSetSpec, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{DaemonSetSpec, DeploymentSpec, ReplicaSetSpec, StatefulSetSpec};
 use k8s_openapi::api::batch::v1::{CronJobSpec, JobSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    PodSpec, PodTemplateSpec, ReplicationControllerSpec, ResourceRequirements,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use schemars::JsonSchema;
@@ -27,9 +29,23 @@ pub enum WorkloadKind {
     ReplicaSet,
     Job,
     CronJob,
+    DaemonSet,
+    ReplicationController,
 }
 
 impl WorkloadKind {
+    /// Every kind, in the order the CRD lists them.
+    pub const ALL: [WorkloadKind; 8] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::Pod,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::ReplicationController,
+    ];
+
     /// The kind for an apiVersion/kind pair, if it is a workload the engine
     /// knows. Retired API versions (extensions/v1beta1 …) are not served by
     /// any supported Kubernetes, so they are an input error, not a workload.
@@ -38,7 +54,9 @@ impl WorkloadKind {
             ("apps/v1", "Deployment") => Some(WorkloadKind::Deployment),
             ("apps/v1", "StatefulSet") => Some(WorkloadKind::StatefulSet),
             ("apps/v1", "ReplicaSet") => Some(WorkloadKind::ReplicaSet),
+            ("apps/v1", "DaemonSet") => Some(WorkloadKind::DaemonSet),
             ("v1", "Pod") => Some(WorkloadKind::Pod),
+            ("v1", "ReplicationController") => Some(WorkloadKind::ReplicationController),
             ("batch/v1", "Job") => Some(WorkloadKind::Job),
             ("batch/v1", "CronJob") => Some(WorkloadKind::CronJob),
             _ => None,
@@ -50,7 +68,7 @@ impl WorkloadKind {
     pub fn is_retired_version(api_version: &str, kind: &str) -> bool {
         matches!(
             kind,
-            "Deployment" | "StatefulSet" | "ReplicaSet" | "Pod" | "Job" | "CronJob"
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Pod" | "Job" | "CronJob"
         ) && Self::from_type(api_version, kind).is_none()
             && matches!(
                 api_version,
@@ -70,25 +88,50 @@ impl WorkloadKind {
             WorkloadKind::ReplicaSet => "ReplicaSet",
             WorkloadKind::Job => "Job",
             WorkloadKind::CronJob => "CronJob",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::ReplicationController => "ReplicationController",
+        }
+    }
+
+    /// The resource the apiserver names in a webhook rule and a review's
+    /// `request.resource`: (group, plural).
+    pub fn resource(self) -> (&'static str, &'static str) {
+        match self {
+            WorkloadKind::Deployment => ("apps", "deployments"),
+            WorkloadKind::StatefulSet => ("apps", "statefulsets"),
+            WorkloadKind::DaemonSet => ("apps", "daemonsets"),
+            WorkloadKind::ReplicaSet => ("apps", "replicasets"),
+            WorkloadKind::ReplicationController => ("", "replicationcontrollers"),
+            WorkloadKind::Job => ("batch", "jobs"),
+            WorkloadKind::CronJob => ("batch", "cronjobs"),
+            WorkloadKind::Pod => ("", "pods"),
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
-            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::ReplicaSet => {
-                "apps/v1"
-            }
-            WorkloadKind::Pod => "v1",
+            WorkloadKind::Deployment
+            | WorkloadKind::StatefulSet
+            | WorkloadKind::ReplicaSet
+            | WorkloadKind::DaemonSet => "apps/v1",
+            WorkloadKind::Pod | WorkloadKind::ReplicationController => "v1",
             WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
         }
     }
 
     /// Kinds that run several identical pods behind one name: the ones an
-    /// autoscaler can scale and a zone outage can take down at once.
+    /// autoscaler can scale and a zone outage can take down at once, and
+    /// where workload-level rules (replicas, zone spread, autoscaler,
+    /// disruption budget) mean something. A DaemonSet runs one pod per
+    /// node, a Job runs to completion, a Pod is one pod: none has a
+    /// replica count to hold.
     pub fn is_replicated(self) -> bool {
         matches!(
             self,
-            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::ReplicaSet
+            WorkloadKind::Deployment
+                | WorkloadKind::StatefulSet
+                | WorkloadKind::ReplicaSet
+                | WorkloadKind::ReplicationController
         )
     }
 
@@ -115,6 +158,9 @@ pub struct Owner {
     pub group: String,
     pub kind: String,
     pub name: String,
+    /// The uid the reference names: an owner is proven only by an object
+    /// of that uid (see `ownership::judged_through`).
+    pub uid: String,
     /// `controller: true`: the owner that manages this object.
     pub controller: bool,
 }
@@ -137,6 +183,8 @@ pub struct Workload {
     pub labels: BTreeMap<String, String>,
     /// Every owner reference, the controller among them.
     pub owners: Vec<Owner>,
+    /// `metadata.uid`, where the object has one (it is set by the apiserver).
+    pub uid: Option<String>,
     /// `metadata.deletionTimestamp` is set: the object is being deleted
     /// and only waits for its finalizers.
     pub deleting: bool,
@@ -386,6 +434,40 @@ impl Workload {
                     at,
                 )?
             }
+            WorkloadKind::DaemonSet => {
+                let d: Slim<DaemonSetSpec> = object.slim(at)?;
+                let spec = d.spec.unwrap_or_default();
+                Self::assemble(
+                    wk,
+                    d.metadata,
+                    None,
+                    Some(spec.selector),
+                    spec.template,
+                    default_namespace,
+                    at,
+                )?
+            }
+            WorkloadKind::ReplicationController => {
+                let r: Slim<ReplicationControllerSpec> = object.slim(at)?;
+                let spec = r.spec.unwrap_or_default();
+                // A ReplicationController selects by a plain map; an
+                // omitted selector defaults to the template's labels.
+                let mut w = Self::assemble(
+                    wk,
+                    r.metadata,
+                    spec.replicas,
+                    None,
+                    spec.template.unwrap_or_default(),
+                    default_namespace,
+                    at,
+                )?;
+                let labels = spec.selector.unwrap_or_else(|| w.template_labels.clone());
+                w.selector = Some(LabelSelector {
+                    match_labels: Some(labels),
+                    match_expressions: None,
+                });
+                w
+            }
             WorkloadKind::Job => {
                 let j: Slim<JobSpec> = object.slim(at)?;
                 let spec = j.spec.unwrap_or_default();
@@ -465,6 +547,7 @@ impl Workload {
                 group: Owner::group_of(&o.api_version).to_owned(),
                 kind: o.kind,
                 name: o.name,
+                uid: o.uid,
                 controller: o.controller == Some(true),
             })
             .collect();
@@ -477,6 +560,7 @@ impl Workload {
             name,
             labels: meta.labels.unwrap_or_default(),
             owners,
+            uid: meta.uid.filter(|u| !u.is_empty()),
             deleting: meta.deletion_timestamp.is_some(),
             replicas,
             selector,
@@ -759,6 +843,7 @@ struct SlimMeta {
     name: Option<String>,
     generate_name: Option<String>,
     namespace: Option<String>,
+    uid: Option<String>,
     labels: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "annotations")]
     annotations: Option<BTreeMap<String, String>>,

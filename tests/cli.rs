@@ -776,3 +776,79 @@ fn literal_credentials_are_reported_but_never_repeated_in_text_or_json() {
         }
     }
 }
+
+/// GPUs that no resource name `nvidia.com/gpu` shows: a DRA claim through a
+/// ResourceClaimTemplate in the same input, and a time-sliced GPU renamed
+/// `nvidia.com/gpu.shared`. Under an image name no detection knows, each is
+/// governed as a GPU workload and denied without GPU placement; the fixed
+/// versions pass.
+#[test]
+fn dra_claims_and_time_sliced_gpus_are_gpu_workloads_denied_without_gpu_placement() {
+    let dir = TempDir::new("gpu-forms");
+    let policy = dir.write(
+        "deny.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\n\
+         metadata: {name: gpus}\nspec:\n  action: Deny\n  rules:\n    \
+         zoneSpread: {action: \"Off\"}\n    autoscaler: {action: \"Off\"}\n    \
+         resources: {action: \"Off\"}\n    imageProvenance: {action: \"Off\"}\n    \
+         rolloutStrategy: {action: \"Off\"}\n    sharedMemory: {action: \"Off\"}\n    \
+         workloadIdentity: {action: \"Off\"}\n    probes: {action: \"Off\"}\n    \
+         disruptionBudget: {action: \"Off\"}\n    secretEnv: {action: \"Off\"}\n    \
+         hostIsolation: {action: \"Off\"}\n",
+    );
+    let fixtures = "tests/fixtures/rules/gpu-placement";
+    let dra = "the pod claims a GPU through DRA (ResourceClaimTemplate \"one-gpu\", \
+               device class gpu.nvidia.com)";
+    for (file, reason) in [
+        ("dra-claim-without-gpu-placement", dra),
+        (
+            "time-sliced-gpu-without-placement",
+            "container \"engine\" requests nvidia.com/gpu.shared",
+        ),
+    ] {
+        let path = format!("{fixtures}/fail-{file}.yaml");
+        let out = run(&["check", "-o", "json", "--policy", &policy, &path]);
+        assert_eq!(out.status.code(), Some(1), "{file}: {}", stderr(&out));
+        let chat = result(&json(&out), "chat").clone();
+        assert_eq!(chat["inferenceReason"], reason, "{file}");
+        assert_eq!(chat["allowed"], false, "{file}");
+        let messages: Vec<&str> = chat["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| v["rule"] == "gpu-placement" && v["action"] == "deny")
+            .map(|v| v["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages.len(), 2, "{file}: {chat:#}");
+        assert!(
+            messages.iter().all(|m| m.starts_with(reason)),
+            "{file}: {messages:?}"
+        );
+        // The baseline (mutate: true) patches in the nodeSelector and toleration.
+        let out = run(&["check", "-o", "json", &path]);
+        assert_eq!(out.status.code(), Some(0), "{file}");
+        let chat = result(&json(&out), "chat").clone();
+        assert_eq!(chat["allowed"], true);
+        assert!(!chat["patch"].as_array().unwrap().is_empty(), "{file}");
+    }
+    for file in ["dra-claim-on-gpu-nodes", "time-sliced-gpu-on-gpu-nodes"] {
+        let path = format!("{fixtures}/pass-{file}.yaml");
+        let out = run(&["check", "-o", "json", "--policy", &policy, &path]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", text(&out));
+        let chat = result(&json(&out), "chat").clone();
+        assert_eq!(chat["governedBy"], serde_json::json!(["gpus"]), "{file}");
+        assert_eq!(chat["violations"], serde_json::json!([]), "{file}");
+    }
+    // Without its ResourceClaimTemplate in the input, nothing says GPU.
+    let text_in = std::fs::read_to_string(root().join(format!(
+        "{fixtures}/fail-dra-claim-without-gpu-placement.yaml"
+    )))
+    .unwrap();
+    let deployment = text_in.split("---\n").nth(1).unwrap();
+    let out = run_stdin(
+        &["check", "-o", "json", "--policy", &policy, "-"],
+        deployment,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(result(&json(&out), "chat")["inference"], false);
+}

@@ -34,6 +34,24 @@ fn not_found() -> Value {
         "message": "the server could not find the requested resource"})
 }
 
+/// The chart's ValidatingWebhookConfiguration, with its default rules
+/// (every kind).
+fn chart_webhook_configuration() -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+    "metadata": {"name": "waf-admission", "resourceVersion": "1"},
+    "webhooks": [{"name": "validate.waf-admission.dev", "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"service": {"name": "waf-admission", "namespace": "waf-admission", "path": "/validate"}},
+        "rules": [
+            {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+             "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"], "scope": "Namespaced"},
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+             "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers"], "scope": "Namespaced"},
+            {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+             "resources": ["jobs", "cronjobs"], "scope": "Namespaced"}
+        ]}]})
+}
+
 /// What the mock API server saw.
 struct Seen {
     status_path: String,
@@ -46,8 +64,14 @@ struct Seen {
 }
 
 /// Answers the controller until it writes a policy's Ready condition.
-/// WATCH requests are held open; KEDA and the Lease do not exist yet.
-async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> Seen {
+/// WATCH requests are held open; KEDA and the Lease do not exist yet; DRA
+/// (resource.k8s.io/v1) is served only with `claim_templates` given.
+async fn serve_until_ready_condition(
+    mut handle: Handle,
+    policies: Value,
+    webhooks: Value,
+    claim_templates: Option<Value>,
+) -> Seen {
     let mut held = Vec::new();
     let mut requests = Vec::new();
     let mut lease_created = Value::Null;
@@ -102,7 +126,61 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
                 "apps/v1",
                 json!([]),
             ),
+            (
+                "/apis/apps/v1/daemonsets",
+                "DaemonSet",
+                "apps/v1",
+                json!([]),
+            ),
+            (
+                "/apis/apps/v1/replicasets",
+                "ReplicaSet",
+                "apps/v1",
+                json!([]),
+            ),
+            ("/apis/batch/v1/jobs", "Job", "batch/v1", json!([])),
+            ("/apis/batch/v1/cronjobs", "CronJob", "batch/v1", json!([])),
+            ("/api/v1/pods", "Pod", "v1", json!([])),
+            (
+                "/api/v1/replicationcontrollers",
+                "ReplicationController",
+                "v1",
+                json!([]),
+            ),
+            (
+                "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
+                "ValidatingWebhookConfiguration",
+                "admissionregistration.k8s.io/v1",
+                webhooks.clone(),
+            ),
         ];
+        if let Some(templates) = &claim_templates
+            && method == Method::GET
+        {
+            let resource = |name: &str, kind: &str| {
+                json!({"name": name, "singularName": "", "namespaced": true, "kind": kind,
+                    "verbs": ["get", "list", "watch"]})
+            };
+            let body = match path.as_str() {
+                "/apis/resource.k8s.io/v1" => Some(json!({"kind": "APIResourceList",
+                    "apiVersion": "v1", "groupVersion": "resource.k8s.io/v1", "resources": [
+                        resource("resourceclaims", "ResourceClaim"),
+                        resource("resourceclaimtemplates", "ResourceClaimTemplate")]})),
+                "/apis/resource.k8s.io/v1/resourceclaims" => {
+                    Some(list("ResourceClaim", "resource.k8s.io/v1", json!([])))
+                }
+                "/apis/resource.k8s.io/v1/resourceclaimtemplates" => Some(list(
+                    "ResourceClaimTemplate",
+                    "resource.k8s.io/v1",
+                    templates.clone(),
+                )),
+                _ => None,
+            };
+            if let Some(body) = body {
+                respond(send, StatusCode::OK, &body);
+                continue;
+            }
+        }
         if method == Method::GET
             && let Some((_, kind, api_version, items)) = lists.iter().find(|l| l.0 == path)
         {
@@ -116,7 +194,11 @@ async fn serve_until_ready_condition(mut handle: Handle, policies: Value) -> See
         let body = request.into_body().collect().await.unwrap().to_bytes();
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         match method {
-            Method::GET if path.starts_with("/apis/keda.sh") || path.contains("/leases/") => {
+            Method::GET
+                if path.starts_with("/apis/keda.sh")
+                    || path.starts_with("/apis/resource.k8s.io")
+                    || path.contains("/leases/") =>
+            {
                 respond(send, StatusCode::NOT_FOUND, &not_found())
             }
             Method::POST if path.ends_with("/leases") => {
@@ -163,6 +245,29 @@ async fn run_against(policies: Value) -> (Arc<State>, Seen) {
 }
 
 async fn run_with(policies: Value, options: ClusterOptions) -> (Arc<State>, Seen) {
+    run_served(
+        policies,
+        options,
+        json!([chart_webhook_configuration()]),
+        None,
+    )
+    .await
+}
+
+async fn run_with_webhooks(
+    policies: Value,
+    options: ClusterOptions,
+    webhooks: Value,
+) -> (Arc<State>, Seen) {
+    run_served(policies, options, webhooks, None).await
+}
+
+async fn run_served(
+    policies: Value,
+    options: ClusterOptions,
+    webhooks: Value,
+    claim_templates: Option<Value>,
+) -> (Arc<State>, Seen) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -171,7 +276,7 @@ async fn run_with(policies: Value, options: ClusterOptions) -> (Arc<State>, Seen
     tokio::spawn(cluster::run(client, state.clone(), rx, options));
     let seen = tokio::time::timeout(
         Duration::from_secs(10),
-        serve_until_ready_condition(handle, policies),
+        serve_until_ready_condition(handle, policies, webhooks, claim_templates),
     )
     .await
     .expect("the controller wrote a policy status within 10 s");
@@ -218,6 +323,7 @@ async fn the_controller_syncs_takes_its_lease_applies_policies_and_writes_status
         "/api/v1/namespaces",
         "horizontalpodautoscalers",
         "poddisruptionbudgets",
+        "validatingwebhookconfigurations",
         "keda.sh",
         "POST /apis/coordination.k8s.io/v1/namespaces/waf-admission/leases",
     ] {
@@ -227,6 +333,67 @@ async fn the_controller_syncs_takes_its_lease_applies_policies_and_writes_status
             seen.requests
         );
     }
+}
+
+/// Where resource.k8s.io/v1 is served, ResourceClaims and
+/// ResourceClaimTemplates are watched and the templates reach the
+/// snapshot: a Deployment claiming one of class gpu.nvidia.com is a GPU
+/// workload. Where it is not (every other test here), the controller still
+/// becomes ready.
+#[tokio::test]
+async fn dra_claim_templates_are_watched_where_served_and_make_gpu_workloads() {
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
+         "spec": {"action": "Warn"}}
+    ]);
+    let templates = json!([
+        {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+         "metadata": {"name": "one-gpu", "namespace": "ml", "resourceVersion": "1"},
+         "spec": {"spec": {"devices": {"requests": [
+             {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}}}
+    ]);
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let (state, seen) = run_served(
+        policies,
+        options(stopping),
+        json!([chart_webhook_configuration()]),
+        Some(templates),
+    )
+    .await;
+    for needed in [
+        "GET /apis/resource.k8s.io/v1/resourceclaims",
+        "GET /apis/resource.k8s.io/v1/resourceclaimtemplates",
+    ] {
+        assert!(
+            seen.requests.iter().any(|s| s == needed),
+            "never asked for {needed}: {:?}",
+            seen.requests
+        );
+    }
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "chat", "namespace": "ml"},
+        "spec": {"selector": {"matchLabels": {"app": "chat"}},
+            "template": {"metadata": {"labels": {"app": "chat"}}, "spec": {
+                "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
+                "containers": [{"name": "engine", "image": "contoso.azurecr.io/chat:1"}]}}}});
+    let snapshot = state.load();
+    let w = waf_admission::workload::Workload::from_value(deployment, "default")
+        .unwrap()
+        .unwrap();
+    let d = waf_admission::judge(
+        &snapshot.policies,
+        &w,
+        &snapshot.context,
+        jiff::Timestamp::now(),
+    );
+    assert_eq!(
+        d.inference.as_deref(),
+        Some(
+            "the pod claims a GPU through DRA (ResourceClaimTemplate \"one-gpu\", device class \
+             gpu.nvidia.com)"
+        )
+    );
 }
 
 #[tokio::test]
@@ -253,6 +420,39 @@ async fn a_policy_that_cannot_be_used_is_marked_not_ready_with_the_reason() {
     assert!(
         state.load().policies.is_empty(),
         "the refused policy is not in force"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_listing_a_kind_the_webhook_is_not_sent_is_not_ready_and_names_it() {
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "jobs-too", "generation": 2, "resourceVersion": "1"},
+         "spec": {"action": "Warn", "match": {"kinds": ["Deployment", "Job", "CronJob"]}}}
+    ]);
+    // A platform team took batch out of the chart's rules.
+    let mut configuration = chart_webhook_configuration();
+    configuration["webhooks"][0]["rules"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["apiGroups"] != json!(["batch"]));
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let (state, seen) =
+        run_with_webhooks(policies, options(stopping), json!([configuration])).await;
+    let ready = &seen.status_body["status"]["conditions"][0];
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("KindsNotSent"))
+    );
+    assert_eq!(
+        ready["message"],
+        "the webhook configuration \"waf-admission\" does not send Job, CronJob: add them to \
+         its rules (the chart sends every kind by default)"
+    );
+    assert_eq!(
+        state.load().policies.policies().len(),
+        1,
+        "still in force for the Deployments it is sent"
     );
 }
 

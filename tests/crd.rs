@@ -156,7 +156,8 @@ fn broken_policies_are_refused_by_the_schema() {
             "/spec/rules/imageProvenance/allowedRegistries",
             serde_json::json!("*"),
         ),
-        ("/spec/match/kinds", serde_json::json!(["DaemonSet"])),
+        ("/spec/match/kinds", serde_json::json!(["Daemonset"])),
+        ("/spec/match/kinds", serde_json::json!(["Service"])),
     ];
     for (pointer, value) in cases {
         let mut p = base.clone();

@@ -202,12 +202,22 @@ async fn kubectl_debug_is_judged_on_an_owned_pod_and_its_new_container_is_new() 
     let (pki, srv) = start(&["--baseline"]);
     let mut h2 = H2::connect(srv.addr, &pki.ca_pem).await.unwrap();
     let (pod, debugged) = owned_pod_and_debugged("busybox:latest");
-    // Created by its ReplicaSet: judged through the owner, not again.
+    // Created by its ReplicaSet (the requester is the replicaset
+    // controller): made from a template judged at apply, not judged again.
+    let by_controller = as_user(
+        review("CREATE", Some(&pod), false),
+        "system:serviceaccount:kube-system:replicaset-controller",
+    );
+    let (_, body) = h2.post("/validate", &by_controller).await;
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(warnings(&body).is_empty(), "{body}");
+    // The same Pod created by anyone else, its ownerReferences and all, is
+    // judged: a reference is a claim, not a proof.
     let (_, body) = h2
         .post("/validate", &review("CREATE", Some(&pod), false))
         .await;
-    assert_eq!(body["response"]["allowed"], true);
-    assert!(warnings(&body).is_empty(), "{body}");
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    assert!(message(&body).contains("[image-provenance]"), "{body}");
 
     let rev = update_review(&debugged, &pod, Some("ephemeralcontainers"));
     let (_, body) = h2.post("/validate", &rev).await;

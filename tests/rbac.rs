@@ -33,8 +33,32 @@ const USED: &[(&str, &str, &[&str])] = &[
     ),
     ("keda.sh", "scaledobjects", &["get", "list", "watch"]),
     ("policy", "poddisruptionbudgets", &["get", "list", "watch"]),
+    (
+        "resource.k8s.io",
+        "resourceclaims",
+        &["get", "list", "watch"],
+    ),
+    (
+        "resource.k8s.io",
+        "resourceclaimtemplates",
+        &["get", "list", "watch"],
+    ),
     ("apps", "deployments", &["get", "list", "watch"]),
     ("apps", "statefulsets", &["get", "list", "watch"]),
+    // The workload cache: every kind, for the audit and for judging a
+    // scale or an autoscaler against the workload it changes.
+    ("apps", "daemonsets", &["get", "list", "watch"]),
+    ("apps", "replicasets", &["get", "list", "watch"]),
+    ("batch", "jobs", &["get", "list", "watch"]),
+    ("batch", "cronjobs", &["get", "list", "watch"]),
+    ("", "pods", &["get", "list", "watch"]),
+    ("", "replicationcontrollers", &["get", "list", "watch"]),
+    // Which kinds the webhook is sent, for policy status.
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        &["get", "list", "watch"],
+    ),
     ("events.k8s.io", "events", &["create", "patch"]),
     ("", "events", &["create", "patch"]),
     // Policy reports: listed by our label, server-side applied (patch,

@@ -1,6 +1,7 @@
 //! `waf-admission check`: the engine over files, giving the verdicts the
-//! cluster would give. Autoscalers, PodDisruptionBudgets, namespaces and
-//! exceptions in the input form the context, as the reflectors do in the cluster.
+//! cluster would give. Autoscalers, PodDisruptionBudgets, DRA
+//! ResourceClaims and ResourceClaimTemplates, namespaces and exceptions in
+//! the input form the context, as the reflectors do in the cluster.
 
 pub mod junit;
 pub mod load;
@@ -14,13 +15,13 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
+use crate::context::{Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, secret_data};
 use crate::decision::{Evaluation, evaluate_with, registry_queries};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::provenance::{self, Facts, Query};
-use crate::workload::{Workload, typed};
+use crate::workload::{Workload, WorkloadKind, typed};
 
 pub use load::{Document, Loaded, load};
 pub use report::{Report, WorkloadResult};
@@ -173,6 +174,21 @@ pub fn run_with(
                 }
                 *others.entry(kind).or_default() += 1;
             }
+            // What a pod's DRA claims name: a GPU device class makes it a GPU pod.
+            (
+                "resource.k8s.io/v1" | "resource.k8s.io/v1beta2" | "resource.k8s.io/v1beta1",
+                "ResourceClaim" | "ResourceClaimTemplate",
+            ) => {
+                match DeviceClaimRef::from_value(
+                    std::mem::take(&mut doc.value),
+                    "default",
+                    &doc.source,
+                ) {
+                    Ok(c) => ctx.add_device_claim(c),
+                    Err(e) => report.errors.push(at_document(&doc, e)),
+                }
+                *others.entry(kind).or_default() += 1;
+            }
             // Pull secrets and signing keys that policies name.
             ("v1", "Secret") => {
                 match typed::<Secret>(std::mem::take(&mut doc.value), &doc.source) {
@@ -196,7 +212,24 @@ pub fn run_with(
                 }
                 *others.entry(kind).or_default() += 1;
             }
-            _ => workloads.push((doc, kind)),
+            _ => {
+                // Every workload in the input can prove itself the owner
+                // of another one there (a `kubectl get deploy,rs,pods`
+                // dump is judged once, through its Deployments).
+                if let Some(wk) = WorkloadKind::from_type(&api_version, &kind) {
+                    let meta = doc.value.get("metadata");
+                    let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
+                    if let Some(name) = field("name") {
+                        ctx.add_workload(
+                            wk,
+                            field("namespace").unwrap_or("default"),
+                            name,
+                            field("uid").map(str::to_owned),
+                        );
+                    }
+                }
+                workloads.push((doc, kind))
+            }
         }
     }
     // Every workload is judged on its own against the context the loop

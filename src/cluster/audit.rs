@@ -73,7 +73,7 @@ impl<'a> Run<'a> {
             kind.as_str(),
         ) {
             Ok(Some(w)) => w,
-            Ok(None) => return, // only Deployments and StatefulSets are passed in
+            Ok(None) => return, // only workload kinds are cached
             Err(e) => {
                 // Came from the API server typed, so this should not happen; say so.
                 tracing::warn!(error = %e, "background audit cannot judge a workload");
@@ -104,12 +104,8 @@ impl<'a> Run<'a> {
 
 /// The stores' workloads in the order [`Run`] wants them: by namespace,
 /// kind and name.
-pub fn in_report_order(
-    deployments: Vec<Arc<Cached>>,
-    statefulsets: Vec<Arc<Cached>>,
-) -> Vec<Arc<Cached>> {
-    let mut all = deployments;
-    all.extend(statefulsets);
+pub fn in_report_order(kinds: Vec<Vec<Arc<Cached>>>) -> Vec<Arc<Cached>> {
+    let mut all: Vec<Arc<Cached>> = kinds.into_iter().flatten().collect();
     all.sort_by(|a, b| {
         (a.namespace.as_str(), a.kind, a.name.as_str()).cmp(&(
             b.namespace.as_str(),
@@ -227,11 +223,12 @@ mod tests {
             generation: Some(1),
             problems: None,
             previous_in_force: false,
+            kinds_not_sent: None,
         }];
         let expected = super::super::reports::build(&snapshot.policies, &all, &policies, now);
         let stored: Vec<Arc<Cached>> = objects.iter().map(cached).collect();
         let mut run = Run::new(&snapshot, now);
-        for object in in_report_order(stored, Vec::new()) {
+        for object in in_report_order(vec![stored]) {
             run.judge(&object);
         }
         let (_, reports) = run.finish();

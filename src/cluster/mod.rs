@@ -1,10 +1,12 @@
 //! In the cluster: kube-runtime reflectors keep policies, exceptions,
-//! namespaces, HPAs, PodDisruptionBudgets and (when KEDA is installed)
-//! ScaledObjects in memory;
+//! namespaces, HPAs, PodDisruptionBudgets, (when KEDA is installed)
+//! ScaledObjects and (when resource.k8s.io/v1 is served) DRA
+//! ResourceClaims and ResourceClaimTemplates in memory;
 //! a change to anything the engine reads rebuilds the snapshot the webhook
 //! reads (see `state.rs`), so the request path never calls the API server.
-//! Policy status says whether each policy is in force, and deny/warn
-//! decisions become Events. An object that cannot be read is reported and
+//! Policy status says whether each policy is in force (and, from the
+//! ValidatingWebhookConfigurations, whether the webhook is sent every kind
+//! it lists: `webhooks.rs`), and deny/warn decisions become Events. An object that cannot be read is reported and
 //! skipped; it never stops the others or keeps the replica unready.
 //!
 //! Every background task is supervised: if one ends while the process is
@@ -22,6 +24,7 @@ pub mod reports;
 pub mod snapshot;
 pub mod status;
 pub mod texts;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,11 +33,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject, GroupVersionKind};
 use kube::runtime::reflector::{self, Store};
@@ -48,6 +54,7 @@ use self::snapshot::{Builder, Inputs, PolicyReport, Unreadable};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::{DecisionEvent, EventReason, State};
 use crate::webhook::metrics::Metrics;
+use crate::workload::WorkloadKind;
 
 /// Existing policy reports listed per request by the audit's writer.
 const REPORTS_PER_PAGE: u32 = 5;
@@ -206,6 +213,14 @@ pub async fn run(
         changed.clone(),
         "PodDisruptionBudget watch",
     ));
+    // Which kinds the webhook is sent, for policy status.
+    let (webhooks, w) = reflector::store::<ValidatingWebhookConfiguration>();
+    spawn(watch(
+        Api::all(client.clone()),
+        w,
+        changed.clone(),
+        "ValidatingWebhookConfiguration watch",
+    ));
     // One watch per named Secret (fieldSelector on the name), so the Role
     // can grant just those names; none when no policy needs credentials.
     let mut secrets = Vec::new();
@@ -227,6 +242,16 @@ pub async fn run(
         }
         None => None,
     };
+    let (resource_claims, resource_claim_templates) =
+        match device_claims(&client, changed.clone()).await {
+            Some((claims, templates, tasks)) => {
+                for task in tasks {
+                    spawn(task);
+                }
+                (Some(claims), Some(templates))
+            }
+            None => (None, None),
+        };
     spawn((
         "Event publisher",
         events::publish(client.clone(), events, opts.pod_name.clone()).boxed(),
@@ -245,18 +270,47 @@ pub async fn run(
         )
         .boxed(),
     ));
-    let (deployments, w) = texts::store::<Deployment>();
-    spawn(watch_texts(
-        Api::all(client.clone()),
-        w,
-        "Deployment watch (audit)",
-    ));
-    let (statefulsets, w) = texts::store::<StatefulSet>();
-    spawn(watch_texts(
-        Api::all(client.clone()),
-        w,
-        "StatefulSet watch (audit)",
-    ));
+    // Every kind, for the audit and for judging a scale or an autoscaler
+    // against the workload it changes.
+    let mut workloads = Workloads::default();
+    let mut cache = |kind: WorkloadKind, (store, task): (texts::TextStore, Task)| {
+        workloads.stores.push((kind, store));
+        spawn(task);
+    };
+    cache(
+        WorkloadKind::Deployment,
+        texts_of::<Deployment>(&client, "Deployment watch (cache)"),
+    );
+    cache(
+        WorkloadKind::StatefulSet,
+        texts_of::<StatefulSet>(&client, "StatefulSet watch (cache)"),
+    );
+    cache(
+        WorkloadKind::DaemonSet,
+        texts_of::<DaemonSet>(&client, "DaemonSet watch (cache)"),
+    );
+    cache(
+        WorkloadKind::ReplicaSet,
+        texts_of::<ReplicaSet>(&client, "ReplicaSet watch (cache)"),
+    );
+    cache(
+        WorkloadKind::ReplicationController,
+        texts_of::<ReplicationController>(&client, "ReplicationController watch (cache)"),
+    );
+    cache(
+        WorkloadKind::Job,
+        texts_of::<Job>(&client, "Job watch (cache)"),
+    );
+    cache(
+        WorkloadKind::CronJob,
+        texts_of::<CronJob>(&client, "CronJob watch (cache)"),
+    );
+    cache(
+        WorkloadKind::Pod,
+        texts_of::<Pod>(&client, "Pod watch (cache)"),
+    );
+    let workloads = Arc::new(workloads);
+    state.set_workloads(workloads.clone());
     let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
     let (reports_tx, reports_rx) = watch::channel(Vec::new());
     let writer = ReportWriter {
@@ -273,7 +327,7 @@ pub async fn run(
             policy_api.clone(),
             leader.clone(),
             opts.audit_interval,
-            (deployments, statefulsets),
+            workloads.clone(),
             (writer, reports_rx),
         )
         .boxed(),
@@ -285,7 +339,10 @@ pub async fn run(
         hpas,
         pdbs,
         scaled_objects,
+        resource_claims,
+        resource_claim_templates,
         secrets,
+        webhooks,
     };
     let keeper = keep_snapshot(
         stores,
@@ -315,7 +372,10 @@ struct Stores {
     hpas: Store<HorizontalPodAutoscaler>,
     pdbs: Store<PodDisruptionBudget>,
     scaled_objects: Option<Store<DynamicObject>>,
+    resource_claims: Option<Store<ResourceClaim>>,
+    resource_claim_templates: Option<Store<ResourceClaimTemplate>>,
     secrets: Vec<Store<Secret>>,
+    webhooks: Store<ValidatingWebhookConfiguration>,
 }
 
 impl Stores {
@@ -325,7 +385,14 @@ impl Stores {
         self.namespaces.wait_until_ready().await.ok();
         self.hpas.wait_until_ready().await.ok();
         self.pdbs.wait_until_ready().await.ok();
+        self.webhooks.wait_until_ready().await.ok();
         if let Some(s) = &self.scaled_objects {
+            s.wait_until_ready().await.ok();
+        }
+        if let Some(s) = &self.resource_claims {
+            s.wait_until_ready().await.ok();
+        }
+        if let Some(s) = &self.resource_claim_templates {
             s.wait_until_ready().await.ok();
         }
         for s in &self.secrets {
@@ -353,7 +420,18 @@ impl Stores {
                 .as_ref()
                 .map(Store::state)
                 .unwrap_or_default(),
+            resource_claims: self
+                .resource_claims
+                .as_ref()
+                .map(Store::state)
+                .unwrap_or_default(),
+            resource_claim_templates: self
+                .resource_claim_templates
+                .as_ref()
+                .map(Store::state)
+                .unwrap_or_default(),
             secrets: self.secrets.iter().flat_map(Store::state).collect(),
+            webhooks: self.webhooks.state(),
         }
     }
 }
@@ -489,6 +567,39 @@ async fn scaled_objects(
     Some((store, watch(api, writer, changed, "ScaledObject watch")))
 }
 
+/// DRA's ResourceClaims and ResourceClaimTemplates, when resource.k8s.io/v1
+/// is served (Kubernetes 1.34 and later); before that, GPUs are seen through
+/// resource names only.
+async fn device_claims(
+    client: &Client,
+    changed: Arc<Notify>,
+) -> Option<(
+    Store<ResourceClaim>,
+    Store<ResourceClaimTemplate>,
+    [Task; 2],
+)> {
+    let gvk = GroupVersionKind::gvk("resource.k8s.io", "v1", "ResourceClaimTemplate");
+    if let Err(e) = kube::discovery::pinned_kind(client, &gvk).await {
+        tracing::info!(reason = %e, "resource.k8s.io/v1 not served: DRA claims are not seen, GPUs only through resource names");
+        return None;
+    }
+    let (claims, w) = reflector::store::<ResourceClaim>();
+    let claims_task = watch(
+        Api::all(client.clone()),
+        w,
+        changed.clone(),
+        "ResourceClaim watch",
+    );
+    let (templates, w) = reflector::store::<ResourceClaimTemplate>();
+    let templates_task = watch(
+        Api::all(client.clone()),
+        w,
+        changed,
+        "ResourceClaimTemplate watch",
+    );
+    Some((claims, templates, [claims_task, templates_task]))
+}
+
 /// Renews or takes the Lease every few seconds; a replica that gains it
 /// rebuilds at once so the statuses it now owns get written.
 async fn hold_lease(
@@ -520,7 +631,7 @@ async fn hold_lease(
     released.notify_one();
 }
 
-/// Judges every Deployment and StatefulSet on the leader, every `interval`,
+/// Judges every cached workload on the leader, every `interval`,
 /// writes the counts into each policy's `status.audit`, and the results
 /// into policy reports.
 async fn run_audit(
@@ -528,20 +639,19 @@ async fn run_audit(
     policy_api: Api<WellArchitectedPolicy>,
     leader: Arc<AtomicBool>,
     interval: Duration,
-    (deployments, statefulsets): (texts::TextStore, texts::TextStore),
+    workloads: Arc<Workloads>,
     (mut writer, policy_reports): (ReportWriter, watch::Receiver<Vec<PolicyReport>>),
 ) {
-    deployments.wait_until_ready().await;
-    statefulsets.wait_until_ready().await;
+    workloads.wait_until_ready().await;
     loop {
         if leader.load(Ordering::Acquire) && state.is_synced() {
-            let (ds, ss) = (deployments.state(), statefulsets.state());
+            let cached = workloads.stores.iter().map(|(_, s)| s.state()).collect();
             let snapshot = state.load();
             let now = jiff::Timestamp::now();
             // Judged in the order the reports list workloads, so each is
             // folded in and dropped: one workload and one decision at a time.
             let mut run = audit::Run::new(&snapshot, now);
-            for object in audit::in_report_order(ds, ss) {
+            for object in audit::in_report_order(cached) {
                 run.judge(&object);
             }
             let judged = run.judged;
@@ -562,6 +672,37 @@ async fn run_audit(
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The workload cache: one text store per kind.
+#[derive(Default)]
+pub struct Workloads {
+    stores: Vec<(WorkloadKind, texts::TextStore)>,
+}
+
+impl Workloads {
+    async fn wait_until_ready(&self) {
+        for (_, store) in &self.stores {
+            store.wait_until_ready().await;
+        }
+    }
+}
+
+impl crate::state::WorkloadIndex for Workloads {
+    fn text(&self, kind: WorkloadKind, namespace: &str, name: &str) -> Option<String> {
+        let (_, store) = self.stores.iter().find(|(k, _)| *k == kind)?;
+        store.get(namespace, name).map(|c| c.json.to_string())
+    }
+}
+
+/// A text store of one kind and the watch that fills it.
+fn texts_of<K>(client: &Client, what: &'static str) -> (texts::TextStore, Task)
+where
+    K: texts::Cacheable + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+{
+    let (store, writer) = texts::store::<K>();
+    (store, watch_texts(Api::all(client.clone()), writer, what))
 }
 
 /// Writes the audit's reports through the report API, when it is served.

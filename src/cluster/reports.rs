@@ -330,9 +330,12 @@ impl<'a> Reports<'a> {
         let timestamp = &self.timestamp;
         let mut cluster = Bounded::default();
         for p in policies {
-            let (result, message) = match &p.problems {
-                None => ("pass", "the policy is in force".to_owned()),
-                Some(problems) => ("error", format!("refused: {}", problems.join("; "))),
+            let (result, message) = match (&p.problems, &p.kinds_not_sent) {
+                (None, None) => ("pass", "the policy is in force".to_owned()),
+                // In force for the kinds that are sent: a warning, as its
+                // Ready condition says.
+                (None, Some(missing)) => ("warn", missing.message()),
+                (Some(problems), _) => ("error", format!("refused: {}", problems.join("; "))),
             };
             cluster.push(json!({"source": NAME, "policy": p.name, "timestamp": timestamp,
                 "result": result, "scored": true, "message": message,
@@ -475,6 +478,7 @@ mod tests {
             generation: Some(1),
             problems: None,
             previous_in_force: false,
+            kinds_not_sent: None,
         }];
         let docs = build(&s, &j, &policies, "2026-12-01T00:00:00Z".parse().unwrap());
         assert_eq!(docs.len(), 2, "namespace ml and the cluster report");
@@ -522,6 +526,35 @@ mod tests {
         assert_eq!(
             object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
             "waf-admission"
+        );
+    }
+
+    #[test]
+    fn the_cluster_report_warns_of_a_policy_whose_kinds_are_not_all_sent() {
+        use crate::cluster::webhooks::KindsNotSent;
+        use crate::workload::WorkloadKind;
+        let s = set();
+        let policies = [PolicyReport {
+            name: "p".into(),
+            generation: Some(1),
+            problems: None,
+            previous_in_force: false,
+            kinds_not_sent: Some(KindsNotSent {
+                kinds: vec![WorkloadKind::CronJob],
+                configurations: vec![],
+            }),
+        }];
+        let docs = build(&s, &[], &policies, "2026-12-01T00:00:00Z".parse().unwrap());
+        let cluster = docs[0].result_values();
+        assert_eq!(docs[0].namespace, None);
+        assert_eq!(cluster[0]["result"], "warn");
+        assert!(
+            cluster[0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no ValidatingWebhookConfiguration has the webhook"),
+            "{}",
+            cluster[0]["message"]
         );
     }
 

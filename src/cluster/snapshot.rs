@@ -1,18 +1,22 @@
 //! Reflector stores → the snapshot the request path reads. Pure: the tests
 //! feed it objects, the controller feeds it its stores. A policy that
 //! cannot be used is refused and its last good version stays in force;
-//! a deleted policy is gone.
+//! a deleted policy is gone. A policy in force that lists kinds the live
+//! webhook configuration does not send is reported as such.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
-use crate::context::{Context, Exception, PdbRef, ScalerRef, secret_data};
+use super::webhooks::{Coverage, KindsNotSent};
+use crate::context::{Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, secret_data};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
@@ -30,9 +34,15 @@ pub struct Inputs {
     pub hpas: Vec<Arc<HorizontalPodAutoscaler>>,
     pub scaled_objects: Vec<Arc<DynamicObject>>,
     pub pdbs: Vec<Arc<PodDisruptionBudget>>,
+    /// DRA claims and claim templates (resource.k8s.io/v1), when served.
+    pub resource_claims: Vec<Arc<ResourceClaim>>,
+    pub resource_claim_templates: Vec<Arc<ResourceClaimTemplate>>,
     /// The Secrets of the controller's namespace that `--registry-secret`
     /// names (pull secrets, signing keys).
     pub secrets: Vec<Arc<Secret>>,
+    /// The cluster's ValidatingWebhookConfigurations: which kinds reach
+    /// the webhook (see `webhooks.rs`).
+    pub webhooks: Vec<Arc<ValidatingWebhookConfiguration>>,
 }
 
 /// An object that could not be decoded, with what is known of it.
@@ -55,6 +65,8 @@ pub struct PolicyReport {
     pub problems: Option<Vec<String>>,
     /// A refused policy whose previous version is still in force.
     pub previous_in_force: bool,
+    /// In force, but some of its `match.kinds` never reach the webhook.
+    pub kinds_not_sent: Option<KindsNotSent>,
 }
 
 /// A policy or exception that is skipped, for an Event on it.
@@ -80,8 +92,13 @@ struct Key {
     scalers: Vec<ScalerRef>,
     /// PodDisruptionBudgets by generation: their status churns too.
     pdbs: Vec<Identity>,
+    /// What DRA claims request (their allocation status churns).
+    device_claims: Vec<DeviceClaimRef>,
     /// Secrets by resourceVersion (they have no generation).
     secrets: Vec<(String, Option<String>)>,
+    /// What the webhook configurations send, not the objects: cert-manager
+    /// rewriting a caBundle changes nothing a status says.
+    webhooks: Coverage,
 }
 
 type Identity = (Option<String>, Option<String>, String, Option<i64>);
@@ -99,7 +116,9 @@ impl Builder {
     pub fn build(&mut self, inputs: &Inputs) -> (Snapshot, Vec<PolicyReport>) {
         self.key = None;
         let scalers = scalers(inputs);
-        let snapshot = self.assemble(inputs, scalers);
+        let coverage = Coverage::of(&inputs.webhooks);
+        let claims = device_claims(inputs);
+        let snapshot = self.assemble(inputs, scalers, claims, &coverage);
         (snapshot, self.reports.clone())
     }
 
@@ -107,11 +126,12 @@ impl Builder {
     /// the last build; `None` otherwise.
     pub fn build_if_changed(&mut self, inputs: &Inputs) -> Option<(Snapshot, Vec<PolicyReport>)> {
         let scalers = scalers(inputs);
-        let key = Key::of(inputs, &scalers);
+        let claims = device_claims(inputs);
+        let key = Key::of(inputs, &scalers, &claims);
         if self.key.as_ref() == Some(&key) {
             return None;
         }
-        let snapshot = self.assemble(inputs, scalers);
+        let snapshot = self.assemble(inputs, scalers, claims, &key.webhooks);
         self.key = Some(key);
         Some((snapshot, self.reports.clone()))
     }
@@ -126,7 +146,13 @@ impl Builder {
         &self.problems
     }
 
-    fn assemble(&mut self, inputs: &Inputs, scalers: Vec<ScalerRef>) -> Snapshot {
+    fn assemble(
+        &mut self,
+        inputs: &Inputs,
+        scalers: Vec<ScalerRef>,
+        claims: Vec<DeviceClaimRef>,
+        coverage: &Coverage,
+    ) -> Snapshot {
         let mut reports = Vec::new();
         let mut problems = Vec::new();
         // A policy that cannot be read keeps its last good version, as a
@@ -149,11 +175,16 @@ impl Builder {
             match Policy::compile(p) {
                 Ok(compiled) => {
                     self.last_good.insert(name.clone(), compiled);
+                    let kinds_not_sent = coverage.not_sent(&p.spec.matches.kinds);
+                    if let Some(missing) = &kinds_not_sent {
+                        tracing::warn!(policy = %name, "in force for part of its kinds: {}", missing.message());
+                    }
                     reports.push(PolicyReport {
                         name,
                         generation: p.metadata.generation,
                         problems: None,
                         previous_in_force: false,
+                        kinds_not_sent,
                     });
                 }
                 Err(e) => {
@@ -167,6 +198,7 @@ impl Builder {
                         name,
                         generation: p.metadata.generation,
                         problems: Some(problems),
+                        kinds_not_sent: None,
                     });
                 }
             }
@@ -180,6 +212,7 @@ impl Builder {
                     name: u.name.clone(),
                     generation: u.generation,
                     problems: Some(vec![error.clone()]),
+                    kinds_not_sent: None,
                 });
             }
             problems.push(ObjectProblem {
@@ -212,6 +245,9 @@ impl Builder {
         }
         for s in scalers {
             context.add_scaler(s);
+        }
+        for c in claims {
+            context.add_device_claim(c);
         }
         for pdb in &inputs.pdbs {
             let value = serde_json::to_value(pdb.as_ref());
@@ -262,8 +298,36 @@ fn scalers(inputs: &Inputs) -> Vec<ScalerRef> {
     out
 }
 
+/// The DRA claims and claim templates of the inputs, in a stable order.
+/// Claims that the resource claim controller made for one pod from a
+/// template are left out: no pod names them in `spec.resourceClaims`
+/// (it names the template), and there is one per running pod.
+fn device_claims(inputs: &Inputs) -> Vec<DeviceClaimRef> {
+    let made_for_a_pod = |c: &ResourceClaim| {
+        c.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Pod" && o.controller == Some(true))
+    };
+    let mut out: Vec<DeviceClaimRef> = inputs
+        .resource_claims
+        .iter()
+        .filter(|c| !made_for_a_pod(c))
+        .map(|c| DeviceClaimRef::from_claim(c, "default"))
+        .chain(
+            inputs
+                .resource_claim_templates
+                .iter()
+                .map(|t| DeviceClaimRef::from_template(t, "default")),
+        )
+        .collect();
+    out.sort();
+    out
+}
+
 impl Key {
-    fn of(inputs: &Inputs, scalers: &[ScalerRef]) -> Key {
+    fn of(inputs: &Inputs, scalers: &[ScalerRef], device_claims: &[DeviceClaimRef]) -> Key {
         let mut policies: Vec<_> = inputs
             .policies
             .iter()
@@ -305,7 +369,9 @@ impl Key {
             namespaces,
             scalers: scalers.to_vec(),
             pdbs,
+            device_claims: device_claims.to_vec(),
             secrets,
+            webhooks: Coverage::of(&inputs.webhooks),
         }
     }
 }
@@ -397,6 +463,62 @@ mod tests {
 
         inputs.policies.clear();
         assert!(verdict(&b.build(&inputs).0).is_empty());
+    }
+
+    #[test]
+    fn dra_templates_and_shared_claims_reach_the_context_and_their_status_rebuilds_nothing() {
+        use crate::context::ClaimSource;
+        let claim = |name: &str, owner: Option<&str>, allocated: bool| -> Arc<ResourceClaim> {
+            let mut c = json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                "metadata": {"name": name, "namespace": "ml"},
+                "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}});
+            if let Some(pod) = owner {
+                c["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "Pod",
+                    "name": pod, "uid": "u", "controller": true}]);
+            }
+            if allocated {
+                c["status"] =
+                    json!({"reservedFor": [{"resource": "pods", "name": "x", "uid": "u"}]});
+            }
+            Arc::new(serde_json::from_value(c).unwrap())
+        };
+        let template: Arc<ResourceClaimTemplate> = Arc::new(
+            serde_json::from_value(json!({"apiVersion": "resource.k8s.io/v1",
+                "kind": "ResourceClaimTemplate", "metadata": {"name": "one-gpu", "namespace": "ml"},
+                "spec": {"spec": {"devices": {"requests": [{"name": "gpu",
+                    "exactly": {"deviceClassName": "mig.nvidia.com"}}]}}}}))
+            .unwrap(),
+        );
+        let mut inputs = Inputs {
+            resource_claims: vec![
+                claim("shared", None, false),
+                claim("llm-0-gpu-x7k2p", Some("llm-0"), true),
+            ],
+            resource_claim_templates: vec![template],
+            ..inputs()
+        };
+        let mut b = Builder::default();
+        let (snapshot, _) = b.build_if_changed(&inputs).unwrap();
+        let ctx = &snapshot.context;
+        assert!(
+            ctx.device_claim("ml", ClaimSource::ResourceClaim, "shared")
+                .is_some()
+        );
+        assert!(
+            ctx.device_claim("ml", ClaimSource::ResourceClaimTemplate, "one-gpu")
+                .is_some_and(|t| t.device_classes == ["mig.nvidia.com"])
+        );
+        assert!(
+            ctx.device_claim("ml", ClaimSource::ResourceClaim, "llm-0-gpu-x7k2p")
+                .is_none(),
+            "a claim made for one pod is left out"
+        );
+        inputs.resource_claims[0] = claim("shared", None, true);
+        inputs.resource_claims[1] = claim("llm-1-gpu-q9z4w", Some("llm-1"), true);
+        assert!(
+            b.build_if_changed(&inputs).is_none(),
+            "allocation and per-pod claims rebuild nothing"
+        );
     }
 
     #[test]
@@ -532,6 +654,77 @@ mod tests {
         assert_eq!(verdict(&snapshot).len(), 2);
         inputs.policies = vec![policy("p", 2, json!({"action": "Warn"}))];
         assert!(b.build_if_changed(&inputs).is_some(), "a new generation");
+    }
+
+    fn webhook_configuration(resources: &[&str], ca: &str) -> Arc<ValidatingWebhookConfiguration> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "waf-admission"},
+                "webhooks": [{"name": "validate.waf-admission.dev", "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "clientConfig": {"url": "https://127.0.0.1:8443/validate", "caBundle": ca},
+                    "rules": [{"apiGroups": ["apps", "", "batch"], "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"], "resources": resources,
+                        "scope": "Namespaced"}]}]}))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_policy_listing_kinds_the_webhook_is_not_sent_is_reported_and_a_rule_change_rebuilds() {
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            policies: vec![
+                policy(
+                    "jobs",
+                    1,
+                    json!({"match": {"kinds": ["Deployment", "Job"]}}),
+                ),
+                policy(
+                    "default",
+                    1,
+                    json!({"match": {"kinds": ["Deployment", "StatefulSet", "Pod"]}}),
+                ),
+            ],
+            webhooks: vec![webhook_configuration(
+                &["deployments", "statefulsets", "pods"],
+                "Y2E=",
+            )],
+            ..inputs()
+        };
+        let (snapshot, reports) = b.build_if_changed(&inputs).expect("the first build");
+        assert_eq!(snapshot.policies.policies().len(), 2, "both in force");
+        let missing = reports[0].kinds_not_sent.as_ref().expect("Job is not sent");
+        assert_eq!(reports[0].name, "jobs");
+        assert_eq!(missing.kinds, [crate::workload::WorkloadKind::Job]);
+        assert_eq!(missing.configurations, ["waf-admission"]);
+        assert_eq!(
+            reports[1].kinds_not_sent, None,
+            "Deployments, StatefulSets and Pods are sent"
+        );
+        // cert-manager rotates the caBundle: nothing a status says changes.
+        inputs.webhooks = vec![webhook_configuration(
+            &["deployments", "statefulsets", "pods"],
+            "bmV3",
+        )];
+        assert!(b.build_if_changed(&inputs).is_none());
+        // Jobs added to the rules: rebuilt, and in force for every kind.
+        inputs.webhooks = vec![webhook_configuration(
+            &["deployments", "statefulsets", "pods", "jobs"],
+            "bmV3",
+        )];
+        let (_, reports) = b.build_if_changed(&inputs).expect("the rules changed");
+        assert!(reports.iter().all(|r| r.kinds_not_sent.is_none()));
+        // The configuration deleted: nothing is sent.
+        inputs.webhooks = vec![];
+        let (_, reports) = b
+            .build_if_changed(&inputs)
+            .expect("the configuration is gone");
+        let missing = reports[1].kinds_not_sent.as_ref().unwrap();
+        assert!(missing.configurations.is_empty());
+        assert_eq!(missing.kinds.len(), 3);
     }
 
     #[test]

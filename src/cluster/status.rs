@@ -1,5 +1,7 @@
 //! A policy's status: observedGeneration and a `Ready` condition saying
-//! whether it is in force and, if not, why. Written only when it differs
+//! whether it is in force and, if not, why: refused (`Invalid`), or in
+//! force for only some of its kinds because the live webhook configuration
+//! does not send the others (`KindsNotSent`). Written only when it differs
 //! from what the object already says, so the write converges: a second
 //! replica computing the same status writes nothing.
 
@@ -16,9 +18,10 @@ pub fn patch(
     report: &PolicyReport,
     now: jiff::Timestamp,
 ) -> Option<Value> {
-    let (status, reason, message) = match &report.problems {
-        None => ("True", "Valid", "the policy is in force".to_owned()),
-        Some(problems) => (
+    let (status, reason, message) = match (&report.problems, &report.kinds_not_sent) {
+        (None, None) => ("True", "Valid", "the policy is in force".to_owned()),
+        (None, Some(missing)) => ("False", "KindsNotSent", missing.message()),
+        (Some(problems), _) => (
             "False",
             "Invalid",
             format!(
@@ -73,6 +76,7 @@ mod tests {
             generation: Some(3),
             problems,
             previous_in_force: true,
+            kinds_not_sent: None,
         }
     }
 
@@ -113,6 +117,45 @@ mod tests {
             c["message"],
             "refused: spec.x: bad; the previous version stays in force"
         );
+    }
+
+    #[test]
+    fn kinds_the_webhook_is_not_sent_make_the_policy_not_ready_until_they_are() {
+        use crate::cluster::webhooks::KindsNotSent;
+        use crate::workload::WorkloadKind;
+        let t0: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let t1: jiff::Timestamp = "2026-11-25T11:00:00Z".parse().unwrap();
+        let mut partial = report(None);
+        partial.kinds_not_sent = Some(KindsNotSent {
+            kinds: vec![WorkloadKind::Job, WorkloadKind::ReplicaSet],
+            configurations: vec!["waf-admission".into()],
+        });
+        let body = patch(None, &partial, t0).unwrap();
+        let c = &body["status"]["conditions"][0];
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("False"), Some("KindsNotSent"))
+        );
+        assert_eq!(
+            c["message"],
+            "the webhook configuration \"waf-admission\" does not send Job, ReplicaSet: add \
+             them to its rules (the chart sends every kind by default)"
+        );
+        let written = status(Some(body["status"].clone()));
+        assert_eq!(patch(written.as_ref(), &partial, t1), None, "converges");
+        // The configuration now sends them: Ready again, from now.
+        let sent = patch(written.as_ref(), &report(None), t1).unwrap();
+        let c = &sent["status"]["conditions"][0];
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("True"), Some("Valid"))
+        );
+        assert_eq!(c["lastTransitionTime"], "2026-11-25T11:00:00Z");
+        // A refusal says why first: the kinds come after the fix.
+        let mut refused = partial.clone();
+        refused.problems = Some(vec!["spec.x: bad".into()]);
+        let c = &patch(None, &refused, t0).unwrap()["status"]["conditions"][0];
+        assert_eq!(c["reason"], "Invalid");
     }
 
     #[test]

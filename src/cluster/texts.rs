@@ -1,4 +1,7 @@
-//! The audit's cache of Deployments and StatefulSets: each object kept as
+//! The cache of workloads (every kind; ReplicaSets, Jobs and Pods only where
+//! no core controller made them, see [`Cacheable::made_by_its_owner`]),
+//! which the audit judges and the request path reads to judge a scale or an
+//! autoscaler against the workload it changes: each object kept as
 //! its compact JSON text, without managedFields, the last-applied
 //! annotation and `status`, instead of as a typed object. A typed
 //! Deployment in a reflector store costs some 19 KiB (every optional field
@@ -14,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::Resource;
 use kube::runtime::watcher;
 use tokio::sync::watch;
@@ -41,6 +46,32 @@ pub trait Cacheable: Resource + serde::Serialize + Sized {
 
     fn clear_status(&mut self);
 
+    /// Whether a core controller made it from its owner's template, as its
+    /// controller reference says (a Pod of a ReplicaSet, a ReplicaSet of a
+    /// Deployment): judged through that owner, and not kept, so the cache
+    /// holds one entry per workload rather than one per pod. A Pod whose
+    /// reference names a kind that never makes Pods (a Deployment) is kept
+    /// and judged itself. Admission proves the maker by the requester; a
+    /// reference of the right kind is what the audit can read afterwards.
+    fn made_by_its_owner(&self) -> bool {
+        let child = Self::KIND;
+        self.meta()
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.controller == Some(true))
+            .any(|o| {
+                let owner = crate::workload::Owner {
+                    group: crate::workload::Owner::group_of(&o.api_version).to_owned(),
+                    kind: o.kind.clone(),
+                    name: o.name.clone(),
+                    uid: o.uid.clone(),
+                    controller: true,
+                };
+                crate::ownership::makes(&owner, child).is_some()
+            })
+    }
+
     /// Drops what the engine never reads (managedFields, the last-applied
     /// annotation, `status`) and keeps the rest as compact JSON.
     fn to_cached(mut self) -> serde_json::Result<Cached> {
@@ -65,6 +96,48 @@ impl Cacheable for Deployment {
 
 impl Cacheable for StatefulSet {
     const KIND: WorkloadKind = WorkloadKind::StatefulSet;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Cacheable for DaemonSet {
+    const KIND: WorkloadKind = WorkloadKind::DaemonSet;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Cacheable for ReplicaSet {
+    const KIND: WorkloadKind = WorkloadKind::ReplicaSet;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Cacheable for ReplicationController {
+    const KIND: WorkloadKind = WorkloadKind::ReplicationController;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Cacheable for Job {
+    const KIND: WorkloadKind = WorkloadKind::Job;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Cacheable for CronJob {
+    const KIND: WorkloadKind = WorkloadKind::CronJob;
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Cacheable for Pod {
+    const KIND: WorkloadKind = WorkloadKind::Pod;
     fn clear_status(&mut self) {
         self.status = None;
     }
@@ -117,6 +190,14 @@ impl TextStore {
         objects.values().cloned().collect()
     }
 
+    /// One object, by namespace and name.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Cached>> {
+        let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        objects
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
     pub fn len(&self) -> usize {
         self.objects
             .read()
@@ -136,7 +217,10 @@ impl<K: Cacheable> TextWriter<K> {
     pub fn apply(&mut self, event: watcher::Event<K>) {
         match event {
             watcher::Event::Apply(o) => {
-                if let Some(c) = cached(o) {
+                // Adopted by an owner since: no longer kept.
+                if o.made_by_its_owner() {
+                    self.write().remove(&key_of(&o));
+                } else if let Some(c) = cached(o) {
                     self.write().insert(key(&c), Arc::new(c));
                 }
             }
@@ -145,6 +229,9 @@ impl<K: Cacheable> TextWriter<K> {
             }
             watcher::Event::Init => self.buffer = Some(Objects::new()),
             watcher::Event::InitApply(o) => {
+                if o.made_by_its_owner() {
+                    return;
+                }
                 if let Some(c) = cached(o) {
                     self.buffer
                         .get_or_insert_with(Objects::new)

@@ -33,7 +33,8 @@ pub struct Policy {
     namespace_selector: Option<Selector>,
     selector: Option<Selector>,
     exclude_owners: Vec<OwnerKind>,
-    /// What this policy counts as a GPU (its gpuPlacement.resourceNames).
+    /// What this policy counts as a GPU (its gpuPlacement.resourceNames and
+    /// deviceClasses).
     pub gpus: GpuResources,
     pub zone_spread: Option<Enabled<zone_spread::Settings>>,
     pub autoscaler: Option<Enabled<autoscaler::Settings>>,
@@ -187,7 +188,7 @@ impl Policy {
             compile_selector(&spec.matches.selector, "spec.match.selector", &mut problems);
         let default = Action::from(spec.action);
         let at = "spec.rules";
-        let gpus = GpuResources::new(&r.gpu_placement.resource_names);
+        let gpus = GpuResources::of(&r.gpu_placement);
         let zs = zone_spread::Settings::compile(
             &r.zone_spread,
             &format!("{at}.zoneSpread"),
@@ -396,7 +397,8 @@ impl PolicySet {
         &self.policies
     }
 
-    /// GPU resource names that make a workload model serving.
+    /// GPU resource names and DRA device classes that make a workload model
+    /// serving.
     pub fn detection_gpus(&self) -> &GpuResources {
         &self.detection_gpus
     }

@@ -99,8 +99,11 @@ pub struct Match {
     /// detection in the README); `All` governs every workload of the listed kinds.
     #[serde(default)]
     pub workloads: WorkloadScope,
-    /// Kinds governed. ReplicaSets, Jobs and CronJobs are judged only when
-    /// listed here; a ReplicaSet or Pod owned by a controller is judged through its owner.
+    /// Kinds governed; every kind by default. Each is a way to a running
+    /// pod, so a kind left out is a way around the policy. Pods, ReplicaSets
+    /// and Jobs that the core controllers make from a template judged at
+    /// apply (the requester is the controller's service account) are not
+    /// judged again; any other Pod is, whatever its ownerReferences claim.
     #[serde(default = "default_kinds")]
     #[schemars(length(min = 1))]
     pub kinds: Vec<WorkloadKind>,
@@ -137,12 +140,10 @@ impl Default for Match {
     }
 }
 
+/// Every kind: each is a way to a running pod, and a kind left out is a
+/// way around the policy.
 fn default_kinds() -> Vec<WorkloadKind> {
-    vec![
-        WorkloadKind::Deployment,
-        WorkloadKind::StatefulSet,
-        WorkloadKind::Pod,
-    ]
+    WorkloadKind::ALL.to_vec()
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -302,6 +303,20 @@ impl RuleId {
                 "The pod template meets Pod Security Baseline and reaches no GPU it did not request"
             }
         }
+    }
+
+    /// Workload-level rules read the workload around the pod (replicas,
+    /// autoscalers, disruption budgets, rollout strategy) and hold at the
+    /// workload kinds where those mean something; pod-level rules read
+    /// only the pod spec and hold at every pod template and every Pod.
+    pub fn is_workload_level(self) -> bool {
+        matches!(
+            self,
+            RuleId::ZoneSpread
+                | RuleId::Autoscaler
+                | RuleId::DisruptionBudget
+                | RuleId::RolloutStrategy
+        )
     }
 
     pub fn pillar(self) -> Pillar {
@@ -548,9 +563,17 @@ pub struct GpuPlacement {
     #[serde(default)]
     pub mutate: bool,
     /// Extended resources that are GPUs. A trailing `*` matches a prefix
-    /// (`nvidia.com/mig-*`).
+    /// (`nvidia.com/mig-*`). Time-sliced GPUs renamed by NVIDIA's device
+    /// plugin (`renameByDefault`) are `nvidia.com/gpu.shared`.
     #[serde(default = "default_gpu_resources")]
     pub resource_names: Vec<String>,
+    /// DRA device classes (resource.k8s.io/v1 `DeviceClass` names) that are
+    /// GPUs: a pod whose `spec.resourceClaims` name a ResourceClaim or a
+    /// ResourceClaimTemplate that requests a device of one of these classes
+    /// (`exactly.deviceClassName` or a `firstAvailable` entry) is a GPU pod,
+    /// as if it requested a GPU resource.
+    #[serde(default = "default_gpu_device_classes")]
+    pub device_classes: Vec<String>,
     /// Node labels that GPU pods must select (by nodeSelector or an
     /// equivalent required node affinity).
     #[serde(default = "default_gpu_node_selector")]
@@ -570,6 +593,7 @@ impl Default for GpuPlacement {
             action: None,
             mutate: false,
             resource_names: default_gpu_resources(),
+            device_classes: default_gpu_device_classes(),
             node_selector: default_gpu_node_selector(),
             tolerations: default_gpu_tolerations(),
             allowed_vm_sizes: Vec::new(),
@@ -577,8 +601,26 @@ impl Default for GpuPlacement {
     }
 }
 
+/// NVIDIA's device plugin (whole GPUs, time-sliced GPUs renamed
+/// `.shared`, MIG slices), AMD's and Intel's (`i915` and `xe` drivers; not
+/// their `*_monitoring` resources, which watch every GPU and use none).
 fn default_gpu_resources() -> Vec<String> {
-    vec!["nvidia.com/gpu".into(), "nvidia.com/mig-*".into()]
+    [
+        "nvidia.com/gpu",
+        "nvidia.com/gpu.shared",
+        "nvidia.com/mig-*",
+        "amd.com/gpu",
+        "gpu.intel.com/i915",
+        "gpu.intel.com/xe",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// The device classes NVIDIA's DRA driver installs: whole GPUs and MIG
+/// slices.
+fn default_gpu_device_classes() -> Vec<String> {
+    vec!["gpu.nvidia.com".into(), "mig.nvidia.com".into()]
 }
 
 fn default_gpu_node_selector() -> BTreeMap<String, String> {
@@ -1199,7 +1241,9 @@ pub struct PolicyStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` is True when the policy is in force, False with the reason when it was refused.
+    /// `Ready` is True when the policy is in force, False with the reason when it was refused
+    /// (`Invalid`) or when the webhook configuration does not send some of its `match.kinds`
+    /// (`KindsNotSent`, naming them: the policy holds for the other kinds only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Counts from the last background audit of existing workloads.

@@ -1,4 +1,5 @@
-//! `gpu-placement` (Cost Optimization): a pod that requests a GPU targets
+//! `gpu-placement` (Cost Optimization): a pod that requests a GPU (an
+//! extended resource, or a DRA claim of a GPU device class) targets
 //! the GPU node pool (nodeSelector, or a required node affinity that says
 //! the same) and tolerates its taint; a pod that requests none stays off
 //! GPU nodes; and, where the platform team lists them, GPU pods pick only
@@ -10,6 +11,7 @@ use k8s_openapi::api::core::v1::{PodSpec, Toleration};
 use serde_json::{Value, json};
 
 use super::{Finding, Outcome, add, flow_map, pointer};
+use crate::context::{ClaimSource, Context, DeviceClaimRef};
 use crate::policy;
 use crate::quantity::Quantity;
 use crate::workload::{ContainerView, Workload};
@@ -19,11 +21,44 @@ pub const INSTANCE_TYPE_LABELS: [&str; 2] = [
     "beta.kubernetes.io/instance-type",
 ];
 
-/// Which extended resource names are GPUs: exact names and `prefix*` patterns.
+/// What is a GPU: extended resource names (exact names and `prefix*`
+/// patterns) and DRA device classes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GpuResources {
     exact: BTreeSet<String>,
     prefixes: BTreeSet<String>,
+    device_classes: BTreeSet<String>,
+}
+
+/// How a pod gets a GPU.
+#[derive(Clone, Debug)]
+pub enum GpuUse<'a> {
+    /// A container requests (or limits) a GPU extended resource.
+    Resource {
+        container: ContainerView<'a>,
+        resource: String,
+    },
+    /// The pod claims a device of a GPU class through DRA.
+    Claim {
+        claim: &'a DeviceClaimRef,
+        class: &'a str,
+    },
+}
+
+impl GpuUse<'_> {
+    /// The subject of a message: `container "llm" requests nvidia.com/gpu`.
+    pub fn describe(&self) -> String {
+        match self {
+            GpuUse::Resource {
+                container,
+                resource,
+            } => format!("{} requests {resource}", container.describe()),
+            GpuUse::Claim { claim, class } => format!(
+                "the pod claims a GPU through DRA ({} \"{}\", device class {class})",
+                claim.source, claim.name
+            ),
+        }
+    }
 }
 
 impl GpuResources {
@@ -33,14 +68,17 @@ impl GpuResources {
         g
     }
 
-    /// The GPU resources inference detection knows with no policy at all.
+    /// A policy's GPUs: its `gpuPlacement` resource names and device classes.
+    pub fn of(spec: &policy::GpuPlacement) -> GpuResources {
+        let mut g = GpuResources::new(&spec.resource_names);
+        g.device_classes.extend(spec.device_classes.iter().cloned());
+        g
+    }
+
+    /// The GPUs inference detection knows with no policy at all: the
+    /// defaults of `gpuPlacement`.
     pub fn builtin() -> GpuResources {
-        GpuResources::new(&[
-            "nvidia.com/gpu".into(),
-            "nvidia.com/mig-*".into(),
-            "amd.com/gpu".into(),
-            "gpu.intel.com/*".into(),
-        ])
+        GpuResources::of(&policy::GpuPlacement::default())
     }
 
     pub fn extend(&mut self, names: &[String]) {
@@ -55,6 +93,8 @@ impl GpuResources {
     pub fn extend_from(&mut self, other: &GpuResources) {
         self.exact.extend(other.exact.iter().cloned());
         self.prefixes.extend(other.prefixes.iter().cloned());
+        self.device_classes
+            .extend(other.device_classes.iter().cloned());
     }
 
     pub fn matches(&self, resource: &str) -> bool {
@@ -87,6 +127,51 @@ impl GpuResources {
             })
             .min_by(|(a, _), (b, _)| a.name.cmp(b.name))
     }
+
+    /// How the pod gets a GPU, if it does: a GPU resource first (as
+    /// [`GpuResources::requested_by`]), else a DRA claim of a GPU class.
+    pub fn used_by<'a>(&self, w: &'a Workload, ctx: &'a Context) -> Option<GpuUse<'a>> {
+        if let Some((container, resource)) = self.requested_by(w) {
+            return Some(GpuUse::Resource {
+                container,
+                resource,
+            });
+        }
+        self.claimed_by(w, ctx)
+            .map(|(claim, class)| GpuUse::Claim { claim, class })
+    }
+
+    /// The pod's first claim by name (order-independent, as
+    /// [`GpuResources::requested_by`]) whose ResourceClaim or
+    /// ResourceClaimTemplate, as the context knows it, requests a GPU device
+    /// class; and that class. A claim whose object the context does not
+    /// hold says nothing.
+    pub fn claimed_by<'a>(
+        &self,
+        w: &'a Workload,
+        ctx: &'a Context,
+    ) -> Option<(&'a DeviceClaimRef, &'a str)> {
+        w.pod
+            .resource_claims
+            .iter()
+            .flatten()
+            .filter_map(|pc| {
+                let (source, name) =
+                    match (&pc.resource_claim_name, &pc.resource_claim_template_name) {
+                        (Some(name), _) => (ClaimSource::ResourceClaim, name),
+                        (None, Some(name)) => (ClaimSource::ResourceClaimTemplate, name),
+                        (None, None) => return None,
+                    };
+                let claim = ctx.device_claim(&w.namespace, source, name)?;
+                let class = claim
+                    .device_classes
+                    .iter()
+                    .find(|c| self.device_classes.contains(*c))?;
+                Some((pc.name.as_str(), claim, class.as_str()))
+            })
+            .min_by(|a, b| a.0.cmp(b.0))
+            .map(|(_, claim, class)| (claim, class))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +188,13 @@ impl Settings {
             problems.push(format!(
                 "{at}.resourceNames: list at least one GPU resource"
             ));
+        }
+        for (i, class) in spec.device_classes.iter().enumerate() {
+            if class.trim().is_empty() {
+                problems.push(format!(
+                    "{at}.deviceClasses[{i}]: a device class name cannot be empty"
+                ));
+            }
         }
         if spec.node_selector.is_empty() && spec.tolerations.is_empty() {
             problems.push(format!(
@@ -123,7 +215,7 @@ impl Settings {
             }
         }
         Settings {
-            gpus: GpuResources::new(&spec.resource_names),
+            gpus: GpuResources::of(spec),
             node_selector: spec.node_selector.clone(),
             tolerations: spec.tolerations.clone(),
             allowed_vm_sizes: spec.allowed_vm_sizes.iter().cloned().collect(),
@@ -131,15 +223,15 @@ impl Settings {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
+pub fn check(w: &Workload, s: &Settings, mutate: bool, ctx: &Context) -> Outcome {
     let mut out = Outcome::default();
     let pod = &w.pod;
     let node_selector = pod.node_selector.clone().unwrap_or_default();
     let selector_path = w.pod_field("nodeSelector");
     let tolerations_path = w.pod_field("tolerations");
-    match s.gpus.requested_by(w) {
-        Some((container, resource)) => {
-            let who = format!("{} requests {resource}", container.describe());
+    match s.gpus.used_by(w, ctx) {
+        Some(gpu) => {
+            let who = gpu.describe();
             let missing: BTreeMap<&String, &String> = s
                 .node_selector
                 .iter()
@@ -421,7 +513,12 @@ mod tests {
     }
 
     fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings_with(|_| {}), true)
+        check(
+            &workload(obj),
+            &settings_with(|_| {}),
+            true,
+            &Context::default(),
+        )
     }
 
     fn pod_spec(d: &mut Value) -> &mut Value {
@@ -609,12 +706,12 @@ mod tests {
         let s = settings_with(|g| g.allowed_vm_sizes = vec!["Standard_NC24ads_A100_v4".into()]);
         let mut d = gpu_deployment();
         assert!(
-            check(&workload(&d), &s, true).is_clean(),
+            check(&workload(&d), &s, true, &Context::default()).is_clean(),
             "no size selected is fine"
         );
         pod_spec(&mut d)["nodeSelector"]["node.kubernetes.io/instance-type"] =
             json!("Standard_ND96asr_v4");
-        let out = check(&workload(&d), &s, true);
+        let out = check(&workload(&d), &s, true, &Context::default());
         assert_eq!(out.findings.len(), 1);
         assert!(
             out.findings[0]
@@ -623,7 +720,7 @@ mod tests {
         );
         pod_spec(&mut d)["nodeSelector"]["node.kubernetes.io/instance-type"] =
             json!("Standard_NC24ads_A100_v4");
-        assert!(check(&workload(&d), &s, true).is_clean());
+        assert!(check(&workload(&d), &s, true, &Context::default()).is_clean());
     }
 
     #[test]
@@ -633,7 +730,7 @@ mod tests {
         pod_spec(&mut d)["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": "node.kubernetes.io/instance-type",
                 "operator": "In", "values": ["Standard_NC24ads_A100_v4", "Standard_NC96ads_A100_v4"]}]}]}}});
-        let out = check(&workload(&d), &s, true);
+        let out = check(&workload(&d), &s, true, &Context::default());
         assert!(out.findings[0].message.contains("Standard_NC96ads_A100_v4"));
     }
 
@@ -667,14 +764,118 @@ mod tests {
         ));
     }
 
+    /// The context with one ResourceClaimTemplate `gpu` in `ml`
+    /// requesting a device of `class`.
+    fn claim_template(class: &str) -> Context {
+        let mut ctx = Context::default();
+        ctx.add_device_claim(DeviceClaimRef {
+            source: ClaimSource::ResourceClaimTemplate,
+            namespace: "ml".into(),
+            name: "gpu".into(),
+            device_classes: vec![class.into()],
+        });
+        ctx
+    }
+
+    /// The CPU deployment, claiming the template `gpu` through DRA.
+    fn claiming_deployment() -> Value {
+        let mut d = cpu_deployment();
+        pod_spec(&mut d)["resourceClaims"] =
+            json!([{"name": "gpu", "resourceClaimTemplateName": "gpu"}]);
+        d
+    }
+
+    #[test]
+    fn a_dra_claim_of_a_gpu_class_must_target_and_tolerate_gpu_nodes_and_is_patched() {
+        let d = claiming_deployment();
+        let ctx = claim_template("gpu.nvidia.com");
+        let s = settings_with(|_| {});
+        let out = check(&workload(&d), &s, true, &ctx);
+        assert_eq!(out.findings.len(), 2, "{:?}", out.findings);
+        assert!(
+            out.findings[0].message.starts_with(
+                "the pod claims a GPU through DRA (ResourceClaimTemplate \"gpu\", device class \
+                 gpu.nvidia.com) but the pod does not select GPU nodes"
+            ),
+            "{}",
+            out.findings[0].message
+        );
+        let patched = apply(&d, &out.patch);
+        assert!(check(&workload(&patched), &s, true, &ctx).is_clean());
+        // Where it does: not "a pod that requests no GPU" on GPU nodes.
+        assert!(
+            check(
+                &workload(&patched),
+                &s,
+                true,
+                &claim_template("mig.nvidia.com")
+            )
+            .is_clean()
+        );
+    }
+
+    #[test]
+    fn a_dra_claim_of_another_class_or_of_an_unknown_template_is_no_gpu() {
+        let d = claiming_deployment();
+        let s = settings_with(|_| {});
+        for ctx in [claim_template("nic.example.com"), Context::default()] {
+            assert!(check(&workload(&d), &s, true, &ctx).is_clean());
+        }
+        // A shared ResourceClaim is looked up by its own name and kind.
+        let mut d = cpu_deployment();
+        pod_spec(&mut d)["resourceClaims"] = json!([{"name": "gpu", "resourceClaimName": "gpu"}]);
+        let ctx = claim_template("gpu.nvidia.com");
+        assert!(check(&workload(&d), &s, true, &ctx).is_clean());
+    }
+
+    #[test]
+    fn device_classes_come_from_the_policy() {
+        let d = claiming_deployment();
+        let ctx = claim_template("gpu.amd.com");
+        assert!(check(&workload(&d), &settings_with(|_| {}), true, &ctx).is_clean());
+        let s = settings_with(|g| g.device_classes = vec!["gpu.amd.com".into()]);
+        let out = check(&workload(&d), &s, true, &ctx);
+        assert_eq!(out.findings.len(), 2);
+        assert!(out.findings[0].message.contains("device class gpu.amd.com"));
+    }
+
+    #[test]
+    fn time_sliced_amd_and_intel_gpus_are_gpus_by_default() {
+        for resource in [
+            "nvidia.com/gpu.shared",
+            "amd.com/gpu",
+            "gpu.intel.com/i915",
+            "gpu.intel.com/xe",
+        ] {
+            let mut d = cpu_deployment();
+            pod_spec(&mut d)["containers"][0]["resources"]["limits"] = json!({resource: "1"});
+            let out = run(&d);
+            assert_eq!(out.findings.len(), 2, "{resource}");
+            assert!(
+                out.findings[0]
+                    .message
+                    .starts_with(&format!("container \"server\" requests {resource} but")),
+                "{}",
+                out.findings[0].message
+            );
+        }
+        // Intel's monitoring resource sees every GPU and uses none.
+        let mut d = cpu_deployment();
+        pod_spec(&mut d)["containers"][0]["resources"]["limits"] =
+            json!({"gpu.intel.com/i915_monitoring": "1"});
+        assert!(run(&d).is_clean());
+    }
+
     #[test]
     fn refuses_settings_that_cannot_identify_gpu_nodes() {
         let mut spec = policy::GpuPlacement::default();
         spec.node_selector.clear();
         spec.tolerations.clear();
         spec.resource_names.clear();
+        spec.device_classes = vec![" ".into()];
         let mut problems = vec![];
         Settings::compile(&spec, "gpuPlacement", &mut problems);
-        assert_eq!(problems.len(), 2);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[1].starts_with("gpuPlacement.deviceClasses[0]"));
     }
 }

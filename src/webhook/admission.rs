@@ -16,8 +16,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::metrics::Metrics;
-use crate::context::Exception;
-use crate::decision::{Decision, admit_existing, judge_with, registry_queries};
+use crate::context::{Exception, ScalerRef};
+use crate::decision::{
+    Decision, admit_existing, judge_with, patch_only_what_is_new, registry_queries,
+};
+use crate::ownership::core_controller;
 use crate::policy::compiled::Policy;
 use crate::policy::{Action, GROUP, WellArchitectedException, WellArchitectedPolicy};
 use crate::provenance::{Facts, Registry};
@@ -290,6 +293,7 @@ pub async fn review(
     let lookup = Lookup { registry, deadline };
     let (response, summary) = match prepare(endpoint, &request, objects, state) {
         Prepared::Answered(response, summary) => (response, summary),
+        Prepared::Change(change) => change.judge(&request, state, metrics, now),
         Prepared::Judge(pending) => {
             // The one wait of the request path, and only when a governing
             // policy needs the registry. Everything held across it is
@@ -410,6 +414,7 @@ struct Objects<'a> {
 
 /// Why an object is admitted without being judged, for the decision log.
 const DELETING: &str = "unjudged: being deleted";
+const UNCACHED: &str = "unjudged: the workload it changes is not in the cache";
 
 /// The registry client and the time by which its answers are needed.
 #[derive(Clone, Copy)]
@@ -461,8 +466,6 @@ struct Pending<'a> {
     response: AdmissionResponse,
     workload: Workload,
     old: Option<&'a RawValue>,
-    /// A `kubectl debug` container being added (`ephemeralcontainers`).
-    ephemeral: bool,
     snapshot: std::sync::Arc<Snapshot>,
 }
 
@@ -473,6 +476,9 @@ enum Prepared<'a> {
     /// Admitted without judging, or refused as unreadable.
     Answered(AdmissionResponse, Summary),
     Judge(Box<Pending<'a>>),
+    /// A change to the workload around the pods: its replicas through the
+    /// scale subresource, or an autoscaler that targets it.
+    Change(Box<Change>),
 }
 
 /// Everything before the registry: reads the object and decides whether
@@ -487,6 +493,41 @@ fn prepare<'a>(
     if matches!(req.operation, Operation::Delete | Operation::Connect) {
         return Prepared::Answered(response, Summary::allowed("-"));
     }
+    let subresource = req.sub_resource.as_deref().filter(|s| !s.is_empty());
+    let written = WorkloadKind::ALL
+        .into_iter()
+        .find(|k| k.resource() == (req.resource.group.as_str(), req.resource.resource.as_str()));
+    // What a core controller makes from a template judged at apply is not
+    // judged again: the requester, authenticated by the apiserver, says
+    // who made it (never the object's own ownerReferences).
+    if let Some(kind) = written
+        && let Some(controller) = core_controller(
+            req.user_info.username.as_deref().unwrap_or_default(),
+            kind,
+            subresource,
+        )
+    {
+        return Prepared::Answered(
+            response,
+            Summary::allowed(format!("unjudged: written by {controller}")),
+        );
+    }
+    if subresource == Some("scale") {
+        return match (endpoint, written) {
+            (Endpoint::Validate, Some(kind)) => {
+                Change::scale(response, req, kind, objects.new, state)
+            }
+            _ => Prepared::Answered(response, Summary::allowed("-")),
+        };
+    }
+    if endpoint == Endpoint::Validate
+        && matches!(
+            (req.kind.group.as_str(), req.kind.kind.as_str()),
+            ("autoscaling", "HorizontalPodAutoscaler") | ("keda.sh", "ScaledObject")
+        )
+    {
+        return Change::autoscaler(response, req, objects, state);
+    }
     let namespace = namespace_of(req);
     let typed = match (objects.read, objects.new) {
         (Some(w), _) => Ok(Some(w)),
@@ -500,7 +541,7 @@ fn prepare<'a>(
             Workload::from_json_as(object.get(), namespace, &api_version, &req.kind.kind)
         }
     };
-    let mut workload = match typed {
+    let workload = match typed {
         Ok(Some(w)) => w,
         Ok(None) => return Prepared::Answered(response, Summary::allowed("not a workload kind")),
         Err(e) => {
@@ -516,17 +557,10 @@ fn prepare<'a>(
     if workload.deleting {
         return Prepared::Answered(response, Summary::allowed(DELETING));
     }
-    let ephemeral = req.sub_resource.as_deref() == Some("ephemeralcontainers");
-    if ephemeral {
-        // `kubectl debug` adds a container to a Pod a controller owns; the
-        // owner never judged it, so the Pod is judged itself.
-        mark_unowned(&mut workload);
-    }
     Prepared::Judge(Box::new(Pending {
         response,
         workload,
         old: objects.old,
-        ephemeral,
         snapshot: state.load(),
     }))
 }
@@ -545,42 +579,187 @@ fn finish(
         response,
         workload,
         old,
-        ephemeral,
         snapshot,
     } = pending;
     let mut decision = judge_with(&snapshot.policies, &workload, &snapshot.context, facts, now);
     let update = req.operation == Operation::Update;
     let namespace = namespace_of(req);
-    if update
-        && endpoint == Endpoint::Validate
-        && decision.denied()
-        && let Some(old) = old
-        && let Ok(Some(mut old)) = Workload::from_json(old.get(), namespace)
+    // A Pod's spec and a Job's pod template are immutable: a patch to
+    // them would make the apiserver refuse an UPDATE such as `kubectl
+    // label`, so those are never patched.
+    if endpoint == Endpoint::Mutate
+        && update
+        && matches!(workload.kind, WorkloadKind::Pod | WorkloadKind::Job)
     {
-        if ephemeral {
-            mark_unowned(&mut old);
-        }
+        return (response, Summary::allowed(rule_list(&decision)));
+    }
+    // UPDATE: what the old object already had neither denies (validate)
+    // nor is patched (mutate): a label, a finalizer, a scale or a restart
+    // of a workload that predates the policy leaves its template as it is.
+    let judge_old = match endpoint {
+        Endpoint::Validate => decision.denied(),
+        Endpoint::Mutate => !decision.patch.is_empty(),
+    };
+    if update
+        && judge_old
+        && let Some(old) = old
+        && let Ok(Some(old)) = Workload::from_json(old.get(), namespace)
+    {
         let before = judge_with(&snapshot.policies, &old, &snapshot.context, facts, now);
-        admit_existing(&mut decision, &before, &snapshot.policies);
+        match endpoint {
+            Endpoint::Validate => admit_existing(&mut decision, &before, &snapshot.policies),
+            Endpoint::Mutate => patch_only_what_is_new(&mut decision, &before),
+        }
     }
     let rules = rule_list(&decision);
     match endpoint {
         Endpoint::Validate => validate(response, req, &workload, &decision, state, metrics, rules),
-        // A Pod's spec and a Job's pod template are immutable: a patch to
-        // them would make the apiserver refuse an UPDATE such as `kubectl
-        // label`, so those are never patched.
-        Endpoint::Mutate
-            if update && matches!(workload.kind, WorkloadKind::Pod | WorkloadKind::Job) =>
-        {
-            (response, Summary::allowed(rules))
-        }
         Endpoint::Mutate => mutate(response, &decision, rules),
     }
 }
 
-fn mark_unowned(w: &mut Workload) {
-    for o in &mut w.owners {
-        o.controller = false;
+/// A change to the workload around its pods, judged by the workload-level
+/// rules against the workload as the cluster's reflectors hold it: the
+/// scale subresource as a change of `spec.replicas`, an autoscaler as a
+/// change of the workload's autoscaler. What the change brings is judged;
+/// what was there before is not repeated.
+struct Change {
+    response: AdmissionResponse,
+    before: Workload,
+    after: Workload,
+    /// The context after the change, when the change is to the context
+    /// (an autoscaler); None: the snapshot's.
+    before_context: Option<crate::context::Context>,
+    after_context: Option<crate::context::Context>,
+}
+
+/// `spec.replicas` of an `autoscaling/v1` Scale.
+#[derive(Deserialize)]
+struct Scale {
+    #[serde(default)]
+    spec: ScaleSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct ScaleSpec {
+    #[serde(default)]
+    replicas: Option<i32>,
+}
+
+impl Change {
+    /// The workload a change targets, from the reflectors' cache; None
+    /// when the cache does not hold it (standalone mode, or created a
+    /// moment ago), and the change is admitted unjudged.
+    fn cached(state: &State, kind: WorkloadKind, namespace: &str, name: &str) -> Option<Workload> {
+        let text = state.workload_text(kind, namespace, name)?;
+        Workload::from_json(&text, namespace).ok().flatten()
+    }
+
+    fn scale<'a>(
+        response: AdmissionResponse,
+        req: &AdmissionRequest<DynamicObject>,
+        kind: WorkloadKind,
+        object: Option<&RawValue>,
+        state: &State,
+    ) -> Prepared<'a> {
+        let replicas = match object.map(|o| serde_json::from_str::<Scale>(o.get())) {
+            Some(Ok(scale)) => scale.spec.replicas.unwrap_or(0),
+            Some(Err(e)) => {
+                let (response, summary) =
+                    invalid(response, format!("request.object is not a Scale: {e}"));
+                return Prepared::Answered(response, summary);
+            }
+            None => return Prepared::Answered(response, Summary::allowed("-")),
+        };
+        let namespace = namespace_of(req);
+        let Some(before) = Self::cached(state, kind, namespace, &req.name) else {
+            return Prepared::Answered(response, Summary::allowed(UNCACHED));
+        };
+        let mut after = before.clone();
+        after.replicas = Some(replicas);
+        Prepared::Change(Box::new(Change {
+            response,
+            before,
+            after,
+            before_context: None,
+            after_context: None,
+        }))
+    }
+
+    fn autoscaler<'a>(
+        response: AdmissionResponse,
+        req: &AdmissionRequest<DynamicObject>,
+        objects: Objects<'_>,
+        state: &State,
+    ) -> Prepared<'a> {
+        let namespace = namespace_of(req);
+        let read = |raw: &RawValue| -> Result<Option<ScalerRef>, String> {
+            let value: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+            ScalerRef::from_value(value, namespace, "request.object").map_err(|e| e.to_string())
+        };
+        let after = match objects.new.map(read) {
+            Some(Ok(Some(s))) => s,
+            Some(Err(e)) => {
+                let (response, summary) = invalid(
+                    response,
+                    format!("waf-admission cannot judge this object: {e}"),
+                );
+                return Prepared::Answered(response, summary);
+            }
+            // An HPA that KEDA made for a ScaledObject stands for it.
+            Some(Ok(None)) | None => return Prepared::Answered(response, Summary::allowed("-")),
+        };
+        let old = objects.old.and_then(|o| read(o).ok().flatten());
+        let Some(kind) = WorkloadKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == after.target_kind)
+        else {
+            return Prepared::Answered(response, Summary::allowed("not a workload kind"));
+        };
+        let Some(target) = Self::cached(state, kind, namespace, &after.target_name) else {
+            return Prepared::Answered(response, Summary::allowed(UNCACHED));
+        };
+        let snapshot = state.load();
+        let mut before_context = snapshot.context.clone();
+        before_context.remove_scaler(after.kind, &after.namespace, &after.name);
+        if let Some(old) = old {
+            before_context.add_scaler(old);
+        }
+        let mut after_context = snapshot.context.clone();
+        after_context.remove_scaler(after.kind, &after.namespace, &after.name);
+        after_context.add_scaler(after);
+        Prepared::Change(Box::new(Change {
+            response,
+            before: target.clone(),
+            after: target,
+            before_context: Some(before_context),
+            after_context: Some(after_context),
+        }))
+    }
+
+    fn judge(
+        self,
+        req: &AdmissionRequest<DynamicObject>,
+        state: &State,
+        metrics: &Metrics,
+        now: jiff::Timestamp,
+    ) -> (AdmissionResponse, Summary) {
+        let snapshot = state.load();
+        let facts = Facts::online();
+        let before_ctx = self.before_context.as_ref().unwrap_or(&snapshot.context);
+        let after_ctx = self.after_context.as_ref().unwrap_or(&snapshot.context);
+        let old = judge_with(&snapshot.policies, &self.before, before_ctx, &facts, now);
+        let mut new = judge_with(&snapshot.policies, &self.after, after_ctx, &facts, now);
+        new.violations.retain(|v| {
+            v.rule.is_workload_level()
+                && !old
+                    .violations
+                    .iter()
+                    .any(|o| o.rule == v.rule && o.path == v.path && o.message == v.message)
+        });
+        new.patch.clear();
+        let rules = rule_list(&new);
+        validate(self.response, req, &self.after, &new, state, metrics, rules)
     }
 }
 

@@ -52,6 +52,8 @@ def test_replicas_hold_the_chart_service_account_and_only_its_rbac():
         ("patch", "wellarchitectedpolicies.waf-admission.dev --subresource=status", "yes"),
         ("create", "events.events.k8s.io", "yes"),
         ("watch", "horizontalpodautoscalers.autoscaling", "yes"),
+        ("watch", "validatingwebhookconfigurations.admissionregistration.k8s.io", "yes"),
+        ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", "no"),
         ("create", "deployments.apps", "no"),
         ("get", "secrets", "no"),
         ("update", "wellarchitectedpolicies.waf-admission.dev", "no"),

@@ -286,15 +286,21 @@ pub fn review(operation: &str, object: Option<&Value>, dry_run: bool) -> Value {
         .unwrap_or("Deployment");
     let (group, resource) = match kind {
         "Pod" => ("", "pods"),
+        "ReplicationController" => ("", "replicationcontrollers"),
         "StatefulSet" => ("apps", "statefulsets"),
+        "DaemonSet" => ("apps", "daemonsets"),
+        "ReplicaSet" => ("apps", "replicasets"),
+        "Job" => ("batch", "jobs"),
+        "CronJob" => ("batch", "cronjobs"),
+        "HorizontalPodAutoscaler" => ("autoscaling", "horizontalpodautoscalers"),
         "WellArchitectedPolicy" => ("waf-admission.dev", "wellarchitectedpolicies"),
         "WellArchitectedException" => ("waf-admission.dev", "wellarchitectedexceptions"),
         _ => ("apps", "deployments"),
     };
-    let version = if group == "waf-admission.dev" {
-        "v1alpha1"
-    } else {
-        "v1"
+    let version = match group {
+        "waf-admission.dev" => "v1alpha1",
+        "autoscaling" => "v2",
+        _ => "v1",
     };
     let name = object
         .and_then(|o| o["metadata"]["name"].as_str())
@@ -335,6 +341,15 @@ pub fn update_review(object: &Value, old: &Value, sub_resource: Option<&str>) ->
         r["request"]["requestSubResource"] = json!(sub);
     }
     r
+}
+
+/// The review as sent for another requester: a core controller's service
+/// account (`system:serviceaccount:kube-system:replicaset-controller`) or a
+/// user.
+pub fn as_user(mut review: Value, username: &str) -> Value {
+    review["request"]["userInfo"] = json!({"username": username,
+        "groups": ["system:serviceaccounts", "system:authenticated"]});
+    review
 }
 
 fn rand_u64() -> u64 {

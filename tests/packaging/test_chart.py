@@ -34,7 +34,7 @@ COMBINATIONS = {
     "failure-policy-ignore": {"webhook": {"failurePolicy": "Ignore"}},
     "fixed-replicas": {"replicaCount": 3, "autoscaling": {"enabled": False}},
     "all-options": {
-        "webhook": {"extraKinds": True, "timeoutSeconds": 10},
+        "webhook": {"timeoutSeconds": 10},
         "serviceMonitor": {"enabled": True},
         "grafanaDashboard": {"enabled": True},
         "prometheusRule": {"enabled": True},
@@ -110,13 +110,13 @@ def test_webhook_configurations_are_safe_for_aks():
     by_name = {w["name"]: w for w in validating["webhooks"]}
     assert by_name["validate.waf-admission.dev"]["failurePolicy"] == "Fail"
     condition = by_name["validate.waf-admission.dev"]["matchConditions"][0]
-    assert condition["name"] == "not-judged-through-its-owner"
+    assert condition["name"] == "not-made-by-a-core-controller"
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
-    # The helper's line is decision::owner_match_condition() (a Rust test
+    # The helper's line is ownership::requester_match_condition() (a Rust test
     # holds them equal); both webhooks render exactly it.
     assert condition["expression"] in helpers
     pod_rules = [r for r in by_name["validate.waf-admission.dev"]["rules"] if r["apiGroups"] == [""]]
-    assert pod_rules[0]["resources"] == ["pods", "pods/ephemeralcontainers"]
+    assert pod_rules[0]["resources"] == ["pods", "pods/ephemeralcontainers", "replicationcontrollers"]
     assert by_name["policies.waf-admission.dev"]["rules"][0]["resources"] == ["wellarchitectedpolicies", "wellarchitectedexceptions"]
     mutating = next(h for h in hooks if h["kind"] == "MutatingWebhookConfiguration")
     assert mutating["webhooks"][0]["failurePolicy"] == "Ignore"

@@ -45,37 +45,66 @@ namespaceSelector:
     values: [kube-system, {{ .root.Release.Namespace }}]
 {{- end -}}
 
+{{- /*
+Every pod-template kind: each is a way to a running pod. The engine's list
+is workload::WorkloadKind::ALL, and a test holds the two equal.
+*/ -}}
 {{- define "waf-admission.workloadRules" -}}
 - apiGroups: [apps]
   apiVersions: [v1]
   operations: [CREATE, UPDATE]
-  resources: {{ if .Values.webhook.extraKinds }}[deployments, statefulsets, replicasets]{{ else }}[deployments, statefulsets]{{ end }}
+  resources: [deployments, statefulsets, daemonsets, replicasets]
   scope: Namespaced
 - apiGroups: [""]
   apiVersions: [v1]
   operations: [CREATE, UPDATE]
   # pods/ephemeralcontainers: `kubectl debug` adds its container there.
-  resources: [pods, pods/ephemeralcontainers]
+  resources: [pods, pods/ephemeralcontainers, replicationcontrollers]
   scope: Namespaced
-{{- if .Values.webhook.extraKinds }}
 - apiGroups: [batch]
   apiVersions: [v1]
   operations: [CREATE, UPDATE]
   resources: [jobs, cronjobs]
   scope: Namespaced
-{{- end }}
 {{- end -}}
 
+{{- /*
+Replica floors hold however replicas are set: the scale subresource is
+judged as a change of spec.replicas, an autoscaler against the workload it
+targets (validating only: neither is ever patched).
+*/ -}}
+{{- define "waf-admission.replicaRules" -}}
+- apiGroups: [apps]
+  apiVersions: [v1]
+  operations: [UPDATE]
+  resources: [deployments/scale, statefulsets/scale, replicasets/scale]
+  scope: Namespaced
+- apiGroups: [""]
+  apiVersions: [v1]
+  operations: [UPDATE]
+  resources: [replicationcontrollers/scale]
+  scope: Namespaced
+- apiGroups: [autoscaling]
+  apiVersions: [v2]
+  operations: [CREATE, UPDATE]
+  resources: [horizontalpodautoscalers]
+  scope: Namespaced
+- apiGroups: [keda.sh]
+  apiVersions: [v1alpha1]
+  operations: [CREATE, UPDATE]
+  resources: [scaledobjects]
+  scope: Namespaced
+{{- end -}}
 
 {{- /*
-Pods, ReplicaSets and Jobs that a Deployment, ReplicaSet, StatefulSet,
-DaemonSet, Job or CronJob owns are judged through that owner: the engine's
-decision::JUDGED_THROUGH_OWNER. This line is decision::owner_match_condition()
-and a test fails when the two differ. Anything else an operator owns (a
-RayCluster, an Argo Rollout) is sent and judged, as `check` judges it.
+What a core controller makes from a template judged at apply (a Pod of a
+ReplicaSet, a ReplicaSet of a Deployment, a Job of a CronJob, a scale by the
+HPA controller) is not sent: the requester, authenticated by the apiserver,
+says who made it, never the object's ownerReferences. This line is
+ownership::requester_match_condition() and a test fails when the two differ.
 */ -}}
-{{- define "waf-admission.ownerCondition" -}}
-(has(request.subResource) && request.subResource == 'ephemeralcontainers') || !(request.kind.kind in ['Pod', 'ReplicaSet', 'Job'] && has(object.metadata.ownerReferences) && object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller && ((r.apiVersion.startsWith('apps/') && r.kind in ['Deployment', 'ReplicaSet', 'StatefulSet', 'DaemonSet']) || (r.apiVersion.startsWith('batch/') && r.kind in ['Job', 'CronJob']))))
+{{- define "waf-admission.requesterCondition" -}}
+!((request.resource.group == 'apps' && request.resource.resource == 'replicasets' && (!has(request.subResource) || request.subResource == '') && request.userInfo.username in ['system:serviceaccount:kube-system:deployment-controller', 'system:kube-controller-manager']) || (request.resource.group == '' && request.resource.resource == 'pods' && (!has(request.subResource) || request.subResource == '') && request.userInfo.username in ['system:serviceaccount:kube-system:replicaset-controller', 'system:serviceaccount:kube-system:statefulset-controller', 'system:serviceaccount:kube-system:daemon-set-controller', 'system:serviceaccount:kube-system:replication-controller', 'system:serviceaccount:kube-system:job-controller', 'system:kube-controller-manager']) || (request.resource.group == 'batch' && request.resource.resource == 'jobs' && (!has(request.subResource) || request.subResource == '') && request.userInfo.username in ['system:serviceaccount:kube-system:cronjob-controller', 'system:kube-controller-manager']) || (request.resource.group == 'apps' && request.resource.resource == 'deployments' && has(request.subResource) && request.subResource == 'scale' && request.userInfo.username in ['system:serviceaccount:kube-system:horizontal-pod-autoscaler', 'system:kube-controller-manager']) || (request.resource.group == 'apps' && request.resource.resource == 'statefulsets' && has(request.subResource) && request.subResource == 'scale' && request.userInfo.username in ['system:serviceaccount:kube-system:horizontal-pod-autoscaler', 'system:kube-controller-manager']) || (request.resource.group == 'apps' && request.resource.resource == 'replicasets' && has(request.subResource) && request.subResource == 'scale' && request.userInfo.username in ['system:serviceaccount:kube-system:horizontal-pod-autoscaler', 'system:kube-controller-manager']) || (request.resource.group == '' && request.resource.resource == 'replicationcontrollers' && has(request.subResource) && request.subResource == 'scale' && request.userInfo.username in ['system:serviceaccount:kube-system:horizontal-pod-autoscaler', 'system:kube-controller-manager']))
 {{- end -}}
 
 {{- /* auditInterval (a Go duration: 300ms, 30s, 5m) in seconds, for alert thresholds. */ -}}
