@@ -1310,7 +1310,8 @@ pub struct WellArchitectedExceptionSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadRef {
-    /// Deployment, StatefulSet, Pod, ReplicaSet, Job or CronJob.
+    /// Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController,
+    /// Job, CronJob or Pod.
     pub kind: WorkloadKind,
     /// The workload's metadata.name.
     #[schemars(length(min = 1))]
