@@ -852,3 +852,134 @@ fn dra_claims_and_time_sliced_gpus_are_gpu_workloads_denied_without_gpu_placemen
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(result(&json(&out), "chat")["inference"], false);
 }
+
+/// A policy pinned to a release denies only on that release's rules: an
+/// upgrade that brings `probes` warns on it until the policy names it.
+#[test]
+fn a_pinned_rule_set_keeps_newer_rules_at_warn_until_the_policy_names_them() {
+    let dir = TempDir::new("rule-set");
+    let policy = |name: &str, extra: &str| {
+        dir.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {{name: {name}}}\nspec:\n  action: Deny\n{extra}"
+            ),
+        )
+    };
+    let judge = |policy: &str| {
+        let out = run(&[
+            "check",
+            "-o",
+            "json",
+            "--policy",
+            policy,
+            "examples/bad/probes.yaml",
+        ]);
+        let report = json(&out);
+        let actions: Vec<(String, String)> = report["results"][0]["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["rule"].as_str().unwrap().into(),
+                    v["action"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        (out.status.code(), actions, report["policies"][0].clone())
+    };
+    let probes = |action: &str| vec![("probes".to_owned(), action.to_owned())];
+
+    let (code, actions, applied) = judge(&policy("pinned", "  ruleSet: \"0.1\"\n"));
+    assert_eq!((code, actions), (Some(0), probes("warn")));
+    assert_eq!(applied["ruleSet"], "0.1");
+    assert!(
+        applied["newerRules"]
+            .as_array()
+            .unwrap()
+            .contains(&"probes".into()),
+        "{applied}"
+    );
+
+    let (code, actions, applied) = judge(&policy(
+        "named",
+        "  ruleSet: \"0.1\"\n  rules:\n    probes: {}\n",
+    ));
+    assert_eq!((code, actions), (Some(1), probes("deny")));
+    assert!(
+        !applied["newerRules"]
+            .as_array()
+            .unwrap()
+            .contains(&"probes".into())
+    );
+
+    for (name, extra) in [("unpinned", ""), ("latest", "  ruleSet: latest\n")] {
+        let (code, actions, applied) = judge(&policy(name, extra));
+        assert_eq!((code, actions), (Some(1), probes("deny")), "{name}");
+        assert_eq!(
+            applied["ruleSet"],
+            format!(
+                "latest ({})",
+                env!("CARGO_PKG_VERSION").rsplit_once('.').unwrap().0
+            ),
+            "{name}"
+        );
+    }
+
+    // The text output says which rule set applied.
+    let out = run(&[
+        "check",
+        "--policy",
+        &policy("pinned", "  ruleSet: \"0.1\"\n"),
+        "examples/bad/probes.yaml",
+    ]);
+    assert!(
+        text(&out).contains(
+            "policy pinned: rule set 0.1; newer rules at most warn unless named: rollout-strategy,"
+        ),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_rule_set_that_is_not_a_release_is_refused_naming_the_field() {
+    let dir = TempDir::new("rule-set-bad");
+    let p = dir.write(
+        "p.yaml",
+        "apiVersion: waf-admission.dev/v1alpha1\nkind: WellArchitectedPolicy\nmetadata: {name: p}\nspec:\n  ruleSet: newest\n",
+    );
+    let out = run(&["check", "--policy", &p, "examples/good/llm-gpu.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(r#"spec.ruleSet: "newest" is not a release (0.1, 0.2, …) or latest"#),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_version_is_the_crates_and_the_changelogs_newest_release() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    let printed = text(&out);
+    assert!(
+        printed.starts_with(&format!(
+            "waf-admission {} (git ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{printed}"
+    );
+    let changelog = std::fs::read_to_string(root().join("CHANGELOG.md")).unwrap();
+    let newest = changelog
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ["))
+        .filter_map(|l| l.split(']').next())
+        .find(|release| *release != "Unreleased");
+    assert_eq!(
+        newest,
+        Some(env!("CARGO_PKG_VERSION")),
+        "CHANGELOG.md's newest release"
+    );
+}

@@ -261,3 +261,43 @@ fn kubectl_reads_the_action_enum_as_strings() {
         &serde_json::json!(["Off", "Audit", "Warn", "Deny", null])
     );
 }
+
+/// The apiserver refuses with the CRD's pattern exactly the rule sets the
+/// webhook and `check` cannot read, so a typo never reaches a replica.
+#[test]
+fn the_schema_and_the_reader_agree_on_what_a_rule_set_is() {
+    use waf_admission::policy::release::RuleSet;
+    let validator = policy_schema();
+    for text in [
+        "latest",
+        "0.1",
+        "0.2",
+        "v0.2",
+        "0.2.1",
+        "10.20",
+        "Latest",
+        "0",
+        "0.",
+        ".1",
+        "0.1.2.3",
+        "0.x",
+        "v",
+        "",
+        " 0.1",
+        "0.1 ",
+        "newest",
+        "1234567.0",
+    ] {
+        let policy = serde_json::json!({
+            "apiVersion": "waf-admission.dev/v1alpha1",
+            "kind": "WellArchitectedPolicy",
+            "metadata": {"name": "p"},
+            "spec": {"ruleSet": text},
+        });
+        assert_eq!(
+            validator.is_valid(&policy),
+            RuleSet::parse(text).is_some(),
+            "{text:?}"
+        );
+    }
+}

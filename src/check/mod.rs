@@ -110,6 +110,7 @@ pub fn run_with(
     let mut report = Report {
         errors: loaded.errors,
         skipped: loaded.skipped,
+        policies: set.policies().iter().map(report::PolicyOut::of).collect(),
         ..Report::default()
     };
     let mut ctx = Context::default();

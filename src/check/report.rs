@@ -18,6 +18,8 @@ pub struct Report {
     pub skipped: Vec<(String, String)>,
     /// Objects that are not workloads, by kind (Services, HPAs, …).
     pub other_objects: BTreeMap<String, usize>,
+    /// The policies applied and the rule set each pins.
+    pub policies: Vec<PolicyOut>,
 }
 
 #[derive(Debug, Serialize)]
@@ -25,6 +27,29 @@ pub struct JsonReport<'a> {
     pub results: &'a [WorkloadResult],
     pub errors: Vec<String>,
     pub skipped: Vec<Skipped<'a>>,
+    pub policies: &'a [PolicyOut],
+}
+
+/// A policy as `check` applied it: which rule set its action covers.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyOut {
+    pub name: String,
+    /// `0.1`, or `latest (0.2)`.
+    pub rule_set: String,
+    /// Rules newer than the rule set that the policy does not name: they
+    /// ran at most as Warn.
+    pub newer_rules: Vec<&'static str>,
+}
+
+impl PolicyOut {
+    pub fn of(p: &crate::Policy) -> PolicyOut {
+        PolicyOut {
+            name: p.name.clone(),
+            rule_set: p.rule_set.to_string(),
+            newer_rules: p.newer_rules.iter().map(|r| r.as_str()).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -156,6 +181,7 @@ impl Report {
                 .iter()
                 .map(|(source, reason)| Skipped { source, reason })
                 .collect(),
+            policies: &self.policies,
         }
     }
 
@@ -233,6 +259,19 @@ impl Report {
         }
         for e in &self.errors {
             let _ = writeln!(out, "{} {e}", paint("1;31", "error:"));
+        }
+        for p in &self.policies {
+            let _ = write!(out, "\npolicy {}: rule set {}", p.name, p.rule_set);
+            if !p.newer_rules.is_empty() {
+                let _ = write!(
+                    out,
+                    "; newer rules at most warn unless named: {}",
+                    p.newer_rules.join(", ")
+                );
+            }
+        }
+        if !self.policies.is_empty() {
+            out.push('\n');
         }
         let denied = self.results.iter().filter(|r| !r.allowed).count();
         let governed = self

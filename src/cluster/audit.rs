@@ -266,6 +266,7 @@ mod tests {
             problems: None,
             previous_in_force: false,
             kinds_not_sent: None,
+            rule_set: None,
         }];
         let expected = super::super::reports::build(&snapshot.policies, &all, &policies, now);
         let stored: Vec<Arc<Cached>> = objects.iter().map(cached).collect();

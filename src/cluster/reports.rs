@@ -479,6 +479,7 @@ mod tests {
             problems: None,
             previous_in_force: false,
             kinds_not_sent: None,
+            rule_set: None,
         }];
         let docs = build(&s, &j, &policies, "2026-12-01T00:00:00Z".parse().unwrap());
         assert_eq!(docs.len(), 2, "namespace ml and the cluster report");
@@ -543,6 +544,7 @@ mod tests {
                 kinds: vec![WorkloadKind::CronJob],
                 configurations: vec![],
             }),
+            rule_set: None,
         }];
         let docs = build(&s, &[], &policies, "2026-12-01T00:00:00Z".parse().unwrap());
         let cluster = docs[0].result_values();

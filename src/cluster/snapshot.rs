@@ -19,7 +19,8 @@ use super::webhooks::{Coverage, KindsNotSent};
 use crate::context::{Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, secret_data};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
-use crate::policy::{WellArchitectedException, WellArchitectedPolicy};
+use crate::policy::release::RuleSet;
+use crate::policy::{RuleId, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::Snapshot;
 
 /// What the stores hold right now.
@@ -67,6 +68,8 @@ pub struct PolicyReport {
     pub previous_in_force: bool,
     /// In force, but some of its `match.kinds` never reach the webhook.
     pub kinds_not_sent: Option<KindsNotSent>,
+    /// In force: its rule set, and the newer rules that run at most as Warn.
+    pub rule_set: Option<(RuleSet, Vec<RuleId>)>,
 }
 
 /// A policy or exception that is skipped, for an Event on it.
@@ -174,6 +177,7 @@ impl Builder {
             let name = p.name_any();
             match Policy::compile(p) {
                 Ok(compiled) => {
+                    let rule_set = Some((compiled.rule_set, compiled.newer_rules.clone()));
                     self.last_good.insert(name.clone(), compiled);
                     let kinds_not_sent = coverage.not_sent(&p.spec.matches.kinds);
                     if let Some(missing) = &kinds_not_sent {
@@ -185,6 +189,7 @@ impl Builder {
                         problems: None,
                         previous_in_force: false,
                         kinds_not_sent,
+                        rule_set,
                     });
                 }
                 Err(e) => {
@@ -199,6 +204,7 @@ impl Builder {
                         generation: p.metadata.generation,
                         problems: Some(problems),
                         kinds_not_sent: None,
+                        rule_set: None,
                     });
                 }
             }
@@ -213,6 +219,7 @@ impl Builder {
                     generation: u.generation,
                     problems: Some(vec![error.clone()]),
                     kinds_not_sent: None,
+                    rule_set: None,
                 });
             }
             problems.push(ObjectProblem {

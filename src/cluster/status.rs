@@ -36,7 +36,21 @@ pub fn patch(
         ),
     };
     let current_ready = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let unchanged = current.and_then(|s| s.observed_generation) == report.generation
+    // A refused policy leaves the rule set of the version still in force.
+    let rule_set = report.rule_set.as_ref().map(|(set, newer)| {
+        (
+            set.to_string(),
+            newer
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+    });
+    let rule_set_unchanged = rule_set.as_ref().is_none_or(|(set, newer)| {
+        current.is_some_and(|s| s.rule_set.as_ref() == Some(set) && &s.newer_rules == newer)
+    });
+    let unchanged = rule_set_unchanged
+        && current.and_then(|s| s.observed_generation) == report.generation
         && current_ready.is_some_and(|c| {
             c.status == status
                 && c.reason == reason
@@ -59,7 +73,17 @@ pub fn patch(
         observed_generation: report.generation,
         last_transition_time: since,
     };
-    Some(json!({"status": {"observedGeneration": report.generation, "conditions": [condition]}}))
+    let mut status = json!({"observedGeneration": report.generation, "conditions": [condition]});
+    if let Some((set, newer)) = rule_set {
+        status["ruleSet"] = json!(set);
+        // null removes the list from the object (a merge patch).
+        status["newerRules"] = if newer.is_empty() {
+            Value::Null
+        } else {
+            json!(newer)
+        };
+    }
+    Some(json!({ "status": status }))
 }
 
 #[cfg(test)]
@@ -77,6 +101,7 @@ mod tests {
             problems,
             previous_in_force: true,
             kinds_not_sent: None,
+            rule_set: None,
         }
     }
 
@@ -104,6 +129,38 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn the_rule_set_in_force_and_the_rules_it_caps_are_written_then_converge() {
+        use crate::policy::RuleId;
+        use crate::policy::release::{Release, RuleSet};
+        let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let mut pinned = report(None);
+        pinned.rule_set = Some((
+            RuleSet::Pinned(Release::V0_1),
+            vec![RuleId::Probes, RuleId::SecretEnv],
+        ));
+        let body = patch(None, &pinned, now).unwrap();
+        assert_eq!(body["status"]["ruleSet"], "0.1");
+        assert_eq!(
+            body["status"]["newerRules"],
+            json!(["probes", "secret-env"])
+        );
+        let written = status(Some(body["status"].clone()));
+        assert_eq!(patch(written.as_ref(), &pinned, now), None);
+        // Unpinned: the list goes, and the rule set names the release.
+        let mut latest = report(None);
+        latest.rule_set = Some((RuleSet::Latest, vec![]));
+        let body = patch(written.as_ref(), &latest, now).unwrap();
+        assert_eq!(
+            body["status"]["ruleSet"],
+            format!("latest ({})", Release::CURRENT)
+        );
+        assert_eq!(body["status"]["newerRules"], Value::Null);
+        // Refused: what is in force is left as it is.
+        let refused = patch(written.as_ref(), &report(Some(vec!["x".into()])), now).unwrap();
+        assert!(refused["status"].get("ruleSet").is_none());
     }
 
     #[test]

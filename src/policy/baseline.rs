@@ -29,6 +29,12 @@ mod tests {
         let p = policy().unwrap();
         let compiled = Policy::compile(&p).unwrap();
         assert_eq!(compiled.name, "baseline");
+        // It pins the release it ships in: bumping the version means
+        // deciding what the baseline's action covers.
+        assert_eq!(
+            compiled.rule_set,
+            crate::policy::release::RuleSet::Pinned(crate::policy::release::Release::CURRENT)
+        );
         assert_eq!(compiled.autoscaler.unwrap().action, Action::Warn);
         assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
         assert_eq!(
@@ -83,6 +89,12 @@ mod tests {
             );
             *warns = None;
         }
+        // The baseline writes every rule out, so each takes its action
+        // under any rule set.
+        assert_eq!(
+            std::mem::take(&mut rules.named),
+            crate::policy::RuleId::ALL.into_iter().collect()
+        );
         assert_eq!(rules, defaults);
         assert_eq!(p.spec.action, DefaultAction::Deny);
         let empty: WellArchitectedPolicySpec = serde_yaml_ng::from_str("{}").unwrap();

@@ -5,6 +5,7 @@
 
 use kube::core::{Selector, SelectorExt};
 
+use super::release::RuleSet;
 use super::{Action, OwnerKind, RuleId, Updates, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
 use crate::rules::gpu_placement::GpuResources;
@@ -30,6 +31,11 @@ pub struct Policy {
     pub kinds: Vec<WorkloadKind>,
     pub allow_opt_out: bool,
     pub updates: Updates,
+    /// The release whose rules `spec.action` covers.
+    pub rule_set: RuleSet,
+    /// Rules newer than the rule set that the policy does not name: they
+    /// run at most as Warn.
+    pub newer_rules: Vec<RuleId>,
     namespace_selector: Option<Selector>,
     selector: Option<Selector>,
     exclude_owners: Vec<OwnerKind>,
@@ -52,6 +58,8 @@ pub struct Policy {
     pub host_isolation: Option<Enabled<host_isolation::Settings>>,
 }
 
+/// The rule on, with its own action or else the policy's as the rule set
+/// lets it run; None when that is Off.
 fn enabled<S>(
     action: Option<Action>,
     default: Action,
@@ -186,7 +194,18 @@ impl Policy {
         );
         let selector =
             compile_selector(&spec.matches.selector, "spec.match.selector", &mut problems);
-        let default = Action::from(spec.action);
+        let rule_set = match spec.rule_set.as_deref() {
+            None => RuleSet::Latest,
+            Some(text) => RuleSet::parse(text).unwrap_or_else(|| {
+                problems.push(format!(
+                    "spec.ruleSet: {text:?} is not a release (0.1, 0.2, …) or latest"
+                ));
+                RuleSet::Latest
+            }),
+        };
+        let policy_action = Action::from(spec.action);
+        // The policy's action, for a rule that does not set its own.
+        let default = |rule: RuleId| rule_set.cap(rule, r.named.contains(&rule), policy_action);
         let at = "spec.rules";
         let gpus = GpuResources::of(&r.gpu_placement);
         let zs = zone_spread::Settings::compile(
@@ -272,26 +291,57 @@ impl Policy {
             kinds: spec.matches.kinds.clone(),
             allow_opt_out: spec.matches.allow_opt_out,
             updates: spec.updates,
+            rule_set,
+            newer_rules: rule_set
+                .newer_rules()
+                .into_iter()
+                .filter(|rule| !r.named.contains(rule))
+                .collect(),
             namespace_selector,
             selector,
             exclude_owners: spec.matches.exclude_owners.clone(),
             gpus,
-            zone_spread: enabled(r.zone_spread.action, default, r.zone_spread.mutate, zs),
-            autoscaler: enabled(r.autoscaler.action, default, false, asc),
-            resources: enabled(r.resources.action, default, r.resources.mutate, res),
-            gpu_placement: enabled(r.gpu_placement.action, default, r.gpu_placement.mutate, gpu),
+            zone_spread: enabled(
+                r.zone_spread.action,
+                default(RuleId::ZoneSpread),
+                r.zone_spread.mutate,
+                zs,
+            ),
+            autoscaler: enabled(r.autoscaler.action, default(RuleId::Autoscaler), false, asc),
+            resources: enabled(
+                r.resources.action,
+                default(RuleId::Resources),
+                r.resources.mutate,
+                res,
+            ),
+            gpu_placement: enabled(
+                r.gpu_placement.action,
+                default(RuleId::GpuPlacement),
+                r.gpu_placement.mutate,
+                gpu,
+            ),
             // Its mutation is resolveDigests: pinning tags to digests.
             image_provenance: enabled(
                 r.image_provenance.action,
-                default,
+                default(RuleId::ImageProvenance),
                 r.image_provenance.resolve_digests,
                 img,
             ),
-            rollout_strategy: enabled(r.rollout_strategy.action, default, false, rollout),
-            shared_memory: enabled(r.shared_memory.action, default, r.shared_memory.mutate, shm),
+            rollout_strategy: enabled(
+                r.rollout_strategy.action,
+                default(RuleId::RolloutStrategy),
+                false,
+                rollout,
+            ),
+            shared_memory: enabled(
+                r.shared_memory.action,
+                default(RuleId::SharedMemory),
+                r.shared_memory.mutate,
+                shm,
+            ),
             workload_identity: enabled(
                 r.workload_identity.action,
-                default,
+                default(RuleId::WorkloadIdentity),
                 r.workload_identity.mutate,
                 wi,
             ),
@@ -303,10 +353,25 @@ impl Policy {
                 grace,
             ),
             model_lineage: enabled(r.model_lineage.action, Action::Off, false, lineage),
-            probes: enabled(r.probes.action, default, r.probes.mutate, prb),
-            disruption_budget: enabled(r.disruption_budget.action, default, false, pdb),
-            secret_env: enabled(r.secret_env.action, default, false, sec),
-            host_isolation: enabled(r.host_isolation.action, default, false, host),
+            probes: enabled(
+                r.probes.action,
+                default(RuleId::Probes),
+                r.probes.mutate,
+                prb,
+            ),
+            disruption_budget: enabled(
+                r.disruption_budget.action,
+                default(RuleId::DisruptionBudget),
+                false,
+                pdb,
+            ),
+            secret_env: enabled(r.secret_env.action, default(RuleId::SecretEnv), false, sec),
+            host_isolation: enabled(
+                r.host_isolation.action,
+                default(RuleId::HostIsolation),
+                false,
+                host,
+            ),
         })
     }
 
@@ -426,6 +491,69 @@ mod tests {
 
     fn problems(spec: &str) -> String {
         Policy::compile(&policy(spec)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_policy_pinned_to_a_release_denies_only_on_that_releases_rules() {
+        let p = Policy::compile(&policy("{action: Deny, ruleSet: '0.1'}")).unwrap();
+        assert_eq!(
+            p.rule_set,
+            RuleSet::Pinned(super::super::release::Release::V0_1)
+        );
+        // The five rules of 0.1 take the policy's action …
+        assert_eq!(p.zone_spread.as_ref().map(|r| r.action), Some(Action::Deny));
+        assert_eq!(
+            p.image_provenance.as_ref().map(|r| r.action),
+            Some(Action::Deny)
+        );
+        // … the rules 0.2 added run as Warn, and the Off-by-default ones stay Off.
+        assert_eq!(p.probes.as_ref().map(|r| r.action), Some(Action::Warn));
+        assert_eq!(
+            p.host_isolation.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
+        assert!(p.graceful_termination.is_none());
+        assert!(p.newer_rules.contains(&RuleId::Probes));
+        assert!(!p.newer_rules.contains(&RuleId::ZoneSpread));
+        // An Audit policy is never raised to Warn.
+        let p = Policy::compile(&policy("{action: Audit, ruleSet: '0.1'}")).unwrap();
+        assert_eq!(p.probes.map(|r| r.action), Some(Action::Audit));
+    }
+
+    #[test]
+    fn naming_a_newer_rule_gives_it_the_policys_action() {
+        let p = Policy::compile(&policy(
+            "{action: Deny, ruleSet: '0.1', rules: {probes: {}, secretEnv: {action: Audit}}}",
+        ))
+        .unwrap();
+        assert_eq!(p.probes.as_ref().map(|r| r.action), Some(Action::Deny));
+        assert_eq!(p.secret_env.as_ref().map(|r| r.action), Some(Action::Audit));
+        assert_eq!(
+            p.disruption_budget.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
+        assert!(!p.newer_rules.contains(&RuleId::Probes));
+        assert!(p.newer_rules.contains(&RuleId::DisruptionBudget));
+    }
+
+    #[test]
+    fn without_a_rule_set_or_with_latest_every_rule_takes_the_action() {
+        for spec in ["{action: Deny}", "{action: Deny, ruleSet: latest}"] {
+            let p = Policy::compile(&policy(spec)).unwrap();
+            assert_eq!(p.rule_set, RuleSet::Latest, "{spec}");
+            assert_eq!(p.probes.map(|r| r.action), Some(Action::Deny), "{spec}");
+            assert!(p.newer_rules.is_empty(), "{spec}");
+        }
+    }
+
+    #[test]
+    fn a_rule_set_that_is_no_release_is_refused() {
+        assert!(
+            problems("{ruleSet: '0.1-beta'}")
+                .contains(r#"spec.ruleSet: "0.1-beta" is not a release (0.1, 0.2, …) or latest"#),
+            "{}",
+            problems("{ruleSet: '0.1-beta'}")
+        );
     }
 
     #[test]

@@ -215,7 +215,10 @@ mod tests {
             .flatten()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Action", "Ready", "Violations", "Age"]);
+        assert_eq!(
+            columns,
+            ["Action", "Rule Set", "Ready", "Violations", "Age"]
+        );
         assert_eq!(
             file_name(&policy),
             "waf-admission.dev_wellarchitectedpolicies.yaml"

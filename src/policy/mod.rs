@@ -10,8 +10,9 @@
 pub mod baseline;
 pub mod compiled;
 pub mod crd;
+pub mod release;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::Toleration;
@@ -36,6 +37,7 @@ pub const API_VERSION: &str = "waf-admission.dev/v1alpha1";
     shortname = "wap",
     status = "PolicyStatus",
     printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.action"}"#,
+    printcolumn = r#"{"name":"Rule Set","type":"string","jsonPath":".status.ruleSet"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Violations","type":"integer","jsonPath":".status.audit.violations"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -49,6 +51,14 @@ pub struct WellArchitectedPolicySpec {
     /// object, Warn admits it with a warning, Audit only records it.
     #[serde(default)]
     pub action: DefaultAction,
+    /// The release whose rules `action` covers (`0.1`, `0.2`, …), as Pod
+    /// Security Admission's `enforce-version` pins its standard: a rule a
+    /// later release added runs at most as Warn under this policy unless
+    /// `rules` names it. `latest`, or no value: every rule takes `action`,
+    /// so an upgrade may start denying on the rules it brings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(release::RULE_SET_PATTERN))]
+    pub rule_set: Option<String>,
     /// Per-rule settings. A rule left out runs with its defaults.
     #[serde(default)]
     pub rules: Rules,
@@ -305,6 +315,27 @@ impl RuleId {
         }
     }
 
+    /// The release that introduced the rule: what a policy's `spec.ruleSet`
+    /// is compared with.
+    pub fn since(self) -> release::Release {
+        match self {
+            RuleId::ZoneSpread
+            | RuleId::Autoscaler
+            | RuleId::Resources
+            | RuleId::GpuPlacement
+            | RuleId::ImageProvenance => release::Release::V0_1,
+            RuleId::RolloutStrategy
+            | RuleId::SharedMemory
+            | RuleId::WorkloadIdentity
+            | RuleId::GracefulTermination
+            | RuleId::ModelLineage
+            | RuleId::Probes
+            | RuleId::DisruptionBudget
+            | RuleId::SecretEnv
+            | RuleId::HostIsolation => release::Release::V0_2,
+        }
+    }
+
     /// Workload-level rules read the workload around the pod (replicas,
     /// autoscalers, disruption budgets, rollout strategy) and hold at the
     /// workload kinds where those mean something; pod-level rules read
@@ -371,7 +402,7 @@ impl fmt::Display for Pillar {
 }
 
 /// Settings of each rule.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[derive(Serialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rules {
     #[serde(default)]
@@ -402,6 +433,77 @@ pub struct Rules {
     pub secret_env: SecretEnv,
     #[serde(default)]
     pub host_isolation: HostIsolation,
+    /// The rules the policy wrote out, with settings or as `{}`: a rule
+    /// newer than `spec.ruleSet` takes the policy's action only when named.
+    #[serde(skip)]
+    pub named: BTreeSet<RuleId>,
+}
+
+/// `spec.rules` as written: which rules are present is part of the policy
+/// (`spec.ruleSet`), so they are read as options first.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RulesAsWritten {
+    zone_spread: Option<ZoneSpread>,
+    autoscaler: Option<Autoscaler>,
+    resources: Option<Resources>,
+    gpu_placement: Option<GpuPlacement>,
+    image_provenance: Option<ImageProvenance>,
+    rollout_strategy: Option<RolloutStrategy>,
+    shared_memory: Option<SharedMemory>,
+    workload_identity: Option<WorkloadIdentity>,
+    graceful_termination: Option<GracefulTermination>,
+    model_lineage: Option<ModelLineage>,
+    probes: Option<Probes>,
+    disruption_budget: Option<DisruptionBudget>,
+    secret_env: Option<SecretEnv>,
+    host_isolation: Option<HostIsolation>,
+}
+
+impl<'de> Deserialize<'de> for Rules {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = RulesAsWritten::deserialize(d)?;
+        let mut named = BTreeSet::new();
+        let mut take = |rule: RuleId, present: bool| {
+            if present {
+                named.insert(rule);
+            }
+        };
+        take(RuleId::ZoneSpread, w.zone_spread.is_some());
+        take(RuleId::Autoscaler, w.autoscaler.is_some());
+        take(RuleId::Resources, w.resources.is_some());
+        take(RuleId::GpuPlacement, w.gpu_placement.is_some());
+        take(RuleId::ImageProvenance, w.image_provenance.is_some());
+        take(RuleId::RolloutStrategy, w.rollout_strategy.is_some());
+        take(RuleId::SharedMemory, w.shared_memory.is_some());
+        take(RuleId::WorkloadIdentity, w.workload_identity.is_some());
+        take(
+            RuleId::GracefulTermination,
+            w.graceful_termination.is_some(),
+        );
+        take(RuleId::ModelLineage, w.model_lineage.is_some());
+        take(RuleId::Probes, w.probes.is_some());
+        take(RuleId::DisruptionBudget, w.disruption_budget.is_some());
+        take(RuleId::SecretEnv, w.secret_env.is_some());
+        take(RuleId::HostIsolation, w.host_isolation.is_some());
+        Ok(Rules {
+            zone_spread: w.zone_spread.unwrap_or_default(),
+            autoscaler: w.autoscaler.unwrap_or_default(),
+            resources: w.resources.unwrap_or_default(),
+            gpu_placement: w.gpu_placement.unwrap_or_default(),
+            image_provenance: w.image_provenance.unwrap_or_default(),
+            rollout_strategy: w.rollout_strategy.unwrap_or_default(),
+            shared_memory: w.shared_memory.unwrap_or_default(),
+            workload_identity: w.workload_identity.unwrap_or_default(),
+            graceful_termination: w.graceful_termination.unwrap_or_default(),
+            model_lineage: w.model_lineage.unwrap_or_default(),
+            probes: w.probes.unwrap_or_default(),
+            disruption_budget: w.disruption_budget.unwrap_or_default(),
+            secret_env: w.secret_env.unwrap_or_default(),
+            host_isolation: w.host_isolation.unwrap_or_default(),
+            named,
+        })
+    }
 }
 
 /// `zone-spread` (Reliability): enough replicas, spread across availability
@@ -1246,6 +1348,14 @@ pub struct PolicyStatus {
     /// (`KindsNotSent`, naming them: the policy holds for the other kinds only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The rule set in force: the release whose rules `spec.action` covers
+    /// (`0.1`), or `latest (0.2)` naming the running release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_set: Option<String>,
+    /// Rules newer than the rule set that the policy does not name: they
+    /// run at most as Warn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub newer_rules: Vec<String>,
     /// Counts from the last background audit of existing workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSummary>,

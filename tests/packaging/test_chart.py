@@ -244,3 +244,26 @@ def test_registry_secrets_are_readable_by_name_only_and_only_when_listed():
     assert env["WAF_REGISTRY_TIMEOUT"] == "4s"
     with pytest.raises(helm.HelmError):
         render({"provenance": {"secrets": ["Not_A_Name"]}})
+
+
+def test_versions_agree_and_the_default_policy_pins_the_charts_release():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    cargo = next(
+        line.split('"')[1] for line in (ROOT / "Cargo.toml").read_text().splitlines() if line.startswith("version = ")
+    )
+    changelog = next(
+        line[len("## ["):].split("]")[0]
+        for line in (ROOT / "CHANGELOG.md").read_text().splitlines()
+        if line.startswith("## [") and not line.startswith("## [Unreleased]")
+    )
+    assert chart["version"] == chart["appVersion"] == cargo == changelog
+    release = ".".join(cargo.split(".")[:2])
+
+    def policy(values=None):
+        return next(d for d in render(values) if d["kind"] == "WellArchitectedPolicy")
+
+    assert policy()["spec"]["ruleSet"] == release
+    assert policy({"policy": {"ruleSet": "latest"}})["spec"]["ruleSet"] == "latest"
+    assert policy({"policy": {"ruleSet": "0.1"}})["spec"]["ruleSet"] == "0.1"
+    with pytest.raises(Exception, match="ruleSet"):
+        render({"policy": {"ruleSet": "newest"}})

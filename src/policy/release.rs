@@ -1,0 +1,205 @@
+//! Releases and rule sets. Every rule records the release that introduced
+//! it ([`RuleId::since`]); a policy's `spec.ruleSet` names a release, and
+//! its `spec.action` then covers only the rules that release had. A rule a
+//! later release adds runs at most as Warn under that policy until the
+//! policy names it, so an upgrade never starts denying on its own (Pod
+//! Security Admission's `enforce-version`, for this project's rules).
+
+use std::fmt;
+
+use super::{Action, RuleId};
+
+/// A release, major and minor: patch releases add no rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Release {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl Release {
+    pub const V0_1: Release = Release::new(0, 1);
+    pub const V0_2: Release = Release::new(0, 2);
+
+    /// This binary's release, from the crate's version.
+    pub const CURRENT: Release = Release::new(
+        digits(env!("CARGO_PKG_VERSION_MAJOR")),
+        digits(env!("CARGO_PKG_VERSION_MINOR")),
+    );
+
+    pub const fn new(major: u32, minor: u32) -> Release {
+        Release { major, minor }
+    }
+
+    /// `0.1`, `0.2`, …; a leading `v` and a patch (`v0.2.1`) are read too,
+    /// since that is how releases are tagged.
+    pub fn parse(s: &str) -> Option<Release> {
+        let s = s.strip_prefix('v').unwrap_or(s);
+        let mut parts = s.split('.');
+        let number = |p: Option<&str>| {
+            p.filter(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u32>().ok())
+        };
+        let major = number(parts.next())?;
+        let minor = number(parts.next())?;
+        match parts.next() {
+            None => {}
+            Some(patch) => {
+                number(Some(patch))?;
+            }
+        }
+        parts.next().is_none().then_some(Release { major, minor })
+    }
+}
+
+impl fmt::Display for Release {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// A decimal number at compile time (the crate's version parts).
+const fn digits(s: &str) -> u32 {
+    let bytes = s.as_bytes();
+    let mut n = 0u32;
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii_digit(), "a version part is a number");
+        n = n * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
+
+/// What `spec.ruleSet` pins: the rules of a release, or every rule of the
+/// running release (`latest`, and no `ruleSet` at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RuleSet {
+    #[default]
+    Latest,
+    Pinned(Release),
+}
+
+/// The pattern the CRD's schema holds `spec.ruleSet` to, so the apiserver
+/// refuses a typo before the webhook sees it.
+pub const RULE_SET_PATTERN: &str = r"^(latest|v?[0-9]{1,6}\.[0-9]{1,6}(\.[0-9]{1,6})?)$";
+
+impl RuleSet {
+    /// `latest`, or a release (`0.1`, `v0.2`, `0.2.1`).
+    pub fn parse(s: &str) -> Option<RuleSet> {
+        if s == "latest" {
+            return Some(RuleSet::Latest);
+        }
+        Release::parse(s).map(RuleSet::Pinned)
+    }
+
+    /// The release whose rules the policy's action covers.
+    pub fn release(self) -> Release {
+        match self {
+            RuleSet::Latest => Release::CURRENT,
+            RuleSet::Pinned(r) => r,
+        }
+    }
+
+    /// Whether the policy's action covers `rule` without the policy naming
+    /// it: the rule is in the pinned release.
+    pub fn covers(self, rule: RuleId) -> bool {
+        rule.since() <= self.release()
+    }
+
+    /// The action `rule` runs with when its settings do not set one: the
+    /// policy's, or at most Warn for a rule newer than the rule set that
+    /// the policy does not name in `spec.rules`.
+    pub fn cap(self, rule: RuleId, named: bool, action: Action) -> Action {
+        if named || self.covers(rule) {
+            action
+        } else {
+            action.min(Action::Warn)
+        }
+    }
+
+    /// The rules this binary has that the rule set does not, newest last.
+    pub fn newer_rules(self) -> Vec<RuleId> {
+        RuleId::ALL
+            .into_iter()
+            .filter(|r| !self.covers(*r))
+            .collect()
+    }
+}
+
+impl fmt::Display for RuleSet {
+    /// As status and `check` show it: `0.1`, or `latest (0.2)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleSet::Latest => write!(f, "latest ({})", Release::CURRENT),
+            RuleSet::Pinned(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_read_as_they_are_tagged_and_nothing_else() {
+        for (text, want) in [
+            ("0.1", Some(Release::V0_1)),
+            ("v0.2", Some(Release::V0_2)),
+            ("0.2.7", Some(Release::V0_2)),
+            ("1.10", Some(Release::new(1, 10))),
+            ("0", None),
+            ("0.", None),
+            (".1", None),
+            ("0.1.2.3", None),
+            ("0.x", None),
+            ("-0.1", None),
+            ("0.+1", None),
+            ("", None),
+            ("latest", None),
+        ] {
+            assert_eq!(Release::parse(text), want, "{text:?}");
+        }
+        assert_eq!(RuleSet::parse("latest"), Some(RuleSet::Latest));
+        assert_eq!(RuleSet::parse("Latest"), None);
+    }
+
+    #[test]
+    fn the_current_release_is_the_crates_version() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(Release::parse(version), Some(Release::CURRENT));
+        // Every rule is in the release that runs it.
+        for rule in RuleId::ALL {
+            assert!(rule.since() <= Release::CURRENT, "{rule}");
+        }
+    }
+
+    #[test]
+    fn a_pinned_rule_set_caps_newer_rules_at_warn_unless_named() {
+        let pinned = RuleSet::Pinned(Release::V0_1);
+        assert_eq!(
+            pinned.cap(RuleId::ZoneSpread, false, Action::Deny),
+            Action::Deny
+        );
+        assert_eq!(
+            pinned.cap(RuleId::Probes, false, Action::Deny),
+            Action::Warn
+        );
+        assert_eq!(
+            pinned.cap(RuleId::Probes, false, Action::Audit),
+            Action::Audit
+        );
+        assert_eq!(pinned.cap(RuleId::Probes, true, Action::Deny), Action::Deny);
+        assert_eq!(
+            RuleSet::Latest.cap(RuleId::Probes, false, Action::Deny),
+            Action::Deny
+        );
+        assert_eq!(
+            pinned.newer_rules().len(),
+            RuleId::ALL.len() - 5,
+            "0.1 had the first five rules"
+        );
+        assert!(RuleSet::Latest.newer_rules().is_empty());
+        // A release this binary does not know yet covers every rule it has.
+        assert!(RuleSet::Pinned(Release::new(9, 0)).newer_rules().is_empty());
+    }
+}
