@@ -854,9 +854,9 @@ fn dra_claims_and_time_sliced_gpus_are_gpu_workloads_denied_without_gpu_placemen
 }
 
 /// A policy pinned to a release denies only on that release's rules: an
-/// upgrade that brings `probes` warns on it until the policy names it.
+/// upgrade that brings `probes` warns on it until the policy sets its action.
 #[test]
-fn a_pinned_rule_set_keeps_newer_rules_at_warn_until_the_policy_names_them() {
+fn a_pinned_rule_set_keeps_newer_rules_at_warn_until_their_action_is_set() {
     let dir = TempDir::new("rule-set");
     let policy = |name: &str, extra: &str| {
         dir.write(
@@ -902,9 +902,15 @@ fn a_pinned_rule_set_keeps_newer_rules_at_warn_until_the_policy_names_them() {
         "{applied}"
     );
 
+    // Settings alone leave it at Warn; an action of its own opts it in.
+    let (code, actions, _) = judge(&policy(
+        "configured",
+        "  ruleSet: \"0.1\"\n  rules:\n    probes: {startupGraceSeconds: 300}\n",
+    ));
+    assert_eq!((code, actions), (Some(0), probes("warn")));
     let (code, actions, applied) = judge(&policy(
         "named",
-        "  ruleSet: \"0.1\"\n  rules:\n    probes: {}\n",
+        "  ruleSet: \"0.1\"\n  rules:\n    probes: {action: Deny}\n",
     ));
     assert_eq!((code, actions), (Some(1), probes("deny")));
     assert!(
@@ -936,7 +942,7 @@ fn a_pinned_rule_set_keeps_newer_rules_at_warn_until_the_policy_names_them() {
     ]);
     assert!(
         text(&out).contains(
-            "policy pinned: rule set 0.1; newer rules at most warn unless named: rollout-strategy,"
+            "policy pinned: rule set 0.1; newer rules at most warn unless their action is set: rollout-strategy,"
         ),
         "{}",
         text(&out)

@@ -37,7 +37,7 @@ pub struct PolicyOut {
     pub name: String,
     /// `0.1`, or `latest (0.2)`.
     pub rule_set: String,
-    /// Rules newer than the rule set that the policy does not name: they
+    /// Rules newer than the rule set that set no action of their own: they
     /// ran at most as Warn.
     pub newer_rules: Vec<&'static str>,
 }
@@ -265,7 +265,7 @@ impl Report {
             if !p.newer_rules.is_empty() {
                 let _ = write!(
                     out,
-                    "; newer rules at most warn unless named: {}",
+                    "; newer rules at most warn unless their action is set: {}",
                     p.newer_rules.join(", ")
                 );
             }

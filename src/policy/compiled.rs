@@ -33,7 +33,7 @@ pub struct Policy {
     pub updates: Updates,
     /// The release whose rules `spec.action` covers.
     pub rule_set: RuleSet,
-    /// Rules newer than the rule set that the policy does not name: they
+    /// Rules newer than the rule set that set no action of their own: they
     /// run at most as Warn.
     pub newer_rules: Vec<RuleId>,
     namespace_selector: Option<Selector>,
@@ -205,7 +205,7 @@ impl Policy {
         };
         let policy_action = Action::from(spec.action);
         // The policy's action, for a rule that does not set its own.
-        let default = |rule: RuleId| rule_set.cap(rule, r.named.contains(&rule), policy_action);
+        let default = |rule: RuleId| rule_set.cap(rule, policy_action);
         let at = "spec.rules";
         let gpus = GpuResources::of(&r.gpu_placement);
         let zs = zone_spread::Settings::compile(
@@ -295,7 +295,7 @@ impl Policy {
             newer_rules: rule_set
                 .newer_rules()
                 .into_iter()
-                .filter(|rule| !r.named.contains(rule))
+                .filter(|rule| r.action_of(*rule).is_none())
                 .collect(),
             namespace_selector,
             selector,
@@ -521,9 +521,9 @@ mod tests {
     }
 
     #[test]
-    fn naming_a_newer_rule_gives_it_the_policys_action() {
+    fn a_newer_rule_with_an_action_of_its_own_takes_it() {
         let p = Policy::compile(&policy(
-            "{action: Deny, ruleSet: '0.1', rules: {probes: {}, secretEnv: {action: Audit}}}",
+            "{action: Deny, ruleSet: '0.1', rules: {probes: {action: Deny}, secretEnv: {action: Audit}, disruptionBudget: {minReplicas: 3}}}",
         ))
         .unwrap();
         assert_eq!(p.probes.as_ref().map(|r| r.action), Some(Action::Deny));

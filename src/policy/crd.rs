@@ -17,10 +17,33 @@ use crate::error::{Error, Result};
 
 /// Both CRDs, policies first.
 pub fn definitions() -> Vec<CustomResourceDefinition> {
-    vec![
-        WellArchitectedPolicy::crd(),
-        WellArchitectedException::crd(),
-    ]
+    let mut policy = WellArchitectedPolicy::crd();
+    rules_as_written(&mut policy);
+    vec![policy, WellArchitectedException::crd()]
+}
+
+/// A policy reads back as it was written: the apiserver does not fill
+/// `spec.rules` with every rule's defaults from the schema, which made
+/// `kubectl get wap -o yaml` list fourteen rules nobody wrote, and hid which
+/// ones the platform team set. The settings inside a rule that is written
+/// keep their defaults; the webhook applies the same defaults when it reads.
+fn rules_as_written(crd: &mut CustomResourceDefinition) {
+    for version in &mut crd.spec.versions {
+        let rules = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("spec"))
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("rules"));
+        if let Some(rules) = rules {
+            rules.default = None;
+            for rule in rules.properties.iter_mut().flat_map(|p| p.values_mut()) {
+                rule.default = None;
+            }
+        }
+    }
 }
 
 /// `waf-admission.dev_wellarchitectedpolicies.yaml`, the kubebuilder naming.
@@ -191,6 +214,34 @@ fn walk(schema: &serde_json::Value, path: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_apiserver_fills_in_no_rule_a_policy_did_not_write() {
+        let policy = definitions().remove(0);
+        let schema = serde_json::to_value(
+            &policy.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema,
+        )
+        .unwrap();
+        let rules = &schema["properties"]["spec"]["properties"]["rules"];
+        assert!(rules.get("default").is_none(), "{}", rules["default"]);
+        let props = rules["properties"].as_object().unwrap();
+        assert_eq!(props.len(), crate::policy::RuleId::ALL.len());
+        for (name, rule) in props {
+            assert!(
+                rule.get("default").is_none(),
+                "spec.rules.{name} has a default"
+            );
+        }
+        // A rule that is written still gets its settings' defaults.
+        assert_eq!(
+            props["zoneSpread"]["properties"]["maxSkew"]["default"],
+            serde_json::json!(1)
+        );
+    }
 
     #[test]
     fn both_crds_carry_names_scope_status_and_printer_columns() {

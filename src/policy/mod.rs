@@ -12,7 +12,7 @@ pub mod compiled;
 pub mod crd;
 pub mod release;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::Toleration;
@@ -54,8 +54,9 @@ pub struct WellArchitectedPolicySpec {
     /// The release whose rules `action` covers (`0.1`, `0.2`, …), as Pod
     /// Security Admission's `enforce-version` pins its standard: a rule a
     /// later release added runs at most as Warn under this policy unless
-    /// `rules` names it. `latest`, or no value: every rule takes `action`,
-    /// so an upgrade may start denying on the rules it brings.
+    /// its entry in `rules` sets its own `action`. `latest`, or no value:
+    /// every rule takes `action`, so an upgrade may start denying on the
+    /// rules it brings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(release::RULE_SET_PATTERN))]
     pub rule_set: Option<String>,
@@ -402,7 +403,7 @@ impl fmt::Display for Pillar {
 }
 
 /// Settings of each rule.
-#[derive(Serialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rules {
     #[serde(default)]
@@ -433,76 +434,30 @@ pub struct Rules {
     pub secret_env: SecretEnv,
     #[serde(default)]
     pub host_isolation: HostIsolation,
-    /// The rules the policy wrote out, with settings or as `{}`: a rule
-    /// newer than `spec.ruleSet` takes the policy's action only when named.
-    #[serde(skip)]
-    pub named: BTreeSet<RuleId>,
 }
 
-/// `spec.rules` as written: which rules are present is part of the policy
-/// (`spec.ruleSet`), so they are read as options first.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RulesAsWritten {
-    zone_spread: Option<ZoneSpread>,
-    autoscaler: Option<Autoscaler>,
-    resources: Option<Resources>,
-    gpu_placement: Option<GpuPlacement>,
-    image_provenance: Option<ImageProvenance>,
-    rollout_strategy: Option<RolloutStrategy>,
-    shared_memory: Option<SharedMemory>,
-    workload_identity: Option<WorkloadIdentity>,
-    graceful_termination: Option<GracefulTermination>,
-    model_lineage: Option<ModelLineage>,
-    probes: Option<Probes>,
-    disruption_budget: Option<DisruptionBudget>,
-    secret_env: Option<SecretEnv>,
-    host_isolation: Option<HostIsolation>,
-}
-
-impl<'de> Deserialize<'de> for Rules {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = RulesAsWritten::deserialize(d)?;
-        let mut named = BTreeSet::new();
-        let mut take = |rule: RuleId, present: bool| {
-            if present {
-                named.insert(rule);
-            }
-        };
-        take(RuleId::ZoneSpread, w.zone_spread.is_some());
-        take(RuleId::Autoscaler, w.autoscaler.is_some());
-        take(RuleId::Resources, w.resources.is_some());
-        take(RuleId::GpuPlacement, w.gpu_placement.is_some());
-        take(RuleId::ImageProvenance, w.image_provenance.is_some());
-        take(RuleId::RolloutStrategy, w.rollout_strategy.is_some());
-        take(RuleId::SharedMemory, w.shared_memory.is_some());
-        take(RuleId::WorkloadIdentity, w.workload_identity.is_some());
-        take(
-            RuleId::GracefulTermination,
-            w.graceful_termination.is_some(),
-        );
-        take(RuleId::ModelLineage, w.model_lineage.is_some());
-        take(RuleId::Probes, w.probes.is_some());
-        take(RuleId::DisruptionBudget, w.disruption_budget.is_some());
-        take(RuleId::SecretEnv, w.secret_env.is_some());
-        take(RuleId::HostIsolation, w.host_isolation.is_some());
-        Ok(Rules {
-            zone_spread: w.zone_spread.unwrap_or_default(),
-            autoscaler: w.autoscaler.unwrap_or_default(),
-            resources: w.resources.unwrap_or_default(),
-            gpu_placement: w.gpu_placement.unwrap_or_default(),
-            image_provenance: w.image_provenance.unwrap_or_default(),
-            rollout_strategy: w.rollout_strategy.unwrap_or_default(),
-            shared_memory: w.shared_memory.unwrap_or_default(),
-            workload_identity: w.workload_identity.unwrap_or_default(),
-            graceful_termination: w.graceful_termination.unwrap_or_default(),
-            model_lineage: w.model_lineage.unwrap_or_default(),
-            probes: w.probes.unwrap_or_default(),
-            disruption_budget: w.disruption_budget.unwrap_or_default(),
-            secret_env: w.secret_env.unwrap_or_default(),
-            host_isolation: w.host_isolation.unwrap_or_default(),
-            named,
-        })
+impl Rules {
+    /// The action a rule's own settings give it, if any: how a policy names
+    /// a rule newer than its `spec.ruleSet`. (Whether a rule's key is
+    /// present cannot say it: an apiserver that served an older CRD filled
+    /// every rule in from the schema's defaults; it never fills `action`.)
+    pub fn action_of(&self, rule: RuleId) -> Option<Action> {
+        match rule {
+            RuleId::ZoneSpread => self.zone_spread.action,
+            RuleId::Autoscaler => self.autoscaler.action,
+            RuleId::Resources => self.resources.action,
+            RuleId::GpuPlacement => self.gpu_placement.action,
+            RuleId::ImageProvenance => self.image_provenance.action,
+            RuleId::RolloutStrategy => self.rollout_strategy.action,
+            RuleId::SharedMemory => self.shared_memory.action,
+            RuleId::WorkloadIdentity => self.workload_identity.action,
+            RuleId::GracefulTermination => self.graceful_termination.action,
+            RuleId::ModelLineage => self.model_lineage.action,
+            RuleId::Probes => self.probes.action,
+            RuleId::DisruptionBudget => self.disruption_budget.action,
+            RuleId::SecretEnv => self.secret_env.action,
+            RuleId::HostIsolation => self.host_isolation.action,
+        }
     }
 }
 
@@ -1352,7 +1307,7 @@ pub struct PolicyStatus {
     /// (`0.1`), or `latest (0.2)` naming the running release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_set: Option<String>,
-    /// Rules newer than the rule set that the policy does not name: they
+    /// Rules newer than the rule set that set no action of their own: they
     /// run at most as Warn.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub newer_rules: Vec<String>,

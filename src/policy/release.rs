@@ -2,8 +2,9 @@
 //! it ([`RuleId::since`]); a policy's `spec.ruleSet` names a release, and
 //! its `spec.action` then covers only the rules that release had. A rule a
 //! later release adds runs at most as Warn under that policy until the
-//! policy names it, so an upgrade never starts denying on its own (Pod
-//! Security Admission's `enforce-version`, for this project's rules).
+//! policy gives it an action of its own, so an upgrade never starts denying
+//! on its own (Pod Security Admission's `enforce-version`, for this
+//! project's rules).
 
 use std::fmt;
 
@@ -107,10 +108,9 @@ impl RuleSet {
     }
 
     /// The action `rule` runs with when its settings do not set one: the
-    /// policy's, or at most Warn for a rule newer than the rule set that
-    /// the policy does not name in `spec.rules`.
-    pub fn cap(self, rule: RuleId, named: bool, action: Action) -> Action {
-        if named || self.covers(rule) {
+    /// policy's, or at most Warn for a rule newer than the rule set.
+    pub fn cap(self, rule: RuleId, action: Action) -> Action {
+        if self.covers(rule) {
             action
         } else {
             action.min(Action::Warn)
@@ -174,23 +174,13 @@ mod tests {
     }
 
     #[test]
-    fn a_pinned_rule_set_caps_newer_rules_at_warn_unless_named() {
+    fn a_pinned_rule_set_caps_newer_rules_at_warn() {
         let pinned = RuleSet::Pinned(Release::V0_1);
+        assert_eq!(pinned.cap(RuleId::ZoneSpread, Action::Deny), Action::Deny);
+        assert_eq!(pinned.cap(RuleId::Probes, Action::Deny), Action::Warn);
+        assert_eq!(pinned.cap(RuleId::Probes, Action::Audit), Action::Audit);
         assert_eq!(
-            pinned.cap(RuleId::ZoneSpread, false, Action::Deny),
-            Action::Deny
-        );
-        assert_eq!(
-            pinned.cap(RuleId::Probes, false, Action::Deny),
-            Action::Warn
-        );
-        assert_eq!(
-            pinned.cap(RuleId::Probes, false, Action::Audit),
-            Action::Audit
-        );
-        assert_eq!(pinned.cap(RuleId::Probes, true, Action::Deny), Action::Deny);
-        assert_eq!(
-            RuleSet::Latest.cap(RuleId::Probes, false, Action::Deny),
+            RuleSet::Latest.cap(RuleId::Probes, Action::Deny),
             Action::Deny
         );
         assert_eq!(
@@ -201,5 +191,29 @@ mod tests {
         assert!(RuleSet::Latest.newer_rules().is_empty());
         // A release this binary does not know yet covers every rule it has.
         assert!(RuleSet::Pinned(Release::new(9, 0)).newer_rules().is_empty());
+    }
+
+    #[test]
+    fn the_readme_and_the_changelog_give_every_rule_its_release() {
+        let readme = include_str!("../../README.md");
+        let changelog = include_str!("../../CHANGELOG.md");
+        for rule in RuleId::ALL {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{rule}` |")))
+                .unwrap_or_else(|| panic!("README's rule table has no row for {rule}"));
+            let since = row.split('|').nth(3).map(str::trim);
+            assert_eq!(since, Some(rule.since().to_string().as_str()), "{row}");
+            // The release's changelog entry names it under Rules.
+            let entry = changelog
+                .split("\n## [")
+                .find(|e| e.starts_with(&format!("{}.", rule.since())))
+                .unwrap_or_else(|| panic!("CHANGELOG.md has no entry for {}", rule.since()));
+            assert!(
+                entry.contains(&format!("- `{rule}` (")),
+                "CHANGELOG {}: {rule}",
+                rule.since()
+            );
+        }
     }
 }

@@ -22,7 +22,6 @@ from conftest import baseline_in, kubectl, kubectl_json, load, only, poll
 pytestmark = pytest.mark.usefixtures("deny")
 HERE = pathlib.Path(__file__).resolve().parent
 
-DEVELOPER = "dev@example.com"
 DENIED_IMAGE = "docker.io/vllm/vllm-openai:latest"
 # examples/good/llm-gpu.yaml's image: pinned by digest in a registry the baseline allows.
 COMPLIANT_IMAGE = (
@@ -33,42 +32,6 @@ COMPLIANT_IMAGE = (
 UNKNOWN_SERVER_IMAGE = "contoso.azurecr.io/chat/server@sha256:" + "7d" * 32
 GPU_NODE_SELECTOR = {"kubernetes.azure.com/accelerator": "nvidia"}
 GPU_TOLERATION = {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
-
-
-class Developer:
-    """kubectl as dev@example.com in one namespace: everything the developer does."""
-
-    def __init__(self, ns):
-        self.ns = ns
-
-    def __call__(self, *args, input=None, timeout=60):
-        return kubectl("--as", DEVELOPER, "-n", self.ns, *args, input=input, timeout=timeout)
-
-    def apply(self, docs, *flags):
-        return self("apply", "-f", "-", *flags, input=docs)
-
-    def json(self, *args):
-        r = self(*args, "-o", "json")
-        assert r.ok, r
-        return json.loads(r.stdout)
-
-    def can_i(self, verb, resource):
-        return self("auth", "can-i", verb, resource).stdout.strip()
-
-
-@pytest.fixture
-def dev(ns):
-    """The namespace, created by an admin, with `edit` bound to the developer."""
-    r = kubectl("-n", ns, "create", "rolebinding", "developer-edit", "--clusterrole=edit", f"--user={DEVELOPER}")
-    assert r.ok, r
-    d = Developer(ns)
-    poll("the developer's RoleBinding in force", lambda: d.can_i("create", "deployments.apps") == "yes", timeout=30)
-    # edit and nothing more: the developer can neither switch the webhook
-    # off nor change the policy, nor grant themselves more.
-    assert d.can_i("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io") == "no"
-    assert d.can_i("patch", "wellarchitectedpolicies.waf-admission.dev") == "no"
-    assert d.can_i("create", "rolebindings.rbac.authorization.k8s.io") == "no"
-    return d
 
 
 # ---------------------------------------------------------------- specs
