@@ -933,6 +933,21 @@ fn a_pinned_rule_set_keeps_newer_rules_at_warn_until_their_action_is_set() {
         );
     }
 
+    // SARIF carries it in the run's property bag.
+    let pinned = policy("pinned", "  ruleSet: \"0.1\"\n");
+    let sarif = json(&run(&[
+        "check",
+        "-o",
+        "sarif",
+        "--policy",
+        &pinned,
+        "examples/bad/probes.yaml",
+    ]));
+    assert_eq!(
+        sarif["runs"][0]["properties"]["policies"][0]["ruleSet"],
+        "0.1"
+    );
+
     // The text output says which rule set applied.
     let out = run(&[
         "check",

@@ -106,6 +106,9 @@ pub fn to_sarif(report: &Report) -> Value {
                 "toolExecutionNotifications": notifications,
             }],
             "results": results,
+            // Which rule set each policy applied (a property bag: SARIF
+            // has no field of its own for it).
+            "properties": {"policies": report.policies},
         }],
     })
 }
