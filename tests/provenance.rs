@@ -121,11 +121,14 @@ async fn call(router: &axum::Router, path: &str, object: &Value) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// The denial message, its 100-column wrapping undone.
 fn message(response: &Value) -> String {
     response["response"]["status"]["message"]
         .as_str()
         .unwrap_or_default()
-        .to_owned()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn warnings(response: &Value) -> String {
@@ -549,15 +552,65 @@ async fn every_registry_failure_is_answered_in_bounded_time_as_the_policy_says()
                 said.contains(expected),
                 "{answer}/{on_error}: expected {expected:?} in {said}"
             );
+            // A tag the registry could not pin is judged on the failure,
+            // never as "not pinned" (resolveDigests makes pinning the
+            // webhook's job, and requireDigest is on here by default).
+            let tag_failed = answer != "huge";
+            if tag_failed {
+                assert!(
+                    !said.contains("not pinned by digest"),
+                    "{answer}/{on_error}: {said}"
+                );
+            }
             match on_error {
-                "Deny" => assert!(!allowed, "{answer}: onRegistryError Deny must deny: {said}"),
+                "Deny" => {
+                    assert!(!allowed, "{answer}: onRegistryError Deny must deny: {said}");
+                    if tag_failed {
+                        assert!(
+                            message(&r).contains(&format!(
+                                "image \"{image}\": the digest lookup failed, so it cannot be pinned: "
+                            )),
+                            "{answer}: {}",
+                            message(&r)
+                        );
+                    }
+                }
                 _ => {
-                    // Allow: admitted, with the failure as a warning. (The
-                    // tag still is not pinned; requireDigest is off here
-                    // only where the image carries a digest.)
+                    assert!(
+                        allowed,
+                        "{answer}: onRegistryError Allow must admit: {said}"
+                    );
                     let w = warnings(&r);
                     assert!(w.contains(expected), "{answer}: the warning names it: {w}");
+                    if tag_failed {
+                        assert!(
+                            w.contains(&format!("image \"{image}\" admitted by tag, unpinned")),
+                            "{answer}: {w}"
+                        );
+                    }
                 }
+            }
+            // The mutating webhook admits, patches nothing, and says why.
+            let m = call(&router, "/mutate", &deployment(&image, None)).await;
+            assert_eq!(
+                m["response"]["allowed"],
+                json!(true),
+                "{answer}/{on_error}: {m}"
+            );
+            assert!(m["response"]["patch"].is_null(), "{answer}/{on_error}: {m}");
+            if tag_failed {
+                let w = warnings(&m);
+                let outcome = if on_error == "Deny" {
+                    "refused: onRegistryError Deny"
+                } else {
+                    "admitted by tag: onRegistryError Allow"
+                };
+                assert!(
+                    w.contains(&format!(
+                        "image \"{image}\" was not pinned ({outcome}): the digest lookup failed: "
+                    )) && w.contains(expected),
+                    "{answer}/{on_error}: /mutate must say why it did not pin: {w}"
+                );
             }
         }
     }

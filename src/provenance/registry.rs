@@ -239,7 +239,7 @@ impl RegistryError {
             }
             OciDistributionError::RequestError(e) => RegistryError::Unreachable {
                 registry,
-                detail: without_url(&e),
+                detail: causes(&e.without_url()),
             },
             other => RegistryError::Protocol {
                 registry,
@@ -253,16 +253,22 @@ impl RegistryError {
     }
 }
 
-/// An error and its causes on one line (reqwest keeps the useful part,
-/// "connection refused", in the source chain).
-fn without_url(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
+/// Why a request failed, on one line: reqwest's own words ("error sending
+/// request", and the URL, which the message names already) carry nothing;
+/// the useful part ("Connection refused", "invalid peer certificate:
+/// UnknownIssuer") is in the source chain.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
     let mut source = e.source();
     while let Some(s) = source {
-        out = format!("{out}: {s}");
+        parts.push(s.to_string());
         source = s.source();
     }
-    out
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// The answers' lifetimes: failures are kept briefly.
