@@ -450,6 +450,9 @@ async fn serve(args: ServeArgs, log: LogWriter) -> anyhow::Result<()> {
         });
     }
     let provider = tls::provider();
+    // `--self-signed`'s CA file lives as long as the process: removed when
+    // `serve` returns, so restarts leave nothing behind in $TMPDIR.
+    let mut _self_signed_ca = None;
     let tls_config = match (&args.tls_cert, &args.tls_key, args.self_signed) {
         (Some(cert), Some(key), false) => {
             let resolver = tls::ReloadingResolver::new(
@@ -469,8 +472,8 @@ async fn serve(args: ServeArgs, log: LogWriter) -> anyhow::Result<()> {
                 .suffix(".pem")
                 .tempfile()?;
             std::io::Write::write_all(&mut file, pem.as_bytes())?;
-            let (_, path) = file.keep()?;
-            tracing::info!(ca = %path.display(), "self-signed certificate for localhost; trust it with curl --cacert");
+            tracing::info!(ca = %file.path().display(), "self-signed certificate for localhost; trust it with curl --cacert (the file is removed at exit)");
+            _self_signed_ca = Some(file);
             config
         }
         _ => anyhow::bail!("give --tls-cert and --tls-key, or --self-signed"),
