@@ -89,7 +89,7 @@ fn router(set: PolicySet, config: RegistryConfig) -> axum::Router {
     webhook::router(Arc::new(App {
         state: Arc::new(State::standalone(set)),
         metrics: Arc::new(Metrics::new()),
-        registry: Some(Registry::new(config)),
+        registry: Some(Registry::new(config).expect("registry client")),
     }))
 }
 
@@ -293,7 +293,7 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
         .and_then(|r| r.settings.fixed_keys())
         .unwrap();
     for tag in ["legacy-signed", "bundle-signed"] {
-        let cold = Registry::new(config.clone());
+        let cold = Registry::new(config.clone()).expect("registry client");
         let image =
             waf_admission::image::ImageRef::parse(&format!("{reg}/serving/vllm:{tag}")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -680,7 +680,7 @@ async fn a_pull_secret_in_the_controllers_namespace_authenticates_the_lookup() {
         webhook::router(Arc::new(App {
             state,
             metrics: Arc::new(Metrics::new()),
-            registry: Some(Registry::new(config.clone())),
+            registry: Some(Registry::new(config.clone()).expect("registry client")),
         }))
     };
     let v = call(&app(state), "/validate", &object).await;
