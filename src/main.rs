@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Judge manifests offline, with the verdicts the cluster would give.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Run the HTTPS admission webhook.
     Serve(Box<ServeArgs>),
     /// Print the CustomResourceDefinitions generated from the Rust types.
@@ -300,7 +300,7 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check(args) => run_check(args),
+        Command::Check(args) => run_check(*args),
         Command::Serve(args) => run_serve(*args),
         Command::Crd { docs: true, .. } => {
             print!("{}", waf_admission::policy::crd::reference_markdown());
