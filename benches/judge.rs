@@ -140,7 +140,7 @@ fn bench_review(c: &mut Criterion) {
     ip.signatures = Some(serde_yaml_ng::from_str(SIGNATURES).expect("signatures"));
     let set = PolicySet::new(vec![Policy::compile(&with_provenance).expect("compiles")]);
     let provenance_state = State::standalone(set.clone());
-    let registry = Registry::new(RegistryConfig::default());
+    let registry = Registry::new(RegistryConfig::default()).expect("registry client");
     let parsed = ImageRef::parse(&tag_image).expect("image");
     let digest = pinned_image.split('@').nth(1).expect("digest").to_owned();
     let keys = set.policies()[0]

@@ -67,6 +67,10 @@ pub struct Decision {
     pub patch: Vec<PatchOperation>,
     /// Which rule wrote each run of `patch`, in order: (rule, operations).
     pub patch_rules: Vec<(RuleId, usize)>,
+    /// Patches a rule would have made where it denies, but could not (a
+    /// tag's digest the registry did not answer), with why: the mutating
+    /// webhook warns them, since it admits the object either way.
+    pub unpatched: Vec<Violation>,
     pub exemptions: Vec<Exemption>,
     /// Exceptions that name this workload but have expired (ignored).
     pub expired_exceptions: Vec<String>,
@@ -268,6 +272,20 @@ pub fn judge_with(
                 patched: false,
                 existing: false,
             }));
+        if *mutate && *action == Action::Deny {
+            d.unpatched
+                .extend(outcome.unpatched.iter().map(|f| Violation {
+                    rule,
+                    action: *action,
+                    policy: winner.name.clone(),
+                    message: f.message.clone(),
+                    fix: f.fix.clone(),
+                    path: f.path.clone(),
+                    fixable: false,
+                    patched: false,
+                    existing: false,
+                }));
+        }
         if mutates && *action == Action::Deny {
             d.patch.extend(outcome.patch.iter().cloned());
             d.patch_rules.push((rule, outcome.patch.len()));

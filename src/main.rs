@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Judge manifests offline, with the verdicts the cluster would give.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
     /// Run the HTTPS admission webhook.
     Serve(Box<ServeArgs>),
     /// Print the CustomResourceDefinitions generated from the Rust types.
@@ -101,11 +101,40 @@ struct RegistryArgs {
     /// for a loopback test registry, never for production.
     #[arg(long = "registry-plain-http", value_name = "HOST:PORT")]
     plain_http: Vec<String>,
+    /// A PEM file of CA certificates to trust for registry TLS, beside the
+    /// system's roots: a registry with a private CA (repeatable, or
+    /// comma-separated; a file may hold several certificates).
+    #[arg(
+        long = "registry-ca",
+        value_name = "FILE",
+        env = "WAF_REGISTRY_CA",
+        value_delimiter = ','
+    )]
+    registry_ca: Vec<PathBuf>,
+    /// Registry credentials, a Docker config.json (`{"auths": {"HOST":
+    /// {"auth": base64(user:password)}}}`, or `username` and `password`),
+    /// read at start: used where a policy names no pullSecret (standalone
+    /// serve, check). A policy's pullSecret wins.
+    #[arg(
+        long = "registry-credentials",
+        value_name = "FILE",
+        env = "WAF_REGISTRY_CREDENTIALS"
+    )]
+    registry_credentials: Option<PathBuf>,
 }
 
 impl RegistryArgs {
-    fn config(&self) -> waf_admission::provenance::RegistryConfig {
-        waf_admission::provenance::RegistryConfig {
+    fn config(&self) -> waf_admission::Result<waf_admission::provenance::RegistryConfig> {
+        use waf_admission::provenance::{DockerConfig, read_ca_bundle};
+        let mut extra_roots = Vec::new();
+        for path in &self.registry_ca {
+            extra_roots.extend(read_ca_bundle(path)?);
+        }
+        let credentials = match &self.registry_credentials {
+            Some(path) => DockerConfig::read(path)?,
+            None => DockerConfig::default(),
+        };
+        Ok(waf_admission::provenance::RegistryConfig {
             timeout: self.registry_timeout,
             digest_ttl: self.digest_ttl,
             verdict_ttl: self.verdict_ttl,
@@ -113,8 +142,10 @@ impl RegistryArgs {
             cache_bytes: self.registry_cache_bytes,
             max_manifest_bytes: self.registry_max_manifest_bytes,
             plain_http: self.plain_http.clone(),
+            extra_roots,
+            credentials,
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -269,7 +300,7 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check(args) => run_check(args),
+        Command::Check(args) => run_check(*args),
         Command::Serve(args) => run_serve(*args),
         Command::Crd { docs: true, .. } => {
             print!("{}", waf_admission::policy::crd::reference_markdown());
@@ -314,9 +345,17 @@ fn run_check(args: CheckArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let config = args.registry.config();
-        let timeout = config.timeout;
-        let registry = runtime.block_on(async { waf_admission::provenance::Registry::new(config) });
+        let registry = args.registry.config().and_then(|config| {
+            runtime.block_on(async { waf_admission::provenance::Registry::new(config) })
+        });
+        let registry = match registry {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let timeout = registry.config().timeout;
         let gather = |queries: &[waf_admission::provenance::Query]| {
             runtime.block_on(registry.gather(queries, std::time::Instant::now() + timeout))
         };
@@ -438,6 +477,8 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs, log: LogWriter) -> anyhow::Result<()> {
+    // First: a CA or credentials file that cannot be read stops the start.
+    let registry = waf_admission::provenance::Registry::new(args.registry.config()?)?;
     let metrics = Arc::new(Metrics::new());
     {
         let metrics = metrics.clone();
@@ -450,6 +491,9 @@ async fn serve(args: ServeArgs, log: LogWriter) -> anyhow::Result<()> {
         });
     }
     let provider = tls::provider();
+    // `--self-signed`'s CA file lives as long as the process: removed when
+    // `serve` returns, so restarts leave nothing behind in $TMPDIR.
+    let mut _self_signed_ca = None;
     let tls_config = match (&args.tls_cert, &args.tls_key, args.self_signed) {
         (Some(cert), Some(key), false) => {
             let resolver = tls::ReloadingResolver::new(
@@ -469,8 +513,8 @@ async fn serve(args: ServeArgs, log: LogWriter) -> anyhow::Result<()> {
                 .suffix(".pem")
                 .tempfile()?;
             std::io::Write::write_all(&mut file, pem.as_bytes())?;
-            let (_, path) = file.keep()?;
-            tracing::info!(ca = %path.display(), "self-signed certificate for localhost; trust it with curl --cacert");
+            tracing::info!(ca = %file.path().display(), "self-signed certificate for localhost; trust it with curl --cacert (the file is removed at exit)");
+            _self_signed_ca = Some(file);
             config
         }
         _ => anyhow::bail!("give --tls-cert and --tls-key, or --self-signed"),
@@ -532,9 +576,7 @@ async fn serve(args: ServeArgs, log: LogWriter) -> anyhow::Result<()> {
     let app = Arc::new(App {
         state: state.clone(),
         metrics: metrics.clone(),
-        registry: Some(waf_admission::provenance::Registry::new(
-            args.registry.config(),
-        )),
+        registry: Some(registry),
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

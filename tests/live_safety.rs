@@ -388,8 +388,12 @@ async fn readiness_is_lost_at_sigterm_while_requests_are_still_answered() {
     assert_eq!(h2.request("GET", "/readyz", Vec::new()).await.0, 503);
 }
 
-/// `serve --self-signed` with its log read for the CA file it wrote.
-fn self_signed_ca() -> PathBuf {
+/// `serve --self-signed` with `TMPDIR` set to `tmp`, until it listens:
+/// the CA file its log names, read while it runs (path, mode, PEM); then
+/// SIGTERM and its exit status.
+fn self_signed_run(tmp: &std::path::Path) -> (PathBuf, u32, String, std::process::ExitStatus) {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_waf-admission"))
         .args([
             "serve",
@@ -399,37 +403,58 @@ fn self_signed_ca() -> PathBuf {
             "json",
         ])
         .args(["--addr", "127.0.0.1:0", "--metrics-addr", "off"])
+        .env("TMPDIR", tmp)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::BufRead;
     let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
     let mut ca = None;
-    for line in std::io::BufReader::new(stdout).lines() {
+    // The CA is logged before the listener; SIGTERM finds its handler
+    // once "listening" is logged.
+    for line in lines.by_ref() {
         let v: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
         if let Some(path) = v["ca"].as_str() {
             ca = Some(PathBuf::from(path));
+        }
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("listening"))
+        {
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    ca.expect("serve --self-signed logs where its CA is")
+    let ca = ca.expect("serve --self-signed logs where its CA is");
+    let mode = std::fs::metadata(&ca).unwrap().permissions().mode() & 0o777;
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Drained so a late log line never blocks the child on a full pipe.
+    lines.for_each(drop);
+    (ca, mode, pem, child.wait().unwrap())
 }
 
 #[test]
-fn self_signed_writes_its_pem_to_a_fresh_private_file() {
-    use std::os::unix::fs::PermissionsExt;
-    let a = self_signed_ca();
-    let b = self_signed_ca();
-    assert_ne!(a, b, "a fresh file each start, never a fixed name");
-    for path in [&a, &b] {
-        let meta = std::fs::metadata(path).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path:?}");
-        let pem = std::fs::read_to_string(path).unwrap();
+fn self_signed_keeps_its_pem_in_a_private_file_only_while_it_runs() {
+    let tmp = temp_dir("self-signed-tmpdir");
+    let a = self_signed_run(&tmp);
+    let b = self_signed_run(&tmp);
+    assert_ne!(a.0, b.0, "a fresh file each start, never a fixed name");
+    for (path, mode, pem, status) in [&a, &b] {
+        assert!(path.starts_with(&tmp), "{path:?} is under $TMPDIR");
+        assert_eq!(*mode, 0o600, "{path:?}");
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{path:?}");
-        std::fs::remove_file(path).unwrap();
+        assert!(status.success(), "{status}");
     }
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "two starts left {left:?} in $TMPDIR");
+    std::fs::remove_dir(&tmp).unwrap();
 }
 
 /// CPU seconds (user + system) the process has used, from /proc.

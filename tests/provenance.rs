@@ -89,7 +89,7 @@ fn router(set: PolicySet, config: RegistryConfig) -> axum::Router {
     webhook::router(Arc::new(App {
         state: Arc::new(State::standalone(set)),
         metrics: Arc::new(Metrics::new()),
-        registry: Some(Registry::new(config)),
+        registry: Some(Registry::new(config).expect("registry client")),
     }))
 }
 
@@ -121,11 +121,14 @@ async fn call(router: &axum::Router, path: &str, object: &Value) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// The denial message, its 100-column wrapping undone.
 fn message(response: &Value) -> String {
     response["response"]["status"]["message"]
         .as_str()
         .unwrap_or_default()
-        .to_owned()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn warnings(response: &Value) -> String {
@@ -290,7 +293,7 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
         .and_then(|r| r.settings.fixed_keys())
         .unwrap();
     for tag in ["legacy-signed", "bundle-signed"] {
-        let cold = Registry::new(config.clone());
+        let cold = Registry::new(config.clone()).expect("registry client");
         let image =
             waf_admission::image::ImageRef::parse(&format!("{reg}/serving/vllm:{tag}")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -433,6 +436,240 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
     let offline = run(&[]).to_string();
     assert!(offline.contains("check runs offline"), "{offline}");
     assert!(!offline.contains("cannot reach"), "{offline}");
+
+    // The same storage behind two more front doors: HTTPS with a private
+    // CA, and Basic credentials (seeding once: seed.sh's local images have
+    // fixed names, so two seeds cannot run side by side).
+    let storage = reg_dir.join("storage");
+    behind_a_private_ca(&tmp, &storage, &cases, &trusted).await;
+    behind_htpasswd(&tmp, &storage, &cases, &trusted).await;
+}
+
+/// A seeded case's digest, by tag.
+fn digest_of(cases: &Value, tag: &str) -> String {
+    cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tag"] == tag)
+        .and_then(|c| c["digest"].as_str())
+        .unwrap_or_else(|| panic!("no seeded case {tag}"))
+        .to_owned()
+}
+
+/// `registry.sh start <dir> <options>`, stopped when dropped; its host:port.
+fn another_registry(dir: &Path, options: &[&str]) -> (Registryd, String) {
+    let mut args = vec!["start", dir.to_str().unwrap()];
+    args.extend(options);
+    let line = script("registry.sh", &args);
+    let host = line
+        .strip_prefix("REGISTRY=")
+        .expect("registry.sh prints REGISTRY=host:port")
+        .to_owned();
+    (
+        Registryd {
+            dir: dir.to_owned(),
+        },
+        host,
+    )
+}
+
+/// A policy file pinning and verifying images from `host` with `trusted`.
+fn policy_file(dir: &Path, host: &str, trusted: &str) -> PathBuf {
+    let path = dir.join("policy.yaml");
+    let doc = policy_document(json!({"allowedRegistries": [host], "resolveDigests": true,
+        "signatures": {"keys": [{"name": "release", "pem": trusted}]}}));
+    // JSON, which is YAML: YAML 1.1 readers take a bare `Off` for false.
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    path
+}
+
+/// The seeded images over HTTPS with a CA of our own: `--registry-ca`
+/// makes the digest resolve and the cosign signatures verify through it;
+/// without it the lookup fails, and the denial names the certificate.
+async fn behind_a_private_ca(tmp: &Path, storage: &Path, cases: &Value, trusted: &str) {
+    let dir = tmp.join("private-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca_pem, cert_pem, key_pem) = common::issue("private registry");
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("tls.crt"), dir.join("tls.key"));
+    // A bundle of two CAs, ours second: every certificate in it counts.
+    let (unrelated, _, _) = common::issue("unrelated");
+    std::fs::write(&ca, format!("{unrelated}{ca_pem}")).unwrap();
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let (_registry, host) = another_registry(
+        &dir.join("registry"),
+        &[
+            "--storage",
+            storage.to_str().unwrap(),
+            "--tls",
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ],
+    );
+    let set = policy(json!({"allowedRegistries": [host], "resolveDigests": true,
+        "signatures": {"keys": [{"name": "release", "pem": trusted}]}}));
+    let trusting = router(
+        set.clone(),
+        RegistryConfig {
+            extra_roots: waf_admission::provenance::read_ca_bundle(&ca).unwrap(),
+            timeout: Duration::from_secs(5),
+            ..RegistryConfig::default()
+        },
+    );
+    for tag in ["legacy-signed", "bundle-signed", "unsigned"] {
+        let image = format!("{host}/serving/vllm:{tag}");
+        let pinned = format!("{image}@{}", digest_of(cases, tag));
+        let m = call(&trusting, "/mutate", &deployment(&image, None)).await;
+        assert_eq!(
+            common::decode_patch(&m)[0]["value"],
+            json!(pinned),
+            "{tag}: pinned through the private CA"
+        );
+        let v = call(&trusting, "/validate", &deployment(&pinned, None)).await;
+        let allowed = v["response"]["allowed"].as_bool().unwrap();
+        if tag == "unsigned" {
+            assert!(
+                !allowed && message(&v).contains("has no cosign signature"),
+                "{v}"
+            );
+        } else {
+            assert!(
+                allowed,
+                "{tag}: verified through the private CA: {}",
+                message(&v)
+            );
+        }
+    }
+    let untrusting = router(
+        set,
+        RegistryConfig {
+            timeout: Duration::from_secs(5),
+            ..RegistryConfig::default()
+        },
+    );
+    let image = format!("{host}/serving/vllm:legacy-signed");
+    let v = call(&untrusting, "/validate", &deployment(&image, None)).await;
+    let text = message(&v);
+    assert_eq!(v["response"]["allowed"], json!(false), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the digest lookup failed, so it cannot be pinned or verified: cannot reach {host}: "
+        )) && text.contains("invalid peer certificate: UnknownIssuer"),
+        "the TLS failure, named: {text}"
+    );
+
+    // The flag itself, through the binary (check --resolve-digests shares
+    // serve's registry flags).
+    let policy = policy_file(&dir, &host, trusted);
+    let workload = dir.join("workload.yaml");
+    std::fs::write(
+        &workload,
+        serde_yaml_ng::to_string(&deployment(&image, None)).unwrap(),
+    )
+    .unwrap();
+    let check = |extra: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_waf-admission"))
+            .args(["check", "--resolve-digests", "-o", "json", "--policy"])
+            .arg(&policy)
+            .args(extra)
+            .arg(&workload)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("check: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let with_ca = check(&["--registry-ca".as_ref(), ca.as_os_str()]);
+    assert_eq!(with_ca["results"][0]["allowed"], json!(true), "{with_ca}");
+    let without = check(&[]);
+    assert_eq!(without["results"][0]["allowed"], json!(false), "{without}");
+    assert!(
+        without
+            .to_string()
+            .contains("invalid peer certificate: UnknownIssuer"),
+        "{without}"
+    );
+}
+
+/// The seeded images behind htpasswd: standalone `serve` logs in with
+/// `--registry-credentials` (a Docker config.json), for the digest and for
+/// every signature read; without it the registry refuses the lookup.
+async fn behind_htpasswd(tmp: &Path, storage: &Path, cases: &Value, trusted: &str) {
+    use base64::Engine;
+    let dir = tmp.join("htpasswd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_registry, host) = another_registry(
+        &dir.join("registry"),
+        &[
+            "--storage",
+            storage.to_str().unwrap(),
+            "--htpasswd",
+            "puller",
+            "s3cret",
+        ],
+    );
+    let policy = policy_file(&dir, &host, trusted);
+    let credentials = dir.join("config.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:s3cret");
+    std::fs::write(
+        &credentials,
+        json!({"auths": {format!("http://{host}"): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let pki = common::Pki::new("serve-credentials");
+    let serve = |extra: &[&str]| {
+        let mut args = vec![
+            "--policy",
+            policy.to_str().unwrap(),
+            "--registry-plain-http",
+        ];
+        args.push(&host);
+        args.extend(extra);
+        common::Server::start(&pki, &args)
+    };
+    let srv = serve(&["--registry-credentials", credentials.to_str().unwrap()]);
+    let mut h2 = common::H2::connect(srv.addr, &pki.ca_pem).await.unwrap();
+    for tag in ["bundle-signed", "unsigned"] {
+        let image = format!("{host}/serving/vllm:{tag}");
+        let pinned = format!("{image}@{}", digest_of(cases, tag));
+        let review = common::review("CREATE", Some(&deployment(&image, None)), false);
+        let (status, m) = h2.post("/mutate", &review).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            common::decode_patch(&m)[0]["value"],
+            json!(pinned),
+            "{tag}: pinned with the credentials: {m}"
+        );
+        let review = common::review("CREATE", Some(&deployment(&pinned, None)), false);
+        let (_, v) = h2.post("/validate", &review).await;
+        let allowed = v["response"]["allowed"].as_bool().unwrap();
+        if tag == "unsigned" {
+            assert!(
+                !allowed && message(&v).contains("has no cosign signature"),
+                "{v}"
+            );
+        } else {
+            assert!(
+                allowed,
+                "{tag}: verified with the credentials: {}",
+                message(&v)
+            );
+        }
+    }
+    drop(srv);
+    let srv = serve(&[]);
+    let mut h2 = common::H2::connect(srv.addr, &pki.ca_pem).await.unwrap();
+    let image = format!("{host}/serving/vllm:bundle-signed");
+    let review = common::review("CREATE", Some(&deployment(&image, None)), false);
+    let (_, v) = h2.post("/validate", &review).await;
+    assert_eq!(v["response"]["allowed"], json!(false), "{v}");
+    assert!(
+        message(&v).contains(&format!(
+            "{host} refused the credentials (401 Unauthorized)"
+        )),
+        "{}",
+        message(&v)
+    );
 }
 
 /// A registry that answers every request the same bad way.
@@ -549,15 +786,65 @@ async fn every_registry_failure_is_answered_in_bounded_time_as_the_policy_says()
                 said.contains(expected),
                 "{answer}/{on_error}: expected {expected:?} in {said}"
             );
+            // A tag the registry could not pin is judged on the failure,
+            // never as "not pinned" (resolveDigests makes pinning the
+            // webhook's job, and requireDigest is on here by default).
+            let tag_failed = answer != "huge";
+            if tag_failed {
+                assert!(
+                    !said.contains("not pinned by digest"),
+                    "{answer}/{on_error}: {said}"
+                );
+            }
             match on_error {
-                "Deny" => assert!(!allowed, "{answer}: onRegistryError Deny must deny: {said}"),
+                "Deny" => {
+                    assert!(!allowed, "{answer}: onRegistryError Deny must deny: {said}");
+                    if tag_failed {
+                        assert!(
+                            message(&r).contains(&format!(
+                                "image \"{image}\": the digest lookup failed, so it cannot be pinned: "
+                            )),
+                            "{answer}: {}",
+                            message(&r)
+                        );
+                    }
+                }
                 _ => {
-                    // Allow: admitted, with the failure as a warning. (The
-                    // tag still is not pinned; requireDigest is off here
-                    // only where the image carries a digest.)
+                    assert!(
+                        allowed,
+                        "{answer}: onRegistryError Allow must admit: {said}"
+                    );
                     let w = warnings(&r);
                     assert!(w.contains(expected), "{answer}: the warning names it: {w}");
+                    if tag_failed {
+                        assert!(
+                            w.contains(&format!("image \"{image}\" admitted by tag, unpinned")),
+                            "{answer}: {w}"
+                        );
+                    }
                 }
+            }
+            // The mutating webhook admits, patches nothing, and says why.
+            let m = call(&router, "/mutate", &deployment(&image, None)).await;
+            assert_eq!(
+                m["response"]["allowed"],
+                json!(true),
+                "{answer}/{on_error}: {m}"
+            );
+            assert!(m["response"]["patch"].is_null(), "{answer}/{on_error}: {m}");
+            if tag_failed {
+                let w = warnings(&m);
+                let outcome = if on_error == "Deny" {
+                    "refused: onRegistryError Deny"
+                } else {
+                    "admitted by tag: onRegistryError Allow"
+                };
+                assert!(
+                    w.contains(&format!(
+                        "image \"{image}\" was not pinned ({outcome}): the digest lookup failed: "
+                    )) && w.contains(expected),
+                    "{answer}/{on_error}: /mutate must say why it did not pin: {w}"
+                );
             }
         }
     }
@@ -627,7 +914,7 @@ async fn a_pull_secret_in_the_controllers_namespace_authenticates_the_lookup() {
         webhook::router(Arc::new(App {
             state,
             metrics: Arc::new(Metrics::new()),
-            registry: Some(Registry::new(config.clone())),
+            registry: Some(Registry::new(config.clone()).expect("registry client")),
         }))
     };
     let v = call(&app(state), "/validate", &object).await;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::image::ImageRef;
 use keys::KeySet;
 
-pub use registry::{Auth, Registry, RegistryConfig, RegistryError};
+pub use registry::{Auth, DockerConfig, Registry, RegistryConfig, RegistryError, read_ca_bundle};
 
 /// The verdict on one digest for one key set.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use oci_client::manifest::{
     IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest,
 };
 use oci_client::secrets::RegistryAuth;
+use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use super::cosign::{self, Layout, Rejected};
@@ -51,6 +52,12 @@ pub struct RegistryConfig {
     pub cache_bytes: u64,
     /// Registries reached over plain HTTP (loopback test registries).
     pub plain_http: Vec<String>,
+    /// CA certificates trusted for registry TLS beside the system's roots
+    /// (a registry with a private CA): `--registry-ca`.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Credentials for lookups whose policy names no pull secret
+    /// (standalone `serve`, `check`): `--registry-credentials`.
+    pub credentials: DockerConfig,
     /// At most this many signature candidates are read per digest.
     pub max_signatures: usize,
 }
@@ -66,6 +73,8 @@ impl Default for RegistryConfig {
             error_ttl: Duration::from_secs(10),
             cache_bytes: 8 << 20,
             plain_http: Vec::new(),
+            extra_roots: Vec::new(),
+            credentials: DockerConfig::default(),
             max_signatures: 16,
         }
     }
@@ -92,12 +101,26 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-impl Auth {
-    /// The entry for `registry` in a `.dockerconfigjson`: `auths` keyed by
-    /// host (optionally with a scheme or path), each with `auth`
-    /// (base64 `user:password`) or `username` and `password`. Anonymous
-    /// when no entry names the registry.
-    pub fn from_docker_config(json: &[u8], registry: &str) -> Result<Auth, String> {
+/// The `auths` of a Docker `config.json`, as a `.dockerconfigjson` pull
+/// secret or a `--registry-credentials` file holds them: keyed by host
+/// (optionally with a scheme or path), each with `auth` (base64
+/// `user:password`) or `username` and `password`. Debug shows hosts only.
+#[derive(Clone, Default)]
+pub struct DockerConfig {
+    /// (host, lower-cased with Docker Hub's aliases folded, its credentials).
+    entries: Vec<(String, Result<Auth, String>)>,
+}
+
+impl std::fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.entries.iter().map(|(host, _)| host))
+            .finish()
+    }
+}
+
+impl DockerConfig {
+    pub fn parse(json: &[u8]) -> Result<DockerConfig, String> {
         #[derive(serde::Deserialize)]
         struct Config {
             #[serde(default)]
@@ -111,49 +134,113 @@ impl Auth {
         }
         let config: Config =
             serde_json::from_slice(json).map_err(|e| format!("not a .dockerconfigjson ({e})"))?;
-        let host = |key: &str| {
-            let k = key
-                .trim_start_matches("https://")
-                .trim_start_matches("http://");
-            k.split('/').next().unwrap_or(k).to_ascii_lowercase()
-        };
-        let hub = |h: &str| {
-            if h == "index.docker.io" || h == "registry-1.docker.io" {
-                "docker.io".to_owned()
-            } else {
-                h.to_owned()
-            }
-        };
-        let Some(entry) = config
+        let entries = config
             .auths
-            .iter()
-            .find(|(k, _)| hub(&host(k)) == hub(registry))
-            .map(|(_, e)| e)
-        else {
-            return Ok(Auth::Anonymous);
-        };
-        if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-            return Ok(Auth::Basic {
-                username: u.clone(),
-                password: p.clone(),
-            });
+            .into_iter()
+            .map(|(key, entry)| {
+                let host = normal_host(&key);
+                let auth = match (entry.username, entry.password, entry.auth) {
+                    (Some(username), Some(password), _) => Ok(Auth::Basic { username, password }),
+                    (_, _, Some(raw)) => decode_auth(&raw, &host),
+                    _ => Err(format!(
+                        "the entry for {host} has neither auth nor username"
+                    )),
+                };
+                (host, auth)
+            })
+            .collect();
+        Ok(DockerConfig { entries })
+    }
+
+    /// A credentials file: every entry must be usable, so a mistake stops
+    /// the start rather than a lookup.
+    pub fn read(path: &std::path::Path) -> crate::Result<DockerConfig> {
+        let at = || path.display().to_string();
+        let json = std::fs::read(path).map_err(|source| crate::Error::Io {
+            path: path.into(),
+            source,
+        })?;
+        let config = DockerConfig::parse(&json).map_err(|e| crate::Error::input(at(), e))?;
+        if let Some((_, Err(e))) = config.entries.iter().find(|(_, a)| a.is_err()) {
+            return Err(crate::Error::input(at(), e.clone()));
         }
-        let raw = entry
-            .auth
-            .as_deref()
-            .ok_or_else(|| format!("the entry for {registry} has neither auth nor username"))?;
-        let decoded = STANDARD
-            .decode(raw)
-            .map_err(|e| format!("the auth of {registry} is not base64 ({e})"))?;
-        let text = String::from_utf8(decoded)
-            .map_err(|_| format!("the auth of {registry} is not UTF-8"))?;
-        let (u, p) = text
-            .split_once(':')
-            .ok_or_else(|| format!("the auth of {registry} is not user:password"))?;
-        Ok(Auth::Basic {
-            username: u.to_owned(),
-            password: p.to_owned(),
-        })
+        if config.entries.is_empty() {
+            return Err(crate::Error::input(at(), "no registry under \"auths\""));
+        }
+        Ok(config)
+    }
+
+    /// The credentials for `registry`; anonymous when no entry names it.
+    pub fn auth_for(&self, registry: &str) -> Result<Auth, String> {
+        let registry = normal_host(registry);
+        self.entries
+            .iter()
+            .find(|(host, _)| *host == registry)
+            .map_or(Ok(Auth::Anonymous), |(_, auth)| auth.clone())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// A config key or registry as a host: scheme and path dropped, lower
+/// case, Docker Hub's aliases as `docker.io`.
+fn normal_host(key: &str) -> String {
+    let k = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
+        _ => host,
+    }
+}
+
+fn decode_auth(raw: &str, registry: &str) -> Result<Auth, String> {
+    let decoded = STANDARD
+        .decode(raw)
+        .map_err(|e| format!("the auth of {registry} is not base64 ({e})"))?;
+    let text =
+        String::from_utf8(decoded).map_err(|_| format!("the auth of {registry} is not UTF-8"))?;
+    let (u, p) = text
+        .split_once(':')
+        .ok_or_else(|| format!("the auth of {registry} is not user:password"))?;
+    Ok(Auth::Basic {
+        username: u.to_owned(),
+        password: p.to_owned(),
+    })
+}
+
+/// A PEM bundle of CA certificates (`--registry-ca`): at least one.
+pub fn read_ca_bundle(path: &std::path::Path) -> crate::Result<Vec<CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|source| crate::Error::Io {
+        path: path.into(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            crate::Error::input(
+                path.display().to_string(),
+                format!("not a PEM bundle of CA certificates: {e}"),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(crate::Error::input(
+            path.display().to_string(),
+            "no CERTIFICATE block found (a PEM bundle of CA certificates is expected)",
+        ));
+    }
+    Ok(certs)
+}
+
+impl Auth {
+    /// The entry for `registry` in a `.dockerconfigjson` (see
+    /// [`DockerConfig`]). Anonymous when no entry names the registry.
+    pub fn from_docker_config(json: &[u8], registry: &str) -> Result<Auth, String> {
+        DockerConfig::parse(json)?.auth_for(registry)
     }
 
     fn to_oci(&self) -> RegistryAuth {
@@ -239,7 +326,7 @@ impl RegistryError {
             }
             OciDistributionError::RequestError(e) => RegistryError::Unreachable {
                 registry,
-                detail: without_url(&e),
+                detail: causes(&e.without_url()),
             },
             other => RegistryError::Protocol {
                 registry,
@@ -253,16 +340,22 @@ impl RegistryError {
     }
 }
 
-/// An error and its causes on one line (reqwest keeps the useful part,
-/// "connection refused", in the source chain).
-fn without_url(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
+/// Why a request failed, on one line: reqwest's own words ("error sending
+/// request", and the URL, which the message names already) carry nothing;
+/// the useful part ("Connection refused", "invalid peer certificate:
+/// UnknownIssuer") is in the source chain.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
     let mut source = e.source();
     while let Some(s) = source {
-        out = format!("{out}: {s}");
+        parts.push(s.to_string());
         source = s.source();
     }
-    out
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// The answers' lifetimes: failures are kept briefly.
@@ -298,7 +391,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(config: RegistryConfig) -> Registry {
+    pub fn new(config: RegistryConfig) -> crate::Result<Registry> {
         // reqwest's rustls takes the process-wide provider: ring, as the
         // webhook's own TLS. Already installed is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -307,15 +400,26 @@ impl Registry {
         } else {
             ClientProtocol::HttpsExcept(config.plain_http.clone())
         };
-        let client = oci_client::Client::new(ClientConfig {
+        // Not `Client::new`: on a bad configuration it falls back to the
+        // defaults, which would drop the CA and the timeouts in silence.
+        let client = oci_client::Client::try_from(ClientConfig {
             protocol,
             connect_timeout: Some(config.timeout),
             read_timeout: Some(config.timeout),
             // A manifest list is resolved by its own digest, as cosign signs it.
             platform_resolver: None,
             user_agent: concat!("waf-admission/", env!("CARGO_PKG_VERSION")),
+            extra_root_certificates: config
+                .extra_roots
+                .iter()
+                .map(|c| oci_client::client::Certificate {
+                    encoding: oci_client::client::CertificateEncoding::Der,
+                    data: c.to_vec(),
+                })
+                .collect(),
             ..ClientConfig::default()
-        });
+        })
+        .map_err(|e| crate::Error::input("the registry client", e.to_string()))?;
         let half = config.cache_bytes / 2;
         let weigh = |k: usize, v: usize| u32::try_from(k + v + 64).unwrap_or(u32::MAX);
         let digests = Cache::builder()
@@ -338,14 +442,14 @@ impl Registry {
                 error: config.error_ttl,
             })
             .build();
-        Registry {
+        Ok(Registry {
             inner: Arc::new(Inner {
                 client,
                 config,
                 digests,
                 verdicts,
             }),
-        }
+        })
     }
 
     pub fn config(&self) -> &RegistryConfig {
@@ -440,7 +544,7 @@ impl Registry {
         let inner = self.inner.clone();
         let registry = image.registry.clone();
         let image = image.clone();
-        let auth = auth.clone();
+        let auth = self.auth(&image, auth);
         let task = tokio::spawn(async move {
             let lookup = inner.fetch_digest(&image, &auth);
             inner
@@ -469,7 +573,7 @@ impl Registry {
         let image = image.clone();
         let digest = digest.to_owned();
         let keys = keys.clone();
-        let auth = auth.clone();
+        let auth = self.auth(&image, auth);
         let task = tokio::spawn(async move {
             let lookup = inner.fetch_verdict(&image, &digest, &keys, &auth);
             inner
@@ -478,6 +582,20 @@ impl Registry {
                 .await
         });
         self.wait(task, &registry, deadline).await
+    }
+
+    /// The policy's pull secret, else the credentials file's entry for
+    /// the image's registry, else anonymous.
+    fn auth(&self, image: &ImageRef, auth: &Auth) -> Auth {
+        match auth {
+            Auth::Anonymous => self
+                .inner
+                .config
+                .credentials
+                .auth_for(&image.registry)
+                .unwrap_or_default(),
+            given => given.clone(),
+        }
     }
 
     async fn wait<T>(
@@ -804,6 +922,56 @@ mod tests {
             Auth::from_docker_config(json, "contoso.azurecr.io").unwrap()
         );
         assert!(!shown.contains("pass"), "{shown}");
+    }
+
+    #[test]
+    fn a_credentials_file_is_refused_whole_when_an_entry_is_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            br#"{"auths": {"a.example": {"auth": "dXNlcjpwYXNz"},
+            "b.example:5000": {"username": "u", "password": "p"}}}"#,
+        )
+        .unwrap();
+        let config = DockerConfig::read(&path).unwrap();
+        assert_eq!(format!("{config:?}"), r#"["a.example", "b.example:5000"]"#);
+        assert_eq!(
+            config.auth_for("B.example:5000").unwrap(),
+            Auth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+        assert_eq!(config.auth_for("c.example").unwrap(), Auth::Anonymous);
+        std::fs::write(&path, br#"{"auths": {"a.example": {"auth": "!!"}}}"#).unwrap();
+        let e = DockerConfig::read(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("{}: ", path.display())), "{e}");
+        assert!(e.contains("the auth of a.example is not base64"), "{e}");
+        std::fs::write(&path, br#"{"credsStore": "desktop"}"#).unwrap();
+        let e = DockerConfig::read(&path).unwrap_err().to_string();
+        assert!(e.contains("no registry under \"auths\""), "{e}");
+    }
+
+    #[test]
+    fn a_ca_bundle_holds_every_certificate_and_at_least_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let ca = || {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.self_signed(&key).unwrap().pem()
+        };
+        std::fs::write(&path, format!("{}{}", ca(), ca())).unwrap();
+        assert_eq!(read_ca_bundle(&path).unwrap().len(), 2);
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let e = read_ca_bundle(&path).unwrap_err().to_string();
+        assert!(e.contains("no CERTIFICATE block found"), "{e}");
+        let e = read_ca_bundle(&dir.path().join("absent.pem"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absent.pem"), "{e}");
     }
 
     #[test]

@@ -309,21 +309,81 @@ pub fn check(w: &Workload, s: &Settings, ctx: &Context, facts: &Facts) -> Outcom
         let mut digest = image.digest.clone();
         let asked = allowed && s.needs_registry() && digest.is_none();
         let mut offline = None;
+        let mut failed = None;
         if asked {
             match (&facts.mode, facts.digest(&image)) {
                 (_, Some(Ok(d))) => digest = Some(d.clone()),
-                (_, Some(Err(e))) => registry_error(e, "cannot resolve its tag", &mut out),
+                (_, Some(Err(e))) => failed = Some(e),
                 (Mode::Offline(why), None) => offline = Some(*why),
                 (Mode::Online, None) => {}
             }
         }
         let floating = image.is_latest_or_untagged();
-        let resolved = if s.resolve && image.digest.is_none() {
-            digest.as_deref()
-        } else {
-            None
-        };
-        if floating || (s.require_digest || s.resolve) && image.digest.is_none() {
+        // With resolveDigests, pinning is the webhook's job: a tag is a
+        // violation because the webhook pins it. When the registry cannot
+        // answer the digest, onRegistryError decides (requireDigest
+        // included); only a floating tag stays refused whatever it says.
+        let pinnable = s.resolve && image.digest.is_none();
+        let unpinned = failed.filter(|_| pinnable);
+        if let Some(e) = unpinned {
+            // The outcome goes in the message: a long error leaves no room
+            // for the fix in a 256-character warning.
+            let outcome = match (floating, s.on_error) {
+                (true, _) => "refused: a floating tag must be pinned",
+                (false, OnRegistryError::Deny) => "refused: onRegistryError Deny",
+                (false, OnRegistryError::Allow) => "admitted by tag: onRegistryError Allow",
+            };
+            out.unpatched.push(Finding {
+                message: format!(
+                    "{who} image \"{raw}\" was not pinned ({outcome}): the digest lookup failed: {e}"
+                ),
+                fix: "check the registry and the pull secret, or pin it by digest yourself".into(),
+                path: path.clone(),
+                fixable: false,
+            });
+        }
+        if let (Some(e), false) = (unpinned, floating) {
+            let unverified = if s.signatures.is_some() {
+                " and unverified"
+            } else {
+                ""
+            };
+            match s.on_error {
+                OnRegistryError::Deny => out.findings.push(Finding {
+                    message: format!(
+                        "{who} image \"{raw}\": the digest lookup failed, so it cannot be \
+                         pinned{}: {e}",
+                        if s.signatures.is_some() {
+                            " or verified"
+                        } else {
+                            ""
+                        }
+                    ),
+                    fix: "check the registry and the pull secret, or pin it by digest yourself; \
+                          imageProvenance.onRegistryError: Allow would admit it by tag with a \
+                          warning"
+                        .into(),
+                    path: path.clone(),
+                    fixable: false,
+                }),
+                OnRegistryError::Allow => out.warnings.push(Finding {
+                    message: format!(
+                        "{who} image \"{raw}\" admitted by tag, unpinned{unverified}: the digest \
+                         lookup failed: {e}"
+                    ),
+                    fix: "pin it by digest, or fix the registry (onRegistryError: Allow admits a \
+                          tag while its lookup fails)"
+                        .into(),
+                    path: path.clone(),
+                    fixable: false,
+                }),
+            }
+        } else if let (Some(e), false) = (failed, pinnable) {
+            registry_error(e, "cannot resolve its tag to check its signature", &mut out);
+        }
+        let resolved = if pinnable { digest.as_deref() } else { None };
+        let must_pin = floating || (s.require_digest || s.resolve) && image.digest.is_none();
+        if must_pin && (floating || unpinned.is_none()) {
             let what = match (image.tag.as_deref(), floating) {
                 (Some("latest"), true) => "uses the floating tag :latest".to_owned(),
                 (None, true) => "has no tag, so it runs whatever :latest is".to_owned(),
@@ -338,8 +398,11 @@ pub fn check(w: &Workload, s: &Settings, ctx: &Context, facts: &Facts) -> Outcom
                         Some(t) if t != "latest" => format!(":{t}"),
                         _ => ":<version>".into(),
                     },
-                    match offline {
-                        Some(why) if s.resolve => format!("; resolveDigests would pin it ({why})"),
+                    match (offline, unpinned) {
+                        (Some(why), _) if s.resolve => {
+                            format!("; resolveDigests would pin it ({why})")
+                        }
+                        (_, Some(e)) => format!("; resolveDigests could not: {e}"),
                         _ => String::new(),
                     }
                 ),
@@ -587,6 +650,150 @@ mod tests {
         let s = Settings::compile(&spec, "p", &mut vec![]);
         assert!(run(&with_image(&format!("nginx@{DIGEST}")), &s).is_clean());
         assert_eq!(run(&with_image("nginx"), &s).findings.len(), 1);
+    }
+
+    /// A P-256 public key nobody signs with.
+    const KEY: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZo2n56al0yz2J1/jeKuReQiX2CwX\ncO9q10O3PWMdlxEEb97DcL/xSjrVuYZ1RB18lfDVh4fhWiQ8/CK3TSv5zA==\n-----END PUBLIC KEY-----\n";
+
+    /// Judges `image` with `spec` while the registry is down.
+    fn registry_down(spec: Value, image: &str) -> Outcome {
+        let mut spec = spec;
+        spec["allowedRegistries"] = json!(["contoso.azurecr.io"]);
+        let spec: policy::ImageProvenance = serde_json::from_value(spec).unwrap();
+        let mut problems = vec![];
+        let s = Settings::compile(&spec, "p", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut facts = Facts::online();
+        let down = Err(crate::provenance::RegistryError::Unreachable {
+            registry: "contoso.azurecr.io".into(),
+            detail: "Connection refused".into(),
+        });
+        facts.insert_digest(&ImageRef::parse(image).unwrap(), down);
+        check(
+            &workload(&with_image(image)),
+            &s,
+            &Context::default(),
+            &facts,
+        )
+    }
+
+    fn messages(f: &[Finding]) -> Vec<&str> {
+        f.iter().map(|f| f.message.as_str()).collect()
+    }
+
+    #[test]
+    fn a_tag_the_registry_cannot_pin_is_denied_for_the_failure_under_deny() {
+        let out = registry_down(json!({"resolveDigests": true}), "contoso.azurecr.io/llm:v1");
+        assert_eq!(
+            messages(&out.findings),
+            [
+                "container \"llm\" image \"contoso.azurecr.io/llm:v1\": the digest lookup failed, \
+              so it cannot be pinned: cannot reach contoso.azurecr.io: Connection refused"
+            ]
+        );
+        assert!(out.warnings.is_empty() && out.patch.is_empty());
+        assert_eq!(
+            messages(&out.unpatched),
+            [
+                "container \"llm\" image \"contoso.azurecr.io/llm:v1\" was not pinned (refused: \
+              onRegistryError Deny): the digest lookup failed: cannot reach contoso.azurecr.io: \
+              Connection refused"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tag_the_registry_cannot_pin_is_admitted_by_tag_under_allow() {
+        // requireDigest (on by default) included: with resolveDigests the
+        // pin is the webhook's to make, and onRegistryError says what a
+        // failed lookup does.
+        let out = registry_down(
+            json!({"resolveDigests": true, "onRegistryError": "Allow"}),
+            "contoso.azurecr.io/llm:v1",
+        );
+        assert!(out.findings.is_empty(), "{:?}", out.findings);
+        assert_eq!(
+            messages(&out.warnings),
+            [
+                "container \"llm\" image \"contoso.azurecr.io/llm:v1\" admitted by tag, unpinned: the \
+              digest lookup failed: cannot reach contoso.azurecr.io: Connection refused"
+            ]
+        );
+        assert!(
+            out.unpatched[0]
+                .message
+                .contains("(admitted by tag: onRegistryError Allow)")
+        );
+        // With signatures, it says the signature went unchecked too.
+        let out = registry_down(
+            json!({"resolveDigests": true, "onRegistryError": "Allow",
+                "signatures": {"keys": [{"pem": KEY}]}}),
+            "contoso.azurecr.io/llm:v1",
+        );
+        assert!(out.findings.is_empty(), "{:?}", out.findings);
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(
+            out.warnings[0]
+                .message
+                .contains("admitted by tag, unpinned and unverified")
+        );
+    }
+
+    #[test]
+    fn a_floating_tag_the_registry_cannot_pin_stays_refused_under_allow() {
+        let out = registry_down(
+            json!({"resolveDigests": true, "onRegistryError": "Allow"}),
+            "contoso.azurecr.io/llm:latest",
+        );
+        assert_eq!(out.findings.len(), 1, "{:?}", out.findings);
+        assert!(
+            out.findings[0]
+                .message
+                .contains("uses the floating tag :latest")
+        );
+        assert!(
+            out.findings[0].fix.ends_with(
+                "; resolveDigests could not: cannot reach contoso.azurecr.io: Connection refused"
+            ),
+            "{}",
+            out.findings[0].fix
+        );
+        assert!(
+            out.unpatched[0]
+                .message
+                .contains("(refused: a floating tag must be pinned)")
+        );
+    }
+
+    #[test]
+    fn without_resolve_digests_a_failed_lookup_only_leaves_the_signature_unchecked() {
+        let spec = json!({"requireDigest": false, "onRegistryError": "Allow",
+            "signatures": {"keys": [{"pem": KEY}]}});
+        let out = registry_down(spec.clone(), "contoso.azurecr.io/llm:v1");
+        assert!(
+            out.findings.is_empty() && out.unpatched.is_empty(),
+            "{out:?}"
+        );
+        assert_eq!(
+            messages(&out.warnings),
+            [
+                "container \"llm\" image \"contoso.azurecr.io/llm:v1\": cannot resolve its tag to \
+              check its signature: cannot reach contoso.azurecr.io: Connection refused"
+            ]
+        );
+        let mut deny = spec;
+        deny["onRegistryError"] = json!("Deny");
+        let out = registry_down(deny, "contoso.azurecr.io/llm:v1");
+        assert_eq!(out.findings.len(), 1, "{:?}", out.findings);
+        // requireDigest without resolveDigests is the author's to meet:
+        // a tag is unpinned whatever the registry says.
+        let out = registry_down(
+            json!({"onRegistryError": "Allow", "signatures": {"keys": [{"pem": KEY}]}}),
+            "contoso.azurecr.io/llm:v1",
+        );
+        assert_eq!(messages(&out.findings).len(), 1);
+        assert!(out.findings[0].message.contains("is not pinned by digest"));
+        assert_eq!(out.warnings.len(), 1);
     }
 
     #[test]

@@ -46,11 +46,16 @@ pub struct Outcome {
     /// warn (a registry failure under `onRegistryError: Allow`, a signature
     /// that is checked but not required, one that could not be checked).
     pub warnings: Vec<Finding>,
+    /// Patches the rule would have made but could not, and why (the
+    /// registry did not answer a tag's digest). Each also stands in
+    /// `findings` or `warnings`; these are what the mutating webhook, which
+    /// admits everything, says instead of a patch.
+    pub unpatched: Vec<Finding>,
 }
 
 impl Outcome {
     pub fn is_clean(&self) -> bool {
-        self.findings.is_empty() && self.warnings.is_empty()
+        self.findings.is_empty() && self.warnings.is_empty() && self.unpatched.is_empty()
     }
 }
 

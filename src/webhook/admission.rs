@@ -910,17 +910,27 @@ fn mutate(
     d: &Decision,
     rules: String,
 ) -> (AdmissionResponse, Summary) {
-    if d.patch.is_empty() {
-        return (response, Summary::allowed(rules));
-    }
-    // Say what was changed: a user should not find fields they never wrote.
-    let notes = warnings(d.with_action(Action::Deny).filter(|v| v.fixable).map(|v| {
+    // Say what was changed: a user should not find fields they never
+    // wrote. And what could not be: an unpinned tag must not pass in
+    // silence here while /validate refuses it for a registry failure.
+    let changed = d.with_action(Action::Deny).filter(|v| v.fixable).map(|v| {
         (
             v.rule.as_str(),
             v.message.as_str(),
             "added by the waf-admission mutating webhook",
         )
-    }));
+    });
+    let not_changed = d
+        .unpatched
+        .iter()
+        .map(|v| (v.rule.as_str(), v.message.as_str(), v.fix.as_str()));
+    let notes = warnings(changed.chain(not_changed));
+    if d.patch.is_empty() {
+        if !notes.is_empty() {
+            response.warnings = Some(notes);
+        }
+        return (response, Summary::allowed(rules));
+    }
     match response
         .clone()
         .with_patch(json_patch::Patch(d.patch.clone()))

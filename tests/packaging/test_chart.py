@@ -42,6 +42,8 @@ COMBINATIONS = {
         "policy": {"action": "Deny"},
         "image": {"digest": DIGEST},
         "reports": {"format": "wgpolicyk8s", "installCRDs": True},
+        "provenance": {"secrets": ["acr-pull"],
+                       "registryCA": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
     },
 }
 
@@ -190,6 +192,77 @@ def test_our_own_deployment_passes_our_own_rules():
     assert deploy["governedBy"] == ["self"]
     assert deploy["violations"] == [], deploy["violations"]
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def ca_bundle(tmp_path, count):
+    """`count` self-signed CA certificates made by openssl, as one PEM bundle."""
+    require("openssl")
+    pems = []
+    for i in range(count):
+        key, cert = tmp_path / f"ca{i}.key", tmp_path / f"ca{i}.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+                        "-subj", f"/CN=registry CA {i}"], check=True, capture_output=True)
+        pems.append(cert.read_text())
+    return "".join(pems)
+
+
+def test_a_registry_ca_is_a_configmap_mounted_and_passed_to_the_binary(tmp_path):
+    import hashlib
+
+    docs = render()
+    assert not [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("registry-ca")]
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    assert "WAF_REGISTRY_CA" not in {e["name"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    pem = ca_bundle(tmp_path, 2)
+    docs = render({"provenance": {"registryCA": pem}})
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "waf-admission-registry-ca")
+    assert cm["metadata"]["namespace"] == "waf-admission"
+    assert cm["data"] == {"ca.crt": pem}
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    path = pathlib.PurePosixPath(next(e["value"] for e in container["env"] if e["name"] == "WAF_REGISTRY_CA"))
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "registry-ca")
+    assert (mount["mountPath"], mount["readOnly"]) == (str(path.parent), True)
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "registry-ca")
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]
+    assert path.name in cm["data"]
+    # Read at start: a new bundle must roll the pods.
+    assert pod["metadata"]["annotations"]["checksum/registry-ca"] == hashlib.sha256(pem.encode()).hexdigest()
+
+    # The binary takes the file as the pod would see it; a file that is
+    # not a bundle stops it, named.
+    if not BINARY.exists():
+        pytest.fail(f"{BINARY} missing: run cargo build (cargo nextest run builds it)")
+    mounted = tmp_path / path.name
+    mounted.write_text(cm["data"][path.name])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({
+        "apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+        "metadata": {"name": "pin"},
+        "spec": {"match": {"workloads": "All"}, "action": "Deny",
+                 "rules": {"imageProvenance": {"allowedRegistries": ["registry.invalid"], "resolveDigests": True}}},
+    }))
+    manifests = tmp_path / "chart.yaml"
+    manifests.write_text(yaml.safe_dump(deploy))
+
+    def check(ca):
+        return subprocess.run([str(BINARY), "check", "--resolve-digests", "--registry-ca", str(ca),
+                               "--policy", str(policy), "-o", "json", str(manifests)],
+                              capture_output=True, text=True, env={**os.environ, "WAF_REGISTRY_CA": ""})
+
+    result = check(mounted)
+    assert "error" not in result.stderr, result.stderr
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    (tmp_path / "bad.crt").write_text("not a certificate\n")
+    result = check(tmp_path / "bad.crt")
+    assert result.returncode == 2
+    assert f"{tmp_path / 'bad.crt'}: no CERTIFICATE block found" in result.stderr
+
+    with pytest.raises(helm.HelmError):
+        render({"provenance": {"registryCA": "not a PEM bundle"}})
 
 
 def test_the_install_bundle_is_current():
