@@ -244,3 +244,20 @@ def test_registry_secrets_are_readable_by_name_only_and_only_when_listed():
     assert env["WAF_REGISTRY_TIMEOUT"] == "4s"
     with pytest.raises(helm.HelmError):
         render({"provenance": {"secrets": ["Not_A_Name"]}})
+
+
+def test_connection_limits_reach_the_server_and_a_share_above_the_total_fails():
+    def env(values=None):
+        deploy = next(d for d in render(values) if d["kind"] == "Deployment")
+        return {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    defaults = env()
+    assert (defaults["WAF_MAX_CONNECTIONS"], defaults["WAF_MAX_CONNECTIONS_PER_CLIENT"],
+            defaults["WAF_MAX_PENDING_HANDSHAKES"]) == ("1024", "256", "128")
+    # Behind a mesh sidecar every client is one address: the share is the total.
+    mesh = env({"connections": {"max": 2048, "maxPerClient": 2048}})
+    assert (mesh["WAF_MAX_CONNECTIONS"], mesh["WAF_MAX_CONNECTIONS_PER_CLIENT"]) == ("2048", "2048")
+    with pytest.raises(helm.HelmError, match="maxPerClient is above connections.max"):
+        render({"connections": {"maxPerClient": 2000}})
+    with pytest.raises(helm.HelmError):
+        render({"connections": {"maxPendingHandshakes": 0}})
