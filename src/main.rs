@@ -230,6 +230,16 @@ struct LimitArgs {
     /// TLS connections open at once; one more is closed at accept.
     #[arg(long, env = "WAF_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// Of those, the most one client address (IP) may hold; one more from
+    /// it is closed at accept. Behind a mesh sidecar or a proxy every client
+    /// is one address: set it to --max-connections.
+    #[arg(long, env = "WAF_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    max_connections_per_client: usize,
+    /// Connections still in their TLS handshake, in all; one more is closed
+    /// at accept. One address may hold the same share of these as of the
+    /// connections (per client / total).
+    #[arg(long, env = "WAF_MAX_PENDING_HANDSHAKES", default_value_t = 128)]
+    max_pending_handshakes: usize,
     /// The longest a client may take to finish the TLS handshake.
     #[arg(long, env = "WAF_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
@@ -257,6 +267,8 @@ impl LimitArgs {
     fn limits(&self) -> webhook::Limits {
         webhook::Limits {
             max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+            max_pending_handshakes: self.max_pending_handshakes,
             tls_handshake_timeout: self.tls_handshake_timeout,
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,

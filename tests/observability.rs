@@ -403,6 +403,8 @@ async fn every_dashboard_and_alert_query_names_a_metric_the_webhook_exports() {
         "waf_admission_tls_certificate_expiry_timestamp_seconds",
         "waf_admission_synced",
         "waf_admission_ready",
+        // Issue 22: which connection limit turns clients away.
+        "waf_admission_connections_refused_total",
     ] {
         assert!(used.contains(wanted), "no query shows {wanted}");
     }

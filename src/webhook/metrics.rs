@@ -73,6 +73,9 @@ pub struct PolicyLabels {
     pub policy: String,
 }
 
+/// The `reason`s of `connections_refused_total`: which limit was full.
+pub const REFUSAL_REASONS: [&str; 3] = ["total", "per_client", "handshakes"];
+
 /// Namespaces with a denial series of their own, per process.
 pub const DENIAL_NAMESPACES_MAX: usize = 64;
 /// Where denials in namespaces past the bound are counted: Kubernetes
@@ -101,7 +104,7 @@ pub struct Metrics {
     /// The policies that have audit series, so a deleted one's are removed.
     audited: Mutex<BTreeSet<PolicyLabels>>,
     connections_open: Gauge,
-    connections_refused: Counter,
+    connections_refused: Family<ReasonLabels, Counter>,
     connections_closed: Family<ReasonLabels, Counter>,
     log_lines_dropped: Counter,
 }
@@ -231,12 +234,17 @@ impl Metrics {
             "TLS connections the webhook listener holds now (handshaking included)",
             connections_open.clone(),
         );
-        let connections_refused = Counter::default();
+        let connections_refused = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "connections_refused",
-            "Connections closed at accept because --max-connections were open",
+            "Connections closed at accept, by the limit that was full (total: --max-connections; per_client: --max-connections-per-client or one address's share of the pending handshakes; handshakes: --max-pending-handshakes)",
             connections_refused.clone(),
         );
+        // Every reason at 0 from the start, so a rate or an alert on one
+        // has a series before the first refusal.
+        for reason in REFUSAL_REASONS {
+            let _ = connections_refused.get_or_create(&ReasonLabels { reason });
+        }
         let connections_closed = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "connections_closed_by_limit",
@@ -393,9 +401,12 @@ impl Metrics {
             .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
-    /// A connection turned away at `--max-connections`.
-    pub fn connection_refused(&self) {
-        self.connections_refused.inc();
+    /// A connection closed at accept because the limit `reason` names was
+    /// full (one of [`REFUSAL_REASONS`]).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// A connection the server ended on a limit.
@@ -483,6 +494,27 @@ mod tests {
         assert!(text.contains("waf_admission_audit_violations{policy=\"b\"} 2"));
         assert!(text.contains("waf_admission_audit_workloads{policy=\"b\"} 3"));
         assert!(text.contains("waf_admission_audit_last_run_timestamp_seconds 1800000000"));
+    }
+
+    #[test]
+    fn connection_refusals_are_counted_by_reason_from_zero() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for reason in REFUSAL_REASONS {
+            assert!(
+                text.contains(&format!(
+                    "waf_admission_connections_refused_total{{reason=\"{reason}\"}} 0\n"
+                )),
+                "{text}"
+            );
+        }
+        m.connection_refused("per_client");
+        m.connection_refused("per_client");
+        let text = m.encode();
+        assert!(
+            text.contains("waf_admission_connections_refused_total{reason=\"per_client\"} 2\n"),
+            "{text}"
+        );
     }
 
     #[test]

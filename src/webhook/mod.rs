@@ -7,6 +7,7 @@ pub mod admission;
 pub mod metrics;
 pub mod policy_files;
 pub mod serve;
+mod slots;
 pub mod tls;
 
 pub use serve::{Limits, serve_tls};

@@ -3,9 +3,13 @@
 //! the port needs no credentials (any pod can, unless a NetworkPolicy
 //! says otherwise), so every resource a connection takes is bounded:
 //!
-//! - connections: at most [`Limits::max_connections`] open at once; one more
-//!   is closed at accept (counted in `connections_refused_total`), so an
-//!   overload fails fast instead of queueing in the kernel's backlog;
+//! - connections: at most [`Limits::max_connections`] open at once, of them
+//!   at most [`Limits::max_connections_per_client`] from one address, and at
+//!   most [`Limits::max_pending_handshakes`] still in their TLS handshake
+//!   (one address: its share of those too); one more is closed at accept
+//!   (counted in `connections_refused_total` by `reason`), so an overload
+//!   fails fast instead of queueing in the kernel's backlog, and one client
+//!   cannot take the slots the apiserver needs (`slots.rs`);
 //! - time: a TLS handshake must finish within `tls_handshake_timeout`, HTTP/1
 //!   request headers (and the wait for the next request on a kept-alive
 //!   connection) within `header_read_timeout`, and a connection with no
@@ -36,11 +40,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::metrics::Metrics;
+use super::slots::{Refused, Slot, Slots};
 
 /// After a failed accept (out of file descriptors) the loop waits this
 /// long, doubling up to the maximum, before it tries again.
@@ -52,6 +57,13 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Of `max_connections`, the most one client address (IP) may hold.
+    /// Behind a mesh sidecar or a proxy every client is one address: then
+    /// set it to `max_connections`.
+    pub max_connections_per_client: usize,
+    /// Connections still in their TLS handshake, in all; one address may
+    /// hold the same share of these as of the connections.
+    pub max_pending_handshakes: usize,
     pub tls_handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -71,6 +83,15 @@ impl Default for Limits {
             // replica; 1,024 idle TLS connections cost about 27 MiB
             // (tests/faults), inside the chart's 256 MiB limit.
             max_connections: 1024,
+            // A quarter: one address (a pod looping on connect) leaves
+            // three quarters to everyone else, and it takes four addresses
+            // to fill the server. The apiserver needs a few connections
+            // per replica, a kubelet one per probe.
+            max_connections_per_client: 256,
+            // A handshake takes milliseconds, so the legitimate ones in
+            // progress at once are a handful; connections that never finish
+            // TLS hold at most an eighth of the slots (32 from one address).
+            max_pending_handshakes: 128,
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             // Below Go's 90 s IdleConnTimeout, so the server is the side that
@@ -169,11 +190,10 @@ pub async fn serve_tls(
 ) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let builder = Arc::new(builder(&limits));
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
-    let slots = Arc::new(Semaphore::new(max));
+    let slots = Slots::new(&limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let limits = Arc::new(limits);
-    let mut refused_logged: Option<Instant> = None;
+    let mut refused_logged = RefusedLog::default();
     tokio::pin!(shutdown);
     let mut accept_backoff = ACCEPT_BACKOFF_MIN;
     loop {
@@ -194,17 +214,16 @@ pub async fn serve_tls(
                         continue;
                     }
                 };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    metrics.connection_refused();
-                    // One line a minute at most: the counter has the rate.
-                    if refused_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                        refused_logged = Some(Instant::now());
-                        tracing::warn!(%peer, max, "connection limit reached; closing new connections until some end");
+                let slot = match slots.take(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refused) => {
+                        metrics.connection_refused(refused.reason());
+                        refused_logged.warn(refused, peer, &limits, &slots);
+                        drop(tcp);
+                        continue;
                     }
-                    drop(tcp);
-                    continue;
                 };
-                metrics.connections_open(max - slots.available_permits());
+                metrics.connections_open(slots.open());
                 let _ = tcp.set_nodelay(true);
                 let connection = Connection {
                     acceptor: acceptor.clone(),
@@ -217,9 +236,8 @@ pub async fn serve_tls(
                 let slots = slots.clone();
                 let metrics = metrics.clone();
                 tokio::spawn(async move {
-                    connection.serve(tcp, peer).await;
-                    drop(slot);
-                    metrics.connections_open(max - slots.available_permits());
+                    connection.serve(tcp, peer, slot).await;
+                    metrics.connections_open(slots.open());
                 });
             }
             () = &mut shutdown => break,
@@ -228,10 +246,48 @@ pub async fn serve_tls(
     drop(listener);
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     let _ = stop_tx.send(true);
-    let all_closed = slots.acquire_many(u32::try_from(max).unwrap_or(u32::MAX));
     tokio::select! {
-        _ = all_closed => tracing::info!("all connections closed"),
+        () = slots.all_closed() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the grace period; exiting"),
+    }
+}
+
+/// When each kind of refusal was last logged: one line a minute at most per
+/// reason, since the counter has the rate.
+#[derive(Default)]
+struct RefusedLog([Option<Instant>; 3]);
+
+impl RefusedLog {
+    fn warn(
+        &mut self,
+        refused: Refused,
+        peer: std::net::SocketAddr,
+        limits: &Limits,
+        slots: &Slots,
+    ) {
+        let at = &mut self.0[refused as usize];
+        if at.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+            return;
+        }
+        *at = Some(Instant::now());
+        match refused {
+            Refused::Total => tracing::warn!(
+                %peer,
+                max = slots.max(),
+                "connection limit reached; closing new connections until some end"
+            ),
+            Refused::PerClient => tracing::warn!(
+                %peer,
+                per_client = limits.max_connections_per_client,
+                pending_handshakes_per_client = slots.handshakes_per_client(),
+                "one client address holds its share of the connections or of the pending TLS handshakes; closing its new connections until some end (behind a mesh sidecar or a proxy, raise --max-connections-per-client)"
+            ),
+            Refused::Handshakes => tracing::warn!(
+                %peer,
+                max_pending_handshakes = limits.max_pending_handshakes,
+                "too many TLS handshakes in progress; closing new connections until some finish or time out"
+            ),
+        }
     }
 }
 
@@ -246,7 +302,14 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(mut self, tcp: tokio::net::TcpStream, peer: std::net::SocketAddr) {
+    /// Serves one connection; `slot` is held to the end, its handshake
+    /// permit only until TLS is over.
+    async fn serve(
+        mut self,
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        mut slot: Slot,
+    ) {
         let handshake =
             tokio::time::timeout(self.limits.tls_handshake_timeout, self.acceptor.accept(tcp));
         let stream = tokio::select! {
@@ -264,6 +327,7 @@ impl Connection {
             },
             _ = self.stop.wait_for(|stop| *stop) => return,
         };
+        slot.handshake_done();
         let activity = Arc::new(Activity::new());
         let tracked = activity.clone();
         let router = self.router.clone();

@@ -214,6 +214,30 @@ pub async fn tls_stream(
     ca_pem: &str,
     alpn: &[&[u8]],
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tls_over(tcp, ca_pem, alpn).await
+}
+
+/// A TCP connection to `addr` from `from` (any port): on Linux all of
+/// 127.0.0.0/8 is loopback, so a test can be a second client address.
+pub async fn tcp_from(
+    from: std::net::IpAddr,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpStream, std::io::Error> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
+}
+
+/// The client side of TLS over `tcp`, trusting `ca_pem`, for localhost.
+pub async fn tls_over(
+    tcp: tokio::net::TcpStream,
+    ca_pem: &str,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
@@ -223,7 +247,6 @@ pub async fn tls_stream(
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
     // As the apiserver's Go client: without it, Nagle holds a request's
     // DATA frame behind its HEADERS until the delayed ACK (40 ms).
     tcp.set_nodelay(true)?;

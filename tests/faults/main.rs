@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod load;
+mod one_client;
 mod rolling;
 
 use std::sync::Arc;
@@ -154,6 +155,9 @@ where
 async fn slowloris_is_cut_at_its_timeouts_while_others_are_answered() {
     common::install_crypto();
     let pki = Pki::new("fault-slowloris");
+    // The timeouts are under test: the dribblers all come from one address
+    // and would otherwise be refused at its share of the connections and
+    // handshakes (one_client.rs tests those).
     let server = Server::start(
         &pki,
         &[
@@ -162,6 +166,10 @@ async fn slowloris_is_cut_at_its_timeouts_while_others_are_answered() {
             "3s",
             "--header-read-timeout",
             "3s",
+            "--max-connections-per-client",
+            "1024",
+            "--max-pending-handshakes",
+            "1024",
         ],
     );
     let pid = server.child.id();
@@ -387,6 +395,12 @@ async fn ten_thousand_idle_connections_are_bounded_while_others_are_answered() {
             "--idle-timeout",
             "4s",
             "--max-connections",
+            &max,
+            // The total is under test: one address may take all of it, and
+            // all of it may be handshaking (one_client.rs tests the shares).
+            "--max-connections-per-client",
+            &max,
+            "--max-pending-handshakes",
             &max,
         ],
     );

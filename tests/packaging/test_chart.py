@@ -340,3 +340,20 @@ def test_versions_agree_and_the_default_policy_pins_the_charts_release():
     assert policy({"policy": {"ruleSet": "0.1"}})["spec"]["ruleSet"] == "0.1"
     with pytest.raises(Exception, match="ruleSet"):
         render({"policy": {"ruleSet": "newest"}})
+
+
+def test_connection_limits_reach_the_server_and_a_share_above_the_total_fails():
+    def env(values=None):
+        deploy = next(d for d in render(values) if d["kind"] == "Deployment")
+        return {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    defaults = env()
+    assert (defaults["WAF_MAX_CONNECTIONS"], defaults["WAF_MAX_CONNECTIONS_PER_CLIENT"],
+            defaults["WAF_MAX_PENDING_HANDSHAKES"]) == ("1024", "256", "128")
+    # Behind a mesh sidecar every client is one address: the share is the total.
+    mesh = env({"connections": {"max": 2048, "maxPerClient": 2048}})
+    assert (mesh["WAF_MAX_CONNECTIONS"], mesh["WAF_MAX_CONNECTIONS_PER_CLIENT"]) == ("2048", "2048")
+    with pytest.raises(helm.HelmError, match="maxPerClient is above connections.max"):
+        render({"connections": {"maxPerClient": 2000}})
+    with pytest.raises(helm.HelmError):
+        render({"connections": {"maxPendingHandshakes": 0}})
