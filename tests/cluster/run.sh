@@ -24,6 +24,11 @@ trap teardown EXIT
 
 python3 -c 'import pytest, yaml, helm_python' 2>/dev/null ||
   die "tests/cluster needs the Python packages pytest, pyyaml and helm-python-sdk"
+# Every test file runs: the list below is in order, so a new file must be in it.
+for f in "$HERE"/test_*.py; do
+  grep -q "tests/cluster/$(basename "$f")" "$HERE/run.sh" ||
+    die "tests/cluster/$(basename "$f") is not in run.sh's pytest list"
+done
 
 bash "$HERE/up.sh" || { status=$?; log "up.sh failed; logs in $LOGS"; exit "$status"; }
 export WAF_CLUSTER_DIR="$DIR"
