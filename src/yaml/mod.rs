@@ -8,8 +8,12 @@
 //! to sigs.k8s.io/yaml, which decodes the first YAML document in it with
 //! go-yaml v2 (YAML 1.1 scalars: `0400` is 256, `yes` and `on` are `true`)
 //! and turns the result into JSON. This module walks the same road on the
-//! events of a YAML 1.2 parser (saphyr-parser), applying go-yaml v2's rules
+//! events of a YAML 1.2 parser (granit-parser), applying go-yaml v2's rules
 //! itself ([`resolve`]):
+//! - inside a flow collection indentation means nothing, as in libyaml: a
+//!   closing `]` at or left of its key's column (vLLM's and Istio's
+//!   documented manifests) is read. granit-parser does so unless told to be
+//!   strict; saphyr-parser 0.3, which it forked, refuses it;
 //! - merge keys (`<<`) are go-yaml v2's: applied where they stand, so a
 //!   merged key overrides one written before the `<<` and not one after;
 //!   in a list of maps, the earlier map wins;
@@ -31,7 +35,7 @@
 //!   values with an explicit stack: no recursion follows the input's depth.
 //!
 //! Where a parser-level difference between libyaml (go-yaml's scanner, YAML
-//! 1.1) and saphyr-parser (YAML 1.2) is not mirrored: NEL and the Unicode
+//! 1.1) and granit-parser (YAML 1.2) is not mirrored: NEL and the Unicode
 //! line and paragraph separators are not line breaks here, and anchor names
 //! may use more characters than libyaml accepts. The corpus test compares
 //! every manifest in the repository with kubectl's own decoding.
@@ -41,7 +45,7 @@ mod resolve;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use saphyr_parser::{Event, Marker, Parser, ScanError, Span};
+use granit_parser::{Event, Marker, Parser, ScanError, Span};
 use serde_json::{Map, Value};
 
 use resolve::Scalar;
@@ -307,17 +311,17 @@ fn decode(chunk: Chunk<'_>) -> Result<Option<Document>, Error> {
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| b.scan_error(&e))?;
         match event {
-            Event::StreamStart | Event::Nothing => {}
-            Event::DocumentStart(_) if root.is_none() => {}
+            Event::StreamStart => {}
+            Event::DocumentStart(..) if root.is_none() => {}
             Event::StreamEnd => break,
             Event::DocumentEnd => {
                 // Whatever follows, kubectl never reads: say so if it is text.
-                if let Some(Ok((Event::DocumentStart(_), _)) | Err(_)) = parser.next_event() {
+                if let Some(Ok((Event::DocumentStart(..), _)) | Err(_)) = parser.next_event() {
                     ignored_from = Some(b.line(span.start));
                 }
                 break;
             }
-            Event::DocumentStart(_) => break,
+            Event::DocumentStart(..) => break,
             event => {
                 if let Some(value) = b.event(event, span)? {
                     root = Some(value);
@@ -469,10 +473,10 @@ impl Builder {
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| {
-                    if t.handle.is_empty() && t.suffix == "!" {
+                    if t.handle().is_empty() && t.suffix() == "!" {
                         "!".to_owned()
                     } else {
-                        format!("{}{}", t.handle, t.suffix)
+                        format!("{}{}", t.handle(), t.suffix())
                     }
                 });
                 let key = self.wants_key();
@@ -546,7 +550,7 @@ impl Builder {
                 self.record(at);
                 self.deliver(value, depth, weight, at)
             }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
                 let is_map = matches!(event, Event::MappingStart(..));
                 if self.wants_key() {
                     let what = if is_map { "a map" } else { "a list" };
@@ -747,6 +751,18 @@ mod tests {
     }
 
     #[test]
+    fn flow_collections_ignore_indentation_as_kubectl_does() {
+        // vLLM's documented Deployment: `]` at the column of its key.
+        let v = one("spec:\n  args: [\n    \"vllm serve m\"\n  ]\n  b: 1\n").unwrap();
+        assert_eq!(v, json!({"spec": {"args": ["vllm serve m"], "b": 1}}));
+        // Items and brackets left of the key, down to column 0.
+        let v = one("a:\n  b: [\nx,\n z, {c:\n1}\n]\n  d: 2\n").unwrap();
+        assert_eq!(v, json!({"a": {"b": ["x", "z", {"c": 1}], "d": 2}}));
+        let v = one("- {a: [\n1]\n}\n").unwrap();
+        assert_eq!(v, json!([{"a": [1]}]));
+    }
+
+    #[test]
     fn documents_are_cut_at_separator_lines_and_numbered() {
         let docs = read("# preamble\n---\na: 1\n--- # two\n---\nb: 2\n---\n");
         let got: Vec<_> = docs
@@ -907,7 +923,7 @@ mod tests {
         assert!(one(&deep(MAX_DEPTH)).is_ok());
         let e = error(&deep(MAX_DEPTH + 1));
         assert!(e.message.contains("deeper than 128"), "{e}");
-        // A million open brackets: refused at once (saphyr's scanner has
+        // A million open brackets: refused at once (the scanner has
         // its own limit), no stack overflow.
         let e = error(&"[".repeat(1_000_000));
         assert!(e.message.contains("recursion limit"), "{e}");

@@ -22,7 +22,7 @@
 use std::fmt;
 
 use base64::Engine as _;
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 use serde_json::{Number, Value};
 
 /// A scalar as go-yaml v2 types it when decoding into `interface{}`.
