@@ -708,7 +708,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (s.namespace.as_str(), s.target_kind.as_str(), s.target_name.as_str()),
+            (
+                s.namespace.as_str(),
+                s.target_kind.as_str(),
+                s.target_name.as_str()
+            ),
             ("ml", "Deployment", "llm")
         );
         assert_eq!((s.min_replicas, s.max_replicas), (1, 4));

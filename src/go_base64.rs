@@ -59,15 +59,13 @@ mod tests {
         assert_eq!(decode("aGVsbA=\n=").as_deref(), Ok(&b"hell"[..]));
         assert_eq!(decode("").as_deref(), Ok(&b""[..]));
         assert_eq!(decode("\n").as_deref(), Ok(&b""[..]));
-        for bad in [
-            "aGVs bG8=",
-            "aGVs\tbG8=",
-            "aGVsbG8",
-            "aGVsbG8=aGVs",
-            "!!!!",
-        ] {
+        for bad in ["aGVs bG8=", "aGVs\tbG8=", "aGVsbG8", "aGVsbG8=aGVs", "!!!!"] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
-        assert!(decode("aGVs bG8=").unwrap_err().contains("only line breaks"));
+        assert!(
+            decode("aGVs bG8=")
+                .unwrap_err()
+                .contains("only line breaks")
+        );
     }
 }

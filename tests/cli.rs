@@ -246,7 +246,12 @@ fn an_octal_default_mode_is_read_as_kubectl_reads_it_and_judged() {
 fn read_without_errors(f: &str) -> (Option<i32>, Value) {
     let out = run(&["check", "-o", "json", f]);
     let report = json(&out);
-    assert_eq!(report["errors"], serde_json::json!([]), "{f}: {}", stderr(&out));
+    assert_eq!(
+        report["errors"],
+        serde_json::json!([]),
+        "{f}: {}",
+        stderr(&out)
+    );
     assert_ne!(out.status.code(), Some(2), "{f}");
     (out.status.code(), report)
 }
@@ -319,7 +324,11 @@ fn a_kuberay_style_file_with_block_scalars_is_read() {
     assert_eq!(code, Some(0));
     assert_eq!(result(&report, "ray-client")["source"], format!("{f}#1"));
     let out = run(&["check", f]);
-    assert!(text(&out).contains("other objects: 1 RayService"), "{}", text(&out));
+    assert!(
+        text(&out).contains("other objects: 1 RayService"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -336,7 +345,9 @@ fn an_autoscaling_v1_hpa_is_read_as_v1_and_its_min_replicas_judged() {
         "{found:?}"
     );
     assert!(
-        !found.iter().any(|(_, m)| m.starts_with("no HorizontalPodAutoscaler")),
+        !found
+            .iter()
+            .any(|(_, m)| m.starts_with("no HorizontalPodAutoscaler")),
         "{found:?}"
     );
 }

@@ -370,7 +370,7 @@ fn generated_manifests_read_as_kubectl_reads_them() {
     let seed: u64 = std::env::var("WAF_YAML_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_22);
+        .unwrap_or(22);
     let batches: usize = std::env::var("WAF_YAML_BATCHES")
         .ok()
         .and_then(|s| s.parse().ok())
