@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::autoscaling::{v1, v2};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimSpec, ResourceClaimTemplate};
@@ -66,7 +67,7 @@ pub struct ScalerRef {
 }
 
 impl ScalerRef {
-    /// Reads an HPA (autoscaling/v2 or v1: same fields) or a KEDA
+    /// Reads an HPA (autoscaling/v2 or v1) or a KEDA
     /// ScaledObject. `Ok(None)` for an HPA that KEDA made for a ScaledObject:
     /// the ScaledObject itself stands for it.
     pub fn from_value(
@@ -95,9 +96,31 @@ impl ScalerRef {
                 max_replicas: so.spec.max_replica_count.unwrap_or(100),
             }));
         }
-        let hpa: HorizontalPodAutoscaler = typed(object, at)?;
-        let owned_by_keda = hpa
-            .metadata
+        // autoscaling/v1 is still served, and read as itself: its spec has
+        // the same target and bounds (and a CPU target the rules ignore).
+        let v1 = object.get("apiVersion").and_then(|v| v.as_str()) == Some("autoscaling/v1");
+        let (metadata, target, min_replicas, max_replicas) = if v1 {
+            let hpa: v1::HorizontalPodAutoscaler = typed(object, at)?;
+            let spec = hpa.spec;
+            let target = spec.scale_target_ref;
+            (
+                hpa.metadata,
+                (target.kind, target.name),
+                spec.min_replicas,
+                spec.max_replicas,
+            )
+        } else {
+            let hpa: v2::HorizontalPodAutoscaler = typed(object, at)?;
+            let spec = hpa.spec;
+            let target = spec.scale_target_ref;
+            (
+                hpa.metadata,
+                (target.kind, target.name),
+                spec.min_replicas,
+                spec.max_replicas,
+            )
+        };
+        let owned_by_keda = metadata
             .owner_references
             .iter()
             .flatten()
@@ -105,18 +128,16 @@ impl ScalerRef {
         if owned_by_keda {
             return Ok(None);
         }
-        let spec = hpa.spec;
         Ok(Some(ScalerRef {
             kind: ScalerKind::HorizontalPodAutoscaler,
-            namespace: hpa
-                .metadata
+            namespace: metadata
                 .namespace
                 .unwrap_or_else(|| default_namespace.into()),
-            name: hpa.metadata.name.unwrap_or_default(),
-            target_kind: spec.scale_target_ref.kind,
-            target_name: spec.scale_target_ref.name,
-            min_replicas: spec.min_replicas.unwrap_or(1),
-            max_replicas: spec.max_replicas,
+            name: metadata.name.unwrap_or_default(),
+            target_kind: target.0,
+            target_name: target.1,
+            min_replicas: min_replicas.unwrap_or(1),
+            max_replicas,
         }))
     }
 
@@ -607,6 +628,46 @@ impl Context {
     }
 }
 
+/// Reads a Secret as the apiserver does: each `data` value is base64 as Go
+/// decodes it, so a value wrapped over lines (the apiserver ignores `\r` and
+/// `\n` in it) reads where a strict decoder refuses it.
+pub fn read_secret(mut object: serde_json::Value, at: &str) -> Result<Secret> {
+    let data = object
+        .as_object_mut()
+        .and_then(|o| o.remove("data"))
+        .unwrap_or(serde_json::Value::Null);
+    let mut secret: Secret = typed(object, at)?;
+    let data = match data {
+        serde_json::Value::Null => None,
+        serde_json::Value::Object(map) => {
+            let mut decoded = BTreeMap::new();
+            for (key, value) in map {
+                let bytes = match value {
+                    serde_json::Value::Null => Vec::new(),
+                    serde_json::Value::String(text) => crate::go_base64::decode(&text)
+                        .map_err(|e| Error::input(at, format!("field data.{key}: {e}")))?,
+                    other => {
+                        return Err(Error::input(
+                            at,
+                            format!("field data.{key}: {other} is not a base64 string"),
+                        ));
+                    }
+                };
+                decoded.insert(key, ByteString(bytes));
+            }
+            Some(decoded)
+        }
+        other => {
+            return Err(Error::input(
+                at,
+                format!("field data: {other} is not a map of base64 strings"),
+            ));
+        }
+    };
+    secret.data = data;
+    Ok(secret)
+}
+
 /// A Secret's data as the kubelet would mount it: `data` decoded, with
 /// `stringData` (which the apiserver folds into `data`, but a file may
 /// still hold) on top.
@@ -633,6 +694,57 @@ mod tests {
         ))
         .unwrap();
         Exception::compile(&e, "default").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_autoscaling_v1_hpa_reads_as_v1() {
+        let hpa = serde_json::json!({
+            "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "h", "namespace": "ml"},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
+                     "maxReplicas": 4, "targetCPUUtilizationPercentage": 80}
+        });
+        let s = ScalerRef::from_value(hpa, "default", "hpa.yaml#0")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                s.namespace.as_str(),
+                s.target_kind.as_str(),
+                s.target_name.as_str()
+            ),
+            ("ml", "Deployment", "llm")
+        );
+        assert_eq!((s.min_replicas, s.max_replicas), (1, 4));
+        // A v2-only field is not v1: refused as the apiserver refuses it.
+        let v2_in_v1 = serde_json::json!({
+            "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "h"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "llm"},
+                     "maxReplicas": "four"}
+        });
+        assert!(ScalerRef::from_value(v2_in_v1, "default", "hpa.yaml#0").is_err());
+    }
+
+    #[test]
+    fn secret_data_is_base64_as_go_decodes_it() {
+        let secret = |data: serde_json::Value| {
+            read_secret(
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                                   "metadata": {"name": "s"}, "data": data}),
+                "s.yaml#0",
+            )
+        };
+        let s = secret(serde_json::json!({"a": "aGVs\nbG8=\n", "b": "aGVs\r\nbG8=", "c": null}))
+            .unwrap();
+        let data = secret_data(&s);
+        assert_eq!(data["a"], b"hello");
+        assert_eq!(data["b"], b"hello");
+        assert_eq!(data["c"], b"");
+        let e = secret(serde_json::json!({"a": "aGVs\tbG8="})).unwrap_err();
+        assert!(e.to_string().contains("field data.a: "), "{e}");
+        assert!(secret(serde_json::json!({"a": 5})).is_err());
+        assert!(secret(serde_json::json!(["a"])).is_err());
     }
 
     fn claim(yaml: &str) -> DeviceClaimRef {

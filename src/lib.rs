@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod context;
 pub mod decision;
 pub mod error;
+pub mod go_base64;
 pub mod image;
 pub mod inference;
 pub mod log_format;

@@ -204,7 +204,8 @@ fn bad_yaml_exits_two_naming_file_document_and_line() {
     assert_eq!(out.status.code(), Some(2));
     let t = text(&out);
     assert!(t.contains(&format!("{f}#1: ")), "{t}");
-    assert!(t.contains("line 8"), "{t}");
+    // The line of the `{` never closed, the line kubectl names too.
+    assert!(t.contains("line 7 column 11: unclosed bracket"), "{t}");
 }
 
 #[test]
@@ -238,6 +239,136 @@ fn an_octal_default_mode_is_read_as_kubectl_reads_it_and_judged() {
     assert_ne!(out.status.code(), Some(2));
     let r = result(&report, "maxengine-server");
     assert_eq!(r["source"], format!("{f}#0"));
+}
+
+/// `check` on one fixture: its exit code and JSON report, with no input
+/// errors (exit 2 would mean a manifest kubectl reads was refused).
+fn read_without_errors(f: &str) -> (Option<i32>, Value) {
+    let out = run(&["check", "-o", "json", f]);
+    let report = json(&out);
+    assert_eq!(
+        report["errors"],
+        serde_json::json!([]),
+        "{f}: {}",
+        stderr(&out)
+    );
+    assert_ne!(out.status.code(), Some(2), "{f}");
+    (out.status.code(), report)
+}
+
+fn rules_and_messages(r: &Value) -> Vec<(String, String)> {
+    r["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let field = |f: &str| v[f].as_str().unwrap().to_owned();
+            (field("rule"), field("message"))
+        })
+        .collect()
+}
+
+#[test]
+fn flow_sequences_closed_left_of_their_key_are_read_and_judged() {
+    // vLLM's documented Deployment: `args: [` ... `]` with the `]` at the
+    // column of `args`; a strict YAML 1.2 reader stopped the file there.
+    let f = "tests/fixtures/yaml/vllm-docs-deployment-flow-args.yaml";
+    let (code, report) = read_without_errors(f);
+    assert_eq!(code, Some(1), "the GPU server is denied on its merits");
+    let r = result(&report, "mistral-7b");
+    assert_eq!(r["source"], format!("{f}#2"));
+    let found = rules_and_messages(r);
+    // Read past the flow sequence: the probes after it were seen.
+    assert!(
+        found.iter().all(|(_, m)| !m.contains("no readinessProbe")),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|(rule, _)| rule == "gpu-placement"));
+    // Istio's SPIRE quickstart style: `]` at its key's column and left of it.
+    let f = "tests/fixtures/yaml/istio-spire-quickstart-flow-sequence.yaml";
+    let (code, report) = read_without_errors(f);
+    assert_eq!(code, Some(0));
+    let names: Vec<_> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("spire-server", &*format!("{f}#2")),
+            ("spire-agent", &*format!("{f}#3"))
+        ]
+    );
+    // GKE samples style: continuation lines of `args: [...]` left of `args`.
+    let f = "tests/fixtures/yaml/gke-samples-tgi-deployment-hpa.yaml";
+    let (code, report) = read_without_errors(f);
+    assert_eq!(code, Some(1));
+    let found = rules_and_messages(result(&report, "tgi-gemma-deployment"));
+    // The HPA after the Deployment was read too.
+    assert!(
+        found.contains(&(
+            "autoscaler".to_owned(),
+            "HorizontalPodAutoscaler tgi-gemma-hpa has minReplicas 1; the policy needs at least 2"
+                .to_owned()
+        )),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_kuberay_style_file_with_block_scalars_is_read() {
+    let f = "tests/fixtures/yaml/kuberay-rayservice-block-scalars.yaml";
+    let (code, report) = read_without_errors(f);
+    assert_eq!(code, Some(0));
+    assert_eq!(result(&report, "ray-client")["source"], format!("{f}#1"));
+    let out = run(&["check", f]);
+    assert!(
+        text(&out).contains("other objects: 1 RayService"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn an_autoscaling_v1_hpa_is_read_as_v1_and_its_min_replicas_judged() {
+    let f = "tests/fixtures/yaml/hpa-autoscaling-v1.yaml";
+    let (code, report) = read_without_errors(f);
+    assert_eq!(code, Some(1));
+    let found = rules_and_messages(result(&report, "llm"));
+    assert!(
+        found.contains(&(
+            "autoscaler".to_owned(),
+            "HorizontalPodAutoscaler llm has minReplicas 1; the policy needs at least 2".to_owned()
+        )),
+        "{found:?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|(_, m)| m.starts_with("no HorizontalPodAutoscaler")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn secret_data_wrapped_over_lines_is_read_as_the_apiserver_reads_it() {
+    let f = "tests/fixtures/yaml/secret-wrapped-base64.yaml";
+    let (code, _) = read_without_errors(f);
+    assert_eq!(code, Some(0));
+    // Other whitespace is an error in Go's decoder too: refused, named.
+    let dir = TempDir::new("secret-space");
+    let bad = dir.write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  token: aGVs bG8=\n",
+    );
+    let out = run(&["check", "-o", "json", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = json(&out)["errors"][0].as_str().unwrap().to_owned();
+    assert!(err.starts_with(&format!("{bad}#1: ")), "{err}");
+    assert!(err.contains("data.token"), "{err}");
+    assert!(err.contains("only line breaks"), "{err}");
 }
 
 #[test]

@@ -11,11 +11,13 @@ pub mod sarif;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::context::{Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, secret_data};
+use crate::context::{
+    Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, read_secret, secret_data,
+};
 use crate::decision::{Evaluation, evaluate_with, registry_queries};
 use crate::error::Error;
 use crate::policy::compiled::{Policy, PolicySet};
@@ -192,7 +194,7 @@ pub fn run_with(
             }
             // Pull secrets and signing keys that policies name.
             ("v1", "Secret") => {
-                match typed::<Secret>(std::mem::take(&mut doc.value), &doc.source) {
+                match read_secret(std::mem::take(&mut doc.value), &doc.source) {
                     Ok(secret) => match &secret.metadata.name {
                         Some(n) => ctx.add_secret(n, secret_data(&secret)),
                         None => report

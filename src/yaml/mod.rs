@@ -8,8 +8,12 @@
 //! to sigs.k8s.io/yaml, which decodes the first YAML document in it with
 //! go-yaml v2 (YAML 1.1 scalars: `0400` is 256, `yes` and `on` are `true`)
 //! and turns the result into JSON. This module walks the same road on the
-//! events of a YAML 1.2 parser (saphyr-parser), applying go-yaml v2's rules
+//! events of a YAML 1.2 parser (granit-parser), applying go-yaml v2's rules
 //! itself ([`resolve`]):
+//! - inside a flow collection indentation means nothing, as in libyaml: a
+//!   closing `]` at or left of its key's column (vLLM's and Istio's
+//!   documented manifests) is read. granit-parser does so unless told to be
+//!   strict; saphyr-parser 0.3, which it forked, refuses it;
 //! - merge keys (`<<`) are go-yaml v2's: applied where they stand, so a
 //!   merged key overrides one written before the `<<` and not one after;
 //!   in a list of maps, the earlier map wins;
@@ -31,7 +35,7 @@
 //!   values with an explicit stack: no recursion follows the input's depth.
 //!
 //! Where a parser-level difference between libyaml (go-yaml's scanner, YAML
-//! 1.1) and saphyr-parser (YAML 1.2) is not mirrored: NEL and the Unicode
+//! 1.1) and granit-parser (YAML 1.2) is not mirrored: NEL and the Unicode
 //! line and paragraph separators are not line breaks here, and anchor names
 //! may use more characters than libyaml accepts. The corpus test compares
 //! every manifest in the repository with kubectl's own decoding.
@@ -41,7 +45,7 @@ mod resolve;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use saphyr_parser::{Event, Marker, Parser, ScanError, Span};
+use granit_parser::{Event, Marker, Parser, ScanError, Span};
 use serde_json::{Map, Value};
 
 use resolve::Scalar;
@@ -107,7 +111,10 @@ impl std::error::Error for Error {}
 /// the stream cannot be trusted, so the iterator ends there (kubectl, too,
 /// reads no further in that file).
 pub fn documents(text: &str) -> Documents<'_> {
-    let mode = if looks_like_json(text) {
+    // kubectl drops a byte-order mark before it guesses JSON or YAML.
+    let unmarked = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mode = if looks_like_json(unmarked) {
+        let text = unmarked;
         Mode::Json(Json {
             text,
             stream: serde_json::Deserializer::from_str(text).into_iter(),
@@ -300,6 +307,29 @@ impl<'a> Iterator for Chunks<'a> {
 /// Decodes the first YAML document of a chunk, as go-yaml v2's `Unmarshal`
 /// does; `None` when there is none, or it is null.
 fn decode(chunk: Chunk<'_>) -> Result<Option<Document>, Error> {
+    if chunk.text.contains('\t')
+        && let Some(at) = libyaml_refused_tab(chunk.text)
+    {
+        return Err(Error {
+            index: chunk.index,
+            line: chunk.first_line + at.line().saturating_sub(1),
+            column: Some(at.col() + 1),
+            message: "a tab at the start of a line, or after `-`, `?` or the `:` of a `?` key, \
+                      outside a flow collection (kubectl refuses it: found character that \
+                      cannot start any token); indent with spaces"
+                .to_owned(),
+        });
+    }
+    if let Some(line) = opening_document_end(chunk.text) {
+        return Err(Error {
+            index: chunk.index,
+            line: chunk.first_line + line - 1,
+            column: Some(1),
+            message: "`...` before any content: kubectl reads no empty document there (did not \
+                      find expected node content); remove it or put `---` before it"
+                .to_owned(),
+        });
+    }
     let mut parser = Parser::new_from_str(chunk.text);
     let mut b = Builder::new(&chunk);
     let mut root: Option<(Value, usize)> = None;
@@ -307,17 +337,17 @@ fn decode(chunk: Chunk<'_>) -> Result<Option<Document>, Error> {
     while let Some(next) = parser.next_event() {
         let (event, span) = next.map_err(|e| b.scan_error(&e))?;
         match event {
-            Event::StreamStart | Event::Nothing => {}
-            Event::DocumentStart(_) if root.is_none() => {}
+            Event::StreamStart => {}
+            Event::DocumentStart(..) if root.is_none() => {}
             Event::StreamEnd => break,
             Event::DocumentEnd => {
                 // Whatever follows, kubectl never reads: say so if it is text.
-                if let Some(Ok((Event::DocumentStart(_), _)) | Err(_)) = parser.next_event() {
+                if let Some(Ok((Event::DocumentStart(..), _)) | Err(_)) = parser.next_event() {
                     ignored_from = Some(b.line(span.start));
                 }
                 break;
             }
-            Event::DocumentStart(_) => break,
+            Event::DocumentStart(..) => break,
             event => {
                 if let Some(value) = b.event(event, span)? {
                     root = Some(value);
@@ -335,6 +365,189 @@ fn decode(chunk: Chunk<'_>) -> Result<Option<Document>, Error> {
             fields: FieldLines(b.fields),
         }),
     })
+}
+
+/// Where libyaml (go-yaml v2's scanner) refuses a tab that YAML 1.2, and so
+/// granit-parser, allows. Between tokens outside flow collections libyaml
+/// skips a tab only where a simple key may not start: not at the start of a
+/// line, nor after `-`, `?` or the `:` of a `?` key (its
+/// `yaml_parser_scan_to_next_token`); after a plain scalar, the scalar's own
+/// scan takes the lines that follow and refuses a tab left of its indent.
+/// Runs on the scanner's tokens, only for text with a tab.
+fn libyaml_refused_tab(text: &str) -> Option<Marker> {
+    use granit_parser::ScalarStyle::{Folded, Literal, Plain};
+    use granit_parser::{Scanner, StrInput, TokenType};
+    let mut flow = 0usize;
+    // Where the text no token covered starts, whether a simple key may
+    // start there, and after a plain scalar the indent its continuation
+    // needs.
+    let mut end = 0usize;
+    let mut key_allowed = true;
+    let mut plain_indent: Option<isize> = None;
+    let mut explicit_key = false;
+    // A block scalar's span starts past its header and may stop before its
+    // last lines: its text runs from the token before to the token after.
+    let mut block: Option<usize> = None;
+    for token in Scanner::new(StrInput::new(text)) {
+        let Ok(token) = token else { return None };
+        let (span, kind) = token.into_parts();
+        let (Some(start), Some(stop)) = (span.start.byte_offset(), span.end.byte_offset()) else {
+            return None;
+        };
+        if let Some(from) = block.take() {
+            if let Some(offset) = block_scalar_tab(text.get(from..start).unwrap_or_default()) {
+                return Some(marker_at(text, from + offset));
+            }
+            end = end.max(start);
+        }
+        let is_block_scalar = matches!(kind, TokenType::Scalar(Literal | Folded, _));
+        if start > end && !is_block_scalar {
+            let gap = text.get(end..start).unwrap_or_default();
+            if flow == 0
+                && let Some(offset) = refused_tab(gap, key_allowed, plain_indent)
+            {
+                return Some(marker_at(text, end + offset));
+            }
+            plain_indent = None;
+        }
+        match kind {
+            TokenType::FlowSequenceStart | TokenType::FlowMappingStart => {
+                flow += 1;
+                key_allowed = true;
+            }
+            TokenType::FlowSequenceEnd | TokenType::FlowMappingEnd => {
+                flow = flow.saturating_sub(1);
+                key_allowed = false;
+            }
+            TokenType::BlockEntry => key_allowed = true,
+            // A simple key's Key is virtual (empty); `?` is not.
+            TokenType::Key if stop > start => {
+                explicit_key = true;
+                key_allowed = flow == 0;
+            }
+            TokenType::Value => {
+                key_allowed = std::mem::take(&mut explicit_key) && flow == 0;
+                if text.get(start..).is_some_and(|t| t.starts_with(':')) {
+                    end = end.max(start + 1);
+                }
+            }
+            TokenType::Scalar(Plain, _) => {
+                // libyaml's indent here is the innermost block collection's
+                // column: the key's for a map value, the `-`'s for an item.
+                let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+                let line = &text[line_start..start];
+                let first = line.len() - line.trim_start_matches([' ', '-']).len();
+                plain_indent = if first == line.len() {
+                    line.rfind('-').map(|i| i as isize)
+                } else {
+                    Some(first as isize)
+                };
+                key_allowed = false;
+            }
+            TokenType::Scalar(Literal | Folded, _) => {
+                block = Some(end);
+                key_allowed = true;
+            }
+            TokenType::Scalar(..)
+            | TokenType::Alias(_)
+            | TokenType::Anchor(_)
+            | TokenType::Tag(..)
+            | TokenType::DocumentStart
+            | TokenType::DocumentEnd => key_allowed = false,
+            _ => {}
+        }
+        end = end.max(stop);
+    }
+    None
+}
+
+fn marker_at(text: &str, offset: usize) -> Marker {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = 1 + before.matches('\n').count();
+    let col = before
+        .rsplit('\n')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .count();
+    Marker::new(0, line, col)
+}
+
+/// The offset of a tab in a block scalar's indentation, which libyaml
+/// refuses (`yaml_parser_scan_block_scalar_breaks`): before the first
+/// line with content, any tab after the leading spaces; after it, a tab
+/// left of the content's indent.
+fn block_scalar_tab(token: &str) -> Option<usize> {
+    let body = token.find('\n')? + 1;
+    let mut indent: Option<usize> = None;
+    let mut offset = body;
+    for line in token[body..].split_inclusive('\n') {
+        let spaces = line.len() - line.trim_start_matches(' ').len();
+        let rest = &line[spaces..];
+        if rest.starts_with('\t') && indent.is_none_or(|i| spaces < i) {
+            return Some(offset + spaces);
+        }
+        if indent.is_none() && !rest.trim_end_matches(['\r', '\n']).is_empty() {
+            indent = Some(spaces);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The offset in `gap` (the text between two tokens, outside flow
+/// collections) of a tab libyaml would not skip.
+fn refused_tab(gap: &str, mut key_allowed: bool, plain_indent: Option<isize>) -> Option<usize> {
+    let mut col_in_line: Option<usize> = None; // Some after a line break
+    let mut comment = false;
+    for (i, c) in gap.char_indices() {
+        match c {
+            '\n' | '\r' => {
+                comment = false;
+                key_allowed = true;
+                col_in_line = Some(0);
+                continue;
+            }
+            _ if comment => {}
+            '#' => comment = true,
+            ' ' => {}
+            // Indicators the scanner's spans leave out.
+            '-' | '?' => key_allowed = true,
+            '\t' => {
+                let refused = match (plain_indent, col_in_line) {
+                    // The plain scalar's scan: a tab left of its indent.
+                    (Some(indent), Some(col)) => col as isize <= indent,
+                    (Some(_), None) => false,
+                    (None, _) => key_allowed,
+                };
+                if refused {
+                    return Some(i);
+                }
+            }
+            // Text no token covers (a byte-order mark): not libyaml's gap.
+            _ => return None,
+        }
+        if let Some(col) = &mut col_in_line {
+            *col += 1;
+        }
+    }
+    None
+}
+
+/// The line of a `...` that comes before anything but blank lines and
+/// comments: go-yaml v2 then expects a node and refuses the text.
+fn opening_document_end(text: &str) -> Option<usize> {
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start_matches('\u{feff}');
+        if let Some(after) = line.strip_prefix("...") {
+            return (after.is_empty() || after.starts_with([' ', '\t', '\r'])).then_some(i + 1);
+        }
+        let trimmed = line.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            return None;
+        }
+    }
+    None
 }
 
 /// What an anchor holds for its aliases.
@@ -469,10 +682,10 @@ impl Builder {
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| {
-                    if t.handle.is_empty() && t.suffix == "!" {
+                    if t.handle().is_empty() && t.suffix() == "!" {
                         "!".to_owned()
                     } else {
-                        format!("{}{}", t.handle, t.suffix)
+                        format!("{}{}", t.handle(), t.suffix())
                     }
                 });
                 let key = self.wants_key();
@@ -546,7 +759,7 @@ impl Builder {
                 self.record(at);
                 self.deliver(value, depth, weight, at)
             }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
                 let is_map = matches!(event, Event::MappingStart(..));
                 if self.wants_key() {
                     let what = if is_map { "a map" } else { "a list" };
@@ -747,6 +960,51 @@ mod tests {
     }
 
     #[test]
+    fn flow_collections_ignore_indentation_as_kubectl_does() {
+        // vLLM's documented Deployment: `]` at the column of its key.
+        let v = one("spec:\n  args: [\n    \"vllm serve m\"\n  ]\n  b: 1\n").unwrap();
+        assert_eq!(v, json!({"spec": {"args": ["vllm serve m"], "b": 1}}));
+        // Items and brackets left of the key, down to column 0.
+        let v = one("a:\n  b: [\nx,\n z, {c:\n1}\n]\n  d: 2\n").unwrap();
+        assert_eq!(v, json!({"a": {"b": ["x", "z", {"c": 1}], "d": 2}}));
+        let v = one("- {a: [\n1]\n}\n").unwrap();
+        assert_eq!(v, json!([{"a": [1]}]));
+    }
+
+    #[test]
+    fn tabs_are_refused_where_libyaml_refuses_them() {
+        // Each checked with kubectl (go-yaml v2).
+        for ok in [
+            "key:\tvalue\n",
+            "key: value\t# c\n",
+            "a: [\t1,\t2]\n",
+            "a: |\t# c\n  x\n",
+            "a: &x\t1\n",
+            "a: \"x\ty\"\n",
+            "a: 1 # c\t\nb: 2\n",
+            "a:\t\n  b: 1\n",
+            "a: |\n  x\n  \ty\n",
+        ] {
+            assert!(read(ok).iter().all(Result::is_ok), "{ok:?}: {:?}", read(ok));
+        }
+        for (bad, line) in [
+            ("a: 1\n\t\nb: 2\n", 2),
+            ("a:\n  - \tx\n", 2),
+            ("a:\n\t# c\n  b: 1\n", 2),
+            ("\ta: 1\n", 1),
+            ("? \ta\n: 1\n", 1),
+            ("a: x\n\n\t\n", 3),
+            ("c: 1\n---\nb:\n-\t# note\n  - x\n", 4),
+            ("a: |\n  \tx\n", 2),
+            ("a: |\n    x\n  \ty\n", 3),
+        ] {
+            let e = error(bad);
+            assert_eq!(e.line, line, "{bad:?}: {e}");
+            assert!(e.message.contains("kubectl refuses it"), "{e}");
+        }
+    }
+
+    #[test]
     fn documents_are_cut_at_separator_lines_and_numbered() {
         let docs = read("# preamble\n---\na: 1\n--- # two\n---\nb: 2\n---\n");
         let got: Vec<_> = docs
@@ -772,6 +1030,15 @@ mod tests {
         assert_eq!((e.index, e.line), (1, 4));
         assert!(e.message.contains("only a comment after `---`"), "{e}");
         assert_eq!(error("---foo\na: 1\n").line, 1);
+    }
+
+    #[test]
+    fn a_document_end_before_any_content_is_refused_as_kubectl_does() {
+        let e = error("a: 1\n---\n# c\n...\n---\nb: 2\n");
+        assert_eq!((e.index, e.line), (1, 4), "{e}");
+        assert_eq!(error("...\n").line, 1);
+        // After content it ends the document.
+        assert_eq!(read("a: 1\n...\n...\n").len(), 1);
     }
 
     #[test]
@@ -907,7 +1174,7 @@ mod tests {
         assert!(one(&deep(MAX_DEPTH)).is_ok());
         let e = error(&deep(MAX_DEPTH + 1));
         assert!(e.message.contains("deeper than 128"), "{e}");
-        // A million open brackets: refused at once (saphyr's scanner has
+        // A million open brackets: refused at once (the scanner has
         // its own limit), no stack overflow.
         let e = error(&"[".repeat(1_000_000));
         assert!(e.message.contains("recursion limit"), "{e}");
@@ -958,7 +1225,7 @@ mod tests {
 
     #[test]
     fn a_stream_starting_with_a_brace_is_json() {
-        let docs = read("\n {\"a\": 1, \"a\": 2}\nnull\n{\"b\": true}\n");
+        let docs = read("\u{feff}\n {\"a\": 1, \"a\": 2}\nnull\n{\"b\": true}\n");
         let got: Vec<_> = docs
             .into_iter()
             .map(|d| d.map(|d| (d.index, d.line, d.value)))

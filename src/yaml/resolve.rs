@@ -21,8 +21,7 @@
 
 use std::fmt;
 
-use base64::Engine as _;
-use saphyr_parser::ScalarStyle;
+use granit_parser::ScalarStyle;
 use serde_json::{Number, Value};
 
 /// A scalar as go-yaml v2 types it when decoding into `interface{}`.
@@ -195,19 +194,11 @@ fn lookup(text: &str) -> Option<(Kind, Scalar)> {
     })
 }
 
-/// `!!binary`: base64 as Go's `StdEncoding.DecodeString` reads it (padding
-/// required, line breaks ignored, stray trailing bits allowed), and the bytes
-/// as Go's JSON encoder writes a Go string: each byte that is not part of
-/// valid UTF-8 becomes U+FFFD.
+/// `!!binary`: base64 as Go's `StdEncoding.DecodeString` reads it
+/// ([`crate::go_base64`]), and the bytes as Go's JSON encoder writes a Go
+/// string: each byte that is not part of valid UTF-8 becomes U+FFFD.
 fn binary(text: &str) -> Result<Scalar, String> {
-    const GO_STD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_allow_trailing_bits(true)
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
-    );
-    let compact: String = text.chars().filter(|c| *c != '\n' && *c != '\r').collect();
-    let bytes = GO_STD.decode(compact).map_err(|_| {
+    let bytes = crate::go_base64::decode(text).map_err(|_| {
         "!!binary value contains invalid base64 data (kubectl refuses it)".to_owned()
     })?;
     let mut out = String::with_capacity(bytes.len());
