@@ -247,44 +247,37 @@ pub fn judge_with(
             continue;
         };
         let mutates = *mutate && !outcome.patch.is_empty();
-        d.violations
-            .extend(outcome.findings.iter().map(|f| Violation {
-                rule,
-                action: *action,
-                policy: winner.name.clone(),
-                message: f.message.clone(),
-                fix: f.fix.clone(),
-                path: f.path.clone(),
-                fixable: f.fixable && mutates,
-                patched: false,
-                existing: false,
-            }));
+        let violation = |f: &crate::rules::Finding, action: Action, fixable: bool| Violation {
+            rule,
+            action,
+            policy: winner.name.clone(),
+            message: f.message.clone(),
+            fix: f.fix.clone(),
+            path: f.path.clone(),
+            fixable,
+            patched: false,
+            existing: false,
+        };
+        d.violations.extend(
+            outcome
+                .findings
+                .iter()
+                .map(|f| violation(f, *action, f.fixable && mutates)),
+        );
         // Findings that never deny warn at most.
-        d.violations
-            .extend(outcome.warnings.iter().map(|f| Violation {
-                rule,
-                action: (*action).min(Action::Warn),
-                policy: winner.name.clone(),
-                message: f.message.clone(),
-                fix: f.fix.clone(),
-                path: f.path.clone(),
-                fixable: false,
-                patched: false,
-                existing: false,
-            }));
+        d.violations.extend(
+            outcome
+                .warnings
+                .iter()
+                .map(|f| violation(f, (*action).min(Action::Warn), false)),
+        );
         if *mutate && *action == Action::Deny {
-            d.unpatched
-                .extend(outcome.unpatched.iter().map(|f| Violation {
-                    rule,
-                    action: *action,
-                    policy: winner.name.clone(),
-                    message: f.message.clone(),
-                    fix: f.fix.clone(),
-                    path: f.path.clone(),
-                    fixable: false,
-                    patched: false,
-                    existing: false,
-                }));
+            d.unpatched.extend(
+                outcome
+                    .unpatched
+                    .iter()
+                    .map(|f| violation(f, *action, false)),
+            );
         }
         if mutates && *action == Action::Deny {
             d.patch.extend(outcome.patch.iter().cloned());
