@@ -470,7 +470,19 @@ fn cpu_seconds(pid: u32) -> f64 {
 async fn out_of_file_descriptors_the_accept_loop_waits_instead_of_spinning() {
     install_crypto();
     let pki = Pki::new("emfile");
-    let srv = Server::start_wrapped(&pki, &["prlimit", "--nofile=64:64"], &["--baseline"]);
+    // One address may hold every slot here: the per-client shares would
+    // otherwise close the flood at accept before the table fills.
+    let srv = Server::start_wrapped(
+        &pki,
+        &["prlimit", "--nofile=64:64"],
+        &[
+            "--baseline",
+            "--max-connections-per-client",
+            "1024",
+            "--max-pending-handshakes",
+            "1024",
+        ],
+    );
     // Fill the descriptor table with connections that never finish their
     // handshake; the rest wait in the listen backlog, so accept keeps
     // failing with EMFILE.
