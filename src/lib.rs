@@ -7,6 +7,7 @@ pub mod check;
 pub mod cluster;
 pub mod context;
 pub mod decision;
+pub mod duration;
 pub mod error;
 pub mod image;
 pub mod inference;

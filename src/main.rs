@@ -79,17 +79,17 @@ struct CheckArgs {
 struct RegistryArgs {
     /// The longest one registry lookup (a digest, or a signature check) may
     /// take; the webhook also stays inside the apiserver's ?timeout=.
-    #[arg(long, env = "WAF_REGISTRY_TIMEOUT", default_value = "4s", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_REGISTRY_TIMEOUT", default_value = "4s", value_parser = waf_admission::duration::parse)]
     registry_timeout: Duration,
     /// How long a tag's digest is trusted before the registry is asked again
     /// (a tag moved in the registry is seen after at most this long).
-    #[arg(long, env = "WAF_DIGEST_TTL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_DIGEST_TTL", default_value = "5m", value_parser = waf_admission::duration::parse)]
     digest_ttl: Duration,
     /// How long a signature verdict for a digest is kept.
-    #[arg(long, env = "WAF_VERDICT_TTL", default_value = "60m", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_VERDICT_TTL", default_value = "60m", value_parser = waf_admission::duration::parse)]
     verdict_ttl: Duration,
     /// How long a registry failure is remembered before the registry is asked again.
-    #[arg(long, env = "WAF_REGISTRY_ERROR_TTL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_REGISTRY_ERROR_TTL", default_value = "10s", value_parser = waf_admission::duration::parse)]
     registry_error_ttl: Duration,
     /// The registry cache's bound in bytes (digests and verdicts together).
     #[arg(long, env = "WAF_REGISTRY_CACHE_BYTES", default_value_t = 8 << 20)]
@@ -190,7 +190,7 @@ struct ServeArgs {
     log_format: LogFormat,
     /// After SIGTERM, keep serving (not ready) this long so endpoints
     /// drain before the listener closes. Example: 5s.
-    #[arg(long, env = "WAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = waf_admission::duration::parse)]
     shutdown_delay: Duration,
     /// This replica's name (downward API), reported on the Events it writes.
     #[arg(long, env = "WAF_POD_NAME", default_value = "waf-admission")]
@@ -199,7 +199,7 @@ struct ServeArgs {
     #[arg(long, env = "WAF_NAMESPACE", default_value = "waf-admission")]
     namespace: String,
     /// How often the background audit judges every existing workload.
-    #[arg(long, env = "WAF_AUDIT_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_AUDIT_INTERVAL", default_value = "5m", value_parser = waf_admission::duration::parse)]
     audit_interval: Duration,
     /// Cluster mode: the policy report API the background audit writes:
     /// openreports (openreports.io/v1alpha1), wgpolicyk8s
@@ -207,7 +207,7 @@ struct ServeArgs {
     #[arg(long, env = "WAF_REPORTS", default_value = "openreports")]
     reports: waf_admission::cluster::reports::ReportFormat,
     /// The longest in-flight requests may run on after shutdown begins.
-    #[arg(long, env = "WAF_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = waf_admission::duration::parse)]
     shutdown_timeout: Duration,
     /// Cluster mode: a Secret of this namespace that policies may name as a
     /// pullSecret or signing key (repeatable, or comma-separated). Only
@@ -241,14 +241,14 @@ struct LimitArgs {
     #[arg(long, env = "WAF_MAX_PENDING_HANDSHAKES", default_value_t = 128)]
     max_pending_handshakes: usize,
     /// The longest a client may take to finish the TLS handshake.
-    #[arg(long, env = "WAF_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = waf_admission::duration::parse)]
     tls_handshake_timeout: Duration,
     /// HTTP/1: the longest a client may take to send request headers, and
     /// to start the next request on a kept-alive connection.
-    #[arg(long, env = "WAF_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = waf_admission::duration::parse)]
     header_read_timeout: Duration,
     /// A connection with no request in flight this long is closed (HTTP/2: GOAWAY).
-    #[arg(long, env = "WAF_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "WAF_IDLE_TIMEOUT", default_value = "60s", value_parser = waf_admission::duration::parse)]
     idle_timeout: Duration,
     /// HTTP/2 streams one connection may have open at once.
     #[arg(long, default_value_t = 100)]
@@ -277,19 +277,6 @@ impl LimitArgs {
             h2_max_local_error_reset_streams: self.h2_max_local_error_reset_streams,
             ..webhook::Limits::default()
         }
-    }
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a duration like 5s, 500ms, 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: expected a duration like 5s, 500ms, 2m")),
     }
 }
 
@@ -689,5 +676,27 @@ mod tests {
         };
         let (flags, library) = (args.limits.limits(), webhook::Limits::default());
         assert_eq!(format!("{flags:?}"), format!("{library:?}"));
+    }
+
+    #[test]
+    fn duration_flags_take_go_durations_and_name_the_flag_when_refused() {
+        let serve = |extra: &[&str]| {
+            let base = ["waf-admission", "serve", "--self-signed", "--baseline"];
+            Cli::try_parse_from(base.iter().chain(extra)).map(|cli| match cli.command {
+                Command::Serve(args) => args,
+                _ => unreachable!(),
+            })
+        };
+        let args = serve(&["--shutdown-delay", "1m30s", "--audit-interval", "1h"]).unwrap();
+        assert_eq!(args.shutdown_delay, Duration::from_secs(90));
+        assert_eq!(args.audit_interval, Duration::from_secs(3600));
+        let Err(refused) = serve(&["--shutdown-delay", "5x"]) else {
+            panic!("5x was accepted");
+        };
+        let refused = refused.to_string();
+        assert!(
+            refused.contains("--shutdown-delay") && refused.contains("5x"),
+            "{refused}"
+        );
     }
 }

@@ -253,34 +253,8 @@ fn request_timeout(query: Option<&str>) -> Option<Duration> {
     query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(parse_go_duration)
-}
-
-/// The apiserver writes Go durations: `10s`, `500ms`, `1m30s`.
-fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let (number, tail) = rest.split_at(digits);
-        let value: f64 = number.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ns" => value / 1e9,
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return None,
-        };
-        total += Duration::try_from_secs_f64(seconds).ok()?;
-        rest = next;
-    }
-    (total > Duration::ZERO).then_some(total)
+        .and_then(|t| crate::duration::parse(t).ok())
+        .filter(|t| !t.is_zero())
 }
 
 /// Counts every request by endpoint and status, and times it.
@@ -330,16 +304,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("abc"), None);
-        assert_eq!(parse_go_duration(""), None);
-        assert_eq!(parse_go_duration("0s"), None);
-        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        for bad in ["10", "s", "10x", "-1s", "1e9h"] {
-            assert_eq!(parse_go_duration(bad), None, "{bad}");
+    fn the_apiserver_timeout_is_a_positive_go_duration() {
+        let timeout = |q: &str| request_timeout(Some(q));
+        assert_eq!(timeout("timeout=10s"), Some(Duration::from_secs(10)));
+        assert_eq!(
+            timeout("dryRun=All&timeout=1m30s"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(timeout("timeout=1.5s"), Some(Duration::from_millis(1500)));
+        for none in [
+            "timeout=0s",
+            "timeout=",
+            "timeout=10",
+            "timeout=-1s",
+            "other=1s",
+        ] {
+            assert_eq!(timeout(none), None, "{none}");
         }
     }
 
