@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use self::admission::{BadRequest, Endpoint};
+use self::admission::{BadRequest, Endpoint, Verdict};
 use self::metrics::Metrics;
 use crate::state::State;
 
@@ -108,7 +108,7 @@ async fn handle(
     if !app.state.is_synced() {
         // No verdict from an empty view of the cluster: the webhook's
         // failurePolicy decides (Fail refuses, Ignore admits) until it syncs.
-        app.metrics.verdict(endpoint.as_str(), "unavailable");
+        app.metrics.verdict(endpoint.as_str(), Verdict::Unavailable);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "waf-admission has not synced policies, exceptions, autoscalers and namespaces \
@@ -129,7 +129,7 @@ async fn handle(
                 format!("could not read the request body: {rejection}")
             };
             tracing::warn!(endpoint = endpoint.as_str(), %status, "{message}");
-            app.metrics.verdict(endpoint.as_str(), "invalid");
+            app.metrics.verdict(endpoint.as_str(), Verdict::Invalid);
             return (status, message).into_response();
         }
     };
@@ -155,7 +155,7 @@ async fn handle(
         },
         Err(BadRequest(message)) => {
             tracing::warn!(endpoint = endpoint.as_str(), "bad request: {message}");
-            app.metrics.verdict(endpoint.as_str(), "invalid");
+            app.metrics.verdict(endpoint.as_str(), Verdict::Invalid);
             (StatusCode::BAD_REQUEST, message).into_response()
         }
     }
