@@ -18,6 +18,7 @@ pub mod policy;
 pub mod provenance;
 pub mod quantity;
 pub mod rules;
+pub mod serve;
 pub mod state;
 pub mod webhook;
 pub mod workload;
