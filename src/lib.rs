@@ -20,6 +20,7 @@ pub mod quantity;
 pub mod rules;
 pub mod serve;
 pub mod state;
+pub mod tasks;
 pub mod webhook;
 pub mod workload;
 pub mod yaml;

@@ -3,7 +3,7 @@
 //! baseline, or following the cluster), TLS, the listeners, the
 //! background tasks, and shutdown.
 //!
-//! Every task started here runs in one supervised set ([`tasks`]): the
+//! Every task started here runs in one supervised set ([`Tasks`]): the
 //! HTTPS server, the metrics listener, the policy-file follower, the
 //! cluster controller, the log-drop counter and the termination handler.
 //! One that ends while the process is not shutting down ends [`run`] with
@@ -15,10 +15,9 @@
 //! `--shutdown-timeout`; tasks ending then are expected.
 
 pub mod args;
-pub mod tasks;
 
+pub use crate::tasks::{Ended, Task, Tasks};
 pub use args::{Args, LimitArgs, LogFormat, RegistryArgs};
-pub use tasks::{Ended, Task, Tasks};
 
 use std::future::Future;
 use std::io::IsTerminal;

@@ -1,4 +1,6 @@
-//! The tasks `serve` starts, in one supervised set. A task that ends (it
+//! A supervised set of long-running tasks: `serve`'s (the server, the
+//! listeners, the followers) and, nested in it, the cluster controller's
+//! (reflectors, snapshot builder, Lease, audit). A task that ends (it
 //! returned, or panicked) is reported with its name; the caller decides
 //! whether that was expected (after the termination signal) or must end
 //! the process. Dropping the set aborts the tasks still running.
