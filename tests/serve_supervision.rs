@@ -2,7 +2,8 @@
 //! (HTTPS server, metrics listener, policy-file follower, termination
 //! handler) with one task of the test's beside them. A task that ends
 //! outside shutdown ends `serve` with an error naming it (the binary then
-//! exits 2); after the termination signal `serve` drains and returns Ok.
+//! exits 2, as the last tests check); after the termination signal `serve`
+//! drains and returns Ok.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -152,4 +153,43 @@ async fn after_the_termination_signal_serve_drains_and_returns_ok() {
     let ended = serving.await.unwrap();
     assert!(ended.is_ok(), "{ended:?}");
     assert!(closed(addr).await, "{addr} still accepts");
+}
+
+/// What the binary does with `run`'s error: exit 2, the error logged.
+#[test]
+fn the_binary_exits_2_with_the_error_that_ended_serve() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_waf-admission"))
+        .args([
+            "serve",
+            "--self-signed",
+            "--baseline",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--metrics-addr", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let logged = String::from_utf8_lossy(&out.stdout);
+    assert!(logged.contains(r#"--metrics-addr "nowhere""#), "{logged}");
+}
+
+#[test]
+fn a_duration_flag_that_is_no_go_duration_is_refused_by_name() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_waf-admission"))
+        .args([
+            "serve",
+            "--self-signed",
+            "--baseline",
+            "--shutdown-delay",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--shutdown-delay") && said.contains("\"5\""),
+        "{said}"
+    );
 }
