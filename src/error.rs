@@ -25,6 +25,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// `serve` could not start: `what` names the flag or the step.
+    #[error("{what}: {message}")]
+    Start { what: String, message: String },
+
+    /// A task `serve` supervises ended while the process was not shutting
+    /// down: the process exits so that it is restarted.
+    #[error("the {task} {ended}; exiting so the replica is restarted")]
+    TaskEnded { task: &'static str, ended: String },
 }
 
 impl Error {
@@ -32,6 +41,13 @@ impl Error {
         Error::Input {
             at: at.into(),
             message: message.into(),
+        }
+    }
+
+    pub fn start(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        Error::Start {
+            what: what.into(),
+            message: why.to_string(),
         }
     }
 }

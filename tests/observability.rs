@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::{Value, json};
+use waf_admission::webhook::admission::Verdict;
 use waf_admission::webhook::metrics::Metrics;
 
 /// Families that get samples only in the cluster, and why.
@@ -144,7 +145,7 @@ fn from_the_registry() -> Exported {
     let m = Metrics::new();
     m.request("validate", 200, 0.001);
     m.violation("zone-spread", "deny");
-    m.verdict("validate", "denied");
+    m.verdict("validate", Verdict::Denied);
     m.denial("ml");
     m.tls_reload(true);
     m.unreadable("WellArchitectedPolicy", 1);

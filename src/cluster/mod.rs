@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -47,12 +46,12 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{Notify, mpsc, watch};
-use tokio::task::JoinSet;
 
 use self::reports::{ReportDoc, ReportFormat};
 use self::snapshot::{Builder, Inputs, PolicyReport, Unreadable};
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::{DecisionEvent, EventReason, State};
+use crate::tasks::{Task, Tasks};
 use crate::webhook::metrics::Metrics;
 use crate::workload::WorkloadKind;
 
@@ -82,9 +81,6 @@ pub struct ClusterOptions {
     /// signing keys): each watched alone, by name, as the Role allows.
     pub secrets: Vec<String>,
 }
-
-/// A background task with the name its supervisor reports.
-type Task = (&'static str, BoxFuture<'static, ()>);
 
 /// A task that keeps a reflector store in sync and pokes `changed` on every
 /// event, caching objects [`slim`]med.
@@ -173,10 +169,8 @@ pub async fn run(
     events: mpsc::Receiver<DecisionEvent>,
     opts: ClusterOptions,
 ) -> String {
-    let mut tasks: JoinSet<&'static str> = JoinSet::new();
-    let mut spawn = |(name, task): Task| {
-        tasks.spawn(task.map(move |()| name));
-    };
+    let mut tasks = Tasks::new();
+    let mut spawn = |(name, task): Task| tasks.spawn(name, task);
     let changed = Arc::new(Notify::new());
     let (policies, w) = reflector::store::<DeserializeGuard<WellArchitectedPolicy>>();
     spawn(watch(
@@ -354,15 +348,11 @@ pub async fn run(
         reports_tx,
     );
     spawn(("snapshot builder", keeper.boxed()));
-    let ended = match tasks.join_next().await {
-        Some(Ok(name)) => format!("{name} ended"),
-        Some(Err(e)) if e.is_panic() => "a background task panicked".to_owned(),
-        Some(Err(e)) => format!("a background task was cancelled: {e}"),
+    // The rest stop with the set, dropped on return.
+    match tasks.next_ended().await {
+        Some((name, ended)) => format!("{name} {ended}"),
         None => "no background task is left".to_owned(),
-    };
-    // The rest stop with the set.
-    tasks.abort_all();
-    ended
+    }
 }
 
 struct Stores {

@@ -317,7 +317,7 @@ pub async fn review(
         }
     };
     metrics.verdict(endpoint.as_str(), summary.verdict);
-    if summary.verdict == "denied" {
+    if summary.verdict == Verdict::Denied {
         metrics.denial(request.namespace.as_deref().unwrap_or_default());
     }
     tracing::info!(
@@ -328,7 +328,7 @@ pub async fn review(
         namespace = request.namespace.as_deref().unwrap_or(""),
         name = %request.name,
         dry_run = request.dry_run,
-        verdict = summary.verdict,
+        verdict = summary.verdict.as_str(),
         rules = %summary.rules,
         micros = started.elapsed().as_micros() as u64,
         "admission decision"
@@ -393,15 +393,47 @@ fn read(body: &[u8]) -> Result<(Box<AdmissionRequest<DynamicObject>>, Objects<'_
     Ok((request, objects))
 }
 
+/// What the webhook answered, as counted in `admission_verdicts` and
+/// logged on each decision line (lower case, as before it was a type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allowed,
+    Denied,
+    Patched,
+    /// A request that could not be judged (a body that is no AdmissionReview).
+    Invalid,
+    /// No verdict: policies and caches have not synced yet.
+    Unavailable,
+}
+
+impl Verdict {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+            Verdict::Patched => "patched",
+            Verdict::Invalid => "invalid",
+            Verdict::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 struct Summary {
-    verdict: &'static str,
+    verdict: Verdict,
     rules: String,
 }
 
 impl Summary {
     fn allowed(rules: impl Into<String>) -> Summary {
         Summary {
-            verdict: "allowed",
+            verdict: Verdict::Allowed,
             rules: rules.into(),
         }
     }
@@ -825,7 +857,7 @@ fn invalid(response: AdmissionResponse, message: String) -> (AdmissionResponse, 
     (
         refuse(response, 400, "BadRequest", message),
         Summary {
-            verdict: "invalid",
+            verdict: Verdict::Invalid,
             rules: "-".into(),
         },
     )
@@ -899,7 +931,11 @@ fn validate(
     (
         response,
         Summary {
-            verdict: if denied { "denied" } else { "allowed" },
+            verdict: if denied {
+                Verdict::Denied
+            } else {
+                Verdict::Allowed
+            },
             rules,
         },
     )
@@ -943,7 +979,7 @@ fn mutate(
             (
                 response,
                 Summary {
-                    verdict: "patched",
+                    verdict: Verdict::Patched,
                     rules,
                 },
             )
@@ -1138,7 +1174,7 @@ fn validate_policy_object(
         Err(e) => (
             refuse(response, 422, "Invalid", e.to_string()),
             Summary {
-                verdict: "denied",
+                verdict: Verdict::Denied,
                 rules: "policy".into(),
             },
         ),
@@ -1157,6 +1193,24 @@ mod tests {
             "/tests/fixtures/reviews/gpu-deployment-apply.json"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn a_verdict_is_written_as_the_lower_case_word_it_always_was() {
+        for (verdict, word) in [
+            (Verdict::Allowed, "allowed"),
+            (Verdict::Denied, "denied"),
+            (Verdict::Patched, "patched"),
+            (Verdict::Invalid, "invalid"),
+            (Verdict::Unavailable, "unavailable"),
+        ] {
+            assert_eq!(verdict.as_str(), word);
+            assert_eq!(verdict.to_string(), word);
+            assert_eq!(
+                serde_json::to_string(&verdict).unwrap(),
+                format!("\"{word}\"")
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::admission::Verdict;
 use crate::policy::AuditSummary;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -298,7 +299,8 @@ impl Metrics {
             .inc();
     }
 
-    pub fn verdict(&self, endpoint: &'static str, verdict: &'static str) {
+    pub fn verdict(&self, endpoint: &'static str, verdict: Verdict) {
+        let verdict = verdict.as_str();
         self.verdicts
             .get_or_create(&VerdictLabels { endpoint, verdict })
             .inc();

@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use self::admission::{BadRequest, Endpoint};
+use self::admission::{BadRequest, Endpoint, Verdict};
 use self::metrics::Metrics;
 use crate::state::State;
 
@@ -108,7 +108,7 @@ async fn handle(
     if !app.state.is_synced() {
         // No verdict from an empty view of the cluster: the webhook's
         // failurePolicy decides (Fail refuses, Ignore admits) until it syncs.
-        app.metrics.verdict(endpoint.as_str(), "unavailable");
+        app.metrics.verdict(endpoint.as_str(), Verdict::Unavailable);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "waf-admission has not synced policies, exceptions, autoscalers and namespaces \
@@ -129,7 +129,7 @@ async fn handle(
                 format!("could not read the request body: {rejection}")
             };
             tracing::warn!(endpoint = endpoint.as_str(), %status, "{message}");
-            app.metrics.verdict(endpoint.as_str(), "invalid");
+            app.metrics.verdict(endpoint.as_str(), Verdict::Invalid);
             return (status, message).into_response();
         }
     };
@@ -155,7 +155,7 @@ async fn handle(
         },
         Err(BadRequest(message)) => {
             tracing::warn!(endpoint = endpoint.as_str(), "bad request: {message}");
-            app.metrics.verdict(endpoint.as_str(), "invalid");
+            app.metrics.verdict(endpoint.as_str(), Verdict::Invalid);
             (StatusCode::BAD_REQUEST, message).into_response()
         }
     }
@@ -253,34 +253,8 @@ fn request_timeout(query: Option<&str>) -> Option<Duration> {
     query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("timeout="))
-        .and_then(parse_go_duration)
-}
-
-/// The apiserver writes Go durations: `10s`, `500ms`, `1m30s`.
-fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let (number, tail) = rest.split_at(digits);
-        let value: f64 = number.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ns" => value / 1e9,
-            "us" | "µs" => value / 1e6,
-            "ms" => value / 1e3,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return None,
-        };
-        total += Duration::try_from_secs_f64(seconds).ok()?;
-        rest = next;
-    }
-    (total > Duration::ZERO).then_some(total)
+        .and_then(|t| crate::duration::parse(t).ok())
+        .filter(|t| !t.is_zero())
 }
 
 /// Counts every request by endpoint and status, and times it.
@@ -330,16 +304,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_durations_parse() {
-        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("abc"), None);
-        assert_eq!(parse_go_duration(""), None);
-        assert_eq!(parse_go_duration("0s"), None);
-        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        for bad in ["10", "s", "10x", "-1s", "1e9h"] {
-            assert_eq!(parse_go_duration(bad), None, "{bad}");
+    fn the_apiserver_timeout_is_a_positive_go_duration() {
+        let timeout = |q: &str| request_timeout(Some(q));
+        assert_eq!(timeout("timeout=10s"), Some(Duration::from_secs(10)));
+        assert_eq!(
+            timeout("dryRun=All&timeout=1m30s"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(timeout("timeout=1.5s"), Some(Duration::from_millis(1500)));
+        for none in [
+            "timeout=0s",
+            "timeout=",
+            "timeout=10",
+            "timeout=-1s",
+            "other=1s",
+        ] {
+            assert_eq!(timeout(none), None, "{none}");
         }
     }
 
