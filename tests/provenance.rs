@@ -527,19 +527,7 @@ async fn behind_a_private_ca(tmp: &Path, storage: &Path, cases: &Value, trusted:
             "{tag}: pinned through the private CA"
         );
         let v = call(&trusting, "/validate", &deployment(&pinned, None)).await;
-        let allowed = v["response"]["allowed"].as_bool().unwrap();
-        if tag == "unsigned" {
-            assert!(
-                !allowed && message(&v).contains("has no cosign signature"),
-                "{v}"
-            );
-        } else {
-            assert!(
-                allowed,
-                "{tag}: verified through the private CA: {}",
-                message(&v)
-            );
-        }
+        signed_ones_verify(tag, &v, "through the private CA");
     }
     let untrusting = router(
         set,
@@ -642,19 +630,7 @@ async fn behind_htpasswd(tmp: &Path, storage: &Path, cases: &Value, trusted: &st
         );
         let review = common::review("CREATE", Some(&deployment(&pinned, None)), false);
         let (_, v) = h2.post("/validate", &review).await;
-        let allowed = v["response"]["allowed"].as_bool().unwrap();
-        if tag == "unsigned" {
-            assert!(
-                !allowed && message(&v).contains("has no cosign signature"),
-                "{v}"
-            );
-        } else {
-            assert!(
-                allowed,
-                "{tag}: verified with the credentials: {}",
-                message(&v)
-            );
-        }
+        signed_ones_verify(tag, &v, "with the credentials");
     }
     drop(srv);
     let srv = serve(&[]);
@@ -944,4 +920,18 @@ async fn a_pull_secret_in_the_controllers_namespace_authenticates_the_lookup() {
         json!(format!("{image}@sha256:{}", "cd".repeat(32))),
         "{r}"
     );
+}
+
+/// /validate's answer for a seeded tag reached `how`: the signed ones
+/// verify, the unsigned one is denied for its missing signature.
+fn signed_ones_verify(tag: &str, v: &Value, how: &str) {
+    let allowed = v["response"]["allowed"].as_bool().unwrap();
+    if tag == "unsigned" {
+        assert!(
+            !allowed && message(v).contains("has no cosign signature"),
+            "{v}"
+        );
+    } else {
+        assert!(allowed, "{tag}: verified {how}: {}", message(v));
+    }
 }
