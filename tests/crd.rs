@@ -77,15 +77,7 @@ fn shipped_manifests_are_valid_for_kubernetes() {
 }
 
 fn policy_schema() -> jsonschema::Validator {
-    let policy = crd::definitions().remove(0);
-    let schema = serde_json::to_value(
-        &policy.spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema,
-    )
-    .unwrap();
+    let schema = crd::schema_json(&crd::definitions()[0]);
     jsonschema::validator_for(&schema).unwrap()
 }
 
@@ -170,14 +162,7 @@ fn broken_policies_are_refused_by_the_schema() {
 fn exception_schema() -> Value {
     let exception = crd::definitions().remove(1);
     assert_eq!(exception.spec.names.kind, "WellArchitectedException");
-    serde_json::to_value(
-        &exception.spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema,
-    )
-    .unwrap()
+    crd::schema_json(&exception)
 }
 
 /// The exception CRD's CEL rule, evaluated the way the apiserver does it

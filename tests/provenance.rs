@@ -340,16 +340,6 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
             .expect("skopeo is required");
         assert!(st.success(), "skopeo copy {from} {to}");
     };
-    let digest_of = |tag: &str| {
-        cases["cases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["tag"] == tag)
-            .and_then(|c| c["digest"].as_str())
-            .unwrap()
-            .to_owned()
-    };
     copy("legacy-signed", "moving");
     let object = deployment(&format!("{repo}:moving"), None);
     let pinned_to = |r: &Value| {
@@ -358,7 +348,10 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
     };
     let cached_at = Instant::now();
     let first = pinned_to(&call(&router, "/mutate", &object).await);
-    assert!(first.ends_with(&digest_of("legacy-signed")), "{first}");
+    assert!(
+        first.ends_with(&digest_of(&cases, "legacy-signed")),
+        "{first}"
+    );
     copy("unsigned", "moving");
     let still = pinned_to(&call(&router, "/mutate", &object).await);
     assert!(
@@ -366,7 +359,7 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
         "the copy took longer than the TTL; raise DIGEST_TTL"
     );
     assert!(
-        still.ends_with(&digest_of("legacy-signed")),
+        still.ends_with(&digest_of(&cases, "legacy-signed")),
         "within the TTL: {still}"
     );
     // The TTL is the only signal that exists here: wait it out.
@@ -374,7 +367,7 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
         .await;
     let moved = pinned_to(&call(&router, "/mutate", &object).await);
     assert!(
-        moved.ends_with(&digest_of("unsigned")),
+        moved.ends_with(&digest_of(&cases, "unsigned")),
         "after the TTL: {moved}"
     );
 

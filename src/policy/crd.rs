@@ -46,6 +46,17 @@ fn rules_as_written(crd: &mut CustomResourceDefinition) {
     }
 }
 
+/// The OpenAPI schema of a CRD's first version as JSON (null when it has
+/// none): what the docs walk and the tests validate against.
+pub fn schema_json(crd: &CustomResourceDefinition) -> serde_json::Value {
+    crd.spec
+        .versions
+        .first()
+        .and_then(|v| v.schema.as_ref())
+        .and_then(|s| serde_json::to_value(&s.open_api_v3_schema).ok())
+        .unwrap_or_default()
+}
+
 /// `waf-admission.dev_wellarchitectedpolicies.yaml`, the kubebuilder naming.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural)
@@ -118,12 +129,7 @@ pub fn reference_markdown() -> String {
             crd.spec.scope.to_lowercase(),
             names.short_names.iter().flatten().next().map_or("", String::as_str),
         ));
-        let schema = version
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref())
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or_default();
+        let schema = schema_json(&crd);
         for top in ["spec", "status"] {
             walk(&schema["properties"][top], top, &mut out);
         }
@@ -217,15 +223,7 @@ mod tests {
 
     #[test]
     fn the_apiserver_fills_in_no_rule_a_policy_did_not_write() {
-        let policy = definitions().remove(0);
-        let schema = serde_json::to_value(
-            &policy.spec.versions[0]
-                .schema
-                .as_ref()
-                .unwrap()
-                .open_api_v3_schema,
-        )
-        .unwrap();
+        let schema = schema_json(&definitions()[0]);
         let rules = &schema["properties"]["spec"]["properties"]["rules"];
         assert!(rules.get("default").is_none(), "{}", rules["default"]);
         let props = rules["properties"].as_object().unwrap();
