@@ -144,6 +144,7 @@ fn bench_review(c: &mut Criterion) {
     let parsed = ImageRef::parse(&tag_image).expect("image");
     let digest = pinned_image.split('@').nth(1).expect("digest").to_owned();
     let keys = set.policies()[0]
+        .rules
         .image_provenance
         .as_ref()
         .and_then(|r| r.settings.fixed_keys())

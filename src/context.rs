@@ -17,8 +17,9 @@ use kube::core::{Selector, SelectorExt};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::policy::compiled::{owner_kinds, selects};
-use crate::policy::{OwnerKind, RuleId, WellArchitectedException, WorkloadRef};
+use crate::exception::owner_kinds;
+use crate::exception::{OwnerKind, WellArchitectedException, WorkloadRef};
+use crate::rule_list::RuleId;
 use crate::workload::{Workload, WorkloadKind, typed};
 
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -404,7 +405,7 @@ impl Exception {
         if e.spec.workloads.iter().any(|w| w.name.is_empty()) {
             problems.push("spec.workloads: every entry needs a name".into());
         }
-        crate::policy::compiled::duplicates(
+        crate::problems::duplicates(
             e.spec.rules.iter().map(|r| r.as_str()),
             "spec.rules",
             &mut problems,
@@ -415,7 +416,7 @@ impl Exception {
             .iter()
             .map(|w| format!("{}/{}", w.kind.as_str(), w.name))
             .collect();
-        crate::policy::compiled::duplicates(
+        crate::problems::duplicates(
             workloads.iter().map(String::as_str),
             "spec.workloads",
             &mut problems,
@@ -451,7 +452,7 @@ impl Exception {
                 .workloads
                 .iter()
                 .any(|r| r.kind == w.kind && r.name == w.name)
-                || self.selector.as_ref().is_some_and(|s| selects(s, w))
+                || self.selector.as_ref().is_some_and(|s| w.selected_by(s))
                 || self.owners.iter().any(|o| o.owns(w)))
     }
 

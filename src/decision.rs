@@ -11,14 +11,10 @@ use crate::context::{Context, Exception};
 use crate::error::{Error, Result};
 use crate::inference::{self, Detection};
 use crate::ownership::judged_through;
-use crate::policy::compiled::{Enabled, Policy, PolicySet};
+use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{Action, RuleId, Updates, WorkloadScope};
 use crate::provenance::{self, Facts, Query};
-use crate::rules::{
-    Outcome, autoscaler, disruption_budget, gpu_placement, graceful_termination, host_isolation,
-    image_provenance, model_lineage, probes, resources, rollout_strategy, secret_env,
-    shared_memory, workload_identity, zone_spread,
-};
+use crate::rules::{Outcome, Subject, image_provenance};
 use crate::workload::Workload;
 
 /// One violation as users see it.
@@ -120,7 +116,7 @@ pub fn registry_queries(
         .iter()
         .filter(|p| p.scope_covers(w, &ns_labels) && governs(p, &detection))
     {
-        if let Some(r) = &p.image_provenance {
+        if let Some(r) = &p.rules.image_provenance {
             image_provenance::queries(w, &r.settings, ctx, &mut out);
         }
     }
@@ -177,40 +173,18 @@ pub fn judge_with(
 
     let scalers = ctx.scalers_for(w);
     let pdbs = ctx.pdbs_for(w);
+    let on = Subject {
+        workload: w,
+        ctx,
+        scalers: &scalers,
+        pdbs: &pdbs,
+        facts,
+    };
     for rule in RuleId::ALL {
         // (policy, action, mutate, outcome) for each policy where the rule found something.
         let mut found: Vec<(&Policy, Action, bool, Outcome)> = Vec::new();
         for p in &governing {
-            let ran = match rule {
-                RuleId::ZoneSpread => {
-                    run(&p.zone_spread, |s, m| zone_spread::check(w, s, m, &scalers))
-                }
-                RuleId::Autoscaler => run(&p.autoscaler, |s, _| autoscaler::check(w, s, &scalers)),
-                RuleId::Resources => run(&p.resources, |s, m| resources::check(w, s, m)),
-                RuleId::GpuPlacement => {
-                    run(&p.gpu_placement, |s, m| gpu_placement::check(w, s, m, ctx))
-                }
-                RuleId::ImageProvenance => run(&p.image_provenance, |s, _| {
-                    image_provenance::check(w, s, ctx, facts)
-                }),
-                RuleId::RolloutStrategy => run(&p.rollout_strategy, |s, _| {
-                    rollout_strategy::check(w, s, &scalers)
-                }),
-                RuleId::SharedMemory => run(&p.shared_memory, |s, m| shared_memory::check(w, s, m)),
-                RuleId::WorkloadIdentity => run(&p.workload_identity, |s, m| {
-                    workload_identity::check(w, s, m)
-                }),
-                RuleId::GracefulTermination => run(&p.graceful_termination, |s, m| {
-                    graceful_termination::check(w, s, m)
-                }),
-                RuleId::ModelLineage => run(&p.model_lineage, |s, _| model_lineage::check(w, s)),
-                RuleId::Probes => run(&p.probes, |s, m| probes::check(w, s, m)),
-                RuleId::DisruptionBudget => run(&p.disruption_budget, |s, _| {
-                    disruption_budget::check(w, s, &scalers, &pdbs)
-                }),
-                RuleId::SecretEnv => run(&p.secret_env, |s, _| secret_env::check(w, s)),
-                RuleId::HostIsolation => run(&p.host_isolation, |s, _| host_isolation::check(w, s)),
-            };
+            let ran = p.rules.run(rule, &on);
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()
             {
@@ -346,14 +320,6 @@ pub fn patch_only_what_is_new(new: &mut Decision, old: &Decision) {
     }
     new.patch = patch;
     new.patch_rules = rules;
-}
-
-fn run<S>(
-    rule: &Option<Enabled<S>>,
-    check: impl FnOnce(&S, bool) -> Outcome,
-) -> Option<(Action, bool, Outcome)> {
-    rule.as_ref()
-        .map(|r| (r.action, r.mutate, check(&r.settings, r.mutate)))
 }
 
 fn governs(p: &Policy, detection: &Detection) -> bool {

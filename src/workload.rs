@@ -274,6 +274,15 @@ impl ContainerView<'_> {
 }
 
 impl Workload {
+    /// Whether a label selector of a policy or an exception matches the
+    /// workload: by its own labels or by its pod template's, since
+    /// operators (KAITO, KServe) put the user's labels only on the pods
+    /// they create.
+    pub fn selected_by(&self, s: &kube::core::Selector) -> bool {
+        use kube::core::SelectorExt;
+        s.matches(&self.labels) || s.matches(&self.template_labels)
+    }
+
     /// Reads a workload from a Kubernetes object. `Ok(None)` when the
     /// object is not of a workload kind; an error naming the field when it
     /// is one but does not parse. `default_namespace` is used when the

@@ -288,6 +288,7 @@ async fn real_cosign_signatures_and_registry_digests_decide_admission() {
     // Cold latencies, for docs/benchmarks.md: a fresh client (no cache,
     // no token, no connection) resolving one tag and verifying each layout.
     let keys = set.policies()[0]
+        .rules
         .image_provenance
         .as_ref()
         .and_then(|r| r.settings.fixed_keys())

@@ -35,30 +35,36 @@ mod tests {
             compiled.rule_set,
             crate::policy::release::RuleSet::Pinned(crate::policy::release::Release::CURRENT)
         );
-        assert_eq!(compiled.autoscaler.unwrap().action, Action::Warn);
-        assert_eq!(compiled.zone_spread.unwrap().action, Action::Deny);
+        assert_eq!(compiled.rules.autoscaler.unwrap().action, Action::Warn);
+        assert_eq!(compiled.rules.zone_spread.unwrap().action, Action::Deny);
         assert_eq!(
-            compiled.rollout_strategy.as_ref().map(|r| r.action),
+            compiled.rules.rollout_strategy.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
         assert_eq!(
-            compiled.shared_memory.as_ref().map(|r| r.action),
+            compiled.rules.shared_memory.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
         assert_eq!(
-            compiled.workload_identity.as_ref().map(|r| r.action),
+            compiled.rules.workload_identity.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
         assert!(
-            compiled.graceful_termination.is_none(),
+            compiled.rules.graceful_termination.is_none(),
             "Off in the baseline"
         );
-        assert!(compiled.model_lineage.is_none(), "Off in the baseline");
-        let probes = compiled.probes.unwrap();
+        assert!(
+            compiled.rules.model_lineage.is_none(),
+            "Off in the baseline"
+        );
+        let probes = compiled.rules.probes.unwrap();
         assert_eq!((probes.action, probes.mutate), (Action::Warn, false));
-        assert_eq!(compiled.disruption_budget.unwrap().action, Action::Warn);
-        assert_eq!(compiled.secret_env.unwrap().action, Action::Warn);
-        assert_eq!(compiled.host_isolation.unwrap().action, Action::Warn);
+        assert_eq!(
+            compiled.rules.disruption_budget.unwrap().action,
+            Action::Warn
+        );
+        assert_eq!(compiled.rules.secret_env.unwrap().action, Action::Warn);
+        assert_eq!(compiled.rules.host_isolation.unwrap().action, Action::Warn);
     }
 
     #[test]

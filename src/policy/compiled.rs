@@ -8,21 +8,12 @@ use kube::core::{Selector, SelectorExt};
 use super::release::RuleSet;
 use super::{Action, OwnerKind, RuleId, Updates, WellArchitectedPolicy, WorkloadScope};
 use crate::error::{Error, Result};
-use crate::rules::gpu_placement::GpuResources;
-use crate::rules::{
-    autoscaler, disruption_budget, gpu_placement, graceful_termination, host_isolation,
-    image_provenance, model_lineage, probes, resources, rollout_strategy, secret_env,
-    shared_memory, workload_identity, zone_spread,
-};
+use crate::exception::owner_kinds;
+use crate::gpu::GpuResources;
+use crate::problems::duplicates;
+pub use crate::rules::Enabled;
+use crate::rules::{Compiled, PolicyFacts};
 use crate::workload::{Workload, WorkloadKind};
-
-/// A rule switched on, with its resolved action and settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Enabled<S> {
-    pub action: Action,
-    pub mutate: bool,
-    pub settings: S,
-}
 
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -42,36 +33,8 @@ pub struct Policy {
     /// What this policy counts as a GPU (its gpuPlacement.resourceNames and
     /// deviceClasses).
     pub gpus: GpuResources,
-    pub zone_spread: Option<Enabled<zone_spread::Settings>>,
-    pub autoscaler: Option<Enabled<autoscaler::Settings>>,
-    pub resources: Option<Enabled<resources::Settings>>,
-    pub gpu_placement: Option<Enabled<gpu_placement::Settings>>,
-    pub image_provenance: Option<Enabled<image_provenance::Settings>>,
-    pub rollout_strategy: Option<Enabled<rollout_strategy::Settings>>,
-    pub shared_memory: Option<Enabled<shared_memory::Settings>>,
-    pub workload_identity: Option<Enabled<workload_identity::Settings>>,
-    pub graceful_termination: Option<Enabled<graceful_termination::Settings>>,
-    pub model_lineage: Option<Enabled<model_lineage::Settings>>,
-    pub probes: Option<Enabled<probes::Settings>>,
-    pub disruption_budget: Option<Enabled<disruption_budget::Settings>>,
-    pub secret_env: Option<Enabled<secret_env::Settings>>,
-    pub host_isolation: Option<Enabled<host_isolation::Settings>>,
-}
-
-/// The rule on, with its own action or else the policy's as the rule set
-/// lets it run; None when that is Off.
-fn enabled<S>(
-    action: Option<Action>,
-    default: Action,
-    mutate: bool,
-    settings: S,
-) -> Option<Enabled<S>> {
-    let action = action.unwrap_or(default);
-    (action != Action::Off).then_some(Enabled {
-        action,
-        mutate,
-        settings,
-    })
+    /// Each rule compiled, None where it is Off.
+    pub rules: Compiled,
 }
 
 fn compile_selector(
@@ -106,43 +69,6 @@ fn compile_selector(
     }
 }
 
-/// A list that names the same thing twice is a typo or a merge gone wrong:
-/// say so rather than guess which entry was meant.
-pub(crate) fn duplicates<'a>(
-    items: impl Iterator<Item = &'a str>,
-    at: &str,
-    problems: &mut Vec<String>,
-) {
-    let mut seen = std::collections::BTreeSet::new();
-    for (i, item) in items.enumerate() {
-        if !seen.insert(item) {
-            problems.push(format!("{at}[{i}]: {item:?} is listed twice"));
-        }
-    }
-}
-
-/// Owner kinds must name a kind, once each; a group is written without
-/// its version (`kaito.sh`, not `kaito.sh/v1beta1`).
-pub(crate) fn owner_kinds(owners: &[OwnerKind], at: &str, problems: &mut Vec<String>) {
-    for (i, o) in owners.iter().enumerate() {
-        if o.kind.trim().is_empty() {
-            problems.push(format!("{at}[{i}].kind: name the owner's kind"));
-        }
-        if o.api_group.contains('/') {
-            problems.push(format!(
-                "{at}[{i}].apiGroup: {:?} has a version; write the group alone ({:?})",
-                o.api_group,
-                o.api_group.split('/').next().unwrap_or_default()
-            ));
-        }
-    }
-    let keys: Vec<String> = owners
-        .iter()
-        .map(|o| format!("{}/{}", o.api_group, o.kind))
-        .collect();
-    duplicates(keys.iter().map(String::as_str), at, problems);
-}
-
 impl Policy {
     pub fn compile(p: &WellArchitectedPolicy) -> Result<Policy> {
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -165,28 +91,6 @@ impl Policy {
             &mut problems,
         );
         let r = &spec.rules;
-        duplicates(
-            r.gpu_placement.resource_names.iter().map(String::as_str),
-            "spec.rules.gpuPlacement.resourceNames",
-            &mut problems,
-        );
-        duplicates(
-            r.resources.require_requests.iter().map(String::as_str),
-            "spec.rules.resources.requireRequests",
-            &mut problems,
-        );
-        duplicates(
-            r.resources.require_limits.iter().map(String::as_str),
-            "spec.rules.resources.requireLimits",
-            &mut problems,
-        );
-        for (i, size) in r.gpu_placement.allowed_vm_sizes.iter().enumerate() {
-            if size.trim().is_empty() {
-                problems.push(format!(
-                    "spec.rules.gpuPlacement.allowedVmSizes[{i}]: a VM size cannot be empty"
-                ));
-            }
-        }
         let namespace_selector = compile_selector(
             &spec.matches.namespace_selector,
             "spec.match.namespaceSelector",
@@ -206,74 +110,8 @@ impl Policy {
         let policy_action = Action::from(spec.action);
         // The policy's action, for a rule that does not set its own.
         let default = |rule: RuleId| rule_set.cap(rule, policy_action);
-        let at = "spec.rules";
-        let gpus = GpuResources::of(&r.gpu_placement);
-        let zs = zone_spread::Settings::compile(
-            &r.zone_spread,
-            &format!("{at}.zoneSpread"),
-            &mut problems,
-        );
-        let asc = autoscaler::Settings::compile(
-            &r.autoscaler,
-            &format!("{at}.autoscaler"),
-            &mut problems,
-        );
-        let res = resources::Settings::compile(
-            &r.resources,
-            gpus.clone(),
-            &format!("{at}.resources"),
-            &mut problems,
-        );
-        let gpu = gpu_placement::Settings::compile(
-            &r.gpu_placement,
-            &format!("{at}.gpuPlacement"),
-            &mut problems,
-        );
-        let img = image_provenance::Settings::compile(
-            &r.image_provenance,
-            &format!("{at}.imageProvenance"),
-            &mut problems,
-        );
-        let rollout = rollout_strategy::Settings::compile(
-            &r.rollout_strategy,
-            &format!("{at}.rolloutStrategy"),
-            &mut problems,
-        );
-        let shm = shared_memory::Settings::compile(
-            &r.shared_memory,
-            gpus.clone(),
-            &format!("{at}.sharedMemory"),
-            &mut problems,
-        );
-        let wi = workload_identity::Settings::compile(
-            &r.workload_identity,
-            &format!("{at}.workloadIdentity"),
-            &mut problems,
-        );
-        let grace = graceful_termination::Settings::compile(
-            &r.graceful_termination,
-            &format!("{at}.gracefulTermination"),
-            &mut problems,
-        );
-        let lineage = model_lineage::Settings::compile(
-            &r.model_lineage,
-            &format!("{at}.modelLineage"),
-            &mut problems,
-        );
-        let prb = probes::Settings::compile(&r.probes, &format!("{at}.probes"), &mut problems);
-        let pdb = disruption_budget::Settings::compile(
-            &r.disruption_budget,
-            &format!("{at}.disruptionBudget"),
-            &mut problems,
-        );
-        let sec =
-            secret_env::Settings::compile(&r.secret_env, &format!("{at}.secretEnv"), &mut problems);
-        let host = host_isolation::Settings::compile(
-            &r.host_isolation,
-            gpus.clone(),
-            &format!("{at}.hostIsolation"),
-            &mut problems,
-        );
+        let gpus = r.gpu_placement.gpus();
+        let rules = Compiled::compile(r, &PolicyFacts { gpus: &gpus }, &default, &mut problems);
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",
@@ -301,101 +139,13 @@ impl Policy {
             selector,
             exclude_owners: spec.matches.exclude_owners.clone(),
             gpus,
-            zone_spread: enabled(
-                r.zone_spread.action,
-                default(RuleId::ZoneSpread),
-                r.zone_spread.mutate,
-                zs,
-            ),
-            autoscaler: enabled(r.autoscaler.action, default(RuleId::Autoscaler), false, asc),
-            resources: enabled(
-                r.resources.action,
-                default(RuleId::Resources),
-                r.resources.mutate,
-                res,
-            ),
-            gpu_placement: enabled(
-                r.gpu_placement.action,
-                default(RuleId::GpuPlacement),
-                r.gpu_placement.mutate,
-                gpu,
-            ),
-            // Its mutation is resolveDigests: pinning tags to digests.
-            image_provenance: enabled(
-                r.image_provenance.action,
-                default(RuleId::ImageProvenance),
-                r.image_provenance.resolve_digests,
-                img,
-            ),
-            rollout_strategy: enabled(
-                r.rollout_strategy.action,
-                default(RuleId::RolloutStrategy),
-                false,
-                rollout,
-            ),
-            shared_memory: enabled(
-                r.shared_memory.action,
-                default(RuleId::SharedMemory),
-                r.shared_memory.mutate,
-                shm,
-            ),
-            workload_identity: enabled(
-                r.workload_identity.action,
-                default(RuleId::WorkloadIdentity),
-                r.workload_identity.mutate,
-                wi,
-            ),
-            // Off unless set: these rules do not take the policy's action.
-            graceful_termination: enabled(
-                r.graceful_termination.action,
-                Action::Off,
-                r.graceful_termination.mutate,
-                grace,
-            ),
-            model_lineage: enabled(r.model_lineage.action, Action::Off, false, lineage),
-            probes: enabled(
-                r.probes.action,
-                default(RuleId::Probes),
-                r.probes.mutate,
-                prb,
-            ),
-            disruption_budget: enabled(
-                r.disruption_budget.action,
-                default(RuleId::DisruptionBudget),
-                false,
-                pdb,
-            ),
-            secret_env: enabled(r.secret_env.action, default(RuleId::SecretEnv), false, sec),
-            host_isolation: enabled(
-                r.host_isolation.action,
-                default(RuleId::HostIsolation),
-                false,
-                host,
-            ),
+            rules,
         })
     }
 
     /// The rules this policy runs (not Off).
     pub fn enabled_rules(&self) -> Vec<RuleId> {
-        RuleId::ALL
-            .into_iter()
-            .filter(|rule| match rule {
-                RuleId::ZoneSpread => self.zone_spread.is_some(),
-                RuleId::Autoscaler => self.autoscaler.is_some(),
-                RuleId::Resources => self.resources.is_some(),
-                RuleId::GpuPlacement => self.gpu_placement.is_some(),
-                RuleId::ImageProvenance => self.image_provenance.is_some(),
-                RuleId::RolloutStrategy => self.rollout_strategy.is_some(),
-                RuleId::SharedMemory => self.shared_memory.is_some(),
-                RuleId::WorkloadIdentity => self.workload_identity.is_some(),
-                RuleId::GracefulTermination => self.graceful_termination.is_some(),
-                RuleId::ModelLineage => self.model_lineage.is_some(),
-                RuleId::Probes => self.probes.is_some(),
-                RuleId::DisruptionBudget => self.disruption_budget.is_some(),
-                RuleId::SecretEnv => self.secret_env.is_some(),
-                RuleId::HostIsolation => self.host_isolation.is_some(),
-            })
-            .collect()
+        self.rules.enabled()
     }
 
     /// Whether the policy's namespace, kind and label scope covers the
@@ -410,16 +160,9 @@ impl Policy {
                 .namespace_selector
                 .as_ref()
                 .is_none_or(|s| s.matches(namespace_labels))
-            && self.selector.as_ref().is_none_or(|s| selects(s, w))
+            && self.selector.as_ref().is_none_or(|s| w.selected_by(s))
             && !self.exclude_owners.iter().any(|o| o.owns(w))
     }
-}
-
-/// A label selector of a policy or an exception matches a workload by its
-/// own labels or by its pod template's: operators (KAITO, KServe) put the
-/// user's labels only on the pods they create.
-pub(crate) fn selects(s: &Selector, w: &Workload) -> bool {
-    s.matches(&w.labels) || s.matches(&w.template_labels)
 }
 
 /// The policies in force, in name order (so ties resolve the same way in
@@ -440,7 +183,8 @@ impl PolicySet {
             detection_gpus.extend_from(&p.gpus);
         }
         let needs_registry = policies.iter().any(|p| {
-            p.image_provenance
+            p.rules
+                .image_provenance
                 .as_ref()
                 .is_some_and(|r| r.settings.needs_registry())
         });
@@ -501,23 +245,29 @@ mod tests {
             RuleSet::Pinned(super::super::release::Release::V0_1)
         );
         // The five rules of 0.1 take the policy's action …
-        assert_eq!(p.zone_spread.as_ref().map(|r| r.action), Some(Action::Deny));
         assert_eq!(
-            p.image_provenance.as_ref().map(|r| r.action),
+            p.rules.zone_spread.as_ref().map(|r| r.action),
+            Some(Action::Deny)
+        );
+        assert_eq!(
+            p.rules.image_provenance.as_ref().map(|r| r.action),
             Some(Action::Deny)
         );
         // … the rules 0.2 added run as Warn, and the Off-by-default ones stay Off.
-        assert_eq!(p.probes.as_ref().map(|r| r.action), Some(Action::Warn));
         assert_eq!(
-            p.host_isolation.as_ref().map(|r| r.action),
+            p.rules.probes.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
-        assert!(p.graceful_termination.is_none());
+        assert_eq!(
+            p.rules.host_isolation.as_ref().map(|r| r.action),
+            Some(Action::Warn)
+        );
+        assert!(p.rules.graceful_termination.is_none());
         assert!(p.newer_rules.contains(&RuleId::Probes));
         assert!(!p.newer_rules.contains(&RuleId::ZoneSpread));
         // An Audit policy is never raised to Warn.
         let p = Policy::compile(&policy("{action: Audit, ruleSet: '0.1'}")).unwrap();
-        assert_eq!(p.probes.map(|r| r.action), Some(Action::Audit));
+        assert_eq!(p.rules.probes.map(|r| r.action), Some(Action::Audit));
     }
 
     #[test]
@@ -526,10 +276,16 @@ mod tests {
             "{action: Deny, ruleSet: '0.1', rules: {probes: {action: Deny}, secretEnv: {action: Audit}, disruptionBudget: {minReplicas: 3}}}",
         ))
         .unwrap();
-        assert_eq!(p.probes.as_ref().map(|r| r.action), Some(Action::Deny));
-        assert_eq!(p.secret_env.as_ref().map(|r| r.action), Some(Action::Audit));
         assert_eq!(
-            p.disruption_budget.as_ref().map(|r| r.action),
+            p.rules.probes.as_ref().map(|r| r.action),
+            Some(Action::Deny)
+        );
+        assert_eq!(
+            p.rules.secret_env.as_ref().map(|r| r.action),
+            Some(Action::Audit)
+        );
+        assert_eq!(
+            p.rules.disruption_budget.as_ref().map(|r| r.action),
             Some(Action::Warn)
         );
         assert!(!p.newer_rules.contains(&RuleId::Probes));
@@ -541,7 +297,11 @@ mod tests {
         for spec in ["{action: Deny}", "{action: Deny, ruleSet: latest}"] {
             let p = Policy::compile(&policy(spec)).unwrap();
             assert_eq!(p.rule_set, RuleSet::Latest, "{spec}");
-            assert_eq!(p.probes.map(|r| r.action), Some(Action::Deny), "{spec}");
+            assert_eq!(
+                p.rules.probes.map(|r| r.action),
+                Some(Action::Deny),
+                "{spec}"
+            );
             assert!(p.newer_rules.is_empty(), "{spec}");
         }
     }
@@ -559,14 +319,20 @@ mod tests {
     #[test]
     fn off_by_default_rules_stay_off_in_a_deny_policy_until_their_action_is_set() {
         let p = Policy::compile(&policy("{action: Deny}")).unwrap();
-        assert!(p.graceful_termination.is_none() && p.model_lineage.is_none());
-        assert_eq!(p.rollout_strategy.map(|r| r.action), Some(Action::Deny));
+        assert!(p.rules.graceful_termination.is_none() && p.rules.model_lineage.is_none());
+        assert_eq!(
+            p.rules.rollout_strategy.map(|r| r.action),
+            Some(Action::Deny)
+        );
         let p = Policy::compile(&policy(
             "{action: Deny, rules: {gracefulTermination: {action: Warn}, modelLineage: {action: Deny}}}",
         ))
         .unwrap();
-        assert_eq!(p.graceful_termination.map(|r| r.action), Some(Action::Warn));
-        assert_eq!(p.model_lineage.map(|r| r.action), Some(Action::Deny));
+        assert_eq!(
+            p.rules.graceful_termination.map(|r| r.action),
+            Some(Action::Warn)
+        );
+        assert_eq!(p.rules.model_lineage.map(|r| r.action), Some(Action::Deny));
     }
 
     #[test]

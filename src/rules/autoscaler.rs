@@ -4,10 +4,61 @@
 //! "scale with demand … autoscaling for inference endpoints". In `check`,
 //! an autoscaler in the same input counts; in the cluster, one that exists.
 
-use super::{Finding, Outcome};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, two};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::context::ScalerRef;
-use crate::policy;
 use crate::workload::Workload;
+
+/// `autoscaler` (Performance Efficiency): an HPA (autoscaling/v2) or KEDA
+/// ScaledObject scales the workload with load.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Autoscaler {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// The lowest minReplicas accepted on the autoscaler. 0 lets a dev
+    /// policy accept scale to zero (KEDA `minReplicaCount: 0`); the
+    /// zone-spread floor is `zoneSpread.minReplicas`, set on its own.
+    #[serde(default = "two")]
+    #[schemars(range(min = 0))]
+    pub min_replicas: i32,
+}
+
+impl Default for Autoscaler {
+    fn default() -> Self {
+        Autoscaler {
+            action: None,
+            min_replicas: two(),
+        }
+    }
+}
+
+impl Rule for Autoscaler {
+    const ID: RuleId = RuleId::Autoscaler;
+    const PILLAR: Pillar = Pillar::PerformanceEfficiency;
+    const SUMMARY: &'static str = "An HPA or KEDA ScaledObject scales the model server with load";
+    const SINCE: Release = Release::V0_1;
+    const WORKLOAD_LEVEL: bool = true;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
+        check(on.workload, settings, on.scalers)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -15,7 +66,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &policy::Autoscaler, at: &str, problems: &mut Vec<String>) -> Settings {
+    pub fn compile(spec: &Autoscaler, at: &str, problems: &mut Vec<String>) -> Settings {
         // 0 is a dev policy's scale to zero; zone-spread keeps its own floor.
         if spec.min_replicas < 0 {
             problems.push(format!("{at}.minReplicas: must not be negative"));
@@ -124,7 +175,7 @@ mod tests {
     use serde_json::json;
 
     fn settings() -> Settings {
-        Settings::compile(&policy::Autoscaler::default(), "autoscaler", &mut vec![])
+        Settings::compile(&Autoscaler::default(), "autoscaler", &mut vec![])
     }
 
     #[test]
@@ -182,7 +233,7 @@ mod tests {
     fn a_scale_to_zero_policy_accepts_keda_min_zero() {
         let mut problems = vec![];
         let s = Settings::compile(
-            &policy::Autoscaler {
+            &Autoscaler {
                 min_replicas: 0,
                 ..Default::default()
             },
@@ -211,7 +262,7 @@ mod tests {
     fn refuses_a_negative_floor() {
         let mut problems = vec![];
         Settings::compile(
-            &policy::Autoscaler {
+            &Autoscaler {
                 min_replicas: -1,
                 ..Default::default()
             },

@@ -19,10 +19,72 @@
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::zone_spread::replica_floor;
-use super::{Finding, Outcome};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, two};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::context::{PdbRef, ScalerRef};
-use crate::policy;
 use crate::workload::Workload;
+
+/// `disruption-budget` (Reliability): exactly one PodDisruptionBudget
+/// selects a replicated model server's pods and lets a node drain evict at
+/// least one of them, so AKS upgrades neither take it down nor stall.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Judged only when the replica floor (an autoscaler's minReplicas, else
+    /// `spec.replicas`) is at least this.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Require `unhealthyPodEvictionPolicy: AlwaysAllow`, so pods of a model
+    /// server that fails to load never block a drain.
+    #[serde(default)]
+    pub require_always_allow_unhealthy: bool,
+    /// PodDisruptionBudgets whose `app.kubernetes.io/managed-by` label or
+    /// controller owner kind is listed here are not judged for how many
+    /// disruptions they allow (a controller that scales them during drains).
+    #[serde(default)]
+    pub accept_managed_by: Vec<String>,
+}
+
+impl Default for DisruptionBudget {
+    fn default() -> Self {
+        DisruptionBudget {
+            action: None,
+            min_replicas: two(),
+            require_always_allow_unhealthy: false,
+            accept_managed_by: Vec::new(),
+        }
+    }
+}
+
+impl Rule for DisruptionBudget {
+    const ID: RuleId = RuleId::DisruptionBudget;
+    const PILLAR: Pillar = Pillar::Reliability;
+    const SUMMARY: &'static str = "Exactly one PodDisruptionBudget covers a replicated model server and lets a drain evict one pod";
+    const SINCE: Release = Release::V0_2;
+    const WORKLOAD_LEVEL: bool = true;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
+        check(on.workload, settings, on.scalers, on.pdbs)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -33,7 +95,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::DisruptionBudget,
+        spec: &DisruptionBudget,
         at: &str,
         problems: &mut Vec<String>,
     ) -> Settings {
@@ -229,7 +291,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings::compile(
-            &policy::DisruptionBudget::default(),
+            &DisruptionBudget::default(),
             "disruptionBudget",
             &mut vec![],
         )

@@ -10,167 +10,117 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{PodSpec, Toleration};
 use serde_json::{Value, json};
 
-use super::{Finding, Outcome, add, flow_map, pointer};
-use crate::context::{ClaimSource, Context, DeviceClaimRef};
-use crate::policy;
-use crate::quantity::Quantity;
-use crate::workload::{ContainerView, Workload};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, add, flow_map, pointer, PolicyFacts, Rule, Subject};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
+pub use crate::gpu::{GpuResources, GpuUse};
+use crate::gpu::{builtin_device_classes, builtin_resource_names};
+use crate::problems::duplicates;
+use crate::context::Context;
+use crate::workload::Workload;
 
 pub const INSTANCE_TYPE_LABELS: [&str; 2] = [
     "node.kubernetes.io/instance-type",
     "beta.kubernetes.io/instance-type",
 ];
 
-/// What is a GPU: extended resource names (exact names and `prefix*`
-/// patterns) and DRA device classes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GpuResources {
-    exact: BTreeSet<String>,
-    prefixes: BTreeSet<String>,
-    device_classes: BTreeSet<String>,
+/// `gpu-placement` (Cost Optimization): GPU pods land on GPU nodes and
+/// nothing else does, so expensive GPU nodes are not filled with CPU work.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GpuPlacement {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add the nodeSelector and tolerations through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Extended resources that are GPUs. A trailing `*` matches a prefix
+    /// (`nvidia.com/mig-*`). Time-sliced GPUs renamed by NVIDIA's device
+    /// plugin (`renameByDefault`) are `nvidia.com/gpu.shared`.
+    #[serde(default = "builtin_resource_names")]
+    pub resource_names: Vec<String>,
+    /// DRA device classes (resource.k8s.io/v1 `DeviceClass` names) that are
+    /// GPUs: a pod whose `spec.resourceClaims` name a ResourceClaim or a
+    /// ResourceClaimTemplate that requests a device of one of these classes
+    /// (`exactly.deviceClassName` or a `firstAvailable` entry) is a GPU pod,
+    /// as if it requested a GPU resource.
+    #[serde(default = "builtin_device_classes")]
+    pub device_classes: Vec<String>,
+    /// Node labels that GPU pods must select (by nodeSelector or an
+    /// equivalent required node affinity).
+    #[serde(default = "default_gpu_node_selector")]
+    pub node_selector: BTreeMap<String, String>,
+    /// The GPU nodes' taints, written as the tolerations GPU pods need.
+    #[serde(default = "default_gpu_tolerations")]
+    pub tolerations: Vec<Toleration>,
+    /// VM sizes (`node.kubernetes.io/instance-type`) a GPU pod may select.
+    /// Empty: any. A pod that selects no size is accepted.
+    #[serde(default)]
+    pub allowed_vm_sizes: Vec<String>,
 }
 
-/// How a pod gets a GPU.
-#[derive(Clone, Debug)]
-pub enum GpuUse<'a> {
-    /// A container requests (or limits) a GPU extended resource.
-    Resource {
-        container: ContainerView<'a>,
-        resource: String,
-    },
-    /// The pod claims a device of a GPU class through DRA.
-    Claim {
-        claim: &'a DeviceClaimRef,
-        class: &'a str,
-    },
-}
-
-impl GpuUse<'_> {
-    /// The subject of a message: `container "llm" requests nvidia.com/gpu`.
-    pub fn describe(&self) -> String {
-        match self {
-            GpuUse::Resource {
-                container,
-                resource,
-            } => format!("{} requests {resource}", container.describe()),
-            GpuUse::Claim { claim, class } => format!(
-                "the pod claims a GPU through DRA ({} \"{}\", device class {class})",
-                claim.source, claim.name
-            ),
+impl Default for GpuPlacement {
+    fn default() -> Self {
+        GpuPlacement {
+            action: None,
+            mutate: false,
+            resource_names: builtin_resource_names(),
+            device_classes: builtin_device_classes(),
+            node_selector: default_gpu_node_selector(),
+            tolerations: default_gpu_tolerations(),
+            allowed_vm_sizes: Vec::new(),
         }
     }
 }
 
-impl GpuResources {
-    pub fn new(names: &[String]) -> GpuResources {
-        let mut g = GpuResources::default();
-        g.extend(names);
-        g
+fn default_gpu_node_selector() -> BTreeMap<String, String> {
+    BTreeMap::from([("kubernetes.azure.com/accelerator".into(), "nvidia".into())])
+}
+
+fn default_gpu_tolerations() -> Vec<Toleration> {
+    vec![Toleration {
+        key: Some("sku".into()),
+        operator: Some("Equal".into()),
+        value: Some("gpu".into()),
+        effect: Some("NoSchedule".into()),
+        toleration_seconds: None,
+    }]
+}
+
+impl GpuPlacement {
+    /// What this policy counts as a GPU: its resource names and device
+    /// classes.
+    pub fn gpus(&self) -> GpuResources {
+        GpuResources::with_classes(&self.resource_names, &self.device_classes)
+    }
+}
+
+impl Rule for GpuPlacement {
+    const ID: RuleId = RuleId::GpuPlacement;
+    const PILLAR: Pillar = Pillar::CostOptimization;
+    const SUMMARY: &'static str = "GPU pods land on GPU nodes, and nothing else does";
+    const SINCE: Release = Release::V0_1;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
     }
 
-    /// A policy's GPUs: its `gpuPlacement` resource names and device classes.
-    pub fn of(spec: &policy::GpuPlacement) -> GpuResources {
-        let mut g = GpuResources::new(&spec.resource_names);
-        g.device_classes.extend(spec.device_classes.iter().cloned());
-        g
+    fn mutate(&self) -> bool {
+        self.mutate
     }
 
-    /// The GPUs inference detection knows with no policy at all: the
-    /// defaults of `gpuPlacement`.
-    pub fn builtin() -> GpuResources {
-        GpuResources::of(&policy::GpuPlacement::default())
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
     }
 
-    pub fn extend(&mut self, names: &[String]) {
-        for n in names {
-            match n.strip_suffix('*') {
-                Some(prefix) => self.prefixes.insert(prefix.to_owned()),
-                None => self.exact.insert(n.clone()),
-            };
-        }
-    }
-
-    pub fn extend_from(&mut self, other: &GpuResources) {
-        self.exact.extend(other.exact.iter().cloned());
-        self.prefixes.extend(other.prefixes.iter().cloned());
-        self.device_classes
-            .extend(other.device_classes.iter().cloned());
-    }
-
-    pub fn matches(&self, resource: &str) -> bool {
-        self.exact.contains(resource)
-            || self
-                .prefixes
-                .iter()
-                .any(|p| resource.starts_with(p.as_str()))
-    }
-
-    /// A container asking for a non-zero amount of a GPU, and the resource
-    /// name. Init containers count: they hold the GPU while they run. Of
-    /// several, the first by name (names are unique in a pod), so that the
-    /// message and the inference reason do not change when the containers
-    /// are listed in another order (found by tests/properties.rs).
-    pub fn requested_by<'a>(&self, w: &'a Workload) -> Option<(ContainerView<'a>, String)> {
-        w.resourced_containers()
-            .filter_map(|c| {
-                let r = c.resources?;
-                let name = r
-                    .requests
-                    .iter()
-                    .chain(r.limits.iter())
-                    .flatten()
-                    .find(|(name, q)| {
-                        self.matches(name) && Quantity::parse(&q.0).map_or(true, |v| !v.is_zero())
-                    })
-                    .map(|(name, _)| name.clone())?;
-                Some((c, name))
-            })
-            .min_by(|(a, _), (b, _)| a.name.cmp(b.name))
-    }
-
-    /// How the pod gets a GPU, if it does: a GPU resource first (as
-    /// [`GpuResources::requested_by`]), else a DRA claim of a GPU class.
-    pub fn used_by<'a>(&self, w: &'a Workload, ctx: &'a Context) -> Option<GpuUse<'a>> {
-        if let Some((container, resource)) = self.requested_by(w) {
-            return Some(GpuUse::Resource {
-                container,
-                resource,
-            });
-        }
-        self.claimed_by(w, ctx)
-            .map(|(claim, class)| GpuUse::Claim { claim, class })
-    }
-
-    /// The pod's first claim by name (order-independent, as
-    /// [`GpuResources::requested_by`]) whose ResourceClaim or
-    /// ResourceClaimTemplate, as the context knows it, requests a GPU device
-    /// class; and that class. A claim whose object the context does not
-    /// hold says nothing.
-    pub fn claimed_by<'a>(
-        &self,
-        w: &'a Workload,
-        ctx: &'a Context,
-    ) -> Option<(&'a DeviceClaimRef, &'a str)> {
-        w.pod
-            .resource_claims
-            .iter()
-            .flatten()
-            .filter_map(|pc| {
-                let (source, name) =
-                    match (&pc.resource_claim_name, &pc.resource_claim_template_name) {
-                        (Some(name), _) => (ClaimSource::ResourceClaim, name),
-                        (None, Some(name)) => (ClaimSource::ResourceClaimTemplate, name),
-                        (None, None) => return None,
-                    };
-                let claim = ctx.device_claim(&w.namespace, source, name)?;
-                let class = claim
-                    .device_classes
-                    .iter()
-                    .find(|c| self.device_classes.contains(*c))?;
-                Some((pc.name.as_str(), claim, class.as_str()))
-            })
-            .min_by(|a, b| a.0.cmp(b.0))
-            .map(|(_, claim, class)| (claim, class))
+    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
+        check(on.workload, settings, mutate, on.ctx)
     }
 }
 
@@ -183,11 +133,23 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &policy::GpuPlacement, at: &str, problems: &mut Vec<String>) -> Settings {
+    pub fn compile(spec: &GpuPlacement, at: &str, problems: &mut Vec<String>) -> Settings {
         if spec.resource_names.is_empty() {
             problems.push(format!(
                 "{at}.resourceNames: list at least one GPU resource"
             ));
+        }
+        duplicates(
+            spec.resource_names.iter().map(String::as_str),
+            &format!("{at}.resourceNames"),
+            problems,
+        );
+        for (i, size) in spec.allowed_vm_sizes.iter().enumerate() {
+            if size.trim().is_empty() {
+                problems.push(format!(
+                    "{at}.allowedVmSizes[{i}]: a VM size cannot be empty"
+                ));
+            }
         }
         for (i, class) in spec.device_classes.iter().enumerate() {
             if class.trim().is_empty() {
@@ -215,7 +177,7 @@ impl Settings {
             }
         }
         Settings {
-            gpus: GpuResources::of(spec),
+            gpus: spec.gpus(),
             node_selector: spec.node_selector.clone(),
             tolerations: spec.tolerations.clone(),
             allowed_vm_sizes: spec.allowed_vm_sizes.iter().cloned().collect(),
@@ -503,8 +465,8 @@ mod tests {
     use super::*;
     use crate::rules::testing::*;
 
-    fn settings_with(f: impl FnOnce(&mut policy::GpuPlacement)) -> Settings {
-        let mut spec = policy::GpuPlacement::default();
+    fn settings_with(f: impl FnOnce(&mut GpuPlacement)) -> Settings {
+        let mut spec = GpuPlacement::default();
         f(&mut spec);
         let mut problems = vec![];
         let s = Settings::compile(&spec, "gpuPlacement", &mut problems);
@@ -768,8 +730,8 @@ mod tests {
     /// requesting a device of `class`.
     fn claim_template(class: &str) -> Context {
         let mut ctx = Context::default();
-        ctx.add_device_claim(DeviceClaimRef {
-            source: ClaimSource::ResourceClaimTemplate,
+        ctx.add_device_claim(crate::context::DeviceClaimRef {
+            source: crate::context::ClaimSource::ResourceClaimTemplate,
             namespace: "ml".into(),
             name: "gpu".into(),
             device_classes: vec![class.into()],
@@ -868,7 +830,7 @@ mod tests {
 
     #[test]
     fn refuses_settings_that_cannot_identify_gpu_nodes() {
-        let mut spec = policy::GpuPlacement::default();
+        let mut spec = GpuPlacement::default();
         spec.node_selector.clear();
         spec.tolerations.clear();
         spec.resource_names.clear();

@@ -14,12 +14,96 @@
 use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 use serde_json::json;
 
-use super::{Finding, Outcome, add, pointer};
-use crate::policy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject, yes};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::{Workload, WorkloadKind};
 
 /// What Kubernetes gives a pod that sets no grace period.
 pub const DEFAULT_GRACE: i64 = 30;
+
+/// `graceful-termination` (Reliability): pods get long enough after
+/// SIGTERM to finish in-flight generations, behind a preStop delay that
+/// lets the load balancer drop the endpoint first. Off unless `action` is
+/// set: the right values depend on the workload.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GracefulTermination {
+    /// This rule's action. Unset: Off (it does not take the policy's action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Raise the grace period and add the preStop sleep through the
+    /// mutating webhook (`preStop.sleep` needs Kubernetes 1.30 or later).
+    #[serde(default)]
+    pub mutate: bool,
+    /// The shortest `terminationGracePeriodSeconds` accepted (Kubernetes' default is 30).
+    #[serde(default = "default_min_grace")]
+    #[schemars(range(min = 1))]
+    pub min_grace_period_seconds: i64,
+    /// Require a `lifecycle.preStop` hook (sleep or exec) on every serving container.
+    #[serde(default = "yes")]
+    pub require_pre_stop: bool,
+    /// The preStop sleep the patch adds.
+    #[serde(default = "default_pre_stop")]
+    #[schemars(range(min = 1))]
+    pub pre_stop_seconds: i64,
+    /// Seconds of the grace period that must remain after a preStop sleep,
+    /// for the server itself to drain.
+    #[serde(default = "default_min_drain")]
+    #[schemars(range(min = 0))]
+    pub min_drain_seconds: i64,
+}
+
+impl Default for GracefulTermination {
+    fn default() -> Self {
+        GracefulTermination {
+            action: None,
+            mutate: false,
+            min_grace_period_seconds: default_min_grace(),
+            require_pre_stop: yes(),
+            pre_stop_seconds: default_pre_stop(),
+            min_drain_seconds: default_min_drain(),
+        }
+    }
+}
+fn default_min_grace() -> i64 {
+    60
+}
+fn default_pre_stop() -> i64 {
+    10
+}
+fn default_min_drain() -> i64 {
+    15
+}
+
+impl Rule for GracefulTermination {
+    const ID: RuleId = RuleId::GracefulTermination;
+    const PILLAR: Pillar = Pillar::Reliability;
+    const SUMMARY: &'static str = "The grace period lets in-flight generations finish, after a shorter preStop delay";
+    const SINCE: Release = Release::V0_2;
+    const OFF_UNLESS_SET: bool = true;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn mutate(&self) -> bool {
+        self.mutate
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
+        check(on.workload, settings, mutate)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -31,7 +115,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::GracefulTermination,
+        spec: &GracefulTermination,
         at: &str,
         problems: &mut Vec<String>,
     ) -> Settings {
@@ -206,7 +290,7 @@ mod tests {
     fn settings() -> Settings {
         let mut problems = vec![];
         let s = Settings::compile(
-            &policy::GracefulTermination::default(),
+            &GracefulTermination::default(),
             "gracefulTermination",
             &mut problems,
         );

@@ -19,8 +19,12 @@
 use k8s_openapi::api::core::v1::{Capabilities, ContainerPort, EnvVar, SecurityContext};
 
 use super::gpu_placement::GpuResources;
-use super::{Finding, Outcome};
-use crate::policy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, yes};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::quantity::Quantity;
 use crate::workload::Workload;
 
@@ -57,6 +61,66 @@ const SAFE_SYSCTLS: [&str; 10] = [
 
 pub const NVIDIA_VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 
+/// `host-isolation` (Security): the pod template meets Pod Security
+/// Baseline (no privileged containers, host namespaces, hostPath or
+/// hostPort outside the allow-lists, added capabilities, unconfined
+/// seccomp or AppArmor, unsafe sysctls), and a container that requests no
+/// GPU does not reach the node's GPUs through `NVIDIA_VISIBLE_DEVICES`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostIsolation {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// hostPath prefixes accepted (`/mnt/models`), when every mount of the
+    /// volume is `readOnly`.
+    #[serde(default)]
+    pub allowed_host_paths: Vec<String>,
+    /// hostPorts accepted.
+    #[serde(default)]
+    pub allowed_host_ports: Vec<i32>,
+    /// Capabilities accepted beyond Pod Security Baseline's (`IPC_LOCK`
+    /// for RDMA over InfiniBand).
+    #[serde(default)]
+    pub allowed_capabilities: Vec<String>,
+    /// Report a container that requests no GPU but sets `NVIDIA_VISIBLE_DEVICES`.
+    #[serde(default = "yes")]
+    pub flag_nvidia_visible_devices: bool,
+}
+
+impl Default for HostIsolation {
+    fn default() -> Self {
+        HostIsolation {
+            action: None,
+            allowed_host_paths: Vec::new(),
+            allowed_host_ports: Vec::new(),
+            allowed_capabilities: Vec::new(),
+            flag_nvidia_visible_devices: yes(),
+        }
+    }
+}
+
+impl Rule for HostIsolation {
+    const ID: RuleId = RuleId::HostIsolation;
+    const PILLAR: Pillar = Pillar::Security;
+    const SUMMARY: &'static str = "The pod template meets Pod Security Baseline and reaches no GPU it did not request";
+    const SINCE: Release = Release::V0_2;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, policy.gpus.clone(), at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
+        check(on.workload, settings)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub allowed_host_paths: Vec<String>,
@@ -69,7 +133,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::HostIsolation,
+        spec: &HostIsolation,
         gpus: GpuResources,
         at: &str,
         problems: &mut Vec<String>,
@@ -95,7 +159,7 @@ impl Settings {
                 ));
             }
         }
-        crate::policy::compiled::duplicates(
+        crate::problems::duplicates(
             spec.allowed_capabilities.iter().map(String::as_str),
             &format!("{at}.allowedCapabilities"),
             problems,
@@ -500,7 +564,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings::compile(
-            &policy::HostIsolation::default(),
+            &HostIsolation::default(),
             GpuResources::builtin(),
             "hostIsolation",
             &mut vec![],
@@ -684,11 +748,11 @@ mod tests {
     #[test]
     fn refuses_allow_lists_that_would_allow_everything() {
         let mut problems = vec![];
-        let spec = policy::HostIsolation {
+        let spec = HostIsolation {
             allowed_host_paths: vec!["/".into(), "models".into()],
             allowed_host_ports: vec![0],
             allowed_capabilities: vec!["ALL".into()],
-            ..policy::HostIsolation::default()
+            ..HostIsolation::default()
         };
         Settings::compile(
             &spec,

@@ -11,13 +11,161 @@
 
 use std::sync::Arc;
 
-use super::{Finding, Outcome, replace};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, replace, PolicyFacts, Rule, Subject, yes};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::context::Context;
 use crate::image::{ImageRef, RegistryPattern};
-use crate::policy::{self, OnRegistryError};
 use crate::provenance::keys::{KeySet, PublicKey};
 use crate::provenance::{Auth, Facts, Mode, Query, Signed, cosign};
 use crate::workload::Workload;
+
+/// `image-provenance` (Security): images come from registries the platform
+/// team trusts, pinned so that what runs is what was scanned.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageProvenance {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Registry hosts images may come from: `myreg.example:5000` (exact,
+    /// port included), `*.azurecr.io` (any host under that domain), or `*`
+    /// (any registry). An image with no registry is from `docker.io`.
+    #[serde(default = "default_registries")]
+    pub allowed_registries: Vec<String>,
+    /// Require every image to be pinned by digest (`@sha256:…`).
+    #[serde(default = "yes")]
+    pub require_digest: bool,
+    /// Pin `repo:tag` to `repo:tag@sha256:…` as the registry answers
+    /// (containers, init and ephemeral containers, image volumes). This is
+    /// the rule's mutation: the mutating webhook patches where the rule's
+    /// action is Deny. Only registries in `allowedRegistries` are asked.
+    #[serde(default)]
+    pub resolve_digests: bool,
+    /// What a registry failure (unreachable, slow past the deadline, 401,
+    /// 404, 5xx, a manifest over the size bound) does: `Deny` the object, or
+    /// `Allow` it with a warning.
+    #[serde(default)]
+    pub on_registry_error: OnRegistryError,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the controller's own
+    /// namespace with credentials for the registries (never a Secret of
+    /// the workload's namespace). The chart grants read access to just the
+    /// Secrets listed in `provenance.secrets`. Anonymous when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<String>,
+    /// Cosign signatures by key: an image is admitted only when a
+    /// signature by one of the keys covers its digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Signatures>,
+}
+
+impl Default for ImageProvenance {
+    fn default() -> Self {
+        ImageProvenance {
+            action: None,
+            allowed_registries: default_registries(),
+            require_digest: yes(),
+            resolve_digests: false,
+            on_registry_error: OnRegistryError::default(),
+            pull_secret: None,
+            signatures: None,
+        }
+    }
+}
+
+/// What a registry failure does to the object being judged.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum OnRegistryError {
+    /// Refuse the object: nothing unproven runs (fail closed).
+    #[default]
+    Deny,
+    /// Admit it with a warning naming the failure.
+    Allow,
+}
+
+/// `imageProvenance.signatures`: cosign signatures made with a key (legacy
+/// `sha256-<digest>.sig` tags and Sigstore bundles found through the OCI
+/// referrers API). Verified offline: no Rekor, Fulcio or TUF; keyless
+/// signatures are not accepted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Signatures {
+    /// Public keys (PEM `PUBLIC KEY`, as `cosign generate-key-pair` writes
+    /// `cosign.pub`): ECDSA P-256 or P-384, Ed25519, or RSA. A signature by
+    /// any one of them is enough.
+    #[schemars(length(min = 1))]
+    pub keys: Vec<SignatureKey>,
+    /// `true`: an image without a valid signature is a violation. `false`:
+    /// signatures are checked and a missing or bad one only warns.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+/// One trusted public key, inline or from a Secret in the controller's
+/// namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.pem) != has(self.secretRef)",
+    "message": "set exactly one of pem and secretRef"
+}]))]
+pub struct SignatureKey {
+    /// How denials name the key; defaults to its fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The PEM public key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem: Option<String>,
+    /// A key of a Secret in the controller's namespace holding the PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the controller's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub name: String,
+    /// The data key; `cosign.pub` when unset.
+    #[serde(default = "cosign_pub")]
+    pub key: String,
+}
+
+fn cosign_pub() -> String {
+    "cosign.pub".into()
+}
+
+fn default_registries() -> Vec<String> {
+    vec!["*.azurecr.io".into(), "mcr.microsoft.com".into()]
+}
+
+impl Rule for ImageProvenance {
+    const ID: RuleId = RuleId::ImageProvenance;
+    const PILLAR: Pillar = Pillar::Security;
+    const SUMMARY: &'static str = "Images come from registries the platform team trusts, pinned by digest";
+    const SINCE: Release = Release::V0_1;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn mutate(&self) -> bool {
+        self.resolve_digests
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
+        check(on.workload, settings, on.ctx, on.facts)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -43,7 +191,7 @@ pub struct SignatureSettings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::ImageProvenance,
+        spec: &ImageProvenance,
         at: &str,
         problems: &mut Vec<String>,
     ) -> Settings {
@@ -524,7 +672,7 @@ mod tests {
     fn settings() -> Settings {
         let mut problems = vec![];
         let s = Settings::compile(
-            &policy::ImageProvenance::default(),
+            &ImageProvenance::default(),
             "imageProvenance",
             &mut problems,
         );
@@ -610,7 +758,7 @@ mod tests {
 
     #[test]
     fn latest_is_refused_even_when_digests_are_not_required() {
-        let spec = policy::ImageProvenance {
+        let spec = ImageProvenance {
             require_digest: false,
             ..Default::default()
         };
@@ -643,7 +791,7 @@ mod tests {
 
     #[test]
     fn star_allows_any_registry_but_keeps_pinning() {
-        let spec = policy::ImageProvenance {
+        let spec = ImageProvenance {
             allowed_registries: vec!["*".into()],
             ..Default::default()
         };
@@ -659,7 +807,7 @@ mod tests {
     fn registry_down(spec: Value, image: &str) -> Outcome {
         let mut spec = spec;
         spec["allowedRegistries"] = json!(["contoso.azurecr.io"]);
-        let spec: policy::ImageProvenance = serde_json::from_value(spec).unwrap();
+        let spec: ImageProvenance = serde_json::from_value(spec).unwrap();
         let mut problems = vec![];
         let s = Settings::compile(&spec, "p", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
@@ -798,7 +946,7 @@ mod tests {
 
     #[test]
     fn refuses_empty_and_malformed_allow_lists() {
-        let mut spec = policy::ImageProvenance {
+        let mut spec = ImageProvenance {
             allowed_registries: vec![],
             ..Default::default()
         };

@@ -3,22 +3,231 @@
 //! it mutate, the JSON Patch operations that fix what can be fixed. It does
 //! not know whether it runs in `check`, the webhook or the audit, and it
 //! does not decide the action: the policy does (see `decision.rs`).
+//!
+//! A rule is its file: the policy spec type named as its [`RuleId`]
+//! variant (serde and schemars: the CRD's `spec.rules.<key>`, its defaults
+//! and docs), its compiled `Settings`, and its `impl Rule` (id, pillar,
+//! summary, release, compile, check), with its tests. The list in
+//! `rule_list.rs` makes the rest: the modules, [`Rules`], [`Compiled`] and
+//! the dispatch below. Adding a rule: copy `autoscaler.rs` (the smallest),
+//! then add its line to `for_each_rule!`.
 
-pub mod autoscaler;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::{Context, PdbRef, ScalerRef};
+use crate::gpu::GpuResources;
+use crate::provenance::Facts;
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId, for_each_rule};
+use crate::workload::Workload;
+
 pub mod command_line;
-pub mod disruption_budget;
-pub mod gpu_placement;
-pub mod graceful_termination;
-pub mod host_isolation;
-pub mod image_provenance;
-pub mod model_lineage;
-pub mod probes;
-pub mod resources;
-pub mod rollout_strategy;
-pub mod secret_env;
-pub mod shared_memory;
-pub mod workload_identity;
-pub mod zone_spread;
+
+/// What a rule judges: one workload, with what the cluster holds around it.
+#[derive(Clone, Copy)]
+pub struct Subject<'a> {
+    pub workload: &'a Workload,
+    pub ctx: &'a Context,
+    /// The autoscalers that target the workload.
+    pub scalers: &'a [&'a ScalerRef],
+    /// The PodDisruptionBudgets that select its pods, by name.
+    pub pdbs: &'a [&'a PdbRef],
+    /// The registry's answers: digests and signatures.
+    pub facts: &'a Facts,
+}
+
+/// What compiling a rule's settings may read of the policy besides the
+/// rule's own spec.
+pub struct PolicyFacts<'a> {
+    /// What the policy counts as a GPU (its gpuPlacement.resourceNames and
+    /// deviceClasses).
+    pub gpus: &'a GpuResources,
+}
+
+/// One rule: implemented by its policy spec type.
+pub trait Rule:
+    Serialize + DeserializeOwned + JsonSchema + Default + Clone + fmt::Debug + PartialEq
+{
+    const ID: RuleId;
+    const PILLAR: Pillar;
+    /// What the rule holds workloads to, in one sentence (SARIF's rule
+    /// descriptions, reports).
+    const SUMMARY: &'static str;
+    /// The release that introduced the rule: what a policy's
+    /// `spec.ruleSet` is compared with.
+    const SINCE: Release;
+    /// Workload-level rules read the workload around the pod (replicas,
+    /// autoscalers, disruption budgets, rollout strategy) and hold at the
+    /// workload kinds where those mean something; pod-level rules read
+    /// only the pod spec and hold at every pod template and every Pod.
+    const WORKLOAD_LEVEL: bool = false;
+    /// Off unless the policy sets this rule's `action`: the rule does not
+    /// take the policy's.
+    const OFF_UNLESS_SET: bool = false;
+
+    /// The spec compiled: parsed, checked, ready for the hot path.
+    type Settings: Clone + fmt::Debug + PartialEq + Send + Sync;
+
+    /// The action the rule's own spec sets, if any.
+    fn action(&self) -> Option<Action>;
+    /// Whether the policy lets this rule patch (through the mutating
+    /// webhook).
+    fn mutate(&self) -> bool {
+        false
+    }
+    /// Checks and parses the spec, pushing every problem (prefixed with
+    /// `at`, the spec's path in the policy) rather than stopping at one.
+    fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>)
+    -> Self::Settings;
+    /// Judges one workload; `mutate` says whether to write the patch.
+    fn check(on: &Subject, settings: &Self::Settings, mutate: bool) -> Outcome;
+}
+
+/// A rule switched on, with its resolved action and settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enabled<S> {
+    pub action: Action,
+    pub mutate: bool,
+    pub settings: S,
+}
+
+/// Compiles one rule and switches it on with its own action or else
+/// `default`: None when that is Off.
+fn enable<R: Rule>(
+    spec: &R,
+    policy: &PolicyFacts,
+    default: &dyn Fn(RuleId) -> Action,
+    problems: &mut Vec<String>,
+) -> Option<Enabled<R::Settings>> {
+    let settings = spec.compile(policy, &format!("spec.rules.{}", R::ID.key()), problems);
+    let fallback = if R::OFF_UNLESS_SET {
+        Action::Off
+    } else {
+        default(R::ID)
+    };
+    let action = spec.action().unwrap_or(fallback);
+    (action != Action::Off).then(|| Enabled {
+        action,
+        mutate: spec.mutate(),
+        settings,
+    })
+}
+
+fn run<R: Rule>(
+    rule: &Option<Enabled<R::Settings>>,
+    on: &Subject,
+) -> Option<(Action, bool, Outcome)> {
+    rule.as_ref()
+        .map(|r| (r.action, r.mutate, R::check(on, &r.settings, r.mutate)))
+}
+
+macro_rules! rules {
+    ($($variant:ident $module:ident $id:literal,)*) => {
+        $(pub mod $module;)*
+
+        impl RuleId {
+            pub fn summary(self) -> &'static str {
+                match self {
+                    $(RuleId::$variant => <$module::$variant as Rule>::SUMMARY,)*
+                }
+            }
+
+            pub fn pillar(self) -> Pillar {
+                match self {
+                    $(RuleId::$variant => <$module::$variant as Rule>::PILLAR,)*
+                }
+            }
+
+            /// The release that introduced the rule.
+            pub fn since(self) -> Release {
+                match self {
+                    $(RuleId::$variant => <$module::$variant as Rule>::SINCE,)*
+                }
+            }
+
+            /// See [`Rule::WORKLOAD_LEVEL`].
+            pub fn is_workload_level(self) -> bool {
+                match self {
+                    $(RuleId::$variant => <$module::$variant as Rule>::WORKLOAD_LEVEL,)*
+                }
+            }
+        }
+
+        /// Settings of each rule.
+        #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        pub struct Rules {
+            $(#[serde(default)] pub $module: $module::$variant,)*
+        }
+
+        impl Rules {
+            /// The action a rule's own settings give it, if any: how a policy
+            /// names a rule newer than its `spec.ruleSet`. (Whether a rule's
+            /// key is present cannot say it: an apiserver that served an older
+            /// CRD filled every rule in from the schema's defaults; it never
+            /// fills `action`.)
+            pub fn action_of(&self, rule: RuleId) -> Option<Action> {
+                match rule {
+                    $(RuleId::$variant => self.$module.action(),)*
+                }
+            }
+        }
+
+        /// Every rule of one policy compiled: None where it is Off.
+        #[derive(Clone, Debug)]
+        pub struct Compiled {
+            $(pub $module: Option<Enabled<<$module::$variant as Rule>::Settings>>,)*
+        }
+
+        impl Compiled {
+            /// Compiles every rule, switched on or not, so that a policy's
+            /// problems are all found at once. `default` is the action of a
+            /// rule that sets none.
+            pub fn compile(
+                rules: &Rules,
+                policy: &PolicyFacts,
+                default: &dyn Fn(RuleId) -> Action,
+                problems: &mut Vec<String>,
+            ) -> Compiled {
+                Compiled {
+                    $($module: enable(&rules.$module, policy, default, problems),)*
+                }
+            }
+
+            /// The rules switched on.
+            pub fn enabled(&self) -> Vec<RuleId> {
+                let mut on = Vec::new();
+                $(if self.$module.is_some() { on.push(RuleId::$variant); })*
+                on
+            }
+
+            /// Runs `rule` on `on` when it is switched on: its action, whether
+            /// it may patch, and what it found.
+            pub fn run(&self, rule: RuleId, on: &Subject) -> Option<(Action, bool, Outcome)> {
+                match rule {
+                    $(RuleId::$variant => run::<$module::$variant>(&self.$module, on),)*
+                }
+            }
+        }
+    };
+}
+
+for_each_rule!(rules);
+
+/// Serde defaults the rule specs share.
+pub(crate) fn one() -> i32 {
+    1
+}
+pub(crate) fn two() -> i32 {
+    2
+}
+pub(crate) fn yes() -> bool {
+    true
+}
 
 use json_patch::PatchOperation;
 use jsonptr::PointerBuf;

@@ -17,10 +17,105 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::Container;
 
 use super::command_line::{flag_value, literal_env, words};
-use super::{Finding, Outcome, pointer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, pointer, PolicyFacts, Rule, Subject, yes};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::image::ImageRef;
-use crate::policy;
 use crate::workload::Workload;
+
+/// `model-lineage` (Operational Excellence): the pod template says which
+/// model version it serves and where the model came from, and a Hugging
+/// Face model served by vLLM or TGI is pinned to a revision. Off unless
+/// `action` is set: the keys are each organisation's own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelLineage {
+    /// This rule's action. Unset: Off (it does not take the policy's action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Labels every pod template carries with a non-empty value (never on
+    /// `spec.selector`, which is immutable).
+    #[serde(default = "default_lineage_labels")]
+    pub required_labels: Vec<String>,
+    /// Annotations every pod template carries with a non-empty value.
+    #[serde(default = "default_lineage_annotations")]
+    pub required_annotations: Vec<String>,
+    /// Values that do not name a version (compared case-insensitively).
+    #[serde(default = "default_floating_versions")]
+    pub forbidden_values: Vec<String>,
+    /// A Hugging Face model id given to vLLM (`--model`) or TGI
+    /// (`--model-id`, `MODEL_ID`) needs a `--revision` (or `REVISION`).
+    #[serde(default = "yes")]
+    pub require_model_revision: bool,
+    /// The revision must be a 40-hex commit id, not a branch or tag.
+    #[serde(default)]
+    pub require_commit_revision: bool,
+    /// Template labels that stand for the required labels: operators such
+    /// as KAITO and KServe keep the model's lineage in their own objects.
+    #[serde(default = "default_lineage_equivalents")]
+    pub equivalent_labels: Vec<String>,
+}
+
+impl Default for ModelLineage {
+    fn default() -> Self {
+        ModelLineage {
+            action: None,
+            required_labels: default_lineage_labels(),
+            required_annotations: default_lineage_annotations(),
+            forbidden_values: default_floating_versions(),
+            require_model_revision: yes(),
+            require_commit_revision: false,
+            equivalent_labels: default_lineage_equivalents(),
+        }
+    }
+}
+
+fn default_lineage_labels() -> Vec<String> {
+    vec![
+        "app.kubernetes.io/version".into(),
+        "waf-admission.dev/model-version".into(),
+    ]
+}
+
+fn default_lineage_annotations() -> Vec<String> {
+    vec!["waf-admission.dev/model-source".into()]
+}
+
+fn default_floating_versions() -> Vec<String> {
+    vec!["latest".into(), "main".into(), "master".into()]
+}
+
+fn default_lineage_equivalents() -> Vec<String> {
+    vec![
+        "kaito.sh/workspace".into(),
+        "serving.kserve.io/inferenceservice".into(),
+    ]
+}
+
+impl Rule for ModelLineage {
+    const ID: RuleId = RuleId::ModelLineage;
+    const PILLAR: Pillar = Pillar::OperationalExcellence;
+    const SUMMARY: &'static str = "The pod template names its model version and source, and Hugging Face models are pinned to a revision";
+    const SINCE: Release = Release::V0_2;
+    const OFF_UNLESS_SET: bool = true;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
+        check(on.workload, settings)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -34,7 +129,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &policy::ModelLineage, at: &str, problems: &mut Vec<String>) -> Settings {
+    pub fn compile(spec: &ModelLineage, at: &str, problems: &mut Vec<String>) -> Settings {
         for (field, list) in [
             ("requiredLabels", &spec.required_labels),
             ("requiredAnnotations", &spec.required_annotations),
@@ -305,7 +400,7 @@ mod tests {
     fn settings() -> Settings {
         let mut problems = vec![];
         let s = Settings::compile(
-            &policy::ModelLineage::default(),
+            &ModelLineage::default(),
             "modelLineage",
             &mut problems,
         );

@@ -21,8 +21,12 @@ use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use super::{Finding, Outcome, add, pointer, replace, secret_env};
-use crate::policy::{self, ProbeHandler};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, add, pointer, replace, secret_env, PolicyFacts, Rule, Subject, yes};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::{Workload, WorkloadKind};
 
 /// Kubernetes' own defaults for an omitted field.
@@ -31,6 +35,124 @@ const DEFAULT_FAILURE_THRESHOLD: i32 = 3;
 
 /// The startupProbe the patch writes checks every this many seconds.
 const PATCH_PERIOD: i32 = 10;
+
+/// `probes` (Reliability): every serving container reports readiness, a
+/// hung one is restarted (liveness), and no liveness probe restarts a
+/// model server that is still loading its weights.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Probes {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add a startupProbe that copies the liveness probe's handler where
+    /// liveness could fire too early, through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Require a livenessProbe on every serving container.
+    #[serde(default = "yes")]
+    pub require_liveness: bool,
+    /// Seconds a container may take to start (load its model) before a
+    /// liveness probe may restart it: counted from the startupProbe
+    /// (`initialDelaySeconds + failureThreshold × periodSeconds`), or from
+    /// the liveness probe's own delay when there is no startupProbe.
+    #[serde(default = "default_startup_grace")]
+    #[schemars(range(min = 0))]
+    pub startup_grace_seconds: i32,
+    /// The fewest seconds of failed liveness checks
+    /// (`failureThreshold × periodSeconds`) before a restart, so a busy
+    /// engine that answers slowly is not reloaded. 0: not checked.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub min_liveness_failure_seconds: i32,
+    /// Readiness probe handlers accepted. Leave out `tcpSocket` to require
+    /// a probe that asks the server whether the model is ready.
+    #[serde(default = "default_probe_handlers")]
+    #[schemars(length(min = 1))]
+    pub readiness_handlers: Vec<ProbeHandler>,
+    /// Containers not judged: a container name (`istio-proxy`), or an image
+    /// prefix ending in `*` (`docker.io/istio/proxyv2*`).
+    #[serde(default)]
+    pub exempt_containers: Vec<String>,
+    /// Also judge native sidecars (init containers with `restartPolicy:
+    /// Always`), which serve the model server rather than requests.
+    #[serde(default)]
+    pub include_sidecars: bool,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            action: None,
+            mutate: false,
+            require_liveness: yes(),
+            startup_grace_seconds: default_startup_grace(),
+            min_liveness_failure_seconds: 0,
+            readiness_handlers: default_probe_handlers(),
+            exempt_containers: Vec::new(),
+            include_sidecars: false,
+        }
+    }
+}
+
+/// How a probe asks the container.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ProbeHandler {
+    HttpGet,
+    Grpc,
+    Exec,
+    TcpSocket,
+}
+
+impl ProbeHandler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeHandler::HttpGet => "httpGet",
+            ProbeHandler::Grpc => "grpc",
+            ProbeHandler::Exec => "exec",
+            ProbeHandler::TcpSocket => "tcpSocket",
+        }
+    }
+}
+
+fn default_startup_grace() -> i32 {
+    600
+}
+
+fn default_probe_handlers() -> Vec<ProbeHandler> {
+    vec![
+        ProbeHandler::HttpGet,
+        ProbeHandler::Grpc,
+        ProbeHandler::Exec,
+        ProbeHandler::TcpSocket,
+    ]
+}
+
+impl Rule for Probes {
+    const ID: RuleId = RuleId::Probes;
+    const PILLAR: Pillar = Pillar::Reliability;
+    const SUMMARY: &'static str = "Serving containers report readiness, hung ones restart, and no liveness probe kills a model still loading";
+    const SINCE: Release = Release::V0_2;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn mutate(&self) -> bool {
+        self.mutate
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
+        check(on.workload, settings, mutate)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -43,7 +165,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &policy::Probes, at: &str, problems: &mut Vec<String>) -> Settings {
+    pub fn compile(spec: &Probes, at: &str, problems: &mut Vec<String>) -> Settings {
         if spec.startup_grace_seconds < 0 {
             problems.push(format!("{at}.startupGraceSeconds: must not be negative"));
         }
@@ -55,7 +177,7 @@ impl Settings {
         if spec.readiness_handlers.is_empty() {
             problems.push(format!("{at}.readinessHandlers: list at least one handler"));
         }
-        crate::policy::compiled::duplicates(
+        crate::problems::duplicates(
             spec.readiness_handlers.iter().map(|h| h.as_str()),
             &format!("{at}.readinessHandlers"),
             problems,
@@ -392,7 +514,7 @@ mod tests {
     use crate::rules::testing::*;
 
     fn settings() -> Settings {
-        Settings::compile(&policy::Probes::default(), "probes", &mut vec![])
+        Settings::compile(&Probes::default(), "probes", &mut vec![])
     }
 
     fn run(obj: &Value) -> Outcome {
@@ -641,11 +763,11 @@ mod tests {
     #[test]
     fn refuses_settings_that_cannot_be_meant() {
         let mut problems = vec![];
-        let spec = policy::Probes {
+        let spec = Probes {
             startup_grace_seconds: -1,
             readiness_handlers: vec![],
             exempt_containers: vec!["*".into()],
-            ..policy::Probes::default()
+            ..Probes::default()
         };
         Settings::compile(&spec, "probes", &mut problems);
         assert_eq!(problems.len(), 3, "{problems:?}");

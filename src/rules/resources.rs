@@ -9,10 +9,108 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use serde_json::{Value, json};
 
 use super::gpu_placement::GpuResources;
-use super::{Finding, Outcome, add, pointer};
-use crate::policy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::quantity::Quantity;
 use crate::workload::{ContainerView, Workload};
+
+/// `resources` (Cost Optimization): every container declares what it needs,
+/// so the scheduler can pack nodes and the cluster autoscaler can size them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Fill missing requests and limits from `defaults` through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Resource names every container must request.
+    #[serde(default = "default_required_requests")]
+    pub require_requests: Vec<String>,
+    /// Resource names every container must limit.
+    #[serde(default = "default_required_limits")]
+    pub require_limits: Vec<String>,
+    /// Values the patch writes. A missing limit takes the container's request
+    /// where it has one, so a patch never makes a limit lower than its request.
+    #[serde(default = "default_resource_defaults")]
+    pub defaults: ResourceDefaults,
+    /// Values the patch writes into a container that requests a GPU.
+    /// Absent (the default): none, since `defaults` would starve a model
+    /// server (weights, KV cache, tokenizer and runtime need far more), so
+    /// its missing sizes are violations the platform team sizes by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_defaults: Option<ResourceDefaults>,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            action: None,
+            mutate: false,
+            require_requests: default_required_requests(),
+            require_limits: default_required_limits(),
+            defaults: default_resource_defaults(),
+            gpu_defaults: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceDefaults {
+    #[serde(default)]
+    pub requests: BTreeMap<String, K8sQuantity>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, K8sQuantity>,
+}
+
+fn default_required_requests() -> Vec<String> {
+    vec!["cpu".into(), "memory".into()]
+}
+
+fn default_required_limits() -> Vec<String> {
+    vec!["memory".into()]
+}
+
+fn default_resource_defaults() -> ResourceDefaults {
+    ResourceDefaults {
+        requests: BTreeMap::from([
+            ("cpu".into(), K8sQuantity("500m".into())),
+            ("memory".into(), K8sQuantity("1Gi".into())),
+        ]),
+        limits: BTreeMap::from([("memory".into(), K8sQuantity("1Gi".into()))]),
+    }
+}
+
+impl Rule for Resources {
+    const ID: RuleId = RuleId::Resources;
+    const PILLAR: Pillar = Pillar::CostOptimization;
+    const SUMMARY: &'static str = "Every container requests and limits what it needs; a GPU limit equals its request";
+    const SINCE: Release = Release::V0_1;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn mutate(&self) -> bool {
+        self.mutate
+    }
+
+    fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, policy.gpus.clone(), at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
+        check(on.workload, settings, mutate)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -29,7 +127,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::Resources,
+        spec: &Resources,
         gpus: GpuResources,
         at: &str,
         problems: &mut Vec<String>,
@@ -41,6 +139,11 @@ impl Settings {
             if names.iter().any(|n| n.trim().is_empty()) {
                 problems.push(format!("{at}.{field}: resource names cannot be empty"));
             }
+            crate::problems::duplicates(
+                names.iter().map(String::as_str),
+                &format!("{at}.{field}"),
+                problems,
+            );
         }
         let mut parse_all = |field: &str, map: &BTreeMap<String, K8sQuantity>| {
             map.iter()
@@ -57,7 +160,7 @@ impl Settings {
                 })
                 .collect::<BTreeMap<_, _>>()
         };
-        let mut parse_pair = |field: &str, d: &policy::ResourceDefaults| {
+        let mut parse_pair = |field: &str, d: &ResourceDefaults| {
             let requests = parse_all(&format!("{field}.requests"), &d.requests);
             let limits = parse_all(&format!("{field}.limits"), &d.limits);
             (requests, limits)
@@ -293,11 +396,11 @@ mod tests {
     use crate::rules::testing::*;
 
     fn settings() -> Settings {
-        let spec = policy::Resources::default();
+        let spec = Resources::default();
         let mut problems = vec![];
         let s = Settings::compile(
             &spec,
-            GpuResources::new(&policy::GpuPlacement::default().resource_names),
+            GpuResources::new(&crate::gpu::builtin_resource_names()),
             "resources",
             &mut problems,
         );
@@ -490,15 +593,15 @@ mod tests {
 
     #[test]
     fn gpu_defaults_size_gpu_servers_where_the_platform_team_opts_in() {
-        let spec = policy::Resources {
-            gpu_defaults: Some(policy::ResourceDefaults {
+        let spec = Resources {
+            gpu_defaults: Some(ResourceDefaults {
                 requests: BTreeMap::from([
                     ("cpu".into(), K8sQuantity("8".into())),
                     ("memory".into(), K8sQuantity("96Gi".into())),
                 ]),
                 limits: BTreeMap::new(),
             }),
-            ..policy::Resources::default()
+            ..Resources::default()
         };
         let s = Settings::compile(&spec, settings().gpus, "r", &mut vec![]);
         let d = gpu_only();
@@ -522,7 +625,7 @@ mod tests {
 
     #[test]
     fn without_a_default_the_finding_is_not_fixable() {
-        let mut spec = policy::Resources::default();
+        let mut spec = Resources::default();
         spec.require_limits.push("ephemeral-storage".into());
         let s = Settings::compile(&spec, GpuResources::default(), "r", &mut vec![]);
         let out = check(&workload(&gpu_deployment()), &s, true);
@@ -533,7 +636,7 @@ mod tests {
 
     #[test]
     fn refuses_policy_defaults_that_do_not_parse_or_invert() {
-        let mut spec = policy::Resources::default();
+        let mut spec = Resources::default();
         spec.defaults
             .requests
             .insert("memory".into(), K8sQuantity("2Gi".into()));

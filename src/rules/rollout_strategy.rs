@@ -9,10 +9,76 @@
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::zone_spread::replica_floor;
-use super::{Finding, Outcome};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, one, two, yes};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::context::ScalerRef;
-use crate::policy;
 use crate::workload::{Workload, WorkloadKind};
+
+/// `rollout-strategy` (Reliability): a rollout of a replicated model server
+/// keeps some replicas serving and can be rolled back: no `Recreate`,
+/// `maxUnavailable` below the replica count, a revision history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutStrategy {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Deployments with fewer replicas (an autoscaler's minReplicas counts)
+    /// are not judged: `zone-spread` reports the replica count.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// The fewest old ReplicaSets kept (`revisionHistoryLimit`) for
+    /// `kubectl rollout undo`.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0))]
+    pub min_revision_history: i32,
+    /// Accept `strategy.type: Recreate` (a ReadWriteOnce model volume needs it).
+    #[serde(default)]
+    pub allow_recreate: bool,
+    /// Accept a StatefulSet's `updateStrategy.type: OnDelete` (pods take
+    /// a new template only when deleted by hand). `false` reports it.
+    #[serde(default = "yes")]
+    pub allow_on_delete: bool,
+}
+
+impl Default for RolloutStrategy {
+    fn default() -> Self {
+        RolloutStrategy {
+            action: None,
+            min_replicas: two(),
+            min_revision_history: one(),
+            allow_recreate: false,
+            allow_on_delete: yes(),
+        }
+    }
+}
+
+impl Rule for RolloutStrategy {
+    const ID: RuleId = RuleId::RolloutStrategy;
+    const PILLAR: Pillar = Pillar::Reliability;
+    const SUMMARY: &'static str = "Replicated model servers roll out without Recreate, keep replicas up and a revision to roll back to";
+    const SINCE: Release = Release::V0_2;
+    const WORKLOAD_LEVEL: bool = true;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
+        check(on.workload, settings, on.scalers)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -24,7 +90,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::RolloutStrategy,
+        spec: &RolloutStrategy,
         at: &str,
         problems: &mut Vec<String>,
     ) -> Settings {
@@ -173,7 +239,7 @@ mod tests {
     fn settings() -> Settings {
         let mut problems = vec![];
         let s = Settings::compile(
-            &policy::RolloutStrategy::default(),
+            &RolloutStrategy::default(),
             "rolloutStrategy",
             &mut problems,
         );
@@ -304,7 +370,7 @@ mod tests {
     fn refuses_a_negative_history_floor() {
         let mut problems = vec![];
         Settings::compile(
-            &policy::RolloutStrategy {
+            &RolloutStrategy {
                 min_revision_history: -1,
                 ..Default::default()
             },

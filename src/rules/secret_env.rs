@@ -20,8 +20,12 @@
 
 use k8s_openapi::api::core::v1::EnvVar;
 
-use super::{Finding, Outcome};
-use crate::policy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, yes};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::Workload;
 
 /// Names whose non-empty literal value is a credential, whatever it looks like.
@@ -62,6 +66,62 @@ const CREDENTIAL_FLAGS: [(&str, &str); 3] = [
     ("--token", "TOKEN"),
 ];
 
+/// `secret-env` (Security): no literal credential in a container's `env`
+/// values, `command` or `args`: it is already in git, etcd and every
+/// `kubectl get -o yaml`. The value is never repeated in any output.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretEnv {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Further variable names whose literal value is always a credential
+    /// (beside the built-in list: AZURE_CLIENT_SECRET, HF_TOKEN, OPENAI_API_KEY, …).
+    #[serde(default)]
+    pub extra_names: Vec<String>,
+    /// Variable names never judged, whatever their value.
+    #[serde(default = "default_allowed_env_names")]
+    pub allow_names: Vec<String>,
+    /// Also look for credentials in `command` and `args` (`--api-key <literal>`).
+    #[serde(default = "yes")]
+    pub scan_args: bool,
+}
+
+impl Default for SecretEnv {
+    fn default() -> Self {
+        SecretEnv {
+            action: None,
+            extra_names: Vec::new(),
+            allow_names: default_allowed_env_names(),
+            scan_args: yes(),
+        }
+    }
+}
+fn default_allowed_env_names() -> Vec<String> {
+    vec!["APPLICATIONINSIGHTS_CONNECTION_STRING".into()]
+}
+
+impl Rule for SecretEnv {
+    const ID: RuleId = RuleId::SecretEnv;
+    const PILLAR: Pillar = Pillar::Security;
+    const SUMMARY: &'static str = "No literal credentials in env values, command or args";
+    const SINCE: Release = Release::V0_2;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
+        check(on.workload, settings)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub extra_names: Vec<String>,
@@ -70,7 +130,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &policy::SecretEnv, at: &str, problems: &mut Vec<String>) -> Settings {
+    pub fn compile(spec: &SecretEnv, at: &str, problems: &mut Vec<String>) -> Settings {
         for (field, names) in [
             ("extraNames", &spec.extra_names),
             ("allowNames", &spec.allow_names),
@@ -82,7 +142,7 @@ impl Settings {
                     ));
                 }
             }
-            crate::policy::compiled::duplicates(
+            crate::problems::duplicates(
                 names.iter().map(String::as_str),
                 &format!("{at}.{field}"),
                 problems,
@@ -409,7 +469,7 @@ mod tests {
     const HF: &str = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
 
     fn settings() -> Settings {
-        Settings::compile(&policy::SecretEnv::default(), "secretEnv", &mut vec![])
+        Settings::compile(&SecretEnv::default(), "secretEnv", &mut vec![])
     }
 
     fn with_env(env: Value) -> Value {
@@ -628,9 +688,9 @@ mod tests {
     #[test]
     fn refuses_empty_and_repeated_names() {
         let mut problems = vec![];
-        let spec = policy::SecretEnv {
+        let spec = SecretEnv {
             extra_names: vec!["".into(), "A".into(), "A".into()],
-            ..policy::SecretEnv::default()
+            ..SecretEnv::default()
         };
         Settings::compile(&spec, "secretEnv", &mut problems);
         assert_eq!(problems.len(), 2, "{problems:?}");

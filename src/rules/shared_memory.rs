@@ -15,9 +15,14 @@ use serde_json::json;
 
 use super::command_line::{flag_value, literal_env, words};
 use super::gpu_placement::GpuResources;
-use super::{Finding, Outcome, add, pointer};
-use crate::policy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject, two};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::quantity::Quantity;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use crate::workload::Workload;
 
 pub const SHM_PATH: &str = "/dev/shm";
@@ -33,6 +38,73 @@ const TP_FLAGS: [&str; 5] = [
 /// Env variables that set it (TGI reads its flags from env too).
 const TP_ENV: [&str; 1] = ["NUM_SHARD"];
 
+/// `shared-memory` (Performance Efficiency): a container that spans
+/// several GPUs (NCCL, tensor parallelism) mounts a Memory emptyDir at
+/// /dev/shm; the container runtime's default of 64 MiB makes it crash or crawl.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SharedMemory {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add the emptyDir volume and its /dev/shm mount through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// The GPU count (of a `gpuPlacement.resourceNames` resource) from which
+    /// a container needs shared memory. Tensor parallelism above 1
+    /// (`--tensor-parallel-size`, `--num-shard`, `--tp-size`) triggers it too.
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_gpus: i32,
+    /// The smallest `sizeLimit` accepted on the /dev/shm emptyDir (no
+    /// sizeLimit is accepted: the pod's memory limit caps it).
+    #[serde(default = "default_min_shm")]
+    pub min_size_limit: K8sQuantity,
+    /// The `sizeLimit` the patch writes; absent: none (capped by the memory limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_size_limit: Option<K8sQuantity>,
+}
+
+impl Default for SharedMemory {
+    fn default() -> Self {
+        SharedMemory {
+            action: None,
+            mutate: false,
+            min_gpus: two(),
+            min_size_limit: default_min_shm(),
+            default_size_limit: None,
+        }
+    }
+}
+fn default_min_shm() -> K8sQuantity {
+    K8sQuantity("1Gi".into())
+}
+
+impl Rule for SharedMemory {
+    const ID: RuleId = RuleId::SharedMemory;
+    const PILLAR: Pillar = Pillar::PerformanceEfficiency;
+    const SUMMARY: &'static str = "Multi-GPU and tensor-parallel containers mount a Memory emptyDir at /dev/shm";
+    const SINCE: Release = Release::V0_2;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn mutate(&self) -> bool {
+        self.mutate
+    }
+
+    fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, policy.gpus.clone(), at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
+        check(on.workload, settings, mutate)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub gpus: GpuResources,
@@ -44,7 +116,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::SharedMemory,
+        spec: &SharedMemory,
         gpus: GpuResources,
         at: &str,
         problems: &mut Vec<String>,
@@ -266,8 +338,8 @@ mod tests {
     fn settings() -> Settings {
         let mut problems = vec![];
         let s = Settings::compile(
-            &policy::SharedMemory::default(),
-            GpuResources::new(&policy::GpuPlacement::default().resource_names),
+            &SharedMemory::default(),
+            GpuResources::new(&crate::gpu::builtin_resource_names()),
             "sharedMemory",
             &mut problems,
         );
@@ -492,7 +564,7 @@ mod tests {
     fn refuses_a_default_size_below_the_floor() {
         let mut problems = vec![];
         Settings::compile(
-            &policy::SharedMemory {
+            &SharedMemory {
                 default_size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
                     "512Mi".into(),
                 )),

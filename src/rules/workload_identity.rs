@@ -14,13 +14,99 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{Finding, Outcome, add, pointer};
-use crate::policy;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::{Workload, WorkloadKind};
 
 pub const WI_LABEL: &str = "azure.workload.identity/use";
 pub const WI_CLIENT_ID: &str = "azure.workload.identity/client-id";
 pub const POD_IDENTITY_LABEL: &str = "aadpodidbinding";
+
+/// `workload-identity` (Security): a pod that talks to Azure does so as a
+/// Microsoft Entra Workload ID, not with a stored key. Fires only on signs
+/// of Azure credentials: such env names (from a Secret or a literal), an
+/// `envFrom` Secret whose name says storage or OpenAI, the retired
+/// `aadpodidbinding` label, or the Workload ID label itself.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Copy `azure.workload.identity/use: "true"` from the workload's own
+    /// labels to its pod template's (the only labels the Workload ID
+    /// webhook reads) through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// Env variable names that carry an Azure key or secret.
+    #[serde(default = "default_azure_credential_names")]
+    pub credential_env_names: Vec<String>,
+    /// Case-insensitive words that, in the name of a Secret read whole by
+    /// `envFrom.secretRef`, mark it as holding Azure keys.
+    #[serde(default = "default_azure_secret_words")]
+    pub secret_name_patterns: Vec<String>,
+}
+
+impl Default for WorkloadIdentity {
+    fn default() -> Self {
+        WorkloadIdentity {
+            action: None,
+            mutate: false,
+            credential_env_names: default_azure_credential_names(),
+            secret_name_patterns: default_azure_secret_words(),
+        }
+    }
+}
+
+fn default_azure_credential_names() -> Vec<String> {
+    [
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_SEARCH_KEY",
+        "AZURE_AI_SEARCH_API_KEY",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_azure_secret_words() -> Vec<String> {
+    ["storage", "blob", "openai", "keyvault"]
+        .map(String::from)
+        .to_vec()
+}
+
+impl Rule for WorkloadIdentity {
+    const ID: RuleId = RuleId::WorkloadIdentity;
+    const PILLAR: Pillar = Pillar::Security;
+    const SUMMARY: &'static str = "Pods that use Azure credentials get them through Workload Identity, not stored keys";
+    const SINCE: Release = Release::V0_2;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn mutate(&self) -> bool {
+        self.mutate
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
+        check(on.workload, settings, mutate)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -31,7 +117,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn compile(
-        spec: &policy::WorkloadIdentity,
+        spec: &WorkloadIdentity,
         at: &str,
         problems: &mut Vec<String>,
     ) -> Settings {
@@ -236,7 +322,7 @@ mod tests {
     fn settings() -> Settings {
         let mut problems = vec![];
         let s = Settings::compile(
-            &policy::WorkloadIdentity::default(),
+            &WorkloadIdentity::default(),
             "workloadIdentity",
             &mut problems,
         );

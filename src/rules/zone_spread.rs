@@ -9,12 +9,95 @@ use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use kube::core::{Selector, SelectorExt};
 use serde_json::json;
 
-use super::{Finding, Outcome, add, flow_map, pointer, replace};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Finding, Outcome, add, flow_map, pointer, replace, PolicyFacts, Rule, Subject, one, two};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::context::ScalerRef;
-use crate::policy::{self, WhenUnsatisfiable};
 use crate::workload::{Workload, WorkloadKind};
 
 pub const ZONE_KEY: &str = "topology.kubernetes.io/zone";
+
+/// `zone-spread` (Reliability): enough replicas, spread across availability
+/// zones, so that losing one zone does not take the model offline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZoneSpread {
+    /// Overrides the policy's action for this rule; `Off` disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Add the missing topologySpreadConstraint through the mutating webhook.
+    #[serde(default)]
+    pub mutate: bool,
+    /// The largest maxSkew accepted on the zone constraint.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub max_skew: i32,
+    /// The fewest replicas accepted (an autoscaler's minReplicas counts).
+    #[serde(default = "two")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// DoNotSchedule requires a hard constraint; ScheduleAnyway accepts either.
+    /// Also the value the patch writes.
+    #[serde(default)]
+    pub when_unsatisfiable: WhenUnsatisfiable,
+}
+
+impl Default for ZoneSpread {
+    fn default() -> Self {
+        ZoneSpread {
+            action: None,
+            mutate: false,
+            max_skew: one(),
+            min_replicas: two(),
+            when_unsatisfiable: WhenUnsatisfiable::default(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum WhenUnsatisfiable {
+    #[default]
+    DoNotSchedule,
+    ScheduleAnyway,
+}
+
+impl WhenUnsatisfiable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhenUnsatisfiable::DoNotSchedule => "DoNotSchedule",
+            WhenUnsatisfiable::ScheduleAnyway => "ScheduleAnyway",
+        }
+    }
+}
+
+impl Rule for ZoneSpread {
+    const ID: RuleId = RuleId::ZoneSpread;
+    const PILLAR: Pillar = Pillar::Reliability;
+    const SUMMARY: &'static str = "A replicated model server runs at least two replicas spread across availability zones";
+    const SINCE: Release = Release::V0_1;
+    const WORKLOAD_LEVEL: bool = true;
+
+    type Settings = Settings;
+
+    fn action(&self) -> Option<Action> {
+        self.action
+    }
+
+    fn mutate(&self) -> bool {
+        self.mutate
+    }
+
+    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+        Settings::compile(self, at, problems)
+    }
+
+    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
+        check(on.workload, settings, mutate, on.scalers)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -24,7 +107,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &policy::ZoneSpread, at: &str, problems: &mut Vec<String>) -> Settings {
+    pub fn compile(spec: &ZoneSpread, at: &str, problems: &mut Vec<String>) -> Settings {
         if spec.max_skew < 1 {
             problems.push(format!("{at}.maxSkew: must be at least 1"));
         }
@@ -293,7 +376,7 @@ mod tests {
     use crate::rules::testing::*;
 
     fn settings() -> Settings {
-        Settings::compile(&policy::ZoneSpread::default(), "zoneSpread", &mut vec![])
+        Settings::compile(&ZoneSpread::default(), "zoneSpread", &mut vec![])
     }
 
     fn run(obj: &serde_json::Value) -> Outcome {
