@@ -3,8 +3,8 @@
 //! why none did.
 
 use crate::context::Context;
+use crate::gpu::GpuResources;
 use crate::image::ImageRef;
-use crate::rules::gpu_placement::GpuResources;
 use crate::workload::Workload;
 
 /// The label that declares a workload model-serving (`inference`) or, where

@@ -4,12 +4,11 @@
 //! the input form the context, as the reflectors do in the cluster.
 
 pub mod junit;
-pub mod load;
+pub use crate::load::{self, at_document, load_policies};
 pub mod report;
 pub mod sarif;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
 use rayon::prelude::*;
@@ -20,78 +19,13 @@ use crate::context::{
 };
 use crate::decision::{Evaluation, evaluate_with, registry_queries};
 use crate::error::Error;
-use crate::policy::compiled::{Policy, PolicySet};
-use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
+use crate::policy::compiled::PolicySet;
+use crate::policy::{API_VERSION, WellArchitectedException};
 use crate::provenance::{self, Facts, Query};
 use crate::workload::{Workload, WorkloadKind, typed};
 
 pub use load::{Document, Loaded, load};
 pub use report::{Report, WorkloadResult};
-
-/// Reads `--policy` files. Every document must be a WellArchitectedPolicy;
-/// one bad policy refuses the whole set (never half-applied). No files:
-/// the built-in baseline.
-pub fn load_policies(paths: &[PathBuf]) -> Result<PolicySet, Vec<Error>> {
-    if paths.is_empty() {
-        return PolicySet::baseline().map_err(|e| vec![e]);
-    }
-    let loaded = load(paths);
-    let mut errors = loaded.errors;
-    errors.extend(
-        loaded
-            .skipped
-            .into_iter()
-            .map(|(at, why)| Error::input(at, format!("{why}; expected a WellArchitectedPolicy"))),
-    );
-    let mut policies = Vec::new();
-    let mut names = BTreeSet::new();
-    for mut doc in loaded.documents {
-        let kind = doc
-            .value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let api_version = doc
-            .value
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if kind != "WellArchitectedPolicy" || api_version != API_VERSION {
-            errors.push(Error::input(
-                &doc.source,
-                format!("expected {API_VERSION} WellArchitectedPolicy, found {api_version} {kind}"),
-            ));
-            continue;
-        }
-        let policy = typed::<WellArchitectedPolicy>(std::mem::take(&mut doc.value), &doc.source)
-            .map_err(|e| at_document(&doc, e))
-            .and_then(|p| Policy::compile(&p));
-        match policy {
-            Ok(p) if !names.insert(p.name.clone()) => errors.push(Error::input(
-                &doc.source,
-                format!(
-                    "a second policy named {:?}; policy names are unique",
-                    p.name
-                ),
-            )),
-            Ok(p) => policies.push(p),
-            Err(Error::Policy {
-                kind,
-                name,
-                problems,
-            }) => errors.push(Error::input(
-                &doc.source,
-                format!("{kind} {name} refused: {}", problems.join("; ")),
-            )),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() {
-        Ok(PolicySet::new(policies))
-    } else {
-        Err(errors)
-    }
-}
 
 /// Judges every workload in the input, offline: nothing asks a registry.
 pub fn run(set: &PolicySet, loaded: Loaded, now: jiff::Timestamp) -> Report {
@@ -286,69 +220,6 @@ fn judge_document(
         }
         Ok(None) => Judged::Other(kind),
         Err(e) => Judged::Error(at_document(doc, e)),
-    }
-}
-
-/// An error about one document as `check` reports it: at the document's
-/// source, with the line of the field it names, and, where YAML as kubectl
-/// reads it made a string into a boolean or a number, why.
-fn at_document(doc: &Document, e: Error) -> Error {
-    let (object, message) = match e {
-        Error::Input { at, message } if at == doc.source => (None, message),
-        Error::Input { at, message } => (Some(at), message),
-        other => return Error::input(&doc.source, other.to_string()),
-    };
-    let message = match message
-        .strip_prefix("field ")
-        .and_then(|rest| rest.split_once(": "))
-    {
-        Some((path, why)) => {
-            let line = doc
-                .line_of(&pointer(path))
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default();
-            format!("field {path}: {why}{line}{}", yaml_hint(why))
-        }
-        None => message,
-    };
-    match object {
-        Some(object) => Error::input(&doc.source, format!("{object}: {message}")),
-        None => Error::input(&doc.source, message),
-    }
-}
-
-/// serde's field path (`spec.containers[0].env[1].value`) as a JSON
-/// pointer. A key with a dot in it reads as two keys; its line is then not
-/// found, which leaves the message without one.
-fn pointer(path: &str) -> String {
-    let mut out = String::new();
-    for part in path.split('.') {
-        let (name, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
-        if !name.is_empty() {
-            out.push('/');
-            out.push_str(&name.replace('~', "~0").replace('/', "~1"));
-        }
-        while let Some((index, after)) = rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
-            out.push('/');
-            out.push_str(index);
-            rest = after;
-        }
-    }
-    out
-}
-
-fn yaml_hint(why: &str) -> &'static str {
-    if !why.ends_with("expected a string") {
-        ""
-    } else if why.starts_with("invalid type: boolean") {
-        "; kubectl reads an unquoted yes, no, on, off, y or n (and True, OFF, ...) as a \
-         boolean: quote the value to keep it a string"
-    } else if why.starts_with("invalid type: integer") || why.starts_with("invalid type: floating")
-    {
-        "; kubectl reads an unquoted number as a number (0400 is octal 256): quote the value \
-         to keep it a string"
-    } else {
-        ""
     }
 }
 

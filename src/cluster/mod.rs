@@ -49,10 +49,10 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use self::reports::{ReportDoc, ReportFormat};
 use self::snapshot::{Builder, Inputs, PolicyReport, Unreadable};
+use crate::metrics::Metrics;
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::{DecisionEvent, EventReason, State};
 use crate::tasks::{Task, Tasks};
-use crate::webhook::metrics::Metrics;
 use crate::workload::WorkloadKind;
 
 /// Existing policy reports listed per request by the audit's writer.

@@ -4,7 +4,7 @@
 //! calls the API server.
 
 pub mod admission;
-pub mod metrics;
+pub use crate::metrics;
 pub mod policy_files;
 pub mod serve;
 mod slots;

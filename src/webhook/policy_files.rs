@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::metrics::Metrics;
 use super::tls::{Stamp, stamp};
 use crate::PolicySet;
-use crate::check::{self, load::manifest_files};
+use crate::load::{self, manifest_files};
 use crate::state::{Snapshot, State};
 
 /// How often the files are looked at.
@@ -67,7 +67,7 @@ impl PolicyFiles {
     /// Reads and compiles the files; every problem, each naming its file,
     /// in one message.
     pub fn load(&self) -> Result<PolicySet, String> {
-        check::load_policies(&self.paths).map_err(|errors| {
+        load::load_policies(&self.paths).map_err(|errors| {
             errors
                 .iter()
                 .map(ToString::to_string)
@@ -172,7 +172,7 @@ mod tests {
         let file = dir.path().join("policy.yaml");
         std::fs::write(&file, named("first")).unwrap();
         let mut files = PolicyFiles::new(vec![dir.path().to_owned()]);
-        let state = State::standalone(check::load_policies(&[dir.path().to_owned()]).unwrap());
+        let state = State::standalone(load::load_policies(&[dir.path().to_owned()]).unwrap());
         let metrics = Metrics::new();
         assert_eq!(names(&state), ["first"]);
         assert_eq!(files.refresh(&state, &metrics), Refresh::Unchanged);
@@ -234,7 +234,7 @@ mod tests {
         let file = dir.path().join("policy.yaml");
         std::fs::write(&file, named("first")).unwrap();
         let mut files = PolicyFiles::new(vec![file.clone()]);
-        let state = State::standalone(check::load_policies(std::slice::from_ref(&file)).unwrap());
+        let state = State::standalone(load::load_policies(std::slice::from_ref(&file)).unwrap());
         let metrics = Metrics::new();
         std::fs::remove_file(&file).unwrap();
         assert!(matches!(

@@ -28,7 +28,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::admission::Verdict;
 use crate::policy::AuditSummary;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -446,6 +445,38 @@ fn unix_seconds(t: SystemTime) -> i64 {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// What the webhook answered, as counted in `admission_verdicts` and
+/// logged on each decision line (lower case, as before it was a type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allowed,
+    Denied,
+    Patched,
+    /// A request that could not be judged (a body that is no AdmissionReview).
+    Invalid,
+    /// No verdict: policies and caches have not synced yet.
+    Unavailable,
+}
+
+impl Verdict {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+            Verdict::Patched => "patched",
+            Verdict::Invalid => "invalid",
+            Verdict::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -1,0 +1,235 @@
+//! The modules layer one way (docs/architecture.md): value types, the
+//! workload, cluster context, rules, policy, decision, what the front ends
+//! share, the front ends, serve. This test reads every file under src/ and
+//! fails on an import of a module above the importer's layer, or of one
+//! front end by another. Code after a file's `#[cfg(test)]` is not
+//! checked: tests may reach for fixtures anywhere.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// Bottom to top. A module path is placed by its longest listed prefix.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "values",
+        &[
+            "duration",
+            "error",
+            "go_base64",
+            "image",
+            "log_format",
+            "problems",
+            "quantity",
+            "release",
+            "rule_list",
+            "tasks",
+            "yaml",
+        ],
+    ),
+    ("workload", &["workload"]),
+    (
+        "cluster context",
+        &[
+            "context",
+            "exception",
+            "gpu",
+            "inference",
+            "ownership",
+            "provenance",
+            "provenance::cosign",
+            "provenance::keys",
+        ],
+    ),
+    ("rules", &["rules"]),
+    ("policy", &["policy"]),
+    ("decision", &["decision"]),
+    (
+        "shared by the front ends",
+        &[
+            "load",
+            "log_writer",
+            "metrics",
+            "provenance::registry",
+            "state",
+        ],
+    ),
+    ("front ends", &["check", "cluster", "webhook"]),
+    ("serve", &["serve"]),
+];
+
+/// Front ends never import one another.
+const PEERS: &str = "front ends";
+
+fn layer_of(module: &[String]) -> Option<(usize, &'static str)> {
+    let mut best: Option<(usize, usize, &'static str)> = None;
+    for (rank, (name, prefixes)) in LAYERS.iter().enumerate() {
+        for prefix in *prefixes {
+            let parts: Vec<&str> = prefix.split("::").collect();
+            let matches = parts.len() <= module.len()
+                && parts.iter().zip(module).all(|(a, b)| *a == b.as_str());
+            if matches && best.is_none_or(|(len, _, _)| parts.len() > len) {
+                best = Some((parts.len(), rank, name));
+            }
+        }
+    }
+    best.map(|(_, rank, name)| (rank, name))
+}
+
+/// `src/rules/zone_spread.rs` → `[rules, zone_spread]`.
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).expect("under src");
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let last = parts.pop().expect("a file name");
+    let stem = last.trim_end_matches(".rs");
+    if stem != "mod" {
+        parts.push(stem.to_owned());
+    }
+    parts
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src is readable") {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `crate::a::b` path the code names, in `use` trees (`use
+/// crate::{a::x, b::{y, z}}`) and inline, as module paths.
+fn crate_paths(code: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at + "crate::".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue; // `waf_admission_crate::`, not ours
+        }
+        tree(rest, Vec::new(), &mut out);
+    }
+    out
+}
+
+/// Reads one use tree at `s` under `prefix` (only the module parts matter:
+/// lower-case segments).
+fn tree(s: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    let s = s.trim_start();
+    if let Some(inner) = s.strip_prefix('{') {
+        let mut depth = 0;
+        let mut start = 0;
+        for (i, c) in inner.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    tree(&inner[start..i], prefix.clone(), out);
+                    return;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    tree(&inner[start..i], prefix.clone(), out);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        return;
+    }
+    let ident: String = s
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    let is_module = ident.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && ident != "self";
+    if !is_module {
+        if !prefix.is_empty() {
+            out.push(prefix);
+        }
+        return;
+    }
+    let mut path = prefix;
+    path.push(ident.clone());
+    match s[ident.len()..].strip_prefix("::") {
+        Some(next) => tree(next, path, out),
+        None => out.push(path),
+    }
+}
+
+#[test]
+fn no_module_imports_one_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut all = Vec::new();
+    files(&src, &mut all);
+    all.sort();
+    let mut problems = BTreeSet::new();
+    let mut checked = 0;
+    for file in &all {
+        let module = module_of(&src, file);
+        if module.is_empty() || module == ["lib"] || module == ["main"] {
+            continue;
+        }
+        let Some((rank, layer)) = layer_of(&module) else {
+            problems.insert(format!(
+                "{}: module {} is in no layer; add it to LAYERS here and to docs/architecture.md",
+                file.display(),
+                module.join("::")
+            ));
+            continue;
+        };
+        let text = std::fs::read_to_string(file).expect("readable source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for path in crate_paths(code) {
+            checked += 1;
+            let Some((to_rank, to_layer)) = layer_of(&path) else {
+                problems.insert(format!(
+                    "{}: crate::{} is in no layer",
+                    file.display(),
+                    path.join("::")
+                ));
+                continue;
+            };
+            let peer = layer == PEERS && to_layer == PEERS && path[0] != module[0];
+            if to_rank > rank || peer {
+                problems.insert(format!(
+                    "{} ({layer}) imports crate::{} ({to_layer})",
+                    file.display(),
+                    path.join("::")
+                ));
+            }
+        }
+    }
+    assert!(
+        checked > 200,
+        "only {checked} imports found: is the reader broken?"
+    );
+    assert!(
+        problems.is_empty(),
+        "imports against the layers:\n{}",
+        problems.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn the_reader_finds_grouped_nested_and_inline_paths() {
+    let code = "use crate::{context::{Context, ScalerRef}, policy::compiled::Policy, Error};\n\
+                fn f() { crate::webhook::metrics::x(); let _ = my_crate::decision::y; }";
+    let found: BTreeSet<String> = crate_paths(code).iter().map(|p| p.join("::")).collect();
+    // A function's name stays on its module's path: the longest listed
+    // prefix places it all the same.
+    assert_eq!(
+        found.into_iter().collect::<Vec<_>>(),
+        ["context", "policy::compiled", "webhook::metrics::x"],
+    );
+    // A rule importing the policy, or the controller the webhook, is caught.
+    let rules = layer_of(&["rules".into(), "probes".into()]).unwrap();
+    let policy = layer_of(&["policy".into(), "compiled".into()]).unwrap();
+    assert!(policy.0 > rules.0);
+    let registry = layer_of(&["provenance".into(), "registry".into()]).unwrap();
+    let facts = layer_of(&["provenance".into()]).unwrap();
+    assert!(registry.0 > facts.0, "the longest prefix places a module");
+}
