@@ -256,16 +256,28 @@ pub(super) fn read(
     };
     let envelope: Envelope<'_, ReadRequest<'_>> = match fast {
         Ok(envelope) => envelope,
-        Err(_) => {
-            let slow: Envelope<'_, RawRequest<'_>> = serde_json::from_slice(body)
-                .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
-            Envelope {
-                api_version: slow.api_version,
-                kind: slow.kind,
-                request: slow.request.map(|raw| ReadRequest { raw, read: None }),
-            }
-        }
+        Err(_) => fallback(body)?,
     };
+    checked(envelope)
+}
+
+/// The reading with every object kept as text: what [`read`] falls back to
+/// when the fast pass fails, and what words the error.
+fn fallback(body: &[u8]) -> Result<Envelope<'_, ReadRequest<'_>>, BadRequest> {
+    let slow: Envelope<'_, RawRequest<'_>> = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("body is not an AdmissionReview: {e}")))?;
+    Ok(Envelope {
+        api_version: slow.api_version,
+        kind: slow.kind,
+        request: slow.request.map(|raw| ReadRequest { raw, read: None }),
+    })
+}
+
+/// The envelope as the webhook answers it: an admission.k8s.io/v1
+/// AdmissionReview with a request whose object, if any, is a JSON object.
+fn checked<'a>(
+    envelope: Envelope<'a, ReadRequest<'a>>,
+) -> Result<(Box<AdmissionRequest<DynamicObject>>, Objects<'a>), BadRequest> {
     let api_version = envelope.api_version.as_deref().unwrap_or_default();
     let kind = envelope.kind.as_deref().unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
@@ -297,6 +309,9 @@ pub(super) struct Objects<'a> {
     pub(super) old: Option<&'a RawValue>,
     pub(super) read: Option<Workload>,
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
