@@ -15,9 +15,24 @@ use std::time::Duration;
 const MAX_LEN: usize = 64;
 const MAX_NUMBER_LEN: usize = 12;
 
+/// A duration this process refuses; the text names the input and the forms
+/// it takes.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Empty, too long, signed, or with a number too long to be safe.
+    #[error("{text:?}: expected a duration like 500ms, 30s, 5m, 1h or 1m30s")]
+    Malformed { text: String },
+    /// Go's grammar, as kube-core reads it, refuses it.
+    #[error("{text:?}: expected a duration like 500ms, 30s, 5m, 1h or 1m30s: {source}")]
+    Go {
+        text: String,
+        source: kube::core::duration::ParseError,
+    },
+}
+
 /// Parses a Go duration. A unit is required except for `0`, as in Go.
-pub fn parse(s: &str) -> Result<Duration, String> {
-    let expected = || format!("{s:?}: expected a duration like 500ms, 30s, 5m, 1h or 1m30s");
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
+    let expected = || DurationError::Malformed { text: s.to_owned() };
     if s.is_empty() || s.len() > MAX_LEN {
         return Err(expected());
     }
@@ -39,7 +54,10 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     }
     s.parse::<kube::core::Duration>()
         .map(Duration::from)
-        .map_err(|e| format!("{}: {e}", expected()))
+        .map_err(|source| DurationError::Go {
+            text: s.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -84,7 +102,7 @@ mod tests {
             "9999999999999h",
             &"1h".repeat(40),
         ] {
-            let err = parse(bad).expect_err(bad);
+            let err = parse(bad).expect_err(bad).to_string();
             assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
         }
     }

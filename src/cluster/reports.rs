@@ -47,16 +47,19 @@ pub enum ReportFormat {
     Off,
 }
 
+/// A `--reports` value that names no report API.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected openreports, wgpolicyk8s or off")]
+pub struct UnknownReportFormat(pub String);
+
 impl FromStr for ReportFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownReportFormat;
+    fn from_str(s: &str) -> Result<Self, UnknownReportFormat> {
         match s {
             "openreports" => Ok(ReportFormat::OpenReports),
             "wgpolicyk8s" => Ok(ReportFormat::WgPolicyK8s),
             "off" => Ok(ReportFormat::Off),
-            other => Err(format!(
-                "{other:?}: expected openreports, wgpolicyk8s or off"
-            )),
+            other => Err(UnknownReportFormat(other.to_owned())),
         }
     }
 }

@@ -54,22 +54,37 @@ impl PartialEq for PublicKey {
     }
 }
 
+/// Why a PEM is not a key signatures can be checked with; the text is
+/// what the policy's status shows.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a PEM block ({0})")]
+    NotPem(#[source] x509_parser::nom::Err<x509_parser::error::PEMError>),
+    #[error("a PEM \"{0}\" block; expected \"PUBLIC KEY\" (cosign.pub)")]
+    NotPublicKey(String),
+    #[error("not a SubjectPublicKeyInfo ({0})")]
+    NotSpki(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("trailing bytes after the SubjectPublicKeyInfo")]
+    TrailingBytes,
+    #[error("an EC key on curve {0}; P-256 or P-384 only")]
+    Curve(String),
+    #[error("a key of algorithm {0}; ECDSA, RSA or Ed25519 only")]
+    Algorithm(String),
+}
+
 impl PublicKey {
     /// Reads one PEM `PUBLIC KEY`. The error says what is wrong with it,
     /// for the policy's status.
-    pub fn from_pem(pem: &str, name: Option<&str>) -> Result<PublicKey, String> {
-        let (_, block) = x509_parser::pem::parse_x509_pem(pem.trim().as_bytes())
-            .map_err(|e| format!("not a PEM block ({e})"))?;
+    pub fn from_pem(pem: &str, name: Option<&str>) -> Result<PublicKey, KeyError> {
+        let (_, block) =
+            x509_parser::pem::parse_x509_pem(pem.trim().as_bytes()).map_err(KeyError::NotPem)?;
         if block.label != "PUBLIC KEY" {
-            return Err(format!(
-                "a PEM \"{}\" block; expected \"PUBLIC KEY\" (cosign.pub)",
-                block.label
-            ));
+            return Err(KeyError::NotPublicKey(block.label));
         }
-        let (rest, spki) = SubjectPublicKeyInfo::from_der(&block.contents)
-            .map_err(|e| format!("not a SubjectPublicKeyInfo ({e})"))?;
+        let (rest, spki) =
+            SubjectPublicKeyInfo::from_der(&block.contents).map_err(KeyError::NotSpki)?;
         if !rest.is_empty() {
-            return Err("trailing bytes after the SubjectPublicKeyInfo".into());
+            return Err(KeyError::TrailingBytes);
         }
         let alg = spki.algorithm.algorithm.to_id_string();
         let kind = match alg.as_str() {
@@ -84,18 +99,12 @@ impl PublicKey {
                 match curve.as_str() {
                     OID_P256 => KeyKind::EcdsaP256,
                     OID_P384 => KeyKind::EcdsaP384,
-                    other => {
-                        return Err(format!("an EC key on curve {other}; P-256 or P-384 only"));
-                    }
+                    other => return Err(KeyError::Curve(other.to_owned())),
                 }
             }
             OID_RSA => KeyKind::Rsa,
             OID_ED25519 => KeyKind::Ed25519,
-            other => {
-                return Err(format!(
-                    "a key of algorithm {other}; ECDSA, RSA or Ed25519 only"
-                ));
-            }
+            other => return Err(KeyError::Algorithm(other.to_owned())),
         };
         let bytes = spki.subject_public_key.data.to_vec();
         let fingerprint = format!(
@@ -229,11 +238,12 @@ mod tests {
         assert!(
             PublicKey::from_pem("hello", None)
                 .unwrap_err()
+                .to_string()
                 .contains("not a PEM block")
         );
         let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let private = kp.serialize_pem();
-        let e = PublicKey::from_pem(&private, None).unwrap_err();
+        let e = PublicKey::from_pem(&private, None).unwrap_err().to_string();
         assert!(e.contains("PRIVATE KEY"), "{e}");
     }
 

@@ -108,7 +108,37 @@ impl std::fmt::Debug for Auth {
 #[derive(Clone, Default)]
 pub struct DockerConfig {
     /// (host, lower-cased with Docker Hub's aliases folded, its credentials).
-    entries: Vec<(String, Result<Auth, String>)>,
+    entries: Vec<(String, Result<Auth, AuthError>)>,
+}
+
+/// A `.dockerconfigjson` that cannot be used; the text names the registry
+/// and never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerConfigError {
+    #[error("not a .dockerconfigjson ({0})")]
+    NotJson(#[source] serde_json::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// One registry's entry that holds no usable credentials. Kept with the
+/// entry (and cloned out of it) so only a lookup of that registry fails.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the entry for {host} has neither auth nor username")]
+    Empty { host: String },
+    #[error("the auth of {registry} is not base64 ({source})")]
+    NotBase64 {
+        registry: String,
+        source: base64::DecodeError,
+    },
+    #[error("the auth of {registry} is not UTF-8")]
+    NotUtf8 {
+        registry: String,
+        source: std::string::FromUtf8Error,
+    },
+    #[error("the auth of {registry} is not user:password")]
+    NotUserPassword { registry: String },
 }
 
 impl std::fmt::Debug for DockerConfig {
@@ -120,7 +150,7 @@ impl std::fmt::Debug for DockerConfig {
 }
 
 impl DockerConfig {
-    pub fn parse(json: &[u8]) -> Result<DockerConfig, String> {
+    pub fn parse(json: &[u8]) -> Result<DockerConfig, DockerConfigError> {
         #[derive(serde::Deserialize)]
         struct Config {
             #[serde(default)]
@@ -132,8 +162,7 @@ impl DockerConfig {
             username: Option<String>,
             password: Option<String>,
         }
-        let config: Config =
-            serde_json::from_slice(json).map_err(|e| format!("not a .dockerconfigjson ({e})"))?;
+        let config: Config = serde_json::from_slice(json).map_err(DockerConfigError::NotJson)?;
         let entries = config
             .auths
             .into_iter()
@@ -142,9 +171,7 @@ impl DockerConfig {
                 let auth = match (entry.username, entry.password, entry.auth) {
                     (Some(username), Some(password), _) => Ok(Auth::Basic { username, password }),
                     (_, _, Some(raw)) => decode_auth(&raw, &host),
-                    _ => Err(format!(
-                        "the entry for {host} has neither auth nor username"
-                    )),
+                    _ => Err(AuthError::Empty { host: host.clone() }),
                 };
                 (host, auth)
             })
@@ -160,9 +187,10 @@ impl DockerConfig {
             path: path.into(),
             source,
         })?;
-        let config = DockerConfig::parse(&json).map_err(|e| crate::Error::input(at(), e))?;
+        let config =
+            DockerConfig::parse(&json).map_err(|e| crate::Error::input(at(), e.to_string()))?;
         if let Some((_, Err(e))) = config.entries.iter().find(|(_, a)| a.is_err()) {
-            return Err(crate::Error::input(at(), e.clone()));
+            return Err(crate::Error::input(at(), e.to_string()));
         }
         if config.entries.is_empty() {
             return Err(crate::Error::input(at(), "no registry under \"auths\""));
@@ -171,7 +199,7 @@ impl DockerConfig {
     }
 
     /// The credentials for `registry`; anonymous when no entry names it.
-    pub fn auth_for(&self, registry: &str) -> Result<Auth, String> {
+    pub fn auth_for(&self, registry: &str) -> Result<Auth, AuthError> {
         let registry = normal_host(registry);
         self.entries
             .iter()
@@ -197,15 +225,22 @@ fn normal_host(key: &str) -> String {
     }
 }
 
-fn decode_auth(raw: &str, registry: &str) -> Result<Auth, String> {
+fn decode_auth(raw: &str, registry: &str) -> Result<Auth, AuthError> {
     let decoded = STANDARD
         .decode(raw)
-        .map_err(|e| format!("the auth of {registry} is not base64 ({e})"))?;
-    let text =
-        String::from_utf8(decoded).map_err(|_| format!("the auth of {registry} is not UTF-8"))?;
+        .map_err(|source| AuthError::NotBase64 {
+            registry: registry.to_owned(),
+            source,
+        })?;
+    let text = String::from_utf8(decoded).map_err(|source| AuthError::NotUtf8 {
+        registry: registry.to_owned(),
+        source,
+    })?;
     let (u, p) = text
         .split_once(':')
-        .ok_or_else(|| format!("the auth of {registry} is not user:password"))?;
+        .ok_or_else(|| AuthError::NotUserPassword {
+            registry: registry.to_owned(),
+        })?;
     Ok(Auth::Basic {
         username: u.to_owned(),
         password: p.to_owned(),
@@ -239,8 +274,8 @@ pub fn read_ca_bundle(path: &std::path::Path) -> crate::Result<Vec<CertificateDe
 impl Auth {
     /// The entry for `registry` in a `.dockerconfigjson` (see
     /// [`DockerConfig`]). Anonymous when no entry names the registry.
-    pub fn from_docker_config(json: &[u8], registry: &str) -> Result<Auth, String> {
-        DockerConfig::parse(json)?.auth_for(registry)
+    pub fn from_docker_config(json: &[u8], registry: &str) -> Result<Auth, DockerConfigError> {
+        Ok(DockerConfig::parse(json)?.auth_for(registry)?)
     }
 
     fn to_oci(&self) -> RegistryAuth {
@@ -915,6 +950,7 @@ mod tests {
         assert!(
             Auth::from_docker_config(b"\"x\"", "x")
                 .unwrap_err()
+                .to_string()
                 .contains("dockerconfigjson")
         );
         let shown = format!(

@@ -4,8 +4,11 @@
 //! calls the API server.
 
 pub mod admission;
+mod answer;
 pub use crate::metrics;
 pub mod policy_files;
+mod policy_objects;
+mod review;
 pub mod serve;
 mod slots;
 pub mod tls;

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::metrics::Metrics;
 use super::tls::{Stamp, stamp};
 use crate::PolicySet;
 use crate::load::{self, manifest_files};
+use crate::metrics::Metrics;
 use crate::state::{Snapshot, State};
 
 /// How often the files are looked at.
@@ -56,6 +56,12 @@ pub enum Refresh {
     Refused(String),
 }
 
+/// Every problem the policy files have, each naming its file; shown as
+/// one message, `; ` between them.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct PolicyFilesError(pub Vec<crate::Error>);
+
 impl PolicyFiles {
     /// Stamps the files as they are now: call before the first load, so a
     /// change made during it is seen at the next look.
@@ -66,14 +72,8 @@ impl PolicyFiles {
 
     /// Reads and compiles the files; every problem, each naming its file,
     /// in one message.
-    pub fn load(&self) -> Result<PolicySet, String> {
-        load::load_policies(&self.paths).map_err(|errors| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+    pub fn load(&self) -> Result<PolicySet, PolicyFilesError> {
+        load::load_policies(&self.paths).map_err(PolicyFilesError)
     }
 
     /// Reloads the policies into `state` if any file changed since the last look.
@@ -104,7 +104,7 @@ impl PolicyFiles {
                 tracing::info!(policies, "policy files reloaded");
                 Refresh::Reloaded { policies }
             }
-            Err(why) => refused(why),
+            Err(why) => refused(why.to_string()),
         }
     }
 }

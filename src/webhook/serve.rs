@@ -44,8 +44,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::metrics::Metrics;
 use super::slots::{Refused, Slot, Slots};
+use crate::metrics::Metrics;
 
 /// After a failed accept (out of file descriptors) the loop waits this
 /// long, doubling up to the maximum, before it tries again.

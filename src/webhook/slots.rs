@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::metrics::REFUSAL_REASONS;
 use super::serve::Limits;
+use crate::metrics::REFUSAL_REASONS;
 
 /// Why a connection was closed at accept: the `reason` label of
 /// `connections_refused_total`, in the order of [`REFUSAL_REASONS`].
