@@ -175,7 +175,7 @@ mod tests {
     use serde_json::json;
 
     fn settings() -> Settings {
-        Settings::compile(&Autoscaler::default(), "autoscaler", &mut vec![])
+        defaults::<Autoscaler>()
     }
 
     #[test]

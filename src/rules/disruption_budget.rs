@@ -290,11 +290,7 @@ mod tests {
     use serde_json::{Value, json};
 
     fn settings() -> Settings {
-        Settings::compile(
-            &DisruptionBudget::default(),
-            "disruptionBudget",
-            &mut vec![],
-        )
+        defaults::<DisruptionBudget>()
     }
 
     fn pdb(name: &str, spec: Value) -> PdbRef {

@@ -468,19 +468,11 @@ mod tests {
     fn settings_with(f: impl FnOnce(&mut GpuPlacement)) -> Settings {
         let mut spec = GpuPlacement::default();
         f(&mut spec);
-        let mut problems = vec![];
-        let s = Settings::compile(&spec, "gpuPlacement", &mut problems);
-        assert!(problems.is_empty(), "{problems:?}");
-        s
+        settings_of(&spec)
     }
 
     fn run(obj: &Value) -> Outcome {
-        check(
-            &workload(obj),
-            &settings_with(|_| {}),
-            true,
-            &Context::default(),
-        )
+        run_rule::<GpuPlacement>(obj, &settings_with(|_| {}))
     }
 
     fn pod_spec(d: &mut Value) -> &mut Value {

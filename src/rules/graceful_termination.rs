@@ -288,18 +288,11 @@ mod tests {
     use serde_json::Value;
 
     fn settings() -> Settings {
-        let mut problems = vec![];
-        let s = Settings::compile(
-            &GracefulTermination::default(),
-            "gracefulTermination",
-            &mut problems,
-        );
-        assert!(problems.is_empty(), "{problems:?}");
-        s
+        defaults::<GracefulTermination>()
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings(), true)
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<GracefulTermination>(obj, &settings())
     }
 
     fn graceful() -> Value {

@@ -563,16 +563,11 @@ mod tests {
     use serde_json::{Value, json};
 
     fn settings() -> Settings {
-        Settings::compile(
-            &HostIsolation::default(),
-            GpuResources::builtin(),
-            "hostIsolation",
-            &mut vec![],
-        )
+        defaults::<HostIsolation>()
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings())
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<HostIsolation>(obj, &settings())
     }
 
     fn pod_spec(d: &mut Value) -> &mut Value {

@@ -670,14 +670,7 @@ mod tests {
     const DIGEST: &str = "sha256:4f8c1e1d36ca6a7bb3b5f4b3e6d8f2a9c0b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5";
 
     fn settings() -> Settings {
-        let mut problems = vec![];
-        let s = Settings::compile(
-            &ImageProvenance::default(),
-            "imageProvenance",
-            &mut problems,
-        );
-        assert!(problems.is_empty());
-        s
+        defaults::<ImageProvenance>()
     }
 
     fn with_image(image: &str) -> Value {
@@ -687,12 +680,7 @@ mod tests {
     }
 
     fn run(d: &Value, s: &Settings) -> Outcome {
-        check(
-            &workload(d),
-            s,
-            &Context::default(),
-            &Facts::offline("offline"),
-        )
+        run_rule::<ImageProvenance>(d, s)
     }
 
     fn findings(image: &str) -> Vec<String> {

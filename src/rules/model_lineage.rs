@@ -398,18 +398,11 @@ mod tests {
     use serde_json::{Value, json};
 
     fn settings() -> Settings {
-        let mut problems = vec![];
-        let s = Settings::compile(
-            &ModelLineage::default(),
-            "modelLineage",
-            &mut problems,
-        );
-        assert!(problems.is_empty(), "{problems:?}");
-        s
+        defaults::<ModelLineage>()
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings())
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<ModelLineage>(obj, &settings())
     }
 
     const COMMIT: &str = "0e9e39f249a16976918f6564b8830bc894c89659";

@@ -514,11 +514,11 @@ mod tests {
     use crate::rules::testing::*;
 
     fn settings() -> Settings {
-        Settings::compile(&Probes::default(), "probes", &mut vec![])
+        defaults::<Probes>()
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings(), true)
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<Probes>(obj, &settings())
     }
 
     fn without_probes() -> Value {

@@ -396,20 +396,11 @@ mod tests {
     use crate::rules::testing::*;
 
     fn settings() -> Settings {
-        let spec = Resources::default();
-        let mut problems = vec![];
-        let s = Settings::compile(
-            &spec,
-            GpuResources::new(&crate::gpu::builtin_resource_names()),
-            "resources",
-            &mut problems,
-        );
-        assert!(problems.is_empty(), "{problems:?}");
-        s
+        defaults::<Resources>()
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings(), true)
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<Resources>(obj, &settings())
     }
 
     #[test]

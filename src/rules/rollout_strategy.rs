@@ -237,18 +237,11 @@ mod tests {
     use serde_json::json;
 
     fn settings() -> Settings {
-        let mut problems = vec![];
-        let s = Settings::compile(
-            &RolloutStrategy::default(),
-            "rolloutStrategy",
-            &mut problems,
-        );
-        assert!(problems.is_empty(), "{problems:?}");
-        s
+        defaults::<RolloutStrategy>()
     }
 
     fn run(obj: &serde_json::Value) -> Outcome {
-        check(&workload(obj), &settings(), &[])
+        run_rule::<RolloutStrategy>(obj, &settings())
     }
 
     #[test]

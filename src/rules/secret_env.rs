@@ -26,18 +26,12 @@ use serde::{Deserialize, Serialize};
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject, yes};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
+use super::workload_identity::AZURE_CREDENTIAL_NAMES;
 use crate::workload::Workload;
 
-/// Names whose non-empty literal value is a credential, whatever it looks like.
-const KNOWN_NAMES: [&str; 17] = [
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "AZURE_STORAGE_KEY",
-    "AZURE_STORAGE_ACCOUNT_KEY",
-    "AZURE_STORAGE_CONNECTION_STRING",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_SEARCH_KEY",
-    "AZURE_AI_SEARCH_API_KEY",
+/// Names whose non-empty literal value is a credential, whatever it looks
+/// like: these and the Azure ones `workload-identity` knows.
+const KNOWN_NAMES: [&str; 9] = [
     "OPENAI_API_KEY",
     "HF_TOKEN",
     "HUGGING_FACE_HUB_TOKEN",
@@ -309,7 +303,9 @@ fn by_name(name: &str, value: &str, s: &Settings) -> Option<&'static str> {
     if value.contains("$(") {
         return None;
     }
-    let known = KNOWN_NAMES.contains(&name) || s.extra_names.iter().any(|n| n == name);
+    let known = KNOWN_NAMES.contains(&name)
+        || AZURE_CREDENTIAL_NAMES.contains(&name)
+        || s.extra_names.iter().any(|n| n == name);
     if known {
         return Some("a literal credential");
     }
@@ -469,7 +465,7 @@ mod tests {
     const HF: &str = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
 
     fn settings() -> Settings {
-        Settings::compile(&SecretEnv::default(), "secretEnv", &mut vec![])
+        defaults::<SecretEnv>()
     }
 
     fn with_env(env: Value) -> Value {
@@ -478,8 +474,8 @@ mod tests {
         d
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings())
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<SecretEnv>(obj, &settings())
     }
 
     fn never_echoes(out: &Outcome, secret: &str) {

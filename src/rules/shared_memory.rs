@@ -336,19 +336,11 @@ mod tests {
     use serde_json::Value;
 
     fn settings() -> Settings {
-        let mut problems = vec![];
-        let s = Settings::compile(
-            &SharedMemory::default(),
-            GpuResources::new(&crate::gpu::builtin_resource_names()),
-            "sharedMemory",
-            &mut problems,
-        );
-        assert!(problems.is_empty(), "{problems:?}");
-        s
+        defaults::<SharedMemory>()
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings(), true)
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<SharedMemory>(obj, &settings())
     }
 
     fn two_gpus() -> Value {

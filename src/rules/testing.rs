@@ -4,8 +4,39 @@
 use json_patch::PatchOperation;
 use serde_json::Value;
 
-use crate::context::{ScalerKind, ScalerRef};
+use super::{Outcome, PolicyFacts, Rule, Subject};
+use crate::context::{Context, ScalerKind, ScalerRef};
+use crate::gpu::GpuResources;
+use crate::provenance::Facts;
 use crate::workload::Workload;
+
+/// A rule's settings compiled from `spec`, failing the test on a problem.
+pub fn settings_of<R: Rule>(spec: &R) -> R::Settings {
+    let mut problems = vec![];
+    let gpus = GpuResources::builtin();
+    let s = spec.compile(&PolicyFacts { gpus: &gpus }, R::ID.key(), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    s
+}
+
+/// A rule's settings from its spec's defaults: the baseline's values.
+pub fn defaults<R: Rule>() -> R::Settings {
+    settings_of(&R::default())
+}
+
+/// Runs a rule on one object, as a policy that lets it patch would, in an
+/// empty cluster: no autoscalers, budgets or claims; the registry offline.
+pub fn run_rule<R: Rule>(obj: &Value, settings: &R::Settings) -> Outcome {
+    let w = workload(obj);
+    let on = Subject {
+        workload: &w,
+        ctx: &Context::default(),
+        scalers: &[],
+        pdbs: &[],
+        facts: &Facts::offline("offline"),
+    };
+    R::check(&on, settings, true)
+}
 
 fn fixture(yaml: &str) -> Value {
     serde_yaml_ng::from_str(yaml).expect("fixture parses")

@@ -62,19 +62,22 @@ impl Default for WorkloadIdentity {
     }
 }
 
+/// Azure SDK and service variables that hold a stored credential: what
+/// `credentialNames` defaults to, and names `secret-env` knows as
+/// credentials whatever their value looks like.
+pub const AZURE_CREDENTIAL_NAMES: [&str; 8] = [
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_SEARCH_KEY",
+    "AZURE_AI_SEARCH_API_KEY",
+];
+
 fn default_azure_credential_names() -> Vec<String> {
-    [
-        "AZURE_CLIENT_SECRET",
-        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-        "AZURE_STORAGE_KEY",
-        "AZURE_STORAGE_ACCOUNT_KEY",
-        "AZURE_STORAGE_CONNECTION_STRING",
-        "AZURE_OPENAI_API_KEY",
-        "AZURE_SEARCH_KEY",
-        "AZURE_AI_SEARCH_API_KEY",
-    ]
-    .map(String::from)
-    .to_vec()
+    AZURE_CREDENTIAL_NAMES.map(String::from).to_vec()
 }
 
 fn default_azure_secret_words() -> Vec<String> {
@@ -320,18 +323,11 @@ mod tests {
     use serde_json::json;
 
     fn settings() -> Settings {
-        let mut problems = vec![];
-        let s = Settings::compile(
-            &WorkloadIdentity::default(),
-            "workloadIdentity",
-            &mut problems,
-        );
-        assert!(problems.is_empty(), "{problems:?}");
-        s
+        defaults::<WorkloadIdentity>()
     }
 
-    fn run(obj: &Value) -> Outcome {
-        check(&workload(obj), &settings(), true)
+    fn run(obj: &serde_json::Value) -> Outcome {
+        run_rule::<WorkloadIdentity>(obj, &settings())
     }
 
     /// The compliant deployment with Workload ID set up as it should be.

@@ -376,11 +376,11 @@ mod tests {
     use crate::rules::testing::*;
 
     fn settings() -> Settings {
-        Settings::compile(&ZoneSpread::default(), "zoneSpread", &mut vec![])
+        defaults::<ZoneSpread>()
     }
 
     fn run(obj: &serde_json::Value) -> Outcome {
-        check(&workload(obj), &settings(), true, &[])
+        run_rule::<ZoneSpread>(obj, &settings())
     }
 
     #[test]
