@@ -77,7 +77,7 @@ impl Settings {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
+fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
     let mut out = Outcome::default();
     if !w.kind.is_replicated() {
         return out;

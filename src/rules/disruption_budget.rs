@@ -115,7 +115,7 @@ impl Settings {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef], pdbs: &[&PdbRef]) -> Outcome {
+fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef], pdbs: &[&PdbRef]) -> Outcome {
     let mut out = Outcome::default();
     if !w.kind.is_replicated() {
         return out;

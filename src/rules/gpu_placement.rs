@@ -185,7 +185,7 @@ impl Settings {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool, ctx: &Context) -> Outcome {
+fn check(w: &Workload, s: &Settings, mutate: bool, ctx: &Context) -> Outcome {
     let mut out = Outcome::default();
     let pod = &w.pod;
     let node_selector = pod.node_selector.clone().unwrap_or_default();

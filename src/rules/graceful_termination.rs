@@ -176,7 +176,7 @@ fn serving(w: &Workload) -> Vec<(usize, &Container)> {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
+fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
     let mut out = Outcome::default();
     if matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
         return out;

@@ -208,7 +208,7 @@ struct View<'a> {
     requests_gpu: bool,
 }
 
-pub fn check(w: &Workload, s: &Settings) -> Outcome {
+fn check(w: &Workload, s: &Settings) -> Outcome {
     let mut out = Outcome::default();
     check_pod(w, s, &mut out);
     for c in views(w, s) {

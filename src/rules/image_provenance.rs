@@ -364,7 +364,7 @@ pub fn queries(w: &Workload, s: &Settings, ctx: &Context, out: &mut Vec<Query>) 
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, ctx: &Context, facts: &Facts) -> Outcome {
+fn check(w: &Workload, s: &Settings, ctx: &Context, facts: &Facts) -> Outcome {
     let mut out = Outcome::default();
     let keys = s.key_set(ctx);
     if let Some(Err(problem)) = &keys {

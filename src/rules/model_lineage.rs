@@ -171,7 +171,7 @@ fn dotted(pointer: &str) -> String {
     pointer.trim_start_matches('/').replace('/', ".")
 }
 
-pub fn check(w: &Workload, s: &Settings) -> Outcome {
+fn check(w: &Workload, s: &Settings) -> Outcome {
     let mut out = Outcome::default();
     let labels_path = w.template_field("labels");
     let annotations_path = w.template_field("annotations");

@@ -209,7 +209,7 @@ impl Settings {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
+fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
     let mut out = Outcome::default();
     if matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
         return out;

@@ -195,7 +195,7 @@ impl Settings {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
+fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
     let mut out = Outcome::default();
     for c in w.resourced_containers() {
         check_container(&c, s, mutate, &mut out);

@@ -109,7 +109,7 @@ impl Settings {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
+fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
     let mut out = Outcome::default();
     let Some(rollout) = &w.rollout else {
         return out;

@@ -159,7 +159,7 @@ struct Strings<'a> {
     args: &'a [String],
 }
 
-pub fn check(w: &Workload, s: &Settings) -> Outcome {
+fn check(w: &Workload, s: &Settings) -> Outcome {
     let mut out = Outcome::default();
     let base = w.pod_path;
     let mut all: Vec<Strings<'_>> = Vec::new();

@@ -195,7 +195,7 @@ fn is_memory_empty_dir(v: &Volume) -> bool {
         .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
+fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
     let mut out = Outcome::default();
     if w.pod.host_ipc == Some(true) {
         return out;

@@ -150,7 +150,7 @@ fn use_workload_id_fix(drop: &str) -> String {
     )
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
+fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
     let mut out = Outcome::default();
     let labels_path = w.template_field("labels");
     let pod = &w.pod;

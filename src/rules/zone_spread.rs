@@ -131,7 +131,7 @@ pub fn replica_floor(w: &Workload, scalers: &[&ScalerRef]) -> i32 {
     }
 }
 
-pub fn check(w: &Workload, s: &Settings, mutate: bool, scalers: &[&ScalerRef]) -> Outcome {
+fn check(w: &Workload, s: &Settings, mutate: bool, scalers: &[&ScalerRef]) -> Outcome {
     let mut out = Outcome::default();
     if !w.kind.is_replicated() {
         return out;
