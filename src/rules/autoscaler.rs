@@ -10,8 +10,6 @@ use serde::{Deserialize, Serialize};
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject, two};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::context::ScalerRef;
-use crate::workload::Workload;
 
 /// `autoscaler` (Performance Efficiency): an HPA (autoscaling/v2) or KEDA
 /// ScaledObject scales the workload with load.
@@ -55,8 +53,96 @@ impl Rule for Autoscaler {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
-        check(on.workload, settings, on.scalers)
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let scalers = on.scalers;
+        let mut out = Outcome::default();
+        if !w.kind.is_replicated() {
+            return out;
+        }
+        if scalers.is_empty() {
+            let fix = if s.min_replicas == 0 {
+                // An HPA cannot go below 1 without an alpha feature gate: KEDA can.
+                format!(
+                    "a KEDA ScaledObject with scaleTargetRef: {{kind: {}, name: {}}}, \
+                 minReplicaCount: 0 and a queue or request-rate trigger (or kubectl autoscale \
+                 {} {} -n {} --min=1 --max=2 --cpu-percent=70)",
+                    w.kind,
+                    w.name,
+                    w.kind.as_str().to_lowercase(),
+                    w.name,
+                    w.namespace
+                )
+            } else {
+                let floor = s.min_replicas;
+                format!(
+                    "kubectl autoscale {} {} -n {} --min={floor} --max={} --cpu-percent=70 \
+                 (or a KEDA ScaledObject on a queue or latency metric)",
+                    w.kind.as_str().to_lowercase(),
+                    w.name,
+                    w.namespace,
+                    floor * 2
+                )
+            };
+            out.findings.push(Finding {
+            message: format!(
+                "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
+                w.kind, w.name
+            ),
+            fix,
+            path: "/spec/replicas".into(),
+            fixable: false,
+        });
+            return out;
+        }
+        for sc in scalers {
+            if sc.min_replicas < s.min_replicas {
+                out.findings.push(Finding {
+                    message: format!(
+                        "{} {} has {} {}; the policy needs at least {}",
+                        sc.kind,
+                        sc.name,
+                        sc.kind.min_field(),
+                        sc.min_replicas,
+                        s.min_replicas
+                    ),
+                    fix: format!(
+                        "set spec.{}: {} on {} {}/{}",
+                        sc.kind.min_field(),
+                        s.min_replicas,
+                        sc.kind,
+                        sc.namespace,
+                        sc.name
+                    ),
+                    path: "/spec/replicas".into(),
+                    fixable: false,
+                });
+            }
+            if sc.max_replicas <= sc.min_replicas.max(s.min_replicas) {
+                out.findings.push(Finding {
+                    message: format!(
+                        "{} {} has {} {} and {} {}: it has no room to scale",
+                        sc.kind,
+                        sc.name,
+                        sc.kind.min_field(),
+                        sc.min_replicas,
+                        sc.kind.max_field(),
+                        sc.max_replicas
+                    ),
+                    fix: format!(
+                        "set spec.{} above {} on {} {}/{}",
+                        sc.kind.max_field(),
+                        sc.min_replicas.max(s.min_replicas),
+                        sc.kind,
+                        sc.namespace,
+                        sc.name
+                    ),
+                    path: "/spec/replicas".into(),
+                    fixable: false,
+                });
+            }
+        }
+        out
     }
 }
 
@@ -77,96 +163,6 @@ impl Settings {
     }
 }
 
-fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
-    let mut out = Outcome::default();
-    if !w.kind.is_replicated() {
-        return out;
-    }
-    if scalers.is_empty() {
-        let fix = if s.min_replicas == 0 {
-            // An HPA cannot go below 1 without an alpha feature gate: KEDA can.
-            format!(
-                "a KEDA ScaledObject with scaleTargetRef: {{kind: {}, name: {}}}, \
-                 minReplicaCount: 0 and a queue or request-rate trigger (or kubectl autoscale \
-                 {} {} -n {} --min=1 --max=2 --cpu-percent=70)",
-                w.kind,
-                w.name,
-                w.kind.as_str().to_lowercase(),
-                w.name,
-                w.namespace
-            )
-        } else {
-            let floor = s.min_replicas;
-            format!(
-                "kubectl autoscale {} {} -n {} --min={floor} --max={} --cpu-percent=70 \
-                 (or a KEDA ScaledObject on a queue or latency metric)",
-                w.kind.as_str().to_lowercase(),
-                w.name,
-                w.namespace,
-                floor * 2
-            )
-        };
-        out.findings.push(Finding {
-            message: format!(
-                "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
-                w.kind, w.name
-            ),
-            fix,
-            path: "/spec/replicas".into(),
-            fixable: false,
-        });
-        return out;
-    }
-    for sc in scalers {
-        if sc.min_replicas < s.min_replicas {
-            out.findings.push(Finding {
-                message: format!(
-                    "{} {} has {} {}; the policy needs at least {}",
-                    sc.kind,
-                    sc.name,
-                    sc.kind.min_field(),
-                    sc.min_replicas,
-                    s.min_replicas
-                ),
-                fix: format!(
-                    "set spec.{}: {} on {} {}/{}",
-                    sc.kind.min_field(),
-                    s.min_replicas,
-                    sc.kind,
-                    sc.namespace,
-                    sc.name
-                ),
-                path: "/spec/replicas".into(),
-                fixable: false,
-            });
-        }
-        if sc.max_replicas <= sc.min_replicas.max(s.min_replicas) {
-            out.findings.push(Finding {
-                message: format!(
-                    "{} {} has {} {} and {} {}: it has no room to scale",
-                    sc.kind,
-                    sc.name,
-                    sc.kind.min_field(),
-                    sc.min_replicas,
-                    sc.kind.max_field(),
-                    sc.max_replicas
-                ),
-                fix: format!(
-                    "set spec.{} above {} on {} {}/{}",
-                    sc.kind.max_field(),
-                    sc.min_replicas.max(s.min_replicas),
-                    sc.kind,
-                    sc.namespace,
-                    sc.name
-                ),
-                path: "/spec/replicas".into(),
-                fixable: false,
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +176,7 @@ mod tests {
 
     #[test]
     fn denies_deployment_without_autoscaler_with_a_pasteable_command() {
-        let out = check(&workload(&gpu_deployment()), &settings(), &[]);
+        let out = Autoscaler::check(&on(&workload(&gpu_deployment())), &settings(), false);
         assert_eq!(out.findings.len(), 1);
         assert!(
             out.findings[0]
@@ -197,13 +193,30 @@ mod tests {
     #[test]
     fn accepts_hpa_with_floor_and_room() {
         let hpa = scaler("llm", 2, 6);
-        assert!(check(&workload(&gpu_deployment()), &settings(), &[&hpa]).is_clean());
+        assert!(
+            Autoscaler::check(
+                &Subject {
+                    scalers: &[&hpa],
+                    ..on(&workload(&gpu_deployment()))
+                },
+                &settings(),
+                false
+            )
+            .is_clean()
+        );
     }
 
     #[test]
     fn denies_hpa_floor_below_policy() {
         let hpa = scaler("llm", 1, 6);
-        let out = check(&workload(&gpu_deployment()), &settings(), &[&hpa]);
+        let out = Autoscaler::check(
+            &Subject {
+                scalers: &[&hpa],
+                ..on(&workload(&gpu_deployment()))
+            },
+            &settings(),
+            false,
+        );
         assert_eq!(out.findings.len(), 1);
         assert!(out.findings[0].message.contains("minReplicas 1"));
     }
@@ -211,7 +224,14 @@ mod tests {
     #[test]
     fn denies_hpa_without_room_to_scale() {
         let hpa = scaler("llm", 2, 2);
-        let out = check(&workload(&gpu_deployment()), &settings(), &[&hpa]);
+        let out = Autoscaler::check(
+            &Subject {
+                scalers: &[&hpa],
+                ..on(&workload(&gpu_deployment()))
+            },
+            &settings(),
+            false,
+        );
         assert_eq!(out.findings.len(), 1);
         assert!(out.findings[0].message.contains("no room to scale"));
     }
@@ -220,7 +240,14 @@ mod tests {
     fn keda_scale_to_zero_is_reported_with_keda_field_names() {
         let mut so = scaler("llm", 0, 10);
         so.kind = ScalerKind::ScaledObject;
-        let out = check(&workload(&gpu_deployment()), &settings(), &[&so]);
+        let out = Autoscaler::check(
+            &Subject {
+                scalers: &[&so],
+                ..on(&workload(&gpu_deployment()))
+            },
+            &settings(),
+            false,
+        );
         assert!(
             out.findings[0]
                 .message
@@ -243,13 +270,30 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         let mut so = scaler("llm", 0, 4);
         so.kind = ScalerKind::ScaledObject;
-        assert!(check(&workload(&gpu_deployment()), &s, &[&so]).is_clean());
+        assert!(
+            Autoscaler::check(
+                &Subject {
+                    scalers: &[&so],
+                    ..on(&workload(&gpu_deployment()))
+                },
+                &s,
+                false
+            )
+            .is_clean()
+        );
         // Zero to zero is no autoscaling at all.
         so.max_replicas = 0;
-        let out = check(&workload(&gpu_deployment()), &s, &[&so]);
+        let out = Autoscaler::check(
+            &Subject {
+                scalers: &[&so],
+                ..on(&workload(&gpu_deployment()))
+            },
+            &s,
+            false,
+        );
         assert!(out.findings[0].message.contains("no room to scale"));
         // With none, the fix is one that can reach zero.
-        let out = check(&workload(&gpu_deployment()), &s, &[]);
+        let out = Autoscaler::check(&on(&workload(&gpu_deployment())), &s, false);
         assert!(
             out.findings[0].fix.starts_with("a KEDA ScaledObject"),
             "{}",
@@ -277,13 +321,18 @@ mod tests {
 
     #[test]
     fn bare_pods_need_no_autoscaler() {
-        assert!(check(&workload(&gpu_pod()), &settings(), &[]).is_clean());
+        assert!(Autoscaler::check(&on(&workload(&gpu_pod())), &settings(), false).is_clean());
     }
 
     #[test]
     fn statefulsets_need_one_too() {
         let mut s = gpu_deployment();
         s["kind"] = json!("StatefulSet");
-        assert_eq!(check(&workload(&s), &settings(), &[]).findings.len(), 1);
+        assert_eq!(
+            Autoscaler::check(&on(&workload(&s)), &settings(), false)
+                .findings
+                .len(),
+            1
+        );
     }
 }

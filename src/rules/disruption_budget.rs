@@ -23,9 +23,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject, two};
+use crate::context::PdbRef;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::context::{PdbRef, ScalerRef};
 use crate::workload::Workload;
 
 /// `disruption-budget` (Reliability): exactly one PodDisruptionBudget
@@ -81,8 +81,120 @@ impl Rule for DisruptionBudget {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
-        check(on.workload, settings, on.scalers, on.pdbs)
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let scalers = on.scalers;
+        let pdbs = on.pdbs;
+        let mut out = Outcome::default();
+        if !w.kind.is_replicated() {
+            return out;
+        }
+        let floor = replica_floor(w, scalers);
+        if floor < s.min_replicas {
+            return out;
+        }
+        let path = "/spec/template/metadata/labels".to_owned();
+        let who = format!("{} {}", w.kind, w.name);
+        let mut push = |message: String, fix: String| {
+            out.findings.push(Finding {
+                message,
+                fix,
+                path: path.clone(),
+                fixable: false,
+            })
+        };
+        let pdb = match pdbs {
+            [] => {
+                push(
+                    format!(
+                        "no PodDisruptionBudget selects the pods of {who}: a node drain (AKS \
+                     upgrade) can evict all {floor} replicas at once"
+                    ),
+                    format!(
+                        "kubectl create poddisruptionbudget {} -n {} --selector={} --max-unavailable=1",
+                        w.name.trim_end_matches('*'),
+                        w.namespace,
+                        selector_text(w)
+                    ),
+                );
+                return out;
+            }
+            [one] => *one,
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .map(|p| {
+                        if p.selects_all() {
+                            format!("{} (selector {{}}: every pod in the namespace)", p.name)
+                        } else {
+                            p.name.clone()
+                        }
+                    })
+                    .collect();
+                // Keep the one made for these pods, not one that selects everything.
+                let keep = many.iter().position(|p| !p.selects_all()).unwrap_or(0);
+                let delete: Vec<&str> = many
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != keep)
+                    .map(|(_, p)| p.name.as_str())
+                    .collect();
+                push(
+                    format!(
+                        "{} PodDisruptionBudgets select the pods of {who} ({}): the eviction API \
+                     refuses pods with more than one, so node drains fail",
+                        many.len(),
+                        names.join(", ")
+                    ),
+                    format!(
+                        "keep {}: kubectl delete poddisruptionbudget {} -n {}",
+                        many[keep].name,
+                        delete.join(" "),
+                        w.namespace
+                    ),
+                );
+                return out;
+            }
+        };
+        let everyone = if pdb.selects_all() {
+            " (its selector {} covers every pod in the namespace)"
+        } else {
+            ""
+        };
+        let managed = pdb
+            .managed_by
+            .iter()
+            .any(|m| s.accept_managed_by.contains(m));
+        let target = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
+        match allowed_disruptions(pdb, floor) {
+            Err(why) => push(
+                format!("PodDisruptionBudget {} {why}{everyone}", pdb.name),
+                format!("set spec.maxUnavailable: 1 on {target}"),
+            ),
+            Ok(allowed) if allowed < 1 && !managed => push(
+                format!(
+                    "PodDisruptionBudget {} allows 0 disruptions at {floor} replicas ({}): AKS \
+                 upgrades cannot drain the node{everyone}",
+                    pdb.name,
+                    describe(pdb)
+                ),
+                format!("set spec.maxUnavailable: 1 (and no minAvailable) on {target}"),
+            ),
+            Ok(_) => {}
+        }
+        if s.require_always_allow_unhealthy
+            && pdb.unhealthy_pod_eviction_policy.as_deref() != Some("AlwaysAllow")
+        {
+            push(
+                format!(
+                    "PodDisruptionBudget {} keeps unhealthy pods from eviction: a model server that \
+                 fails to load blocks node drains",
+                    pdb.name
+                ),
+                format!("set spec.unhealthyPodEvictionPolicy: AlwaysAllow on {target}"),
+            );
+        }
+        out
     }
 }
 
@@ -94,11 +206,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(
-        spec: &DisruptionBudget,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
+    pub fn compile(spec: &DisruptionBudget, at: &str, problems: &mut Vec<String>) -> Settings {
         if spec.min_replicas < 1 {
             problems.push(format!("{at}.minReplicas: must be at least 1"));
         }
@@ -113,119 +221,6 @@ impl Settings {
             accept_managed_by: spec.accept_managed_by.clone(),
         }
     }
-}
-
-fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef], pdbs: &[&PdbRef]) -> Outcome {
-    let mut out = Outcome::default();
-    if !w.kind.is_replicated() {
-        return out;
-    }
-    let floor = replica_floor(w, scalers);
-    if floor < s.min_replicas {
-        return out;
-    }
-    let path = "/spec/template/metadata/labels".to_owned();
-    let who = format!("{} {}", w.kind, w.name);
-    let mut push = |message: String, fix: String| {
-        out.findings.push(Finding {
-            message,
-            fix,
-            path: path.clone(),
-            fixable: false,
-        })
-    };
-    let pdb = match pdbs {
-        [] => {
-            push(
-                format!(
-                    "no PodDisruptionBudget selects the pods of {who}: a node drain (AKS \
-                     upgrade) can evict all {floor} replicas at once"
-                ),
-                format!(
-                    "kubectl create poddisruptionbudget {} -n {} --selector={} --max-unavailable=1",
-                    w.name.trim_end_matches('*'),
-                    w.namespace,
-                    selector_text(w)
-                ),
-            );
-            return out;
-        }
-        [one] => *one,
-        many => {
-            let names: Vec<String> = many
-                .iter()
-                .map(|p| {
-                    if p.selects_all() {
-                        format!("{} (selector {{}}: every pod in the namespace)", p.name)
-                    } else {
-                        p.name.clone()
-                    }
-                })
-                .collect();
-            // Keep the one made for these pods, not one that selects everything.
-            let keep = many.iter().position(|p| !p.selects_all()).unwrap_or(0);
-            let delete: Vec<&str> = many
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != keep)
-                .map(|(_, p)| p.name.as_str())
-                .collect();
-            push(
-                format!(
-                    "{} PodDisruptionBudgets select the pods of {who} ({}): the eviction API \
-                     refuses pods with more than one, so node drains fail",
-                    many.len(),
-                    names.join(", ")
-                ),
-                format!(
-                    "keep {}: kubectl delete poddisruptionbudget {} -n {}",
-                    many[keep].name,
-                    delete.join(" "),
-                    w.namespace
-                ),
-            );
-            return out;
-        }
-    };
-    let everyone = if pdb.selects_all() {
-        " (its selector {} covers every pod in the namespace)"
-    } else {
-        ""
-    };
-    let managed = pdb
-        .managed_by
-        .iter()
-        .any(|m| s.accept_managed_by.contains(m));
-    let target = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
-    match allowed_disruptions(pdb, floor) {
-        Err(why) => push(
-            format!("PodDisruptionBudget {} {why}{everyone}", pdb.name),
-            format!("set spec.maxUnavailable: 1 on {target}"),
-        ),
-        Ok(allowed) if allowed < 1 && !managed => push(
-            format!(
-                "PodDisruptionBudget {} allows 0 disruptions at {floor} replicas ({}): AKS \
-                 upgrades cannot drain the node{everyone}",
-                pdb.name,
-                describe(pdb)
-            ),
-            format!("set spec.maxUnavailable: 1 (and no minAvailable) on {target}"),
-        ),
-        Ok(_) => {}
-    }
-    if s.require_always_allow_unhealthy
-        && pdb.unhealthy_pod_eviction_policy.as_deref() != Some("AlwaysAllow")
-    {
-        push(
-            format!(
-                "PodDisruptionBudget {} keeps unhealthy pods from eviction: a model server that \
-                 fails to load blocks node drains",
-                pdb.name
-            ),
-            format!("set spec.unhealthyPodEvictionPolicy: AlwaysAllow on {target}"),
-        );
-    }
-    out
 }
 
 /// How many pods a drain may evict when `floor` pods are healthy.
@@ -307,7 +302,14 @@ mod tests {
         let w = workload(d);
         let mut selecting: Vec<&PdbRef> = pdbs.iter().filter(|p| p.selects(&w)).collect();
         selecting.sort_by(|a, b| a.name.cmp(&b.name));
-        check(&w, &settings(), &[], &selecting)
+        DisruptionBudget::check(
+            &Subject {
+                pdbs: &selecting,
+                ..on(&w)
+            },
+            &settings(),
+            false,
+        )
     }
 
     fn one(spec: Value) -> Vec<PdbRef> {
@@ -384,7 +386,18 @@ mod tests {
         let budgets = one(json!({"minAvailable": 2}));
         let selecting: Vec<&PdbRef> = budgets.iter().collect();
         let hpa = scaler("llm", 3, 6);
-        assert!(check(&w, &settings(), &[&hpa], &selecting).is_clean());
+        assert!(
+            DisruptionBudget::check(
+                &Subject {
+                    scalers: &[&hpa],
+                    pdbs: &selecting,
+                    ..on(&w)
+                },
+                &settings(),
+                false
+            )
+            .is_clean()
+        );
     }
 
     #[test]
@@ -442,7 +455,14 @@ mod tests {
         s.require_always_allow_unhealthy = true;
         let w = workload(&gpu_deployment());
         let budgets = one(json!({"maxUnavailable": 1}));
-        let out = check(&w, &s, &[], &budgets.iter().collect::<Vec<_>>());
+        let out = DisruptionBudget::check(
+            &Subject {
+                pdbs: &budgets.iter().collect::<Vec<_>>(),
+                ..on(&w)
+            },
+            &s,
+            false,
+        );
         assert!(
             out.findings[0]
                 .message
@@ -450,7 +470,17 @@ mod tests {
         );
         let budgets =
             one(json!({"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}));
-        assert!(check(&w, &s, &[], &budgets.iter().collect::<Vec<_>>()).is_clean());
+        assert!(
+            DisruptionBudget::check(
+                &Subject {
+                    pdbs: &budgets.iter().collect::<Vec<_>>(),
+                    ..on(&w)
+                },
+                &s,
+                false
+            )
+            .is_clean()
+        );
 
         let managed = [PdbRef::from_value(
             json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
@@ -462,10 +492,32 @@ mod tests {
         )
         .unwrap()];
         let refs: Vec<&PdbRef> = managed.iter().collect();
-        assert_eq!(check(&w, &settings(), &[], &refs).findings.len(), 1);
+        assert_eq!(
+            DisruptionBudget::check(
+                &Subject {
+                    pdbs: &refs,
+                    ..on(&w)
+                },
+                &settings(),
+                false
+            )
+            .findings
+            .len(),
+            1
+        );
         let mut s = settings();
         s.accept_managed_by = vec!["eviction-autoscaler".into()];
-        assert!(check(&w, &s, &[], &refs).is_clean());
+        assert!(
+            DisruptionBudget::check(
+                &Subject {
+                    pdbs: &refs,
+                    ..on(&w)
+                },
+                &s,
+                false
+            )
+            .is_clean()
+        );
     }
 
     #[test]

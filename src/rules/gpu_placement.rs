@@ -13,14 +13,12 @@ use serde_json::{Value, json};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, add, flow_map, pointer, PolicyFacts, Rule, Subject};
-use crate::release::Release;
-use crate::rule_list::{Action, Pillar, RuleId};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, flow_map, pointer};
 pub use crate::gpu::{GpuResources, GpuUse};
 use crate::gpu::{builtin_device_classes, builtin_resource_names};
 use crate::problems::duplicates;
-use crate::context::Context;
-use crate::workload::Workload;
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 
 pub const INSTANCE_TYPE_LABELS: [&str; 2] = [
     "node.kubernetes.io/instance-type",
@@ -119,8 +117,166 @@ impl Rule for GpuPlacement {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
-        check(on.workload, settings, mutate, on.ctx)
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let ctx = on.ctx;
+        let mut out = Outcome::default();
+        let pod = &w.pod;
+        let node_selector = pod.node_selector.clone().unwrap_or_default();
+        let selector_path = w.pod_field("nodeSelector");
+        let tolerations_path = w.pod_field("tolerations");
+        match s.gpus.used_by(w, ctx) {
+            Some(gpu) => {
+                let who = gpu.describe();
+                let missing: BTreeMap<&String, &String> = s
+                    .node_selector
+                    .iter()
+                    .filter(|(k, v)| !selects(pod, &node_selector, k, v))
+                    .collect();
+                if !missing.is_empty() {
+                    let conflicting = missing.keys().any(|k| node_selector.contains_key(*k));
+                    out.findings.push(Finding {
+                    message: format!(
+                        "{who} but the pod does not select GPU nodes {}: it can land on a node pool \
+                         the platform team did not size for it",
+                        flow_map(missing.iter().map(|(k, v)| (*k, *v)))
+                    ),
+                    fix: format!(
+                        "add to the pod spec: nodeSelector: {}",
+                        flow_map(missing.iter().map(|(k, v)| (*k, *v)))
+                    ),
+                    path: selector_path.clone(),
+                    fixable: !conflicting,
+                });
+                    if mutate && !conflicting {
+                        if pod.node_selector.is_some() {
+                            for (k, v) in &missing {
+                                out.patch.push(add(
+                                    pointer(&selector_path, &[k.as_str()]),
+                                    Value::String((*v).clone()),
+                                ));
+                            }
+                        } else {
+                            out.patch
+                                .push(add(pointer(&selector_path, &[]), json!(missing)));
+                        }
+                    }
+                }
+
+                let untolerated: Vec<&Toleration> = s
+                    .tolerations
+                    .iter()
+                    .filter(|taint| !tolerated(pod, taint))
+                    .collect();
+                if !untolerated.is_empty() {
+                    out.findings.push(Finding {
+                    message: format!(
+                        "{who} but the pod does not tolerate the GPU nodes' taint {}: it stays Pending",
+                        untolerated.iter().map(|t| taint_text(t)).collect::<Vec<_>>().join(", ")
+                    ),
+                    fix: format!(
+                        "add to the pod spec: tolerations: [{}]",
+                        untolerated.iter().map(|t| toleration_flow(t)).collect::<Vec<_>>().join(", ")
+                    ),
+                    path: tolerations_path.clone(),
+                    fixable: true,
+                });
+                    if mutate {
+                        if pod.tolerations.is_some() {
+                            for t in &untolerated {
+                                out.patch.push(add(
+                                    pointer(&tolerations_path, &["-"]),
+                                    serde_json::to_value(t).unwrap_or_default(),
+                                ));
+                            }
+                        } else {
+                            out.patch.push(add(
+                                pointer(&tolerations_path, &[]),
+                                serde_json::to_value(&untolerated).unwrap_or_default(),
+                            ));
+                        }
+                    }
+                }
+
+                if !s.allowed_vm_sizes.is_empty() {
+                    let sizes = selected_vm_sizes(pod, &node_selector);
+                    let refused: Vec<&String> = sizes
+                        .iter()
+                        .filter(|size| !s.allowed_vm_sizes.contains(*size))
+                        .collect();
+                    if !refused.is_empty() {
+                        out.findings.push(Finding {
+                            message: format!(
+                                "{who} on VM size {} that the policy does not allow (allowed: {})",
+                                join(&refused),
+                                join(&s.allowed_vm_sizes.iter().collect::<Vec<_>>())
+                            ),
+                            fix: format!(
+                                "select an allowed size: nodeSelector: {{{}: {}}}",
+                                INSTANCE_TYPE_LABELS[0],
+                                s.allowed_vm_sizes.iter().next().map_or("", String::as_str)
+                            ),
+                            path: selector_path.clone(),
+                            fixable: false,
+                        });
+                    }
+                }
+            }
+            None => {
+                let targeted: BTreeMap<&String, &String> = s
+                    .node_selector
+                    .iter()
+                    .filter(|(k, v)| selects(pod, &node_selector, k, v))
+                    .collect();
+                if !targeted.is_empty() {
+                    out.findings.push(Finding {
+                    message: format!(
+                        "the pod requests no GPU but selects GPU nodes {}: it occupies a GPU node \
+                         without using the GPU",
+                        flow_map(targeted.iter().map(|(k, v)| (*k, *v)))
+                    ),
+                    fix: format!(
+                        "remove {} from nodeSelector / node affinity, or request the GPU it needs",
+                        join(&targeted.keys().collect::<Vec<_>>())
+                    ),
+                    path: selector_path.clone(),
+                    fixable: false,
+                });
+                }
+                for taint in &s.tolerations {
+                    if let Some(i) = tolerating_index(pod, taint) {
+                        out.findings.push(Finding {
+                        message: format!(
+                            "the pod requests no GPU but tolerates the GPU nodes' taint {}: the \
+                             scheduler may put it on a GPU node",
+                            taint_text(taint)
+                        ),
+                        fix: format!("remove tolerations[{i}] from the pod spec"),
+                        path: pointer(&tolerations_path, &[&i.to_string()])
+                            .as_str()
+                            .to_owned(),
+                        fixable: false,
+                    });
+                    }
+                }
+                let gpu_sizes: Vec<String> = selected_vm_sizes(pod, &node_selector)
+                    .into_iter()
+                    .filter(|size| s.allowed_vm_sizes.contains(size))
+                    .collect();
+                if !gpu_sizes.is_empty() {
+                    out.findings.push(Finding {
+                        message: format!(
+                            "the pod requests no GPU but selects GPU VM size {}",
+                            join(&gpu_sizes.iter().collect::<Vec<_>>())
+                        ),
+                        fix: "select a CPU node pool, or request the GPU it needs".into(),
+                        path: selector_path,
+                        fixable: false,
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -183,166 +339,6 @@ impl Settings {
             allowed_vm_sizes: spec.allowed_vm_sizes.iter().cloned().collect(),
         }
     }
-}
-
-fn check(w: &Workload, s: &Settings, mutate: bool, ctx: &Context) -> Outcome {
-    let mut out = Outcome::default();
-    let pod = &w.pod;
-    let node_selector = pod.node_selector.clone().unwrap_or_default();
-    let selector_path = w.pod_field("nodeSelector");
-    let tolerations_path = w.pod_field("tolerations");
-    match s.gpus.used_by(w, ctx) {
-        Some(gpu) => {
-            let who = gpu.describe();
-            let missing: BTreeMap<&String, &String> = s
-                .node_selector
-                .iter()
-                .filter(|(k, v)| !selects(pod, &node_selector, k, v))
-                .collect();
-            if !missing.is_empty() {
-                let conflicting = missing.keys().any(|k| node_selector.contains_key(*k));
-                out.findings.push(Finding {
-                    message: format!(
-                        "{who} but the pod does not select GPU nodes {}: it can land on a node pool \
-                         the platform team did not size for it",
-                        flow_map(missing.iter().map(|(k, v)| (*k, *v)))
-                    ),
-                    fix: format!(
-                        "add to the pod spec: nodeSelector: {}",
-                        flow_map(missing.iter().map(|(k, v)| (*k, *v)))
-                    ),
-                    path: selector_path.clone(),
-                    fixable: !conflicting,
-                });
-                if mutate && !conflicting {
-                    if pod.node_selector.is_some() {
-                        for (k, v) in &missing {
-                            out.patch.push(add(
-                                pointer(&selector_path, &[k.as_str()]),
-                                Value::String((*v).clone()),
-                            ));
-                        }
-                    } else {
-                        out.patch
-                            .push(add(pointer(&selector_path, &[]), json!(missing)));
-                    }
-                }
-            }
-
-            let untolerated: Vec<&Toleration> = s
-                .tolerations
-                .iter()
-                .filter(|taint| !tolerated(pod, taint))
-                .collect();
-            if !untolerated.is_empty() {
-                out.findings.push(Finding {
-                    message: format!(
-                        "{who} but the pod does not tolerate the GPU nodes' taint {}: it stays Pending",
-                        untolerated.iter().map(|t| taint_text(t)).collect::<Vec<_>>().join(", ")
-                    ),
-                    fix: format!(
-                        "add to the pod spec: tolerations: [{}]",
-                        untolerated.iter().map(|t| toleration_flow(t)).collect::<Vec<_>>().join(", ")
-                    ),
-                    path: tolerations_path.clone(),
-                    fixable: true,
-                });
-                if mutate {
-                    if pod.tolerations.is_some() {
-                        for t in &untolerated {
-                            out.patch.push(add(
-                                pointer(&tolerations_path, &["-"]),
-                                serde_json::to_value(t).unwrap_or_default(),
-                            ));
-                        }
-                    } else {
-                        out.patch.push(add(
-                            pointer(&tolerations_path, &[]),
-                            serde_json::to_value(&untolerated).unwrap_or_default(),
-                        ));
-                    }
-                }
-            }
-
-            if !s.allowed_vm_sizes.is_empty() {
-                let sizes = selected_vm_sizes(pod, &node_selector);
-                let refused: Vec<&String> = sizes
-                    .iter()
-                    .filter(|size| !s.allowed_vm_sizes.contains(*size))
-                    .collect();
-                if !refused.is_empty() {
-                    out.findings.push(Finding {
-                        message: format!(
-                            "{who} on VM size {} that the policy does not allow (allowed: {})",
-                            join(&refused),
-                            join(&s.allowed_vm_sizes.iter().collect::<Vec<_>>())
-                        ),
-                        fix: format!(
-                            "select an allowed size: nodeSelector: {{{}: {}}}",
-                            INSTANCE_TYPE_LABELS[0],
-                            s.allowed_vm_sizes.iter().next().map_or("", String::as_str)
-                        ),
-                        path: selector_path.clone(),
-                        fixable: false,
-                    });
-                }
-            }
-        }
-        None => {
-            let targeted: BTreeMap<&String, &String> = s
-                .node_selector
-                .iter()
-                .filter(|(k, v)| selects(pod, &node_selector, k, v))
-                .collect();
-            if !targeted.is_empty() {
-                out.findings.push(Finding {
-                    message: format!(
-                        "the pod requests no GPU but selects GPU nodes {}: it occupies a GPU node \
-                         without using the GPU",
-                        flow_map(targeted.iter().map(|(k, v)| (*k, *v)))
-                    ),
-                    fix: format!(
-                        "remove {} from nodeSelector / node affinity, or request the GPU it needs",
-                        join(&targeted.keys().collect::<Vec<_>>())
-                    ),
-                    path: selector_path.clone(),
-                    fixable: false,
-                });
-            }
-            for taint in &s.tolerations {
-                if let Some(i) = tolerating_index(pod, taint) {
-                    out.findings.push(Finding {
-                        message: format!(
-                            "the pod requests no GPU but tolerates the GPU nodes' taint {}: the \
-                             scheduler may put it on a GPU node",
-                            taint_text(taint)
-                        ),
-                        fix: format!("remove tolerations[{i}] from the pod spec"),
-                        path: pointer(&tolerations_path, &[&i.to_string()])
-                            .as_str()
-                            .to_owned(),
-                        fixable: false,
-                    });
-                }
-            }
-            let gpu_sizes: Vec<String> = selected_vm_sizes(pod, &node_selector)
-                .into_iter()
-                .filter(|size| s.allowed_vm_sizes.contains(size))
-                .collect();
-            if !gpu_sizes.is_empty() {
-                out.findings.push(Finding {
-                    message: format!(
-                        "the pod requests no GPU but selects GPU VM size {}",
-                        join(&gpu_sizes.iter().collect::<Vec<_>>())
-                    ),
-                    fix: "select a CPU node pool, or request the GPU it needs".into(),
-                    path: selector_path,
-                    fixable: false,
-                });
-            }
-        }
-    }
-    out
 }
 
 /// True when every node the pod can be scheduled on carries `key=value`:
@@ -463,6 +459,7 @@ fn join<T: std::fmt::Display>(items: &[T]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::Context;
     use crate::rules::testing::*;
 
     fn settings_with(f: impl FnOnce(&mut GpuPlacement)) -> Settings {
@@ -660,12 +657,12 @@ mod tests {
         let s = settings_with(|g| g.allowed_vm_sizes = vec!["Standard_NC24ads_A100_v4".into()]);
         let mut d = gpu_deployment();
         assert!(
-            check(&workload(&d), &s, true, &Context::default()).is_clean(),
+            GpuPlacement::check(&on(&workload(&d)), &s, true).is_clean(),
             "no size selected is fine"
         );
         pod_spec(&mut d)["nodeSelector"]["node.kubernetes.io/instance-type"] =
             json!("Standard_ND96asr_v4");
-        let out = check(&workload(&d), &s, true, &Context::default());
+        let out = GpuPlacement::check(&on(&workload(&d)), &s, true);
         assert_eq!(out.findings.len(), 1);
         assert!(
             out.findings[0]
@@ -674,7 +671,7 @@ mod tests {
         );
         pod_spec(&mut d)["nodeSelector"]["node.kubernetes.io/instance-type"] =
             json!("Standard_NC24ads_A100_v4");
-        assert!(check(&workload(&d), &s, true, &Context::default()).is_clean());
+        assert!(GpuPlacement::check(&on(&workload(&d)), &s, true).is_clean());
     }
 
     #[test]
@@ -684,7 +681,7 @@ mod tests {
         pod_spec(&mut d)["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": "node.kubernetes.io/instance-type",
                 "operator": "In", "values": ["Standard_NC24ads_A100_v4", "Standard_NC96ads_A100_v4"]}]}]}}});
-        let out = check(&workload(&d), &s, true, &Context::default());
+        let out = GpuPlacement::check(&on(&workload(&d)), &s, true);
         assert!(out.findings[0].message.contains("Standard_NC96ads_A100_v4"));
     }
 
@@ -744,7 +741,14 @@ mod tests {
         let d = claiming_deployment();
         let ctx = claim_template("gpu.nvidia.com");
         let s = settings_with(|_| {});
-        let out = check(&workload(&d), &s, true, &ctx);
+        let out = GpuPlacement::check(
+            &Subject {
+                ctx: &ctx,
+                ..on(&workload(&d))
+            },
+            &s,
+            true,
+        );
         assert_eq!(out.findings.len(), 2, "{:?}", out.findings);
         assert!(
             out.findings[0].message.starts_with(
@@ -755,14 +759,26 @@ mod tests {
             out.findings[0].message
         );
         let patched = apply(&d, &out.patch);
-        assert!(check(&workload(&patched), &s, true, &ctx).is_clean());
+        assert!(
+            GpuPlacement::check(
+                &Subject {
+                    ctx: &ctx,
+                    ..on(&workload(&patched))
+                },
+                &s,
+                true
+            )
+            .is_clean()
+        );
         // Where it does: not "a pod that requests no GPU" on GPU nodes.
         assert!(
-            check(
-                &workload(&patched),
+            GpuPlacement::check(
+                &Subject {
+                    ctx: &claim_template("mig.nvidia.com"),
+                    ..on(&workload(&patched))
+                },
                 &s,
-                true,
-                &claim_template("mig.nvidia.com")
+                true
             )
             .is_clean()
         );
@@ -773,22 +789,59 @@ mod tests {
         let d = claiming_deployment();
         let s = settings_with(|_| {});
         for ctx in [claim_template("nic.example.com"), Context::default()] {
-            assert!(check(&workload(&d), &s, true, &ctx).is_clean());
+            assert!(
+                GpuPlacement::check(
+                    &Subject {
+                        ctx: &ctx,
+                        ..on(&workload(&d))
+                    },
+                    &s,
+                    true
+                )
+                .is_clean()
+            );
         }
         // A shared ResourceClaim is looked up by its own name and kind.
         let mut d = cpu_deployment();
         pod_spec(&mut d)["resourceClaims"] = json!([{"name": "gpu", "resourceClaimName": "gpu"}]);
         let ctx = claim_template("gpu.nvidia.com");
-        assert!(check(&workload(&d), &s, true, &ctx).is_clean());
+        assert!(
+            GpuPlacement::check(
+                &Subject {
+                    ctx: &ctx,
+                    ..on(&workload(&d))
+                },
+                &s,
+                true
+            )
+            .is_clean()
+        );
     }
 
     #[test]
     fn device_classes_come_from_the_policy() {
         let d = claiming_deployment();
         let ctx = claim_template("gpu.amd.com");
-        assert!(check(&workload(&d), &settings_with(|_| {}), true, &ctx).is_clean());
+        assert!(
+            GpuPlacement::check(
+                &Subject {
+                    ctx: &ctx,
+                    ..on(&workload(&d))
+                },
+                &settings_with(|_| {}),
+                true
+            )
+            .is_clean()
+        );
         let s = settings_with(|g| g.device_classes = vec!["gpu.amd.com".into()]);
-        let out = check(&workload(&d), &s, true, &ctx);
+        let out = GpuPlacement::check(
+            &Subject {
+                ctx: &ctx,
+                ..on(&workload(&d))
+            },
+            &s,
+            true,
+        );
         assert_eq!(out.findings.len(), 2);
         assert!(out.findings[0].message.contains("device class gpu.amd.com"));
     }

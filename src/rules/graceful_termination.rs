@@ -17,7 +17,7 @@ use serde_json::json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject, yes};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, pointer, yes};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::{Workload, WorkloadKind};
@@ -82,7 +82,8 @@ fn default_min_drain() -> i64 {
 impl Rule for GracefulTermination {
     const ID: RuleId = RuleId::GracefulTermination;
     const PILLAR: Pillar = Pillar::Reliability;
-    const SUMMARY: &'static str = "The grace period lets in-flight generations finish, after a shorter preStop delay";
+    const SUMMARY: &'static str =
+        "The grace period lets in-flight generations finish, after a shorter preStop delay";
     const SINCE: Release = Release::V0_2;
     const OFF_UNLESS_SET: bool = true;
 
@@ -100,8 +101,110 @@ impl Rule for GracefulTermination {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
-        check(on.workload, settings, mutate)
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        if matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
+            return out;
+        }
+        let written = w.pod.termination_grace_period_seconds;
+        let grace = written.unwrap_or(DEFAULT_GRACE);
+        let grace_path = w.pod_field("terminationGracePeriodSeconds");
+        // The grace period the patch writes: long enough for the policy and
+        // for every preStop sleep (patched ones included) plus the drain.
+        let mut wanted = s.min_grace_period_seconds;
+        let mut grace_findings = Vec::new();
+        if grace < s.min_grace_period_seconds {
+            grace_findings.push(Finding {
+                message: format!(
+                    "terminationGracePeriodSeconds is {grace}{}: a rollout, scale-in or node drain \
+                 cuts generations still streaming after {grace} s (policy needs at least {})",
+                    if written.is_none() { " (not set)" } else { "" },
+                    s.min_grace_period_seconds
+                ),
+                fix: format!(
+                    "set terminationGracePeriodSeconds: {} in the pod spec (your longest \
+                 generation, plus the preStop sleep)",
+                    s.min_grace_period_seconds
+                ),
+                path: grace_path.clone(),
+                fixable: true,
+            });
+        }
+        for (i, c) in serving(w) {
+            let cpath = format!("{}/containers/{i}", w.pod_path);
+            let who = format!("container \"{}\"", c.name);
+            let lifecycle = c.lifecycle.as_ref();
+            match lifecycle.and_then(|l| l.pre_stop.as_ref()) {
+                None if s.require_pre_stop => {
+                    let n = s.pre_stop_seconds;
+                    out.findings.push(Finding {
+                        message: format!(
+                            "{who} has no lifecycle.preStop: at SIGTERM the server stops accepting \
+                         before the load balancer drops the endpoint, so new requests fail"
+                        ),
+                        fix: format!(
+                            "add to {who}: lifecycle: {{preStop: {{sleep: {{seconds: {n}}}}}}} \
+                         (Kubernetes 1.30+; before that exec: {{command: [/bin/sleep, \"{n}\"]}})"
+                        ),
+                        path: format!("{cpath}/lifecycle/preStop"),
+                        fixable: true,
+                    });
+                    wanted = wanted.max(n + s.min_drain_seconds);
+                    if mutate {
+                        let hook = json!({"sleep": {"seconds": n}});
+                        out.patch.push(match lifecycle {
+                            Some(_) => add(pointer(&cpath, &["lifecycle", "preStop"]), hook),
+                            None => add(pointer(&cpath, &["lifecycle"]), json!({"preStop": hook})),
+                        });
+                    }
+                }
+                None => {}
+                Some(h) => {
+                    let Some(sleep) = pre_stop_sleep(h) else {
+                        continue;
+                    };
+                    wanted = wanted.max(sleep + s.min_drain_seconds);
+                    if grace - sleep < s.min_drain_seconds {
+                        grace_findings.push(Finding {
+                        message: format!(
+                            "{who}'s preStop sleeps {sleep} s of the {grace} s grace period: the \
+                             server gets {} s to drain (policy needs {})",
+                            (grace - sleep).max(0),
+                            s.min_drain_seconds
+                        ),
+                        fix: format!(
+                            "set terminationGracePeriodSeconds: {} or more, or shorten the sleep",
+                            sleep + s.min_drain_seconds
+                        ),
+                        path: format!("{cpath}/lifecycle/preStop"),
+                        fixable: true,
+                    });
+                    }
+                }
+            }
+        }
+        if grace < wanted && (!grace_findings.is_empty() || !out.findings.is_empty()) {
+            if grace_findings.is_empty() {
+                // A patched preStop sleep would eat the grace period as it is.
+                grace_findings.push(Finding {
+                    message: format!(
+                        "terminationGracePeriodSeconds is {grace}: too short for a {} s preStop \
+                     sleep and {} s of draining",
+                        s.pre_stop_seconds, s.min_drain_seconds
+                    ),
+                    fix: format!("set terminationGracePeriodSeconds: {wanted} in the pod spec"),
+                    path: grace_path.clone(),
+                    fixable: true,
+                });
+            }
+            if mutate {
+                out.patch
+                    .push(add(pointer(&grace_path, &[]), json!(wanted)));
+            }
+        }
+        out.findings.splice(0..0, grace_findings);
+        out
     }
 }
 
@@ -114,11 +217,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(
-        spec: &GracefulTermination,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
+    pub fn compile(spec: &GracefulTermination, at: &str, problems: &mut Vec<String>) -> Settings {
         for (field, v, min) in [
             ("minGracePeriodSeconds", spec.min_grace_period_seconds, 1),
             ("preStopSeconds", spec.pre_stop_seconds, 1),
@@ -174,111 +273,6 @@ fn serving(w: &Workload) -> Vec<(usize, &Container)> {
     } else {
         with_ports
     }
-}
-
-fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
-    let mut out = Outcome::default();
-    if matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
-        return out;
-    }
-    let written = w.pod.termination_grace_period_seconds;
-    let grace = written.unwrap_or(DEFAULT_GRACE);
-    let grace_path = w.pod_field("terminationGracePeriodSeconds");
-    // The grace period the patch writes: long enough for the policy and
-    // for every preStop sleep (patched ones included) plus the drain.
-    let mut wanted = s.min_grace_period_seconds;
-    let mut grace_findings = Vec::new();
-    if grace < s.min_grace_period_seconds {
-        grace_findings.push(Finding {
-            message: format!(
-                "terminationGracePeriodSeconds is {grace}{}: a rollout, scale-in or node drain \
-                 cuts generations still streaming after {grace} s (policy needs at least {})",
-                if written.is_none() { " (not set)" } else { "" },
-                s.min_grace_period_seconds
-            ),
-            fix: format!(
-                "set terminationGracePeriodSeconds: {} in the pod spec (your longest \
-                 generation, plus the preStop sleep)",
-                s.min_grace_period_seconds
-            ),
-            path: grace_path.clone(),
-            fixable: true,
-        });
-    }
-    for (i, c) in serving(w) {
-        let cpath = format!("{}/containers/{i}", w.pod_path);
-        let who = format!("container \"{}\"", c.name);
-        let lifecycle = c.lifecycle.as_ref();
-        match lifecycle.and_then(|l| l.pre_stop.as_ref()) {
-            None if s.require_pre_stop => {
-                let n = s.pre_stop_seconds;
-                out.findings.push(Finding {
-                    message: format!(
-                        "{who} has no lifecycle.preStop: at SIGTERM the server stops accepting \
-                         before the load balancer drops the endpoint, so new requests fail"
-                    ),
-                    fix: format!(
-                        "add to {who}: lifecycle: {{preStop: {{sleep: {{seconds: {n}}}}}}} \
-                         (Kubernetes 1.30+; before that exec: {{command: [/bin/sleep, \"{n}\"]}})"
-                    ),
-                    path: format!("{cpath}/lifecycle/preStop"),
-                    fixable: true,
-                });
-                wanted = wanted.max(n + s.min_drain_seconds);
-                if mutate {
-                    let hook = json!({"sleep": {"seconds": n}});
-                    out.patch.push(match lifecycle {
-                        Some(_) => add(pointer(&cpath, &["lifecycle", "preStop"]), hook),
-                        None => add(pointer(&cpath, &["lifecycle"]), json!({"preStop": hook})),
-                    });
-                }
-            }
-            None => {}
-            Some(h) => {
-                let Some(sleep) = pre_stop_sleep(h) else {
-                    continue;
-                };
-                wanted = wanted.max(sleep + s.min_drain_seconds);
-                if grace - sleep < s.min_drain_seconds {
-                    grace_findings.push(Finding {
-                        message: format!(
-                            "{who}'s preStop sleeps {sleep} s of the {grace} s grace period: the \
-                             server gets {} s to drain (policy needs {})",
-                            (grace - sleep).max(0),
-                            s.min_drain_seconds
-                        ),
-                        fix: format!(
-                            "set terminationGracePeriodSeconds: {} or more, or shorten the sleep",
-                            sleep + s.min_drain_seconds
-                        ),
-                        path: format!("{cpath}/lifecycle/preStop"),
-                        fixable: true,
-                    });
-                }
-            }
-        }
-    }
-    if grace < wanted && (!grace_findings.is_empty() || !out.findings.is_empty()) {
-        if grace_findings.is_empty() {
-            // A patched preStop sleep would eat the grace period as it is.
-            grace_findings.push(Finding {
-                message: format!(
-                    "terminationGracePeriodSeconds is {grace}: too short for a {} s preStop \
-                     sleep and {} s of draining",
-                    s.pre_stop_seconds, s.min_drain_seconds
-                ),
-                fix: format!("set terminationGracePeriodSeconds: {wanted} in the pod spec"),
-                path: grace_path.clone(),
-                fixable: true,
-            });
-        }
-        if mutate {
-            out.patch
-                .push(add(pointer(&grace_path, &[]), json!(wanted)));
-        }
-    }
-    out.findings.splice(0..0, grace_findings);
-    out
 }
 
 #[cfg(test)]
@@ -337,7 +331,11 @@ mod tests {
             spec["containers"][0]["lifecycle"],
             json!({"preStop": {"sleep": {"seconds": 10}}})
         );
-        assert!(check(&workload(&d), &settings(), false).patch.is_empty());
+        assert!(
+            GracefulTermination::check(&on(&workload(&d)), &settings(), false)
+                .patch
+                .is_empty()
+        );
     }
 
     #[test]
@@ -373,7 +371,7 @@ mod tests {
             min_grace_period_seconds: 20,
             ..settings()
         };
-        let out = check(&workload(&d), &s, true);
+        let out = GracefulTermination::check(&on(&workload(&d)), &s, true);
         assert_eq!(
             out.findings[0].message,
             "terminationGracePeriodSeconds is 20: too short for a 10 s preStop sleep and 15 s \
@@ -384,7 +382,7 @@ mod tests {
             patched["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
             25
         );
-        assert!(check(&workload(&patched), &s, true).is_clean());
+        assert!(GracefulTermination::check(&on(&workload(&patched)), &s, true).is_clean());
     }
 
     #[test]
@@ -421,7 +419,7 @@ mod tests {
             require_pre_stop: false,
             ..settings()
         };
-        assert!(check(&workload(&d), &s, true).is_clean());
+        assert!(GracefulTermination::check(&on(&workload(&d)), &s, true).is_clean());
     }
 
     #[test]

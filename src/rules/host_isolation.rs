@@ -23,9 +23,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject, yes};
+use crate::quantity::Quantity;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::quantity::Quantity;
 use crate::workload::Workload;
 
 /// Capabilities Pod Security Baseline lets a container add.
@@ -103,7 +103,8 @@ impl Default for HostIsolation {
 impl Rule for HostIsolation {
     const ID: RuleId = RuleId::HostIsolation;
     const PILLAR: Pillar = Pillar::Security;
-    const SUMMARY: &'static str = "The pod template meets Pod Security Baseline and reaches no GPU it did not request";
+    const SUMMARY: &'static str =
+        "The pod template meets Pod Security Baseline and reaches no GPU it did not request";
     const SINCE: Release = Release::V0_2;
 
     type Settings = Settings;
@@ -116,8 +117,14 @@ impl Rule for HostIsolation {
         Settings::compile(self, policy.gpus.clone(), at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
-        check(on.workload, settings)
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        check_pod(w, s, &mut out);
+        for c in views(w, s) {
+            check_container(&c, s, &mut out);
+        }
+        out
     }
 }
 
@@ -206,15 +213,6 @@ struct View<'a> {
     ports: &'a [ContainerPort],
     env: &'a [EnvVar],
     requests_gpu: bool,
-}
-
-fn check(w: &Workload, s: &Settings) -> Outcome {
-    let mut out = Outcome::default();
-    check_pod(w, s, &mut out);
-    for c in views(w, s) {
-        check_container(&c, s, &mut out);
-    }
-    out
 }
 
 fn views<'a>(w: &'a Workload, s: &Settings) -> Vec<View<'a>> {
@@ -638,7 +636,7 @@ mod tests {
 
         let mut s = settings();
         s.allowed_host_paths = vec!["/mnt/models".into()];
-        let out = check(&workload(&d), &s);
+        let out = HostIsolation::check(&on(&workload(&d)), &s, false);
         assert_eq!(out.findings.len(), 1);
         assert!(
             out.findings[0].message.contains("read-write"),
@@ -646,10 +644,15 @@ mod tests {
             out.findings[0].message
         );
         pod_spec(&mut d)["containers"][0]["volumeMounts"][0]["readOnly"] = json!(true);
-        assert!(check(&workload(&d), &s).is_clean());
+        assert!(HostIsolation::check(&on(&workload(&d)), &s, false).is_clean());
         // A prefix is a path prefix, not a string prefix.
         pod_spec(&mut d)["volumes"][0]["hostPath"]["path"] = json!("/mnt/models-evil");
-        assert_eq!(check(&workload(&d), &s).findings.len(), 1);
+        assert_eq!(
+            HostIsolation::check(&on(&workload(&d)), &s, false)
+                .findings
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -670,7 +673,7 @@ mod tests {
         );
         let mut s = settings();
         s.allowed_capabilities = vec!["IPC_LOCK".into()];
-        let out = check(&workload(&d), &s);
+        let out = HostIsolation::check(&on(&workload(&d)), &s, false);
         assert!(out.findings[0].message.contains("capability SYS_ADMIN "));
     }
 
@@ -699,7 +702,12 @@ mod tests {
         );
         let mut s = settings();
         s.allowed_host_ports = vec![8000];
-        assert_eq!(check(&workload(&d), &s).findings.len(), 4);
+        assert_eq!(
+            HostIsolation::check(&on(&workload(&d)), &s, false)
+                .findings
+                .len(),
+            4
+        );
     }
 
     #[test]
@@ -730,7 +738,7 @@ mod tests {
         let mut s = settings();
         s.flag_nvidia_visible_devices = false;
         pod_spec(&mut d)["containers"][0]["env"][0]["value"] = json!("0,1");
-        assert!(check(&workload(&d), &s).is_clean());
+        assert!(HostIsolation::check(&on(&workload(&d)), &s, false).is_clean());
     }
 
     #[test]

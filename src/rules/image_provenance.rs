@@ -14,13 +14,13 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, replace, PolicyFacts, Rule, Subject, yes};
-use crate::release::Release;
-use crate::rule_list::{Action, Pillar, RuleId};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, replace, yes};
 use crate::context::Context;
 use crate::image::{ImageRef, RegistryPattern};
 use crate::provenance::keys::{KeySet, PublicKey};
-use crate::provenance::{Auth, Facts, Mode, Query, Signed, cosign};
+use crate::provenance::{Auth, Mode, Query, Signed, cosign};
+use crate::release::Release;
+use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::Workload;
 
 /// `image-provenance` (Security): images come from registries the platform
@@ -145,7 +145,8 @@ fn default_registries() -> Vec<String> {
 impl Rule for ImageProvenance {
     const ID: RuleId = RuleId::ImageProvenance;
     const PILLAR: Pillar = Pillar::Security;
-    const SUMMARY: &'static str = "Images come from registries the platform team trusts, pinned by digest";
+    const SUMMARY: &'static str =
+        "Images come from registries the platform team trusts, pinned by digest";
     const SINCE: Release = Release::V0_1;
 
     type Settings = Settings;
@@ -162,8 +163,299 @@ impl Rule for ImageProvenance {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
-        check(on.workload, settings, on.ctx, on.facts)
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let ctx = on.ctx;
+        let facts = on.facts;
+        let mut out = Outcome::default();
+        let keys = s.key_set(ctx);
+        if let Some(Err(problem)) = &keys {
+            out.findings.push(Finding {
+                message: format!("signatures cannot be checked: {problem}"),
+                fix: "fix the policy's imageProvenance.signatures.keys or the Secret it names"
+                    .into(),
+                path: w.pod_path.to_owned(),
+                fixable: false,
+            });
+        }
+        let keys = keys.and_then(Result::ok);
+        for img in w.images() {
+            let who = img.who.as_str();
+            let path = img.path.clone();
+            let Some(raw) = img.reference.filter(|i| !i.is_empty()) else {
+                out.findings.push(Finding {
+                    message: if img.volume {
+                        format!("{who} has no image reference")
+                    } else {
+                        format!("{who} has no image")
+                    },
+                    fix: format!(
+                        "set the image of {who} to a pinned reference from an allowed registry"
+                    ),
+                    path,
+                    fixable: false,
+                });
+                continue;
+            };
+            let image = match ImageRef::parse(raw) {
+                Ok(i) => i,
+                Err(e) => {
+                    out.findings.push(Finding {
+                        message: format!("{who}: {e}"),
+                        fix: "write the image as registry/repository:tag@sha256:digest".into(),
+                        path,
+                        fixable: false,
+                    });
+                    continue;
+                }
+            };
+            let allowed = s.allows(&image.registry);
+            if !allowed {
+                out.findings.push(Finding {
+                message: format!(
+                    "{who} image \"{raw}\" comes from {}, which is not an allowed registry ({})",
+                    image.registry,
+                    s.allowed_list()
+                ),
+                fix: format!(
+                    "import it into your registry (az acr import --name <registry> --source {} \
+                     --image {}) and use that reference",
+                    image,
+                    repo_and_tag(&image)
+                ),
+                path: path.clone(),
+                fixable: false,
+            });
+            }
+            let registry_error = |e: &dyn std::fmt::Display, what: &str, out: &mut Outcome| {
+                let f = Finding {
+                    message: format!("{who} image \"{raw}\": {what}: {e}"),
+                    fix: match s.on_error {
+                        OnRegistryError::Deny => "check the registry and the pull secret; or set \
+                        imageProvenance.onRegistryError: Allow to admit with a warning"
+                            .into(),
+                        OnRegistryError::Allow => {
+                            "admitted unverified (onRegistryError: Allow)".into()
+                        }
+                    },
+                    path: path.clone(),
+                    fixable: false,
+                };
+                match s.on_error {
+                    OnRegistryError::Deny => out.findings.push(f),
+                    OnRegistryError::Allow => out.warnings.push(f),
+                }
+            };
+            if allowed
+                && s.needs_registry()
+                && let Err(problem) = s.auth(ctx, &image.registry)
+            {
+                out.findings.push(Finding {
+                    message: format!(
+                        "{who} image \"{raw}\": the registry cannot be asked: {problem}"
+                    ),
+                    fix: "fix imageProvenance.pullSecret or the Secret it names".into(),
+                    path: path.clone(),
+                    fixable: false,
+                });
+                continue;
+            }
+            // The digest: as written, else as the registry answered.
+            let mut digest = image.digest.clone();
+            let asked = allowed && s.needs_registry() && digest.is_none();
+            let mut offline = None;
+            let mut failed = None;
+            if asked {
+                match (&facts.mode, facts.digest(&image)) {
+                    (_, Some(Ok(d))) => digest = Some(d.clone()),
+                    (_, Some(Err(e))) => failed = Some(e),
+                    (Mode::Offline(why), None) => offline = Some(*why),
+                    (Mode::Online, None) => {}
+                }
+            }
+            let floating = image.is_latest_or_untagged();
+            // With resolveDigests, pinning is the webhook's job: a tag is a
+            // violation because the webhook pins it. When the registry cannot
+            // answer the digest, onRegistryError decides (requireDigest
+            // included); only a floating tag stays refused whatever it says.
+            let pinnable = s.resolve && image.digest.is_none();
+            let unpinned = failed.filter(|_| pinnable);
+            if let Some(e) = unpinned {
+                // The outcome goes in the message: a long error leaves no room
+                // for the fix in a 256-character warning.
+                let outcome = match (floating, s.on_error) {
+                    (true, _) => "refused: a floating tag must be pinned",
+                    (false, OnRegistryError::Deny) => "refused: onRegistryError Deny",
+                    (false, OnRegistryError::Allow) => "admitted by tag: onRegistryError Allow",
+                };
+                out.unpatched.push(Finding {
+                message: format!(
+                    "{who} image \"{raw}\" was not pinned ({outcome}): the digest lookup failed: {e}"
+                ),
+                fix: "check the registry and the pull secret, or pin it by digest yourself".into(),
+                path: path.clone(),
+                fixable: false,
+            });
+            }
+            if let (Some(e), false) = (unpinned, floating) {
+                let unverified = if s.signatures.is_some() {
+                    " and unverified"
+                } else {
+                    ""
+                };
+                match s.on_error {
+                OnRegistryError::Deny => out.findings.push(Finding {
+                    message: format!(
+                        "{who} image \"{raw}\": the digest lookup failed, so it cannot be \
+                         pinned{}: {e}",
+                        if s.signatures.is_some() {
+                            " or verified"
+                        } else {
+                            ""
+                        }
+                    ),
+                    fix: "check the registry and the pull secret, or pin it by digest yourself; \
+                          imageProvenance.onRegistryError: Allow would admit it by tag with a \
+                          warning"
+                        .into(),
+                    path: path.clone(),
+                    fixable: false,
+                }),
+                OnRegistryError::Allow => out.warnings.push(Finding {
+                    message: format!(
+                        "{who} image \"{raw}\" admitted by tag, unpinned{unverified}: the digest \
+                         lookup failed: {e}"
+                    ),
+                    fix: "pin it by digest, or fix the registry (onRegistryError: Allow admits a \
+                          tag while its lookup fails)"
+                        .into(),
+                    path: path.clone(),
+                    fixable: false,
+                }),
+            }
+            } else if let (Some(e), false) = (failed, pinnable) {
+                registry_error(e, "cannot resolve its tag to check its signature", &mut out);
+            }
+            let resolved = if pinnable { digest.as_deref() } else { None };
+            let must_pin = floating || (s.require_digest || s.resolve) && image.digest.is_none();
+            if must_pin && (floating || unpinned.is_none()) {
+                let what = match (image.tag.as_deref(), floating) {
+                    (Some("latest"), true) => "uses the floating tag :latest".to_owned(),
+                    (None, true) => "has no tag, so it runs whatever :latest is".to_owned(),
+                    _ => "is not pinned by digest".to_owned(),
+                };
+                let fix = match resolved {
+                    Some(d) => {
+                        format!("pin it to the digest {} answers: {raw}@{d}", image.registry)
+                    }
+                    None => format!(
+                        "pin it: {}{}@sha256:<digest> (az acr manifest show-metadata, or crane digest){}",
+                        image_without_tag(&image),
+                        match image.tag.as_deref() {
+                            Some(t) if t != "latest" => format!(":{t}"),
+                            _ => ":<version>".into(),
+                        },
+                        match (offline, unpinned) {
+                            (Some(why), _) if s.resolve => {
+                                format!("; resolveDigests would pin it ({why})")
+                            }
+                            (_, Some(e)) => format!("; resolveDigests could not: {e}"),
+                            _ => String::new(),
+                        }
+                    ),
+                };
+                if let Some(d) = resolved {
+                    out.patch.push(replace(
+                        super::pointer(&path, &[]),
+                        serde_json::Value::String(format!("{raw}@{d}")),
+                    ));
+                }
+                out.findings.push(Finding {
+                    message: format!(
+                        "{who} image \"{raw}\" {what}; the image that runs can change under you"
+                    ),
+                    fix,
+                    path: path.clone(),
+                    fixable: resolved.is_some(),
+                });
+            }
+            let (Some(sig), Some(keys)) = (&s.signatures, &keys) else {
+                continue;
+            };
+            if !allowed {
+                continue;
+            }
+            let push = |f: Finding, out: &mut Outcome| {
+                if sig.required {
+                    out.findings.push(f);
+                } else {
+                    out.warnings.push(f);
+                }
+            };
+            let Some(digest) = digest else {
+                if let Some(why) = offline {
+                    out.warnings.push(Finding {
+                        message: format!("{who} image \"{raw}\": signature not checked ({why})"),
+                        fix: "run check --resolve-digests, or pin the image by digest".into(),
+                        path: path.clone(),
+                        fixable: false,
+                    });
+                }
+                continue;
+            };
+            let target = format!("{}/{}@{digest}", image.registry, image.repository);
+            let sign = format!("sign it: cosign sign --key <a trusted key> {target}");
+            match (&facts.mode, facts.signature(&image, &digest, keys)) {
+                (_, Some(Ok(Signed::Verified { .. }))) => {}
+                (_, Some(Ok(Signed::Unsigned))) => push(
+                    Finding {
+                        message: format!(
+                            "{who} image \"{raw}\" has no cosign signature for {digest} (no {}.sig \
+                         tag, no signature referrer); trusted keys: {}",
+                            digest.replace(':', "-"),
+                            keys.describe()
+                        ),
+                        fix: sign,
+                        path: path.clone(),
+                        fixable: false,
+                    },
+                    &mut out,
+                ),
+                (_, Some(Ok(Signed::Rejected { reason, tried }))) => {
+                    let why = match reason {
+                        cosign::Rejected::NoTrustedKey => format!(
+                            "none of its {tried} signature(s) verifies with the trusted keys ({}): \
+                         signed by another key, or altered after signing",
+                            keys.describe()
+                        ),
+                        cosign::Rejected::OtherDigest(other) => {
+                            format!("its signature is for {other}, not for its digest {digest}")
+                        }
+                        cosign::Rejected::Malformed(detail) => {
+                            format!("its signature cannot be read: {detail}")
+                        }
+                    };
+                    push(
+                        Finding {
+                            message: format!("{who} image \"{raw}\": {why}"),
+                            fix: sign,
+                            path: path.clone(),
+                            fixable: false,
+                        },
+                        &mut out,
+                    );
+                }
+                (_, Some(Err(e))) => registry_error(e, "cannot read its signatures", &mut out),
+                (Mode::Offline(why), None) => out.warnings.push(Finding {
+                    message: format!("{who} image \"{raw}\": signature not checked ({why})"),
+                    fix: "run check --resolve-digests".into(),
+                    path: path.clone(),
+                    fixable: false,
+                }),
+                (Mode::Online, None) => {}
+            }
+        }
+        out
     }
 }
 
@@ -190,11 +482,7 @@ pub struct SignatureSettings {
 }
 
 impl Settings {
-    pub fn compile(
-        spec: &ImageProvenance,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
+    pub fn compile(spec: &ImageProvenance, at: &str, problems: &mut Vec<String>) -> Settings {
         if spec.allowed_registries.is_empty() {
             problems.push(format!(
                 "{at}.allowedRegistries: an empty list would refuse every image; use [\"*\"] to allow any registry"
@@ -364,291 +652,6 @@ pub fn queries(w: &Workload, s: &Settings, ctx: &Context, out: &mut Vec<Query>) 
     }
 }
 
-fn check(w: &Workload, s: &Settings, ctx: &Context, facts: &Facts) -> Outcome {
-    let mut out = Outcome::default();
-    let keys = s.key_set(ctx);
-    if let Some(Err(problem)) = &keys {
-        out.findings.push(Finding {
-            message: format!("signatures cannot be checked: {problem}"),
-            fix: "fix the policy's imageProvenance.signatures.keys or the Secret it names".into(),
-            path: w.pod_path.to_owned(),
-            fixable: false,
-        });
-    }
-    let keys = keys.and_then(Result::ok);
-    for img in w.images() {
-        let who = img.who.as_str();
-        let path = img.path.clone();
-        let Some(raw) = img.reference.filter(|i| !i.is_empty()) else {
-            out.findings.push(Finding {
-                message: if img.volume {
-                    format!("{who} has no image reference")
-                } else {
-                    format!("{who} has no image")
-                },
-                fix: format!(
-                    "set the image of {who} to a pinned reference from an allowed registry"
-                ),
-                path,
-                fixable: false,
-            });
-            continue;
-        };
-        let image = match ImageRef::parse(raw) {
-            Ok(i) => i,
-            Err(e) => {
-                out.findings.push(Finding {
-                    message: format!("{who}: {e}"),
-                    fix: "write the image as registry/repository:tag@sha256:digest".into(),
-                    path,
-                    fixable: false,
-                });
-                continue;
-            }
-        };
-        let allowed = s.allows(&image.registry);
-        if !allowed {
-            out.findings.push(Finding {
-                message: format!(
-                    "{who} image \"{raw}\" comes from {}, which is not an allowed registry ({})",
-                    image.registry,
-                    s.allowed_list()
-                ),
-                fix: format!(
-                    "import it into your registry (az acr import --name <registry> --source {} \
-                     --image {}) and use that reference",
-                    image,
-                    repo_and_tag(&image)
-                ),
-                path: path.clone(),
-                fixable: false,
-            });
-        }
-        let registry_error = |e: &dyn std::fmt::Display, what: &str, out: &mut Outcome| {
-            let f = Finding {
-                message: format!("{who} image \"{raw}\": {what}: {e}"),
-                fix: match s.on_error {
-                    OnRegistryError::Deny => "check the registry and the pull secret; or set \
-                        imageProvenance.onRegistryError: Allow to admit with a warning"
-                        .into(),
-                    OnRegistryError::Allow => "admitted unverified (onRegistryError: Allow)".into(),
-                },
-                path: path.clone(),
-                fixable: false,
-            };
-            match s.on_error {
-                OnRegistryError::Deny => out.findings.push(f),
-                OnRegistryError::Allow => out.warnings.push(f),
-            }
-        };
-        if allowed
-            && s.needs_registry()
-            && let Err(problem) = s.auth(ctx, &image.registry)
-        {
-            out.findings.push(Finding {
-                message: format!("{who} image \"{raw}\": the registry cannot be asked: {problem}"),
-                fix: "fix imageProvenance.pullSecret or the Secret it names".into(),
-                path: path.clone(),
-                fixable: false,
-            });
-            continue;
-        }
-        // The digest: as written, else as the registry answered.
-        let mut digest = image.digest.clone();
-        let asked = allowed && s.needs_registry() && digest.is_none();
-        let mut offline = None;
-        let mut failed = None;
-        if asked {
-            match (&facts.mode, facts.digest(&image)) {
-                (_, Some(Ok(d))) => digest = Some(d.clone()),
-                (_, Some(Err(e))) => failed = Some(e),
-                (Mode::Offline(why), None) => offline = Some(*why),
-                (Mode::Online, None) => {}
-            }
-        }
-        let floating = image.is_latest_or_untagged();
-        // With resolveDigests, pinning is the webhook's job: a tag is a
-        // violation because the webhook pins it. When the registry cannot
-        // answer the digest, onRegistryError decides (requireDigest
-        // included); only a floating tag stays refused whatever it says.
-        let pinnable = s.resolve && image.digest.is_none();
-        let unpinned = failed.filter(|_| pinnable);
-        if let Some(e) = unpinned {
-            // The outcome goes in the message: a long error leaves no room
-            // for the fix in a 256-character warning.
-            let outcome = match (floating, s.on_error) {
-                (true, _) => "refused: a floating tag must be pinned",
-                (false, OnRegistryError::Deny) => "refused: onRegistryError Deny",
-                (false, OnRegistryError::Allow) => "admitted by tag: onRegistryError Allow",
-            };
-            out.unpatched.push(Finding {
-                message: format!(
-                    "{who} image \"{raw}\" was not pinned ({outcome}): the digest lookup failed: {e}"
-                ),
-                fix: "check the registry and the pull secret, or pin it by digest yourself".into(),
-                path: path.clone(),
-                fixable: false,
-            });
-        }
-        if let (Some(e), false) = (unpinned, floating) {
-            let unverified = if s.signatures.is_some() {
-                " and unverified"
-            } else {
-                ""
-            };
-            match s.on_error {
-                OnRegistryError::Deny => out.findings.push(Finding {
-                    message: format!(
-                        "{who} image \"{raw}\": the digest lookup failed, so it cannot be \
-                         pinned{}: {e}",
-                        if s.signatures.is_some() {
-                            " or verified"
-                        } else {
-                            ""
-                        }
-                    ),
-                    fix: "check the registry and the pull secret, or pin it by digest yourself; \
-                          imageProvenance.onRegistryError: Allow would admit it by tag with a \
-                          warning"
-                        .into(),
-                    path: path.clone(),
-                    fixable: false,
-                }),
-                OnRegistryError::Allow => out.warnings.push(Finding {
-                    message: format!(
-                        "{who} image \"{raw}\" admitted by tag, unpinned{unverified}: the digest \
-                         lookup failed: {e}"
-                    ),
-                    fix: "pin it by digest, or fix the registry (onRegistryError: Allow admits a \
-                          tag while its lookup fails)"
-                        .into(),
-                    path: path.clone(),
-                    fixable: false,
-                }),
-            }
-        } else if let (Some(e), false) = (failed, pinnable) {
-            registry_error(e, "cannot resolve its tag to check its signature", &mut out);
-        }
-        let resolved = if pinnable { digest.as_deref() } else { None };
-        let must_pin = floating || (s.require_digest || s.resolve) && image.digest.is_none();
-        if must_pin && (floating || unpinned.is_none()) {
-            let what = match (image.tag.as_deref(), floating) {
-                (Some("latest"), true) => "uses the floating tag :latest".to_owned(),
-                (None, true) => "has no tag, so it runs whatever :latest is".to_owned(),
-                _ => "is not pinned by digest".to_owned(),
-            };
-            let fix = match resolved {
-                Some(d) => format!("pin it to the digest {} answers: {raw}@{d}", image.registry),
-                None => format!(
-                    "pin it: {}{}@sha256:<digest> (az acr manifest show-metadata, or crane digest){}",
-                    image_without_tag(&image),
-                    match image.tag.as_deref() {
-                        Some(t) if t != "latest" => format!(":{t}"),
-                        _ => ":<version>".into(),
-                    },
-                    match (offline, unpinned) {
-                        (Some(why), _) if s.resolve => {
-                            format!("; resolveDigests would pin it ({why})")
-                        }
-                        (_, Some(e)) => format!("; resolveDigests could not: {e}"),
-                        _ => String::new(),
-                    }
-                ),
-            };
-            if let Some(d) = resolved {
-                out.patch.push(replace(
-                    super::pointer(&path, &[]),
-                    serde_json::Value::String(format!("{raw}@{d}")),
-                ));
-            }
-            out.findings.push(Finding {
-                message: format!(
-                    "{who} image \"{raw}\" {what}; the image that runs can change under you"
-                ),
-                fix,
-                path: path.clone(),
-                fixable: resolved.is_some(),
-            });
-        }
-        let (Some(sig), Some(keys)) = (&s.signatures, &keys) else {
-            continue;
-        };
-        if !allowed {
-            continue;
-        }
-        let push = |f: Finding, out: &mut Outcome| {
-            if sig.required {
-                out.findings.push(f);
-            } else {
-                out.warnings.push(f);
-            }
-        };
-        let Some(digest) = digest else {
-            if let Some(why) = offline {
-                out.warnings.push(Finding {
-                    message: format!("{who} image \"{raw}\": signature not checked ({why})"),
-                    fix: "run check --resolve-digests, or pin the image by digest".into(),
-                    path: path.clone(),
-                    fixable: false,
-                });
-            }
-            continue;
-        };
-        let target = format!("{}/{}@{digest}", image.registry, image.repository);
-        let sign = format!("sign it: cosign sign --key <a trusted key> {target}");
-        match (&facts.mode, facts.signature(&image, &digest, keys)) {
-            (_, Some(Ok(Signed::Verified { .. }))) => {}
-            (_, Some(Ok(Signed::Unsigned))) => push(
-                Finding {
-                    message: format!(
-                        "{who} image \"{raw}\" has no cosign signature for {digest} (no {}.sig \
-                         tag, no signature referrer); trusted keys: {}",
-                        digest.replace(':', "-"),
-                        keys.describe()
-                    ),
-                    fix: sign,
-                    path: path.clone(),
-                    fixable: false,
-                },
-                &mut out,
-            ),
-            (_, Some(Ok(Signed::Rejected { reason, tried }))) => {
-                let why = match reason {
-                    cosign::Rejected::NoTrustedKey => format!(
-                        "none of its {tried} signature(s) verifies with the trusted keys ({}): \
-                         signed by another key, or altered after signing",
-                        keys.describe()
-                    ),
-                    cosign::Rejected::OtherDigest(other) => {
-                        format!("its signature is for {other}, not for its digest {digest}")
-                    }
-                    cosign::Rejected::Malformed(detail) => {
-                        format!("its signature cannot be read: {detail}")
-                    }
-                };
-                push(
-                    Finding {
-                        message: format!("{who} image \"{raw}\": {why}"),
-                        fix: sign,
-                        path: path.clone(),
-                        fixable: false,
-                    },
-                    &mut out,
-                );
-            }
-            (_, Some(Err(e))) => registry_error(e, "cannot read its signatures", &mut out),
-            (Mode::Offline(why), None) => out.warnings.push(Finding {
-                message: format!("{who} image \"{raw}\": signature not checked ({why})"),
-                fix: "run check --resolve-digests".into(),
-                path: path.clone(),
-                fixable: false,
-            }),
-            (Mode::Online, None) => {}
-        }
-    }
-    out
-}
-
 fn image_without_tag(i: &ImageRef) -> String {
     format!("{}/{}", i.registry, i.repository)
 }
@@ -664,6 +667,7 @@ fn repo_and_tag(i: &ImageRef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provenance::Facts;
     use crate::rules::testing::*;
     use serde_json::{Value, json};
 
@@ -805,11 +809,13 @@ mod tests {
             detail: "Connection refused".into(),
         });
         facts.insert_digest(&ImageRef::parse(image).unwrap(), down);
-        check(
-            &workload(&with_image(image)),
+        ImageProvenance::check(
+            &Subject {
+                facts: &facts,
+                ..on(&workload(&with_image(image)))
+            },
             &s,
-            &Context::default(),
-            &facts,
+            false,
         )
     }
 

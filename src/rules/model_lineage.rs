@@ -20,11 +20,10 @@ use super::command_line::{flag_value, literal_env, words};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, pointer, PolicyFacts, Rule, Subject, yes};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, pointer, yes};
+use crate::image::ImageRef;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::image::ImageRef;
-use crate::workload::Workload;
 
 /// `model-lineage` (Operational Excellence): the pod template says which
 /// model version it serves and where the model came from, and a Hugging
@@ -112,8 +111,108 @@ impl Rule for ModelLineage {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
-        check(on.workload, settings)
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        let labels_path = w.template_field("labels");
+        let annotations_path = w.template_field("annotations");
+        let by_operator = s
+            .equivalent_labels
+            .iter()
+            .any(|k| w.template_labels.contains_key(k));
+        if !by_operator {
+            let mut missing = Vec::new();
+            for key in &s.required_labels {
+                match w.template_labels.get(key) {
+                None => missing.push(key.as_str()),
+                Some(v) if s.forbidden(v) => out.findings.push(Finding {
+                    message: format!(
+                        "the pod template's label {key} is \"{v}\", which names no version: \
+                         nobody can tell which model a pod serves, nor roll back to it"
+                    ),
+                    fix: format!("set {key} to the version served, e.g. \"3.1-8b-2024-07\""),
+                    path: pointer(&labels_path, &[key]).as_str().to_owned(),
+                    fixable: false,
+                }),
+                Some(v) if !valid_label_value(v) => out.findings.push(Finding {
+                    message: format!(
+                        "the pod template's label {key} is not a valid label value (at most \
+                         63 of A-Z a-z 0-9 . _ -, alphanumeric at both ends)"
+                    ),
+                    fix: format!(
+                        "put a short version in {key} and the full model id in the {} annotation",
+                        s.required_annotations
+                            .first()
+                            .map_or("waf-admission.dev/model-source", String::as_str)
+                    ),
+                    path: pointer(&labels_path, &[key]).as_str().to_owned(),
+                    fixable: false,
+                }),
+                Some(_) => {}
+            }
+            }
+            if !missing.is_empty() {
+                out.findings.push(Finding {
+                    message: format!(
+                        "the pod template has no {} label{}: nobody can tell which model version \
+                     a pod serves, nor roll back to it",
+                        missing.join(", "),
+                        if missing.len() == 1 { "" } else { "s" }
+                    ),
+                    fix: format!(
+                        "add to {} (never to spec.selector, which is immutable): {{{}}}",
+                        dotted(&labels_path),
+                        missing
+                            .iter()
+                            .map(|k| format!("{k}: \"<version>\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    path: labels_path.clone(),
+                    fixable: false,
+                });
+            }
+        }
+        let missing: Vec<&str> = s
+            .required_annotations
+            .iter()
+            .filter(|k| {
+                w.template_annotations
+                    .get(*k)
+                    .is_none_or(|v| v.trim().is_empty())
+            })
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            out.findings.push(Finding {
+            message: format!(
+                "the pod template has no {} annotation: where the model came from is not \
+                 recorded with the workload",
+                missing.join(", ")
+            ),
+            fix: format!(
+                "add to {}: {{{}}}",
+                dotted(&annotations_path),
+                missing
+                    .iter()
+                    .map(|k| format!(
+                        "{k}: \"azureml://registries/<r>/models/<m>/versions/<v> or hf://<org>/<model>@<commit>\""
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            path: annotations_path,
+            fixable: false,
+        });
+        }
+        if s.require_model_revision {
+            for (i, c) in w.pod.containers.iter().enumerate() {
+                if let Some(f) = unpinned_model(c, s, &format!("{}/containers/{i}", w.pod_path)) {
+                    out.findings.push(f);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -169,109 +268,6 @@ fn valid_label_value(v: &str) -> bool {
 
 fn dotted(pointer: &str) -> String {
     pointer.trim_start_matches('/').replace('/', ".")
-}
-
-fn check(w: &Workload, s: &Settings) -> Outcome {
-    let mut out = Outcome::default();
-    let labels_path = w.template_field("labels");
-    let annotations_path = w.template_field("annotations");
-    let by_operator = s
-        .equivalent_labels
-        .iter()
-        .any(|k| w.template_labels.contains_key(k));
-    if !by_operator {
-        let mut missing = Vec::new();
-        for key in &s.required_labels {
-            match w.template_labels.get(key) {
-                None => missing.push(key.as_str()),
-                Some(v) if s.forbidden(v) => out.findings.push(Finding {
-                    message: format!(
-                        "the pod template's label {key} is \"{v}\", which names no version: \
-                         nobody can tell which model a pod serves, nor roll back to it"
-                    ),
-                    fix: format!("set {key} to the version served, e.g. \"3.1-8b-2024-07\""),
-                    path: pointer(&labels_path, &[key]).as_str().to_owned(),
-                    fixable: false,
-                }),
-                Some(v) if !valid_label_value(v) => out.findings.push(Finding {
-                    message: format!(
-                        "the pod template's label {key} is not a valid label value (at most \
-                         63 of A-Z a-z 0-9 . _ -, alphanumeric at both ends)"
-                    ),
-                    fix: format!(
-                        "put a short version in {key} and the full model id in the {} annotation",
-                        s.required_annotations
-                            .first()
-                            .map_or("waf-admission.dev/model-source", String::as_str)
-                    ),
-                    path: pointer(&labels_path, &[key]).as_str().to_owned(),
-                    fixable: false,
-                }),
-                Some(_) => {}
-            }
-        }
-        if !missing.is_empty() {
-            out.findings.push(Finding {
-                message: format!(
-                    "the pod template has no {} label{}: nobody can tell which model version \
-                     a pod serves, nor roll back to it",
-                    missing.join(", "),
-                    if missing.len() == 1 { "" } else { "s" }
-                ),
-                fix: format!(
-                    "add to {} (never to spec.selector, which is immutable): {{{}}}",
-                    dotted(&labels_path),
-                    missing
-                        .iter()
-                        .map(|k| format!("{k}: \"<version>\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                path: labels_path.clone(),
-                fixable: false,
-            });
-        }
-    }
-    let missing: Vec<&str> = s
-        .required_annotations
-        .iter()
-        .filter(|k| {
-            w.template_annotations
-                .get(*k)
-                .is_none_or(|v| v.trim().is_empty())
-        })
-        .map(String::as_str)
-        .collect();
-    if !missing.is_empty() {
-        out.findings.push(Finding {
-            message: format!(
-                "the pod template has no {} annotation: where the model came from is not \
-                 recorded with the workload",
-                missing.join(", ")
-            ),
-            fix: format!(
-                "add to {}: {{{}}}",
-                dotted(&annotations_path),
-                missing
-                    .iter()
-                    .map(|k| format!(
-                        "{k}: \"azureml://registries/<r>/models/<m>/versions/<v> or hf://<org>/<model>@<commit>\""
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            path: annotations_path,
-            fixable: false,
-        });
-    }
-    if s.require_model_revision {
-        for (i, c) in w.pod.containers.iter().enumerate() {
-            if let Some(f) = unpinned_model(c, s, &format!("{}/containers/{i}", w.pod_path)) {
-                out.findings.push(f);
-            }
-        }
-    }
-    out
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -527,10 +523,10 @@ mod tests {
             require_commit_revision: true,
             ..settings()
         };
-        let out = check(&workload(&d), &strict);
+        let out = ModelLineage::check(&on(&workload(&d)), &strict, false);
         assert!(out.findings[0].message.contains("not a commit id"));
         container(&mut d)["args"][3] = json!(COMMIT);
-        assert!(check(&workload(&d), &strict).is_clean());
+        assert!(ModelLineage::check(&on(&workload(&d)), &strict, false).is_clean());
     }
 
     #[test]

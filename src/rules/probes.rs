@@ -24,10 +24,10 @@ use serde_json::{Value, json};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, add, pointer, replace, secret_env, PolicyFacts, Rule, Subject, yes};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, pointer, replace, secret_env, yes};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::workload::{Workload, WorkloadKind};
+use crate::workload::WorkloadKind;
 
 /// Kubernetes' own defaults for an omitted field.
 const DEFAULT_PERIOD: i32 = 10;
@@ -149,8 +149,32 @@ impl Rule for Probes {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
-        check(on.workload, settings, mutate)
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        if matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
+            return out;
+        }
+        let sidecars = w
+            .pod
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, c)| s.include_sidecars && c.restart_policy.as_deref() == Some("Always"))
+            .map(|(i, c)| (c, format!("{}/initContainers/{i}", w.pod_path), "sidecar"));
+        let app = w
+            .pod
+            .containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c, format!("{}/containers/{i}", w.pod_path), "container"));
+        for (c, path, role) in app.chain(sidecars) {
+            if !s.exempts(c) {
+                check_container(c, &path, role, s, mutate, &mut out);
+            }
+        }
+        out
     }
 }
 
@@ -207,33 +231,6 @@ impl Settings {
                 None => *e == c.name,
             })
     }
-}
-
-fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
-    let mut out = Outcome::default();
-    if matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
-        return out;
-    }
-    let sidecars = w
-        .pod
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, c)| s.include_sidecars && c.restart_policy.as_deref() == Some("Always"))
-        .map(|(i, c)| (c, format!("{}/initContainers/{i}", w.pod_path), "sidecar"));
-    let app = w
-        .pod
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c, format!("{}/containers/{i}", w.pod_path), "container"));
-    for (c, path, role) in app.chain(sidecars) {
-        if !s.exempts(c) {
-            check_container(c, &path, role, s, mutate, &mut out);
-        }
-    }
-    out
 }
 
 fn check_container(
@@ -564,7 +561,7 @@ mod tests {
         s.require_liveness = false;
         let mut d = without_probes();
         container(&mut d)["readinessProbe"] = json!({"httpGet": {"path": "/health", "port": 8000}});
-        assert!(check(&workload(&d), &s, true).is_clean());
+        assert!(Probes::check(&on(&workload(&d)), &s, true).is_clean());
     }
 
     #[test]
@@ -683,7 +680,7 @@ mod tests {
         assert!(run(&d).is_clean());
         let mut s = settings();
         s.readiness_handlers = vec![ProbeHandler::HttpGet, ProbeHandler::Grpc];
-        let out = check(&workload(&d), &s, true);
+        let out = Probes::check(&on(&workload(&d)), &s, true);
         assert_eq!(out.findings.len(), 1);
         assert!(
             out.findings[0]
@@ -701,7 +698,7 @@ mod tests {
         assert!(run(&d).is_clean(), "off by default");
         let mut s = settings();
         s.min_liveness_failure_seconds = 30;
-        let out = check(&workload(&d), &s, true);
+        let out = Probes::check(&on(&workload(&d)), &s, true);
         assert_eq!(out.findings.len(), 1);
         assert!(
             out.findings[0]
@@ -721,7 +718,10 @@ mod tests {
         for exempt in ["istio-proxy", "docker.io/istio/proxyv2*"] {
             let mut s = settings();
             s.exempt_containers = vec![exempt.into()];
-            assert!(check(&workload(&d), &s, true).is_clean(), "{exempt}");
+            assert!(
+                Probes::check(&on(&workload(&d)), &s, true).is_clean(),
+                "{exempt}"
+            );
         }
     }
 
@@ -735,7 +735,7 @@ mod tests {
         assert!(run(&d).is_clean(), "sidecars are not judged by default");
         let mut s = settings();
         s.include_sidecars = true;
-        let out = check(&workload(&d), &s, true);
+        let out = Probes::check(&on(&workload(&d)), &s, true);
         assert_eq!(out.findings.len(), 2, "{:?}", out.findings);
         assert!(out.findings[0].message.starts_with("sidecar \"proxy\""));
         assert!(out.findings[0].path.contains("/initContainers/1/"));
@@ -755,7 +755,7 @@ mod tests {
     fn no_patch_without_mutate() {
         let mut d = gpu_deployment();
         container(&mut d)["startupProbe"]["failureThreshold"] = json!(6);
-        let out = check(&workload(&d), &settings(), false);
+        let out = Probes::check(&on(&workload(&d)), &settings(), false);
         assert!(out.findings[0].fixable);
         assert!(out.patch.is_empty());
     }

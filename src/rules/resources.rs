@@ -12,11 +12,11 @@ use super::gpu_placement::GpuResources;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, pointer};
+use crate::quantity::Quantity;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::quantity::Quantity;
-use crate::workload::{ContainerView, Workload};
+use crate::workload::ContainerView;
 
 /// `resources` (Cost Optimization): every container declares what it needs,
 /// so the scheduler can pack nodes and the cluster autoscaler can size them.
@@ -90,7 +90,8 @@ fn default_resource_defaults() -> ResourceDefaults {
 impl Rule for Resources {
     const ID: RuleId = RuleId::Resources;
     const PILLAR: Pillar = Pillar::CostOptimization;
-    const SUMMARY: &'static str = "Every container requests and limits what it needs; a GPU limit equals its request";
+    const SUMMARY: &'static str =
+        "Every container requests and limits what it needs; a GPU limit equals its request";
     const SINCE: Release = Release::V0_1;
 
     type Settings = Settings;
@@ -107,8 +108,13 @@ impl Rule for Resources {
         Settings::compile(self, policy.gpus.clone(), at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
-        check(on.workload, settings, mutate)
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        for c in w.resourced_containers() {
+            check_container(&c, s, mutate, &mut out);
+        }
+        out
     }
 }
 
@@ -193,14 +199,6 @@ impl Settings {
             gpus,
         }
     }
-}
-
-fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
-    let mut out = Outcome::default();
-    for c in w.resourced_containers() {
-        check_container(&c, s, mutate, &mut out);
-    }
-    out
 }
 
 fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut Outcome) {
@@ -596,7 +594,7 @@ mod tests {
         };
         let s = Settings::compile(&spec, settings().gpus, "r", &mut vec![]);
         let d = gpu_only();
-        let out = check(&workload(&d), &s, true);
+        let out = Resources::check(&on(&workload(&d)), &s, true);
         assert!(out.findings.iter().all(|f| f.fixable), "{:?}", out.findings);
         let patched = apply(&d, &out.patch);
         let r = &patched["spec"]["template"]["spec"]["containers"][0]["resources"];
@@ -608,9 +606,9 @@ mod tests {
             r["limits"],
             json!({"memory": "96Gi", "nvidia.com/gpu": "1"})
         );
-        assert!(check(&workload(&patched), &s, true).is_clean());
+        assert!(Resources::check(&on(&workload(&patched)), &s, true).is_clean());
         // The CPU defaults still size CPU containers under the same policy.
-        let cpu = check(&workload(&cpu_deployment()), &s, true);
+        let cpu = Resources::check(&on(&workload(&cpu_deployment())), &s, true);
         assert!(cpu.is_clean());
     }
 
@@ -619,7 +617,7 @@ mod tests {
         let mut spec = Resources::default();
         spec.require_limits.push("ephemeral-storage".into());
         let s = Settings::compile(&spec, GpuResources::default(), "r", &mut vec![]);
-        let out = check(&workload(&gpu_deployment()), &s, true);
+        let out = Resources::check(&on(&workload(&gpu_deployment())), &s, true);
         assert_eq!(out.findings.len(), 1);
         assert!(!out.findings[0].fixable);
         assert!(out.patch.is_empty());

@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject, one, two, yes};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::context::ScalerRef;
-use crate::workload::{Workload, WorkloadKind};
+use crate::workload::WorkloadKind;
 
 /// `rollout-strategy` (Reliability): a rollout of a replicated model server
 /// keeps some replicas serving and can be rolled back: no `Recreate`,
@@ -75,8 +74,108 @@ impl Rule for RolloutStrategy {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
-        check(on.workload, settings, on.scalers)
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let scalers = on.scalers;
+        let mut out = Outcome::default();
+        let Some(rollout) = &w.rollout else {
+            return out;
+        };
+        let floor = replica_floor(w, scalers);
+        if floor < s.min_replicas {
+            return out;
+        }
+        let (field, recreate) = match w.kind {
+            WorkloadKind::StatefulSet => ("updateStrategy", "OnDelete"),
+            _ => ("strategy", "Recreate"),
+        };
+        let strategy = rollout.strategy.as_deref().unwrap_or("RollingUpdate");
+        let allowed = match strategy {
+            "Recreate" => s.allow_recreate,
+            "OnDelete" => s.allow_on_delete,
+            _ => true,
+        };
+        if strategy == recreate && !allowed {
+            let (message, fix) = if w.kind == WorkloadKind::StatefulSet {
+                (
+                    format!(
+                        "spec.updateStrategy.type is OnDelete: a new template (a new model) reaches \
+                     the {floor} replicas only when someone deletes each pod by hand"
+                    ),
+                    "set spec.updateStrategy: {type: RollingUpdate}".to_owned(),
+                )
+            } else {
+                (
+                    format!(
+                        "spec.strategy.type Recreate stops all {floor} replicas on every rollout \
+                     while new ones load the model"
+                    ),
+                    "spec.strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 0, \
+                 maxUnavailable: 1}}; ReadWriteOnce model disk: use Azure Files"
+                        .to_owned(),
+                )
+            };
+            out.findings.push(Finding {
+                message,
+                fix,
+                path: format!("/spec/{field}/type"),
+                fixable: false,
+            });
+        }
+
+        if strategy == "RollingUpdate" {
+            // Kubernetes' defaults: 25% on a Deployment, 1 on a StatefulSet.
+            let written = rollout.max_unavailable.as_ref();
+            let default = match w.kind {
+                WorkloadKind::StatefulSet => IntOrString::Int(1),
+                _ => IntOrString::String("25%".into()),
+            };
+            let max_unavailable = written.unwrap_or(&default);
+            if let Some(down) = resolve_down(max_unavailable, floor)
+                && down >= floor
+            {
+                out.findings.push(Finding {
+                    message: format!(
+                        "spec.{field}.rollingUpdate.maxUnavailable {} lets a rollout take down all \
+                     {floor} replicas at once",
+                        show(max_unavailable)
+                    ),
+                    fix: format!(
+                        "set spec.{field}.rollingUpdate.maxUnavailable: 1{}",
+                        if w.kind == WorkloadKind::Deployment {
+                            " (and maxSurge: 0 on a GPU pool with no spare GPU)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    path: format!("/spec/{field}/rollingUpdate/maxUnavailable"),
+                    fixable: false,
+                });
+            }
+        }
+
+        if let Some(limit) = rollout.revision_history_limit
+            && limit < s.min_revision_history
+        {
+            let kept = if w.kind == WorkloadKind::StatefulSet {
+                "ControllerRevision"
+            } else {
+                "ReplicaSet"
+            };
+            out.findings.push(Finding {
+                message: format!(
+                    "spec.revisionHistoryLimit {limit} keeps no old {kept}: `kubectl rollout undo` \
+                 has no earlier model version to return to"
+                ),
+                fix: format!(
+                    "set spec.revisionHistoryLimit: {} (or remove it: Kubernetes keeps 10)",
+                    s.min_revision_history.max(3)
+                ),
+                path: "/spec/revisionHistoryLimit".into(),
+                fixable: false,
+            });
+        }
+        out
     }
 }
 
@@ -89,11 +188,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(
-        spec: &RolloutStrategy,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
+    pub fn compile(spec: &RolloutStrategy, at: &str, problems: &mut Vec<String>) -> Settings {
         if spec.min_replicas < 1 {
             problems.push(format!("{at}.minReplicas: must be at least 1"));
         }
@@ -107,108 +202,6 @@ impl Settings {
             allow_on_delete: spec.allow_on_delete,
         }
     }
-}
-
-fn check(w: &Workload, s: &Settings, scalers: &[&ScalerRef]) -> Outcome {
-    let mut out = Outcome::default();
-    let Some(rollout) = &w.rollout else {
-        return out;
-    };
-    let floor = replica_floor(w, scalers);
-    if floor < s.min_replicas {
-        return out;
-    }
-    let (field, recreate) = match w.kind {
-        WorkloadKind::StatefulSet => ("updateStrategy", "OnDelete"),
-        _ => ("strategy", "Recreate"),
-    };
-    let strategy = rollout.strategy.as_deref().unwrap_or("RollingUpdate");
-    let allowed = match strategy {
-        "Recreate" => s.allow_recreate,
-        "OnDelete" => s.allow_on_delete,
-        _ => true,
-    };
-    if strategy == recreate && !allowed {
-        let (message, fix) = if w.kind == WorkloadKind::StatefulSet {
-            (
-                format!(
-                    "spec.updateStrategy.type is OnDelete: a new template (a new model) reaches \
-                     the {floor} replicas only when someone deletes each pod by hand"
-                ),
-                "set spec.updateStrategy: {type: RollingUpdate}".to_owned(),
-            )
-        } else {
-            (
-                format!(
-                    "spec.strategy.type Recreate stops all {floor} replicas on every rollout \
-                     while new ones load the model"
-                ),
-                "spec.strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 0, \
-                 maxUnavailable: 1}}; ReadWriteOnce model disk: use Azure Files"
-                    .to_owned(),
-            )
-        };
-        out.findings.push(Finding {
-            message,
-            fix,
-            path: format!("/spec/{field}/type"),
-            fixable: false,
-        });
-    }
-
-    if strategy == "RollingUpdate" {
-        // Kubernetes' defaults: 25% on a Deployment, 1 on a StatefulSet.
-        let written = rollout.max_unavailable.as_ref();
-        let default = match w.kind {
-            WorkloadKind::StatefulSet => IntOrString::Int(1),
-            _ => IntOrString::String("25%".into()),
-        };
-        let max_unavailable = written.unwrap_or(&default);
-        if let Some(down) = resolve_down(max_unavailable, floor)
-            && down >= floor
-        {
-            out.findings.push(Finding {
-                message: format!(
-                    "spec.{field}.rollingUpdate.maxUnavailable {} lets a rollout take down all \
-                     {floor} replicas at once",
-                    show(max_unavailable)
-                ),
-                fix: format!(
-                    "set spec.{field}.rollingUpdate.maxUnavailable: 1{}",
-                    if w.kind == WorkloadKind::Deployment {
-                        " (and maxSurge: 0 on a GPU pool with no spare GPU)"
-                    } else {
-                        ""
-                    }
-                ),
-                path: format!("/spec/{field}/rollingUpdate/maxUnavailable"),
-                fixable: false,
-            });
-        }
-    }
-
-    if let Some(limit) = rollout.revision_history_limit
-        && limit < s.min_revision_history
-    {
-        let kept = if w.kind == WorkloadKind::StatefulSet {
-            "ControllerRevision"
-        } else {
-            "ReplicaSet"
-        };
-        out.findings.push(Finding {
-            message: format!(
-                "spec.revisionHistoryLimit {limit} keeps no old {kept}: `kubectl rollout undo` \
-                 has no earlier model version to return to"
-            ),
-            fix: format!(
-                "set spec.revisionHistoryLimit: {} (or remove it: Kubernetes keeps 10)",
-                s.min_revision_history.max(3)
-            ),
-            path: "/spec/revisionHistoryLimit".into(),
-            fixable: false,
-        });
-    }
-    out
 }
 
 /// How many pods `maxUnavailable` lets go at `replicas`, rounded down as
@@ -269,7 +262,7 @@ mod tests {
             allow_recreate: true,
             ..settings()
         };
-        assert!(check(&workload(&d), &s, &[]).is_clean());
+        assert!(RolloutStrategy::check(&on(&workload(&d)), &s, false).is_clean());
     }
 
     #[test]
@@ -286,7 +279,14 @@ mod tests {
         d["spec"].as_object_mut().unwrap().remove("replicas");
         d["spec"]["strategy"] = json!({"type": "Recreate"});
         let hpa = scaler("llm", 3, 6);
-        let out = check(&workload(&d), &settings(), &[&hpa]);
+        let out = RolloutStrategy::check(
+            &Subject {
+                scalers: &[&hpa],
+                ..on(&workload(&d))
+            },
+            &settings(),
+            false,
+        );
         assert!(out.findings[0].message.contains("all 3 replicas"));
     }
 
@@ -350,7 +350,7 @@ mod tests {
             allow_on_delete: false,
             ..settings()
         };
-        let out = check(&workload(&s), &strict, &[]);
+        let out = RolloutStrategy::check(&on(&workload(&s)), &strict, false);
         assert_eq!(out.findings[0].path, "/spec/updateStrategy/type");
     }
 

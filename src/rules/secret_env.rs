@@ -23,10 +23,10 @@ use k8s_openapi::api::core::v1::EnvVar;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::workload_identity::AZURE_CREDENTIAL_NAMES;
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject, yes};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use super::workload_identity::AZURE_CREDENTIAL_NAMES;
 use crate::workload::Workload;
 
 /// Names whose non-empty literal value is a credential, whatever it looks
@@ -111,8 +111,45 @@ impl Rule for SecretEnv {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, _mutate: bool) -> Outcome {
-        check(on.workload, settings)
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        let base = w.pod_path;
+        let mut all: Vec<Strings<'_>> = Vec::new();
+        for (i, c) in w.pod.init_containers.iter().flatten().enumerate() {
+            all.push(Strings {
+                who: format!("init container \"{}\"", c.name),
+                path: format!("{base}/initContainers/{i}"),
+                env: c.env.as_deref().unwrap_or_default(),
+                command: c.command.as_deref().unwrap_or_default(),
+                args: c.args.as_deref().unwrap_or_default(),
+            });
+        }
+        for (i, c) in w.pod.containers.iter().enumerate() {
+            all.push(Strings {
+                who: format!("container \"{}\"", c.name),
+                path: format!("{base}/containers/{i}"),
+                env: c.env.as_deref().unwrap_or_default(),
+                command: c.command.as_deref().unwrap_or_default(),
+                args: c.args.as_deref().unwrap_or_default(),
+            });
+        }
+        for (i, c) in w.pod.ephemeral_containers.iter().flatten().enumerate() {
+            all.push(Strings {
+                who: format!("ephemeral container \"{}\"", c.name),
+                path: format!("{base}/ephemeralContainers/{i}"),
+                env: c.env.as_deref().unwrap_or_default(),
+                command: c.command.as_deref().unwrap_or_default(),
+                args: c.args.as_deref().unwrap_or_default(),
+            });
+        }
+        for c in &all {
+            check_env(w, c, s, &mut out);
+            if s.scan_args {
+                check_args(c, &mut out);
+            }
+        }
+        out
     }
 }
 
@@ -157,46 +194,6 @@ struct Strings<'a> {
     env: &'a [EnvVar],
     command: &'a [String],
     args: &'a [String],
-}
-
-fn check(w: &Workload, s: &Settings) -> Outcome {
-    let mut out = Outcome::default();
-    let base = w.pod_path;
-    let mut all: Vec<Strings<'_>> = Vec::new();
-    for (i, c) in w.pod.init_containers.iter().flatten().enumerate() {
-        all.push(Strings {
-            who: format!("init container \"{}\"", c.name),
-            path: format!("{base}/initContainers/{i}"),
-            env: c.env.as_deref().unwrap_or_default(),
-            command: c.command.as_deref().unwrap_or_default(),
-            args: c.args.as_deref().unwrap_or_default(),
-        });
-    }
-    for (i, c) in w.pod.containers.iter().enumerate() {
-        all.push(Strings {
-            who: format!("container \"{}\"", c.name),
-            path: format!("{base}/containers/{i}"),
-            env: c.env.as_deref().unwrap_or_default(),
-            command: c.command.as_deref().unwrap_or_default(),
-            args: c.args.as_deref().unwrap_or_default(),
-        });
-    }
-    for (i, c) in w.pod.ephemeral_containers.iter().flatten().enumerate() {
-        all.push(Strings {
-            who: format!("ephemeral container \"{}\"", c.name),
-            path: format!("{base}/ephemeralContainers/{i}"),
-            env: c.env.as_deref().unwrap_or_default(),
-            command: c.command.as_deref().unwrap_or_default(),
-            args: c.args.as_deref().unwrap_or_default(),
-        });
-    }
-    for c in &all {
-        check_env(w, c, s, &mut out);
-        if s.scan_args {
-            check_args(c, &mut out);
-        }
-    }
-    out
 }
 
 fn check_env(w: &Workload, c: &Strings<'_>, s: &Settings, out: &mut Outcome) {
@@ -607,9 +604,14 @@ mod tests {
         assert!(out.findings[0].fix.contains("Workload Identity"));
         let mut s = settings();
         s.extra_names = vec!["MY_VENDOR_LICENCE".into()];
-        assert_eq!(check(&workload(&d), &s).findings.len(), 2);
+        assert_eq!(
+            SecretEnv::check(&on(&workload(&d)), &s, false)
+                .findings
+                .len(),
+            2
+        );
         s.allow_names = vec!["AZURE_CLIENT_SECRET".into(), "MY_VENDOR_LICENCE".into()];
-        assert!(check(&workload(&d), &s).is_clean());
+        assert!(SecretEnv::check(&on(&workload(&d)), &s, false).is_clean());
     }
 
     #[test]
@@ -657,7 +659,7 @@ mod tests {
         assert_eq!(run(&d).findings.len(), 1);
         let mut s = settings();
         s.scan_args = false;
-        assert!(check(&workload(&d), &s).is_clean());
+        assert!(SecretEnv::check(&on(&workload(&d)), &s, false).is_clean());
     }
 
     #[test]

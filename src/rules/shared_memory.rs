@@ -18,12 +18,11 @@ use super::gpu_placement::GpuResources;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject, two};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, pointer, two};
+use crate::quantity::Quantity;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::quantity::Quantity;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
-use crate::workload::Workload;
 
 pub const SHM_PATH: &str = "/dev/shm";
 
@@ -83,7 +82,8 @@ fn default_min_shm() -> K8sQuantity {
 impl Rule for SharedMemory {
     const ID: RuleId = RuleId::SharedMemory;
     const PILLAR: Pillar = Pillar::PerformanceEfficiency;
-    const SUMMARY: &'static str = "Multi-GPU and tensor-parallel containers mount a Memory emptyDir at /dev/shm";
+    const SUMMARY: &'static str =
+        "Multi-GPU and tensor-parallel containers mount a Memory emptyDir at /dev/shm";
     const SINCE: Release = Release::V0_2;
 
     type Settings = Settings;
@@ -100,8 +100,139 @@ impl Rule for SharedMemory {
         Settings::compile(self, policy.gpus.clone(), at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
-        check(on.workload, settings, mutate)
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        if w.pod.host_ipc == Some(true) {
+            return out;
+        }
+        let volumes = w.pod.volumes.as_deref().unwrap_or(&[]);
+        let volume = |name: &str| volumes.iter().enumerate().find(|(_, v)| v.name == name);
+        // A Memory emptyDir another container already mounts at /dev/shm is
+        // the one to share; otherwise the patch adds its own.
+        let shared = w.pod.containers.iter().find_map(|c| {
+            let m = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path.trim_end_matches('/') == SHM_PATH)?;
+            volume(&m.name)
+                .filter(|(_, v)| is_memory_empty_dir(v))
+                .map(|_| m.name.clone())
+        });
+        let new_name = ["dshm", "waf-dshm"]
+            .into_iter()
+            .find(|n| volume(n).is_none())
+            .map(str::to_owned);
+        let patch_volume = shared.clone().or_else(|| new_name.clone());
+        let mut volume_added = false;
+        for (i, c) in w.pod.containers.iter().enumerate() {
+            let Some(why) = needs_shm(c, s) else {
+                continue;
+            };
+            let who = format!("container \"{}\" {why}", c.name);
+            let cpath = format!("{}/containers/{i}", w.pod_path);
+            let mounts = c.volume_mounts.as_deref().unwrap_or(&[]);
+            let Some((mi, mount)) = mounts
+                .iter()
+                .enumerate()
+                .find(|(_, m)| m.mount_path.trim_end_matches('/') == SHM_PATH)
+            else {
+                let name = patch_volume.as_deref().unwrap_or("dshm");
+                out.findings.push(Finding {
+                    message: format!("{who} but mounts nothing at /dev/shm: NCCL gets 64 MiB"),
+                    fix: format!(
+                        "volumes: [{{name: {name}, emptyDir: {{medium: Memory}}}}], on container \
+                     \"{}\": volumeMounts: [{{name: {name}, mountPath: /dev/shm}}]",
+                        c.name
+                    ),
+                    path: format!("{cpath}/volumeMounts"),
+                    fixable: patch_volume.is_some(),
+                });
+                if mutate && let Some(name) = &patch_volume {
+                    if shared.is_none() && !volume_added {
+                        let mut empty_dir = json!({"medium": "Memory"});
+                        if let Some(limit) = &s.default_size_limit {
+                            empty_dir["sizeLimit"] = json!(limit);
+                        }
+                        let v = json!({"name": name, "emptyDir": empty_dir});
+                        out.patch.push(match w.pod.volumes {
+                            Some(_) => add(pointer(&w.pod_field("volumes"), &["-"]), v),
+                            None => add(pointer(&w.pod_field("volumes"), &[]), json!([v])),
+                        });
+                        volume_added = true;
+                    }
+                    let m = json!({"name": name, "mountPath": SHM_PATH});
+                    out.patch.push(match c.volume_mounts {
+                        Some(_) => add(pointer(&cpath, &["volumeMounts", "-"]), m),
+                        None => add(pointer(&cpath, &["volumeMounts"]), json!([m])),
+                    });
+                }
+                continue;
+            };
+            let Some((vi, v)) = volume(&mount.name).filter(|(_, v)| is_memory_empty_dir(v)) else {
+                out.findings.push(Finding {
+                message: format!(
+                    "{who} but volume \"{}\" at /dev/shm is not an emptyDir with medium: Memory",
+                    mount.name
+                ),
+                fix: format!(
+                    "make volume \"{}\" emptyDir: {{medium: Memory}} (tmpfs, counted in the \
+                     memory limit)",
+                    mount.name
+                ),
+                path: format!("{cpath}/volumeMounts/{mi}"),
+                fixable: false,
+            });
+                continue;
+            };
+            let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) else {
+                continue;
+            };
+            let limit_path = w.pod_field(&format!("volumes/{vi}/emptyDir/sizeLimit"));
+            let Ok(size) = Quantity::parse(&limit.0) else {
+                continue; // the apiserver refuses it
+            };
+            if s.min_size_limit.0.is_some_and(|min| size < min) {
+                out.findings.push(Finding {
+                message: format!(
+                    "{who} but its /dev/shm emptyDir \"{}\" has sizeLimit {}, below the policy's {}",
+                    v.name, limit.0, s.min_size_limit.1
+                ),
+                fix: format!(
+                    "set sizeLimit: {} or more on volume \"{}\" (or leave it out: the memory \
+                     limit caps it)",
+                    s.min_size_limit.1, v.name
+                ),
+                path: limit_path.clone(),
+                fixable: false,
+            });
+            }
+            let memory_limit = c
+                .resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .and_then(|l| l.get("memory"));
+            if let Some(mem) = memory_limit
+                && Quantity::parse(&mem.0).is_ok_and(|m| size > m)
+            {
+                out.findings.push(Finding {
+                message: format!(
+                    "{who} but its /dev/shm emptyDir \"{}\" has sizeLimit {} above the container's \
+                     memory limit {}: filling it OOM-kills the container",
+                    v.name, limit.0, mem.0
+                ),
+                fix: format!(
+                    "lower sizeLimit on volume \"{}\" to at most {} (tmpfs pages count as the \
+                     container's memory)",
+                    v.name, mem.0
+                ),
+                path: limit_path,
+                fixable: false,
+            });
+            }
+        }
+        out
     }
 }
 
@@ -195,140 +326,6 @@ fn is_memory_empty_dir(v: &Volume) -> bool {
         .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
 }
 
-fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
-    let mut out = Outcome::default();
-    if w.pod.host_ipc == Some(true) {
-        return out;
-    }
-    let volumes = w.pod.volumes.as_deref().unwrap_or(&[]);
-    let volume = |name: &str| volumes.iter().enumerate().find(|(_, v)| v.name == name);
-    // A Memory emptyDir another container already mounts at /dev/shm is
-    // the one to share; otherwise the patch adds its own.
-    let shared = w.pod.containers.iter().find_map(|c| {
-        let m = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .find(|m| m.mount_path.trim_end_matches('/') == SHM_PATH)?;
-        volume(&m.name)
-            .filter(|(_, v)| is_memory_empty_dir(v))
-            .map(|_| m.name.clone())
-    });
-    let new_name = ["dshm", "waf-dshm"]
-        .into_iter()
-        .find(|n| volume(n).is_none())
-        .map(str::to_owned);
-    let patch_volume = shared.clone().or_else(|| new_name.clone());
-    let mut volume_added = false;
-    for (i, c) in w.pod.containers.iter().enumerate() {
-        let Some(why) = needs_shm(c, s) else {
-            continue;
-        };
-        let who = format!("container \"{}\" {why}", c.name);
-        let cpath = format!("{}/containers/{i}", w.pod_path);
-        let mounts = c.volume_mounts.as_deref().unwrap_or(&[]);
-        let Some((mi, mount)) = mounts
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.mount_path.trim_end_matches('/') == SHM_PATH)
-        else {
-            let name = patch_volume.as_deref().unwrap_or("dshm");
-            out.findings.push(Finding {
-                message: format!("{who} but mounts nothing at /dev/shm: NCCL gets 64 MiB"),
-                fix: format!(
-                    "volumes: [{{name: {name}, emptyDir: {{medium: Memory}}}}], on container \
-                     \"{}\": volumeMounts: [{{name: {name}, mountPath: /dev/shm}}]",
-                    c.name
-                ),
-                path: format!("{cpath}/volumeMounts"),
-                fixable: patch_volume.is_some(),
-            });
-            if mutate && let Some(name) = &patch_volume {
-                if shared.is_none() && !volume_added {
-                    let mut empty_dir = json!({"medium": "Memory"});
-                    if let Some(limit) = &s.default_size_limit {
-                        empty_dir["sizeLimit"] = json!(limit);
-                    }
-                    let v = json!({"name": name, "emptyDir": empty_dir});
-                    out.patch.push(match w.pod.volumes {
-                        Some(_) => add(pointer(&w.pod_field("volumes"), &["-"]), v),
-                        None => add(pointer(&w.pod_field("volumes"), &[]), json!([v])),
-                    });
-                    volume_added = true;
-                }
-                let m = json!({"name": name, "mountPath": SHM_PATH});
-                out.patch.push(match c.volume_mounts {
-                    Some(_) => add(pointer(&cpath, &["volumeMounts", "-"]), m),
-                    None => add(pointer(&cpath, &["volumeMounts"]), json!([m])),
-                });
-            }
-            continue;
-        };
-        let Some((vi, v)) = volume(&mount.name).filter(|(_, v)| is_memory_empty_dir(v)) else {
-            out.findings.push(Finding {
-                message: format!(
-                    "{who} but volume \"{}\" at /dev/shm is not an emptyDir with medium: Memory",
-                    mount.name
-                ),
-                fix: format!(
-                    "make volume \"{}\" emptyDir: {{medium: Memory}} (tmpfs, counted in the \
-                     memory limit)",
-                    mount.name
-                ),
-                path: format!("{cpath}/volumeMounts/{mi}"),
-                fixable: false,
-            });
-            continue;
-        };
-        let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) else {
-            continue;
-        };
-        let limit_path = w.pod_field(&format!("volumes/{vi}/emptyDir/sizeLimit"));
-        let Ok(size) = Quantity::parse(&limit.0) else {
-            continue; // the apiserver refuses it
-        };
-        if s.min_size_limit.0.is_some_and(|min| size < min) {
-            out.findings.push(Finding {
-                message: format!(
-                    "{who} but its /dev/shm emptyDir \"{}\" has sizeLimit {}, below the policy's {}",
-                    v.name, limit.0, s.min_size_limit.1
-                ),
-                fix: format!(
-                    "set sizeLimit: {} or more on volume \"{}\" (or leave it out: the memory \
-                     limit caps it)",
-                    s.min_size_limit.1, v.name
-                ),
-                path: limit_path.clone(),
-                fixable: false,
-            });
-        }
-        let memory_limit = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.limits.as_ref())
-            .and_then(|l| l.get("memory"));
-        if let Some(mem) = memory_limit
-            && Quantity::parse(&mem.0).is_ok_and(|m| size > m)
-        {
-            out.findings.push(Finding {
-                message: format!(
-                    "{who} but its /dev/shm emptyDir \"{}\" has sizeLimit {} above the container's \
-                     memory limit {}: filling it OOM-kills the container",
-                    v.name, limit.0, mem.0
-                ),
-                fix: format!(
-                    "lower sizeLimit on volume \"{}\" to at most {} (tmpfs pages count as the \
-                     container's memory)",
-                    v.name, mem.0
-                ),
-                path: limit_path,
-                fixable: false,
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,18 +400,18 @@ mod tests {
             default_size_limit: Some("8Gi".into()),
             ..settings()
         };
-        let out = check(&workload(&d), &s, true);
+        let out = SharedMemory::check(&on(&workload(&d)), &s, true);
         let patched = apply(&d, &out.patch);
         assert_eq!(
             patched["spec"]["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"],
             "8Gi"
         );
-        assert!(check(&workload(&patched), &s, true).is_clean());
+        assert!(SharedMemory::check(&on(&workload(&patched)), &s, true).is_clean());
     }
 
     #[test]
     fn no_patch_without_mutate() {
-        let out = check(&workload(&two_gpus()), &settings(), false);
+        let out = SharedMemory::check(&on(&workload(&two_gpus())), &settings(), false);
         assert_eq!(out.findings.len(), 1);
         assert!(out.patch.is_empty());
     }

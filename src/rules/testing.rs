@@ -24,18 +24,25 @@ pub fn defaults<R: Rule>() -> R::Settings {
     settings_of(&R::default())
 }
 
+/// The subject of a rule's check: `w` in an empty cluster (no
+/// autoscalers, budgets or claims; the registry offline). Tests set the
+/// fields they need: `Subject { scalers: &[&hpa], ..on(&w) }`.
+pub fn on(w: &Workload) -> Subject<'_> {
+    static EMPTY: std::sync::LazyLock<(Context, Facts)> =
+        std::sync::LazyLock::new(|| (Context::default(), Facts::offline("offline")));
+    Subject {
+        workload: w,
+        ctx: &EMPTY.0,
+        scalers: &[],
+        pdbs: &[],
+        facts: &EMPTY.1,
+    }
+}
+
 /// Runs a rule on one object, as a policy that lets it patch would, in an
 /// empty cluster: no autoscalers, budgets or claims; the registry offline.
 pub fn run_rule<R: Rule>(obj: &Value, settings: &R::Settings) -> Outcome {
-    let w = workload(obj);
-    let on = Subject {
-        workload: &w,
-        ctx: &Context::default(),
-        scalers: &[],
-        pdbs: &[],
-        facts: &Facts::offline("offline"),
-    };
-    R::check(&on, settings, true)
+    R::check(&on(&workload(obj)), settings, true)
 }
 
 fn fixture(yaml: &str) -> Value {

@@ -17,10 +17,10 @@ use serde_json::Value;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, add, pointer, PolicyFacts, Rule, Subject};
+use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, pointer};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::workload::{Workload, WorkloadKind};
+use crate::workload::WorkloadKind;
 
 pub const WI_LABEL: &str = "azure.workload.identity/use";
 pub const WI_CLIENT_ID: &str = "azure.workload.identity/client-id";
@@ -89,7 +89,8 @@ fn default_azure_secret_words() -> Vec<String> {
 impl Rule for WorkloadIdentity {
     const ID: RuleId = RuleId::WorkloadIdentity;
     const PILLAR: Pillar = Pillar::Security;
-    const SUMMARY: &'static str = "Pods that use Azure credentials get them through Workload Identity, not stored keys";
+    const SUMMARY: &'static str =
+        "Pods that use Azure credentials get them through Workload Identity, not stored keys";
     const SINCE: Release = Release::V0_2;
 
     type Settings = Settings;
@@ -106,8 +107,171 @@ impl Rule for WorkloadIdentity {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
-        check(on.workload, settings, mutate)
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        let labels_path = w.template_field("labels");
+        let pod = &w.pod;
+        let containers = pod
+            .init_containers
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    format!("init container \"{}\"", c.name),
+                    "initContainers",
+                    i,
+                    c,
+                )
+            })
+            .chain(
+                pod.containers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("container \"{}\"", c.name), "containers", i, c)),
+            );
+        for (who, list, i, c) in containers {
+            let cpath = format!("{}/{list}/{i}", w.pod_path);
+            for (j, e) in c.env.iter().flatten().enumerate() {
+                if !s.credential_env_names.contains(&e.name) {
+                    continue;
+                }
+                let from_secret = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref());
+                let message = match (from_secret, e.value.as_deref()) {
+                    (Some(r), _) => format!(
+                        "{who} reads {} from Secret \"{}\": a stored Azure key",
+                        e.name, r.name
+                    ),
+                    (None, Some(v)) if !v.is_empty() => format!(
+                        "{who} sets {} to a literal Azure key in the manifest",
+                        e.name
+                    ),
+                    _ => continue,
+                };
+                out.findings.push(Finding {
+                    message,
+                    fix: use_workload_id_fix(&e.name),
+                    path: format!("{cpath}/env/{j}"),
+                    fixable: false,
+                });
+            }
+            for (j, from) in c.env_from.iter().flatten().enumerate() {
+                let Some(secret) = &from.secret_ref else {
+                    continue;
+                };
+                let lower = secret.name.to_lowercase();
+                let Some(word) = s
+                    .secret_name_patterns
+                    .iter()
+                    .find(|p| lower.contains(p.as_str()))
+                else {
+                    continue;
+                };
+                out.findings.push(Finding {
+                message: format!(
+                    "{who} loads Secret \"{}\" whole (envFrom), whose name says it holds {word} \
+                     keys: a stored Azure credential",
+                    secret.name
+                ),
+                fix: use_workload_id_fix(&format!("the envFrom Secret \"{}\"", secret.name)),
+                path: format!("{cpath}/envFrom/{j}"),
+                fixable: false,
+            });
+            }
+        }
+
+        if w.template_labels.contains_key(POD_IDENTITY_LABEL) {
+            out.findings.push(Finding {
+                message: format!(
+                    "the pod template uses {POD_IDENTITY_LABEL}, the label of the archived AAD Pod \
+                 Identity"
+                ),
+                fix: format!(
+                    "label the pod template {WI_LABEL}: \"true\" and run as a ServiceAccount \
+                 annotated {WI_CLIENT_ID}"
+                ),
+                path: pointer(&labels_path, &[POD_IDENTITY_LABEL])
+                    .as_str()
+                    .to_owned(),
+                fixable: false,
+            });
+        }
+
+        let on_template = w.template_labels.get(WI_LABEL);
+        let on_workload = (w.kind != WorkloadKind::Pod)
+            .then(|| w.labels.get(WI_LABEL))
+            .flatten();
+        match (on_template, on_workload) {
+            (None, Some(v)) => {
+                // Copied, not moved: the workload's own label does no harm and
+                // may be what someone selects Deployments by.
+                let fixable = v == "true" && !w.template_labels.is_empty();
+                out.findings.push(Finding {
+                    message: format!(
+                        "{WI_LABEL} is on the {}, not its pod template: the Workload ID webhook \
+                     reads pod labels only",
+                        w.kind
+                    ),
+                    fix: format!(
+                        "move it to {}: {{{WI_LABEL}: \"true\"}}",
+                        labels_path.trim_start_matches('/').replace('/', ".")
+                    ),
+                    path: pointer("/metadata/labels", &[WI_LABEL]).as_str().to_owned(),
+                    fixable,
+                });
+                if mutate && fixable {
+                    out.patch.push(add(
+                        pointer(&labels_path, &[WI_LABEL]),
+                        Value::String("true".into()),
+                    ));
+                }
+            }
+            (Some(v), _) if v != "true" => out.findings.push(Finding {
+                message: format!(
+                    "the pod template's {WI_LABEL} is \"{v}\": the Workload ID webhook acts on \
+                 \"true\" only, so the pods get no identity"
+                ),
+                fix: format!("set {WI_LABEL}: \"true\" (lower case, quoted), or remove the label"),
+                path: pointer(&labels_path, &[WI_LABEL]).as_str().to_owned(),
+                fixable: false,
+            }),
+            _ => {}
+        }
+
+        let uses_wi = on_template.or(on_workload).is_some_and(|v| v == "true");
+        let account = pod
+            .service_account_name
+            .as_deref()
+            .or(pod.service_account.as_deref())
+            .filter(|a| !a.is_empty());
+        if uses_wi && account.is_none_or(|a| a == "default") {
+            let sa = if w.name.ends_with('*') || w.name.is_empty() {
+                "<name>"
+            } else {
+                w.name.as_str()
+            };
+            out.findings.push(Finding {
+                message: format!(
+                    "the pod uses Workload ID with {}: it needs a ServiceAccount of its own",
+                    match account {
+                        Some(_) => "serviceAccountName: default",
+                        None => "no serviceAccountName",
+                    }
+                ),
+                fix: format!(
+                    "kubectl create sa {sa} -n {ns}; kubectl annotate sa {sa} -n {ns} \
+                 {WI_CLIENT_ID}=<client-id>; set serviceAccountName: {sa}",
+                    ns = w.namespace
+                ),
+                path: w.pod_field("serviceAccountName"),
+                fixable: false,
+            });
+        }
+        out
     }
 }
 
@@ -119,11 +283,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(
-        spec: &WorkloadIdentity,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
+    pub fn compile(spec: &WorkloadIdentity, at: &str, problems: &mut Vec<String>) -> Settings {
         for (field, list) in [
             ("credentialEnvNames", &spec.credential_env_names),
             ("secretNamePatterns", &spec.secret_name_patterns),
@@ -148,172 +308,6 @@ fn use_workload_id_fix(drop: &str) -> String {
         "use Workload ID: pod label {WI_LABEL}: \"true\", a ServiceAccount with its \
          client-id; drop {drop}, rotate the key"
     )
-}
-
-fn check(w: &Workload, s: &Settings, mutate: bool) -> Outcome {
-    let mut out = Outcome::default();
-    let labels_path = w.template_field("labels");
-    let pod = &w.pod;
-    let containers = pod
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| {
-            (
-                format!("init container \"{}\"", c.name),
-                "initContainers",
-                i,
-                c,
-            )
-        })
-        .chain(
-            pod.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("container \"{}\"", c.name), "containers", i, c)),
-        );
-    for (who, list, i, c) in containers {
-        let cpath = format!("{}/{list}/{i}", w.pod_path);
-        for (j, e) in c.env.iter().flatten().enumerate() {
-            if !s.credential_env_names.contains(&e.name) {
-                continue;
-            }
-            let from_secret = e
-                .value_from
-                .as_ref()
-                .and_then(|v| v.secret_key_ref.as_ref());
-            let message = match (from_secret, e.value.as_deref()) {
-                (Some(r), _) => format!(
-                    "{who} reads {} from Secret \"{}\": a stored Azure key",
-                    e.name, r.name
-                ),
-                (None, Some(v)) if !v.is_empty() => format!(
-                    "{who} sets {} to a literal Azure key in the manifest",
-                    e.name
-                ),
-                _ => continue,
-            };
-            out.findings.push(Finding {
-                message,
-                fix: use_workload_id_fix(&e.name),
-                path: format!("{cpath}/env/{j}"),
-                fixable: false,
-            });
-        }
-        for (j, from) in c.env_from.iter().flatten().enumerate() {
-            let Some(secret) = &from.secret_ref else {
-                continue;
-            };
-            let lower = secret.name.to_lowercase();
-            let Some(word) = s
-                .secret_name_patterns
-                .iter()
-                .find(|p| lower.contains(p.as_str()))
-            else {
-                continue;
-            };
-            out.findings.push(Finding {
-                message: format!(
-                    "{who} loads Secret \"{}\" whole (envFrom), whose name says it holds {word} \
-                     keys: a stored Azure credential",
-                    secret.name
-                ),
-                fix: use_workload_id_fix(&format!("the envFrom Secret \"{}\"", secret.name)),
-                path: format!("{cpath}/envFrom/{j}"),
-                fixable: false,
-            });
-        }
-    }
-
-    if w.template_labels.contains_key(POD_IDENTITY_LABEL) {
-        out.findings.push(Finding {
-            message: format!(
-                "the pod template uses {POD_IDENTITY_LABEL}, the label of the archived AAD Pod \
-                 Identity"
-            ),
-            fix: format!(
-                "label the pod template {WI_LABEL}: \"true\" and run as a ServiceAccount \
-                 annotated {WI_CLIENT_ID}"
-            ),
-            path: pointer(&labels_path, &[POD_IDENTITY_LABEL])
-                .as_str()
-                .to_owned(),
-            fixable: false,
-        });
-    }
-
-    let on_template = w.template_labels.get(WI_LABEL);
-    let on_workload = (w.kind != WorkloadKind::Pod)
-        .then(|| w.labels.get(WI_LABEL))
-        .flatten();
-    match (on_template, on_workload) {
-        (None, Some(v)) => {
-            // Copied, not moved: the workload's own label does no harm and
-            // may be what someone selects Deployments by.
-            let fixable = v == "true" && !w.template_labels.is_empty();
-            out.findings.push(Finding {
-                message: format!(
-                    "{WI_LABEL} is on the {}, not its pod template: the Workload ID webhook \
-                     reads pod labels only",
-                    w.kind
-                ),
-                fix: format!(
-                    "move it to {}: {{{WI_LABEL}: \"true\"}}",
-                    labels_path.trim_start_matches('/').replace('/', ".")
-                ),
-                path: pointer("/metadata/labels", &[WI_LABEL]).as_str().to_owned(),
-                fixable,
-            });
-            if mutate && fixable {
-                out.patch.push(add(
-                    pointer(&labels_path, &[WI_LABEL]),
-                    Value::String("true".into()),
-                ));
-            }
-        }
-        (Some(v), _) if v != "true" => out.findings.push(Finding {
-            message: format!(
-                "the pod template's {WI_LABEL} is \"{v}\": the Workload ID webhook acts on \
-                 \"true\" only, so the pods get no identity"
-            ),
-            fix: format!("set {WI_LABEL}: \"true\" (lower case, quoted), or remove the label"),
-            path: pointer(&labels_path, &[WI_LABEL]).as_str().to_owned(),
-            fixable: false,
-        }),
-        _ => {}
-    }
-
-    let uses_wi = on_template.or(on_workload).is_some_and(|v| v == "true");
-    let account = pod
-        .service_account_name
-        .as_deref()
-        .or(pod.service_account.as_deref())
-        .filter(|a| !a.is_empty());
-    if uses_wi && account.is_none_or(|a| a == "default") {
-        let sa = if w.name.ends_with('*') || w.name.is_empty() {
-            "<name>"
-        } else {
-            w.name.as_str()
-        };
-        out.findings.push(Finding {
-            message: format!(
-                "the pod uses Workload ID with {}: it needs a ServiceAccount of its own",
-                match account {
-                    Some(_) => "serviceAccountName: default",
-                    None => "no serviceAccountName",
-                }
-            ),
-            fix: format!(
-                "kubectl create sa {sa} -n {ns}; kubectl annotate sa {sa} -n {ns} \
-                 {WI_CLIENT_ID}=<client-id>; set serviceAccountName: {sa}",
-                ns = w.namespace
-            ),
-            path: w.pod_field("serviceAccountName"),
-            fixable: false,
-        });
-    }
-    out
 }
 
 #[cfg(test)]
@@ -425,7 +419,11 @@ mod tests {
             "true"
         );
         assert!(run(&patched).is_clean(), "{:?}", run(&patched).findings);
-        assert!(check(&workload(&d), &settings(), false).patch.is_empty());
+        assert!(
+            WorkloadIdentity::check(&on(&workload(&d)), &settings(), false)
+                .patch
+                .is_empty()
+        );
     }
 
     #[test]

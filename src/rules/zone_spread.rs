@@ -12,10 +12,12 @@ use serde_json::json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, add, flow_map, pointer, replace, PolicyFacts, Rule, Subject, one, two};
+use super::{
+    Finding, Outcome, PolicyFacts, Rule, Subject, add, flow_map, one, pointer, replace, two,
+};
+use crate::context::ScalerRef;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::context::ScalerRef;
 use crate::workload::{Workload, WorkloadKind};
 
 pub const ZONE_KEY: &str = "topology.kubernetes.io/zone";
@@ -76,7 +78,8 @@ impl WhenUnsatisfiable {
 impl Rule for ZoneSpread {
     const ID: RuleId = RuleId::ZoneSpread;
     const PILLAR: Pillar = Pillar::Reliability;
-    const SUMMARY: &'static str = "A replicated model server runs at least two replicas spread across availability zones";
+    const SUMMARY: &'static str =
+        "A replicated model server runs at least two replicas spread across availability zones";
     const SINCE: Release = Release::V0_1;
     const WORKLOAD_LEVEL: bool = true;
 
@@ -94,8 +97,125 @@ impl Rule for ZoneSpread {
         Settings::compile(self, at, problems)
     }
 
-    fn check(on: &Subject, settings: &Settings, mutate: bool) -> Outcome {
-        check(on.workload, settings, mutate, on.scalers)
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let scalers = on.scalers;
+        let mut out = Outcome::default();
+        if !w.kind.is_replicated() {
+            return out;
+        }
+        let floor = replica_floor(w, scalers);
+        if floor < s.min_replicas {
+            let (message, fix) = match scalers.iter().min_by_key(|sc| sc.min_replicas) {
+                Some(sc) => (
+                    format!(
+                        "{} {} lets it scale down to {floor} replica{}; one zone or node failure \
+                     then takes the model offline (needs at least {})",
+                        sc.kind,
+                        sc.name,
+                        if floor == 1 { "" } else { "s" },
+                        s.min_replicas
+                    ),
+                    format!(
+                        "set spec.{}: {} on {} {}/{}",
+                        sc.kind.min_field(),
+                        s.min_replicas,
+                        sc.kind,
+                        sc.namespace,
+                        sc.name
+                    ),
+                ),
+                None => (
+                    format!(
+                        "runs {floor} replica{}{}; one zone or node failure takes the model offline \
+                     (needs at least {})",
+                        if floor == 1 { "" } else { "s" },
+                        if w.replicas.is_none() {
+                            " (spec.replicas omitted)"
+                        } else {
+                            ""
+                        },
+                        s.min_replicas
+                    ),
+                    format!(
+                        "set spec.replicas: {} (or let an autoscaler with minReplicas: {} manage it)",
+                        s.min_replicas, s.min_replicas
+                    ),
+                ),
+            };
+            out.findings.push(Finding {
+                message,
+                fix,
+                path: "/spec/replicas".into(),
+                fixable: false,
+            });
+        }
+
+        let constraints = w.pod.topology_spread_constraints.as_deref().unwrap_or(&[]);
+        let zonal: Vec<(usize, &TopologySpreadConstraint)> = constraints
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.topology_key == ZONE_KEY)
+            .collect();
+        let mut problem: Option<(String, String)> = None;
+        for (i, c) in &zonal {
+            let path = pointer(&w.pod_field("topologySpreadConstraints"), &[&i.to_string()]);
+            let why = if !selects_template(c, &w.template_labels) {
+                Some(format!(
+                    "the zone topologySpreadConstraint's labelSelector {} does not select this pod \
+                 template's labels {}, so it spreads nothing",
+                    describe_selector(c),
+                    flow_map(&w.template_labels)
+                ))
+            } else if c.max_skew > s.max_skew {
+                Some(format!(
+                    "the zone topologySpreadConstraint allows maxSkew {} (policy allows at most {})",
+                    c.max_skew, s.max_skew
+                ))
+            } else if s.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule
+                && c.when_unsatisfiable != "DoNotSchedule"
+            {
+                Some(format!(
+                    "the zone topologySpreadConstraint is whenUnsatisfiable: {}, a preference the \
+                 scheduler may ignore (policy requires DoNotSchedule)",
+                    c.when_unsatisfiable
+                ))
+            } else {
+                None
+            };
+            match why {
+                None => return out,
+                Some(why) => {
+                    problem.get_or_insert((why, path.as_str().to_owned()));
+                }
+            }
+        }
+
+        let selector = patch_selector(w);
+        let wanted = wanted_constraint(w, s, selector.as_ref());
+        let (message, path) = problem.unwrap_or_else(|| {
+            (
+                format!(
+                    "has no topologySpreadConstraint on {ZONE_KEY}: all replicas may land in one \
+                 availability zone"
+                ),
+                w.pod_field("topologySpreadConstraints"),
+            )
+        });
+        out.findings.push(Finding {
+            message,
+            fix: format!(
+                "add to {}: topologySpreadConstraints: [{}]",
+                spec_field_name(w.kind),
+                flow_constraint(&wanted)
+            ),
+            path,
+            fixable: selector.is_some(),
+        });
+        if mutate && selector.is_some() {
+            out.patch.push(constraint_patch(w, s, wanted, &zonal));
+        }
+        out
     }
 }
 
@@ -129,125 +249,6 @@ pub fn replica_floor(w: &Workload, scalers: &[&ScalerRef]) -> i32 {
         Some(min) => min,
         None => w.replicas.unwrap_or(1),
     }
-}
-
-fn check(w: &Workload, s: &Settings, mutate: bool, scalers: &[&ScalerRef]) -> Outcome {
-    let mut out = Outcome::default();
-    if !w.kind.is_replicated() {
-        return out;
-    }
-    let floor = replica_floor(w, scalers);
-    if floor < s.min_replicas {
-        let (message, fix) = match scalers.iter().min_by_key(|sc| sc.min_replicas) {
-            Some(sc) => (
-                format!(
-                    "{} {} lets it scale down to {floor} replica{}; one zone or node failure \
-                     then takes the model offline (needs at least {})",
-                    sc.kind,
-                    sc.name,
-                    if floor == 1 { "" } else { "s" },
-                    s.min_replicas
-                ),
-                format!(
-                    "set spec.{}: {} on {} {}/{}",
-                    sc.kind.min_field(),
-                    s.min_replicas,
-                    sc.kind,
-                    sc.namespace,
-                    sc.name
-                ),
-            ),
-            None => (
-                format!(
-                    "runs {floor} replica{}{}; one zone or node failure takes the model offline \
-                     (needs at least {})",
-                    if floor == 1 { "" } else { "s" },
-                    if w.replicas.is_none() {
-                        " (spec.replicas omitted)"
-                    } else {
-                        ""
-                    },
-                    s.min_replicas
-                ),
-                format!(
-                    "set spec.replicas: {} (or let an autoscaler with minReplicas: {} manage it)",
-                    s.min_replicas, s.min_replicas
-                ),
-            ),
-        };
-        out.findings.push(Finding {
-            message,
-            fix,
-            path: "/spec/replicas".into(),
-            fixable: false,
-        });
-    }
-
-    let constraints = w.pod.topology_spread_constraints.as_deref().unwrap_or(&[]);
-    let zonal: Vec<(usize, &TopologySpreadConstraint)> = constraints
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.topology_key == ZONE_KEY)
-        .collect();
-    let mut problem: Option<(String, String)> = None;
-    for (i, c) in &zonal {
-        let path = pointer(&w.pod_field("topologySpreadConstraints"), &[&i.to_string()]);
-        let why = if !selects_template(c, &w.template_labels) {
-            Some(format!(
-                "the zone topologySpreadConstraint's labelSelector {} does not select this pod \
-                 template's labels {}, so it spreads nothing",
-                describe_selector(c),
-                flow_map(&w.template_labels)
-            ))
-        } else if c.max_skew > s.max_skew {
-            Some(format!(
-                "the zone topologySpreadConstraint allows maxSkew {} (policy allows at most {})",
-                c.max_skew, s.max_skew
-            ))
-        } else if s.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule
-            && c.when_unsatisfiable != "DoNotSchedule"
-        {
-            Some(format!(
-                "the zone topologySpreadConstraint is whenUnsatisfiable: {}, a preference the \
-                 scheduler may ignore (policy requires DoNotSchedule)",
-                c.when_unsatisfiable
-            ))
-        } else {
-            None
-        };
-        match why {
-            None => return out,
-            Some(why) => {
-                problem.get_or_insert((why, path.as_str().to_owned()));
-            }
-        }
-    }
-
-    let selector = patch_selector(w);
-    let wanted = wanted_constraint(w, s, selector.as_ref());
-    let (message, path) = problem.unwrap_or_else(|| {
-        (
-            format!(
-                "has no topologySpreadConstraint on {ZONE_KEY}: all replicas may land in one \
-                 availability zone"
-            ),
-            w.pod_field("topologySpreadConstraints"),
-        )
-    });
-    out.findings.push(Finding {
-        message,
-        fix: format!(
-            "add to {}: topologySpreadConstraints: [{}]",
-            spec_field_name(w.kind),
-            flow_constraint(&wanted)
-        ),
-        path,
-        fixable: selector.is_some(),
-    });
-    if mutate && selector.is_some() {
-        out.patch.push(constraint_patch(w, s, wanted, &zonal));
-    }
-    out
 }
 
 fn selects_template(c: &TopologySpreadConstraint, labels: &BTreeMap<String, String>) -> bool {
@@ -416,14 +417,28 @@ mod tests {
         let mut d = gpu_deployment();
         d["spec"].as_object_mut().unwrap().remove("replicas");
         let hpa = scaler("llm", 2, 5);
-        let out = check(&workload(&d), &settings(), true, &[&hpa]);
+        let out = ZoneSpread::check(
+            &Subject {
+                scalers: &[&hpa],
+                ..on(&workload(&d))
+            },
+            &settings(),
+            true,
+        );
         assert!(out.is_clean(), "{:?}", out.findings);
     }
 
     #[test]
     fn an_autoscaler_floor_of_one_is_reported_on_the_autoscaler() {
         let hpa = scaler("llm", 1, 5);
-        let out = check(&workload(&gpu_deployment()), &settings(), true, &[&hpa]);
+        let out = ZoneSpread::check(
+            &Subject {
+                scalers: &[&hpa],
+                ..on(&workload(&gpu_deployment()))
+            },
+            &settings(),
+            true,
+        );
         assert_eq!(out.findings.len(), 1);
         assert!(out.findings[0].message.contains("scale down to 1 replica;"));
         assert_eq!(
@@ -582,7 +597,7 @@ mod tests {
     fn no_patch_without_mutate() {
         let mut d = gpu_deployment();
         remove_pod_field(&mut d, "topologySpreadConstraints");
-        let out = check(&workload(&d), &settings(), false, &[]);
+        let out = ZoneSpread::check(&on(&workload(&d)), &settings(), false);
         assert!(out.findings[0].fixable);
         assert!(out.patch.is_empty());
     }
