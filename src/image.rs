@@ -61,7 +61,7 @@ pub enum ImageError {
         /// The reference as written.
         input: String,
         /// What is wrong with it.
-        reason: String,
+        reason: ImageProblem,
     },
     /// An allow-list entry that is not `*`, `*.domain` or a registry host;
     /// refusing it beats guessing what the author meant.
@@ -70,22 +70,203 @@ pub enum ImageError {
         /// The pattern as written.
         input: String,
         /// What is wrong with it.
-        reason: String,
+        reason: ImageProblem,
+    },
+}
+
+/// What exactly is wrong with a refused reference or pattern: one variant
+/// per message, carrying what the message quotes. Strings are quoted with
+/// Debug escaping, like the input in [`ImageError`].
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImageProblem {
+    /// The reference is the empty string.
+    #[error("reference is empty")]
+    EmptyReference,
+    /// The reference contains whitespace or a control character.
+    #[error("reference contains whitespace or control characters")]
+    ReferenceWhitespace,
+    /// A bare 64-hex string, which the runtime reads as an image ID.
+    #[error("a bare 64-character hex string is an image ID, not a repository name")]
+    ImageId,
+    /// More than one `@`.
+    #[error("reference contains more than one '@'")]
+    MultipleAt,
+    /// An `@` with nothing after it.
+    #[error("nothing after '@'; expected a digest such as sha256:<64 hex digits>")]
+    MissingDigest,
+    /// No repository before the tag or digest (or after the registry).
+    #[error("no repository name")]
+    NoRepository,
+    /// The name starts with `/`.
+    #[error("name must not start with '/'")]
+    LeadingSlash,
+    /// The name ends with `/`.
+    #[error("name must not end with '/'")]
+    TrailingSlash,
+    /// The name contains `//`.
+    #[error("name contains an empty path component ('//')")]
+    EmptyPathComponent,
+    /// `registry/repository`, normalised, is longer than the runtime allows.
+    #[error("name {registry}/{repository} is {total} characters, longer than {max}", max = NAME_TOTAL_LENGTH_MAX)]
+    NameTooLong {
+        /// The normalised registry host.
+        registry: String,
+        /// The normalised repository path.
+        repository: String,
+        /// The length of `registry/repository`.
+        total: usize,
+    },
+    /// The pattern is the empty string.
+    #[error("pattern is empty; use \"*\" to allow any registry")]
+    EmptyPattern,
+    /// The pattern contains whitespace or a control character.
+    #[error("pattern contains whitespace or control characters")]
+    PatternWhitespace,
+    /// The pattern has a URL scheme.
+    #[error("write the registry host alone, without a scheme such as https://")]
+    PatternScheme,
+    /// The pattern has a path.
+    #[error("write the registry host alone, without a path ('/')")]
+    PatternPath,
+    /// A `*` other than the whole pattern or a leading `*.`.
+    #[error("'*' is allowed only as the whole pattern or as a leading '*.', e.g. *.azurecr.io")]
+    MisplacedWildcard,
+    /// `*.` with nothing after it.
+    #[error("'*.' needs a domain after it, e.g. *.azurecr.io")]
+    WildcardWithoutDomain,
+    /// `*.` followed by a bracketed IP address.
+    #[error("'*.' needs a domain name after it, not an IP address")]
+    WildcardAddress,
+    /// A registry host with `[` and no `]`.
+    #[error("registry {host:?} opens '[' without closing it")]
+    UnclosedBracket {
+        /// The registry host as written.
+        host: String,
+    },
+    /// A registry host whose brackets hold no IPv6 address.
+    #[error("registry {host:?}: {address:?} is not an IPv6 address")]
+    NotIpv6 {
+        /// The registry host as written.
+        host: String,
+        /// What the brackets hold.
+        address: String,
+    },
+    /// Something other than `:port` after `]`.
+    #[error("registry {host:?} has unexpected characters after ']'")]
+    AfterBracket {
+        /// The registry host as written.
+        host: String,
+    },
+    /// A port that is empty or not decimal digits.
+    #[error("registry {host:?}: port {port:?} must be decimal digits")]
+    BadPort {
+        /// The registry host as written.
+        host: String,
+        /// The port as written.
+        port: String,
+    },
+    /// A registry with a port but no host name.
+    #[error("registry {host:?} has no host name")]
+    NoHostName {
+        /// The registry host as written.
+        host: String,
+    },
+    /// A host name label that is empty, has other characters than letters,
+    /// digits and `-`, or starts or ends with `-`.
+    #[error(
+        "registry {host:?}: {label:?} is not a valid host name label \
+         (letters, digits and '-', not at either end)"
+    )]
+    BadHostLabel {
+        /// The registry host as written.
+        host: String,
+        /// The offending label.
+        label: String,
+    },
+    /// Upper-case letters in the repository.
+    #[error("repository must be lower-case")]
+    UppercaseRepository,
+    /// A repository path component that breaks the grammar.
+    #[error(
+        "repository component {component:?} must be lower-case letters and digits, \
+         separated by '.', '_', '__' or '-'"
+    )]
+    BadRepositoryComponent {
+        /// The offending component.
+        component: String,
+    },
+    /// A `:` with nothing after it.
+    #[error("nothing after ':'; expected a tag")]
+    EmptyTag,
+    /// A tag longer than the runtime allows.
+    #[error("tag is {length} characters, longer than {max}", max = TAG_LENGTH_MAX)]
+    TagTooLong {
+        /// The tag's length in bytes.
+        length: usize,
+    },
+    /// A tag that starts with `.` or `-` (or another non-word character).
+    #[error("tag {tag:?} must start with a letter, digit or '_'")]
+    TagStart {
+        /// The tag as written.
+        tag: String,
+    },
+    /// A tag with characters outside `[A-Za-z0-9_.-]`.
+    #[error("tag {tag:?} may contain only letters, digits, '_', '.' and '-'")]
+    TagCharacters {
+        /// The tag as written.
+        tag: String,
+    },
+    /// A digest without `algorithm:`.
+    #[error("digest {digest:?} must be algorithm:hex, e.g. sha256:<64 hex digits>")]
+    DigestForm {
+        /// The digest as written.
+        digest: String,
+    },
+    /// A sha256 or sha512 digest of the wrong length or not lower-case hex.
+    #[error("{algorithm} digest must be {length} lower-case hex digits, got {encoded:?}")]
+    FixedDigest {
+        /// `sha256` or `sha512`.
+        algorithm: String,
+        /// The number of hex digits that algorithm takes.
+        length: usize,
+        /// What follows the `:`.
+        encoded: String,
+    },
+    /// An unregistered digest algorithm that breaks the OCI grammar.
+    #[error(
+        "digest algorithm {algorithm:?} must be lower-case letters and digits, \
+         separated by '+', '.', '_' or '-'"
+    )]
+    DigestAlgorithm {
+        /// The algorithm as written.
+        algorithm: String,
+    },
+    /// An unregistered algorithm's encoded part that is too short or has
+    /// characters outside `[a-zA-Z0-9=_-]`.
+    #[error(
+        "digest {digest:?} must have at least {min} characters of \
+         [a-zA-Z0-9=_-] after the algorithm",
+        min = DIGEST_ENCODED_MIN
+    )]
+    DigestEncoded {
+        /// The digest as written.
+        digest: String,
     },
 }
 
 impl ImageError {
-    fn reference(input: &str, reason: impl Into<String>) -> ImageError {
+    fn reference(input: &str, reason: ImageProblem) -> ImageError {
         ImageError::InvalidReference {
             input: input.to_owned(),
-            reason: reason.into(),
+            reason,
         }
     }
 
-    fn pattern(input: &str, reason: impl Into<String>) -> ImageError {
+    fn pattern(input: &str, reason: ImageProblem) -> ImageError {
         ImageError::InvalidPattern {
             input: input.to_owned(),
-            reason: reason.into(),
+            reason,
         }
     }
 }
@@ -99,34 +280,28 @@ impl ImageRef {
     ///
     /// [`ImageError::InvalidReference`] when the reference breaks the grammar.
     pub fn parse(reference: &str) -> Result<ImageRef, ImageError> {
-        let fail = |reason: String| ImageError::reference(reference, reason);
+        let fail = |reason: ImageProblem| ImageError::reference(reference, reason);
 
         if reference.is_empty() {
-            return Err(fail("reference is empty".into()));
+            return Err(fail(ImageProblem::EmptyReference));
         }
         if reference
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(fail(
-                "reference contains whitespace or control characters".into(),
-            ));
+            return Err(fail(ImageProblem::ReferenceWhitespace));
         }
         if is_image_id(reference) {
-            return Err(fail(
-                "a bare 64-character hex string is an image ID, not a repository name".into(),
-            ));
+            return Err(fail(ImageProblem::ImageId));
         }
 
         let (name_and_tag, digest) = match reference.split_once('@') {
             None => (reference, None),
             Some((_, digest)) if digest.contains('@') => {
-                return Err(fail("reference contains more than one '@'".into()));
+                return Err(fail(ImageProblem::MultipleAt));
             }
             Some((_, "")) => {
-                return Err(fail(
-                    "nothing after '@'; expected a digest such as sha256:<64 hex digits>".into(),
-                ));
+                return Err(fail(ImageProblem::MissingDigest));
             }
             Some((name_and_tag, digest)) => {
                 check_digest(digest).map_err(fail)?;
@@ -145,16 +320,16 @@ impl ImageRef {
         }
 
         if name.is_empty() {
-            return Err(fail("no repository name".into()));
+            return Err(fail(ImageProblem::NoRepository));
         }
         if name.starts_with('/') {
-            return Err(fail("name must not start with '/'".into()));
+            return Err(fail(ImageProblem::LeadingSlash));
         }
         if name.ends_with('/') {
-            return Err(fail("name must not end with '/'".into()));
+            return Err(fail(ImageProblem::TrailingSlash));
         }
         if name.contains("//") {
-            return Err(fail("name contains an empty path component ('//')".into()));
+            return Err(fail(ImageProblem::EmptyPathComponent));
         }
 
         let (registry, remainder) = match split_registry(name) {
@@ -170,10 +345,11 @@ impl ImageRef {
 
         let total = registry.len() + 1 + repository.len();
         if total > NAME_TOTAL_LENGTH_MAX {
-            return Err(fail(format!(
-                "name {registry}/{repository} is {total} characters, longer than \
-                 {NAME_TOTAL_LENGTH_MAX}"
-            )));
+            return Err(fail(ImageProblem::NameTooLong {
+                registry,
+                repository,
+                total,
+            }));
         }
 
         Ok(ImageRef {
@@ -239,27 +415,19 @@ impl RegistryPattern {
     ///
     /// [`ImageError::InvalidPattern`] when the pattern is none of those.
     pub fn parse(pattern: &str) -> Result<RegistryPattern, ImageError> {
-        let fail = |reason: String| ImageError::pattern(pattern, reason);
+        let fail = |reason: ImageProblem| ImageError::pattern(pattern, reason);
 
         if pattern.is_empty() {
-            return Err(fail(
-                "pattern is empty; use \"*\" to allow any registry".into(),
-            ));
+            return Err(fail(ImageProblem::EmptyPattern));
         }
         if pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(fail(
-                "pattern contains whitespace or control characters".into(),
-            ));
+            return Err(fail(ImageProblem::PatternWhitespace));
         }
         if pattern.contains("://") {
-            return Err(fail(
-                "write the registry host alone, without a scheme such as https://".into(),
-            ));
+            return Err(fail(ImageProblem::PatternScheme));
         }
         if pattern.contains('/') {
-            return Err(fail(
-                "write the registry host alone, without a path ('/')".into(),
-            ));
+            return Err(fail(ImageProblem::PatternPath));
         }
         if pattern == "*" {
             return Ok(RegistryPattern::Any);
@@ -270,22 +438,14 @@ impl RegistryPattern {
             None => (false, pattern),
         };
         if host.contains('*') {
-            return Err(fail(
-                "'*' is allowed only as the whole pattern or as a leading '*.', \
-                 e.g. *.azurecr.io"
-                    .into(),
-            ));
+            return Err(fail(ImageProblem::MisplacedWildcard));
         }
         if wildcard {
             if host.is_empty() {
-                return Err(fail(
-                    "'*.' needs a domain after it, e.g. *.azurecr.io".into(),
-                ));
+                return Err(fail(ImageProblem::WildcardWithoutDomain));
             }
             if host.starts_with('[') {
-                return Err(fail(
-                    "'*.' needs a domain name after it, not an IP address".into(),
-                ));
+                return Err(fail(ImageProblem::WildcardAddress));
             }
             check_host(host).map_err(fail)?;
             // No Docker Hub aliasing here: `*.index.docker.io` names hosts
@@ -355,7 +515,7 @@ fn split_registry(name: &str) -> (Option<&str>, &str) {
 
 /// Validates `host[:port]` and returns it lower-case, with the legacy
 /// Docker Hub host folded into `docker.io`.
-fn normalise_host(host: &str) -> Result<String, String> {
+fn normalise_host(host: &str) -> Result<String, ImageProblem> {
     check_host(host)?;
     // ASCII-only lower-casing: `check_host` has refused all non-ASCII, and
     // Unicode case folding could turn a lookalike (the Kelvin sign) into `k`.
@@ -369,28 +529,31 @@ fn normalise_host(host: &str) -> Result<String, String> {
 
 /// `host[:port]` where host is a domain name (which covers IPv4) or an IPv6
 /// address in brackets, and port is decimal digits.
-fn check_host(host: &str) -> Result<(), String> {
+fn check_host(host: &str) -> Result<(), ImageProblem> {
     let port = if let Some(inner) = host.strip_prefix('[') {
         let Some((address, after)) = inner.split_once(']') else {
-            return Err(format!("registry {host:?} opens '[' without closing it"));
+            return Err(ImageProblem::UnclosedBracket {
+                host: host.to_owned(),
+            });
         };
         // The grammar allows only hex digits and ':' (no zone, no embedded
         // IPv4); requiring a real address as well refuses nonsense like `[:]`.
         let grammatical =
             !address.is_empty() && address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
         if !grammatical || address.parse::<Ipv6Addr>().is_err() {
-            return Err(format!(
-                "registry {host:?}: {address:?} is not an IPv6 address"
-            ));
+            return Err(ImageProblem::NotIpv6 {
+                host: host.to_owned(),
+                address: address.to_owned(),
+            });
         }
         match after {
             "" => None,
             after => match after.strip_prefix(':') {
                 Some(port) => Some(port),
                 None => {
-                    return Err(format!(
-                        "registry {host:?} has unexpected characters after ']'"
-                    ));
+                    return Err(ImageProblem::AfterBracket {
+                        host: host.to_owned(),
+                    });
                 }
             },
         }
@@ -405,18 +568,21 @@ fn check_host(host: &str) -> Result<(), String> {
     if let Some(port) = port
         && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(format!(
-            "registry {host:?}: port {port:?} must be decimal digits"
-        ));
+        return Err(ImageProblem::BadPort {
+            host: host.to_owned(),
+            port: port.to_owned(),
+        });
     }
     Ok(())
 }
 
 /// Dot-separated labels of ASCII letters, digits and `-`, where no label is
 /// empty or starts or ends with `-`.
-fn check_domain_name(host: &str, name: &str) -> Result<(), String> {
+fn check_domain_name(host: &str, name: &str) -> Result<(), ImageProblem> {
     if name.is_empty() {
-        return Err(format!("registry {host:?} has no host name"));
+        return Err(ImageProblem::NoHostName {
+            host: host.to_owned(),
+        });
     }
     for label in name.split('.') {
         let valid = !label.is_empty()
@@ -426,10 +592,10 @@ fn check_domain_name(host: &str, name: &str) -> Result<(), String> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !valid {
-            return Err(format!(
-                "registry {host:?}: {label:?} is not a valid host name label \
-                 (letters, digits and '-', not at either end)"
-            ));
+            return Err(ImageProblem::BadHostLabel {
+                host: host.to_owned(),
+                label: label.to_owned(),
+            });
         }
     }
     Ok(())
@@ -437,19 +603,18 @@ fn check_domain_name(host: &str, name: &str) -> Result<(), String> {
 
 /// `/`-separated components of lower-case alphanumerics joined by `.`, `_`,
 /// `__` or runs of `-`.
-fn check_repository(path: &str) -> Result<(), String> {
+fn check_repository(path: &str) -> Result<(), ImageProblem> {
     if path.is_empty() {
-        return Err("no repository name".into());
+        return Err(ImageProblem::NoRepository);
     }
     if path.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err("repository must be lower-case".into());
+        return Err(ImageProblem::UppercaseRepository);
     }
     for component in path.split('/') {
         if !is_path_component(component) {
-            return Err(format!(
-                "repository component {component:?} must be lower-case letters and digits, \
-                 separated by '.', '_', '__' or '-'"
-            ));
+            return Err(ImageProblem::BadRepositoryComponent {
+                component: component.to_owned(),
+            });
         }
     }
     Ok(())
@@ -480,26 +645,23 @@ fn is_path_component(component: &str) -> bool {
 }
 
 /// `[\w][\w.-]{0,127}`, with `\w` meaning ASCII `[A-Za-z0-9_]`.
-fn check_tag(tag: &str) -> Result<(), String> {
+fn check_tag(tag: &str) -> Result<(), ImageProblem> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let Some(&first) = tag.as_bytes().first() else {
-        return Err("nothing after ':'; expected a tag".into());
+        return Err(ImageProblem::EmptyTag);
     };
     if tag.len() > TAG_LENGTH_MAX {
-        return Err(format!(
-            "tag is {} characters, longer than {TAG_LENGTH_MAX}",
-            tag.len()
-        ));
+        return Err(ImageProblem::TagTooLong { length: tag.len() });
     }
     if !word(first) {
-        return Err(format!(
-            "tag {tag:?} must start with a letter, digit or '_'"
-        ));
+        return Err(ImageProblem::TagStart {
+            tag: tag.to_owned(),
+        });
     }
     if !tag.bytes().all(|b| word(b) || b == b'.' || b == b'-') {
-        return Err(format!(
-            "tag {tag:?} may contain only letters, digits, '_', '.' and '-'"
-        ));
+        return Err(ImageProblem::TagCharacters {
+            tag: tag.to_owned(),
+        });
     }
     Ok(())
 }
@@ -507,11 +669,11 @@ fn check_tag(tag: &str) -> Result<(), String> {
 /// `algorithm:encoded`. The registered algorithms have fixed lengths
 /// (sha256: 64, sha512: 128 lower-case hex); others follow the OCI grammar
 /// `[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}`.
-fn check_digest(digest: &str) -> Result<(), String> {
+fn check_digest(digest: &str) -> Result<(), ImageProblem> {
     let Some((algorithm, encoded)) = digest.split_once(':') else {
-        return Err(format!(
-            "digest {digest:?} must be algorithm:hex, e.g. sha256:<64 hex digits>"
-        ));
+        return Err(ImageProblem::DigestForm {
+            digest: digest.to_owned(),
+        });
     };
     let fixed_hex_len = match algorithm {
         "sha256" => Some(64),
@@ -523,9 +685,11 @@ fn check_digest(digest: &str) -> Result<(), String> {
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if encoded.len() != len || !lower_hex {
-            return Err(format!(
-                "{algorithm} digest must be {len} lower-case hex digits, got {encoded:?}"
-            ));
+            return Err(ImageProblem::FixedDigest {
+                algorithm: algorithm.to_owned(),
+                length: len,
+                encoded: encoded.to_owned(),
+            });
         }
         return Ok(());
     }
@@ -536,20 +700,18 @@ fn check_digest(digest: &str) -> Result<(), String> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     });
     if !algorithm_ok {
-        return Err(format!(
-            "digest algorithm {algorithm:?} must be lower-case letters and digits, \
-             separated by '+', '.', '_' or '-'"
-        ));
+        return Err(ImageProblem::DigestAlgorithm {
+            algorithm: algorithm.to_owned(),
+        });
     }
     let encoded_ok = encoded.len() >= DIGEST_ENCODED_MIN
         && encoded
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'));
     if !encoded_ok {
-        return Err(format!(
-            "digest {digest:?} must have at least {DIGEST_ENCODED_MIN} characters of \
-             [a-zA-Z0-9=_-] after the algorithm"
-        ));
+        return Err(ImageProblem::DigestEncoded {
+            digest: digest.to_owned(),
+        });
     }
     Ok(())
 }
@@ -570,7 +732,7 @@ mod tests {
             Ok(r) => panic!("{s:?} should be refused, parsed as {r:?}"),
             Err(ImageError::InvalidReference { input, reason }) => {
                 assert_eq!(input, s);
-                reason
+                reason.to_string()
             }
             Err(other) => panic!("{s:?}: wrong error kind {other:?}"),
         }
@@ -1125,6 +1287,7 @@ mod tests {
                     reason,
                 }) => {
                     assert_eq!(quoted, input);
+                    let reason = reason.to_string();
                     assert!(
                         reason.contains(want),
                         "{input:?}: reason {reason:?} should mention {want:?}"

@@ -615,12 +615,12 @@ impl Builder {
         self.first_line + m.line().saturating_sub(1)
     }
 
-    fn error(&self, at: Marker, message: impl Into<String>) -> Error {
+    fn error(&self, at: Marker, message: impl fmt::Display) -> Error {
         Error {
             index: self.index,
             line: self.line(at),
             column: Some(at.col() + 1),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
@@ -890,8 +890,8 @@ impl Builder {
                     map.insert(k, value);
                     Ok(())
                 }
-                Some(Key::Merge) => merge(map, value),
-                None => Err("a map value with no key".to_owned()),
+                Some(Key::Merge) => merge(map, value).map_err(PlaceError::from),
+                None => Err(PlaceError::NoKey),
             },
         };
         placed.map_err(|m| self.error(at, m))?;
@@ -899,19 +899,31 @@ impl Builder {
     }
 }
 
+/// Why a value could not be put into the container that is open.
+#[derive(Debug, thiserror::Error)]
+enum PlaceError {
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    #[error("a map value with no key")]
+    NoKey,
+}
+
+/// A `<<` whose value is neither a map nor a list of maps.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`<<` takes a map or a list of maps (kubectl refuses anything else: map merge \
+     requires map or sequence of maps as the value)"
+)]
+struct MergeError;
+
 /// go-yaml v2's merge: the merged map's keys are set where `<<` stands;
 /// from a list of maps, the earlier map wins.
-fn merge(map: &mut Map<String, Value>, value: Value) -> Result<(), String> {
-    let refuse = || {
-        "`<<` takes a map or a list of maps (kubectl refuses anything else: map merge \
-         requires map or sequence of maps as the value)"
-            .to_owned()
-    };
+fn merge(map: &mut Map<String, Value>, value: Value) -> Result<(), MergeError> {
     match value {
         Value::Object(m) => map.extend(m),
         Value::Array(items) => {
             if !items.iter().all(Value::is_object) {
-                return Err(refuse());
+                return Err(MergeError);
             }
             for item in items.into_iter().rev() {
                 if let Value::Object(m) = item {
@@ -919,7 +931,7 @@ fn merge(map: &mut Map<String, Value>, value: Value) -> Result<(), String> {
                 }
             }
         }
-        _ => return Err(refuse()),
+        _ => return Err(MergeError),
     }
     Ok(())
 }

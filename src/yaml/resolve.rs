@@ -17,7 +17,7 @@
 //!   way and must agree with it, except that `!!float` takes an integer.
 //!   Other tags (`!foo`, `!`, `!!map` on a scalar) leave the text a string;
 //!   `!!binary` is base64, decoded.
-//! - Each function here is total: it returns an error message, never panics.
+//! - Each function here is total: it returns a [`ScalarError`], never panics.
 
 use std::fmt;
 
@@ -39,7 +39,7 @@ pub(crate) enum Scalar {
 
 /// The core-schema tags go-yaml resolves (`tag:yaml.org,2002:...`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Null,
     Bool,
     Int,
@@ -63,6 +63,37 @@ impl fmt::Display for Kind {
 
 const CORE: &str = "tag:yaml.org,2002:";
 
+/// Why kubectl would refuse a scalar. The Display text is the message the
+/// user sees, with what kubectl itself says in parentheses.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub(crate) enum ScalarError {
+    /// An explicit core tag that the text does not resolve to.
+    #[error(
+        "`{text}` is a {got}, not the {want} its tag asks for (kubectl refuses it: cannot decode {got} as a {want})"
+    )]
+    TagMismatch { text: String, got: Kind, want: Kind },
+    /// `!!binary` text that Go's base64 decoder refuses.
+    #[error("!!binary value contains invalid base64 data (kubectl refuses it)")]
+    InvalidBase64,
+    /// An infinity or NaN, which Go's JSON encoder refuses.
+    #[error(
+        "{} is not a number JSON can hold (kubectl refuses it: json: unsupported value)",
+        go_float_key(*.0)
+    )]
+    NonFiniteFloat(f64),
+    /// A null map key.
+    #[error(
+        "a null key (`~`, `null` or nothing before the colon) cannot be a JSON key \
+         (kubectl refuses it: unsupported map key of type <nil>)"
+    )]
+    NullKey,
+    /// A map key that only fits in `uint64`.
+    #[error(
+        "the key {0} is an integer above int64 (kubectl refuses it: unsupported map key of type uint64)"
+    )]
+    UintKey(u64),
+}
+
 /// Whether a mapping key is go-yaml's merge key: a `<<` that is plain and
 /// untagged (or tagged `!`), or tagged `!!merge`. A quoted `"<<"` or an
 /// alias to a `<<` is an ordinary key.
@@ -81,7 +112,11 @@ fn implicit(style: ScalarStyle, tag: Option<&str>) -> bool {
 
 /// What go-yaml v2 makes of one scalar. `tag` is the full tag
 /// (`tag:yaml.org,2002:int`, `!foo`, `!`), as the parser resolved it.
-pub(crate) fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Scalar, String> {
+pub(crate) fn scalar(
+    text: &str,
+    style: ScalarStyle,
+    tag: Option<&str>,
+) -> Result<Scalar, ScalarError> {
     let Some(tag) = tag else {
         if style != ScalarStyle::Plain {
             return Ok(Scalar::Str(text.to_owned()));
@@ -105,9 +140,11 @@ pub(crate) fn scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Resul
         (Kind::Str, _, _) => Ok(Scalar::Str(text.to_owned())),
         (w, g, v) if w == g => Ok(v),
         (Kind::Float, Kind::Int, Scalar::Int(i)) => Ok(Scalar::Float(i as f64)),
-        (w, g, _) => Err(format!(
-            "`{text}` is a {g}, not the {w} its tag asks for (kubectl refuses it: cannot decode {g} as a {w})"
-        )),
+        (want, got, _) => Err(ScalarError::TagMismatch {
+            text: text.to_owned(),
+            got,
+            want,
+        }),
     }
 }
 
@@ -197,10 +234,8 @@ fn lookup(text: &str) -> Option<(Kind, Scalar)> {
 /// `!!binary`: base64 as Go's `StdEncoding.DecodeString` reads it
 /// ([`crate::go_base64`]), and the bytes as Go's JSON encoder writes a Go
 /// string: each byte that is not part of valid UTF-8 becomes U+FFFD.
-fn binary(text: &str) -> Result<Scalar, String> {
-    let bytes = crate::go_base64::decode(text).map_err(|_| {
-        "!!binary value contains invalid base64 data (kubectl refuses it)".to_owned()
-    })?;
+fn binary(text: &str) -> Result<Scalar, ScalarError> {
+    let bytes = crate::go_base64::decode(text).map_err(|_| ScalarError::InvalidBase64)?;
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         out.push_str(chunk.valid());
@@ -214,7 +249,7 @@ const TWO_63: f64 = 9_223_372_036_854_775_808.0;
 /// The scalar as a JSON value, as Go's `encoding/json` writes it and the
 /// apiserver reads it back: a whole float (`8.0`, or `08`, which is not
 /// octal) is written without a fraction and read back as an integer.
-pub(crate) fn json_value(s: Scalar) -> Result<Value, String> {
+pub(crate) fn json_value(s: Scalar) -> Result<Value, ScalarError> {
     Ok(match s {
         Scalar::Null => Value::Null,
         Scalar::Bool(b) => Value::Bool(b),
@@ -223,10 +258,7 @@ pub(crate) fn json_value(s: Scalar) -> Result<Value, String> {
         Scalar::Str(s) => Value::String(s),
         Scalar::Float(f) => {
             if !f.is_finite() {
-                return Err(format!(
-                    "{} is not a number JSON can hold (kubectl refuses it: json: unsupported value)",
-                    go_float_key(f)
-                ));
+                return Err(ScalarError::NonFiniteFloat(f));
             }
             // Go prints a whole float below 1e21 as digits; the reader then
             // takes it as an integer when it fits in int64.
@@ -243,20 +275,14 @@ pub(crate) fn json_value(s: Scalar) -> Result<Value, String> {
 /// as they are, `int` in decimal, bools as `true`/`false`, floats through
 /// Go's `FormatFloat(f, 'g', -1, 32)`. A null key or a `uint64` key is
 /// refused, as kubectl refuses it.
-pub(crate) fn json_key(s: &Scalar) -> Result<String, String> {
+pub(crate) fn json_key(s: &Scalar) -> Result<String, ScalarError> {
     match s {
         Scalar::Str(s) => Ok(s.clone()),
         Scalar::Bool(b) => Ok(b.to_string()),
         Scalar::Int(i) => Ok(i.to_string()),
         Scalar::Float(f) => Ok(go_float_key(*f)),
-        Scalar::Null => Err(
-            "a null key (`~`, `null` or nothing before the colon) cannot be a JSON key \
-             (kubectl refuses it: unsupported map key of type <nil>)"
-                .to_owned(),
-        ),
-        Scalar::Uint(u) => Err(format!(
-            "the key {u} is an integer above int64 (kubectl refuses it: unsupported map key of type uint64)"
-        )),
+        Scalar::Null => Err(ScalarError::NullKey),
+        Scalar::Uint(u) => Err(ScalarError::UintKey(*u)),
     }
 }
 
@@ -588,13 +614,13 @@ mod tests {
         json_value(scalar(text, ScalarStyle::Plain, None).unwrap()).unwrap()
     }
 
-    fn tagged(tag: &str, text: &str) -> Result<Value, String> {
+    fn tagged(tag: &str, text: &str) -> Result<Value, ScalarError> {
         let full = tag.strip_prefix("!!").map(|t| format!("{CORE}{t}"));
         let full = full.as_deref().unwrap_or(tag);
         scalar(text, ScalarStyle::Plain, Some(full)).and_then(json_value)
     }
 
-    fn key(text: &str) -> Result<String, String> {
+    fn key(text: &str) -> Result<String, ScalarError> {
         json_key(&scalar(text, ScalarStyle::Plain, None).unwrap())
     }
 
@@ -706,6 +732,7 @@ mod tests {
             assert!(
                 json_value(s)
                     .unwrap_err()
+                    .to_string()
                     .contains("not a number JSON can hold"),
                 "{t}"
             );
@@ -791,9 +818,9 @@ mod tests {
         assert_eq!(tagged("!!map", "x").unwrap(), json!("x"));
         assert_eq!(tagged("!!seq", "y").unwrap(), json!("y"));
         // A tag that disagrees with the text is refused, naming both.
-        let e = tagged("!!int", "1.5").unwrap_err();
+        let e = tagged("!!int", "1.5").unwrap_err().to_string();
         assert!(e.contains("`1.5` is a !!float, not the !!int"), "{e}");
-        let e = tagged("!!int", "").unwrap_err();
+        let e = tagged("!!int", "").unwrap_err().to_string();
         assert!(e.contains("!!null, not the !!int"), "{e}");
         assert!(tagged("!!float", "18446744073709551615").is_err());
         assert!(tagged("!!bool", "1").is_err());
@@ -827,6 +854,7 @@ mod tests {
         assert!(
             tagged("!!binary", "aGVsbG8")
                 .unwrap_err()
+                .to_string()
                 .contains("invalid base64")
         );
         assert!(tagged("!!binary", "aGVs bG8=").is_err());
@@ -861,9 +889,14 @@ mod tests {
         ] {
             assert_eq!(key(text).as_deref(), Ok(want), "{text}");
         }
-        assert!(key("~").unwrap_err().contains("null key"));
-        assert!(key("").unwrap_err().contains("null key"));
-        assert!(key("18446744073709551615").unwrap_err().contains("uint64"));
+        assert!(key("~").unwrap_err().to_string().contains("null key"));
+        assert!(key("").unwrap_err().to_string().contains("null key"));
+        assert!(
+            key("18446744073709551615")
+                .unwrap_err()
+                .to_string()
+                .contains("uint64")
+        );
     }
 
     #[test]
