@@ -14,27 +14,35 @@ const GO_STD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
         .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
 );
 
+/// Why Go would refuse a base64 text, in Go's words where it has them.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Base64Error {
+    #[error("illegal base64 data: {0:?} (only line breaks may break base64 up)")]
+    Whitespace(char),
+    #[error("illegal base64 data: {0:?}")]
+    Byte(char),
+    #[error("illegal base64 data: its length or padding is wrong")]
+    Length,
+    #[error("illegal base64 data: {0:?} at the end")]
+    LastSymbol(char),
+}
+
 /// The bytes `text` encodes, or why Go would refuse it.
-pub fn decode(text: &str) -> Result<Vec<u8>, String> {
+pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     let compact: std::borrow::Cow<'_, str> = if text.contains(['\r', '\n']) {
         text.chars().filter(|c| !matches!(c, '\r' | '\n')).collect()
     } else {
         text.into()
     };
     GO_STD.decode(compact.as_bytes()).map_err(|e| match e {
-        base64::DecodeError::InvalidByte(_, b) if b.is_ascii_whitespace() => format!(
-            "illegal base64 data: {:?} (only line breaks may break base64 up)",
-            b as char
-        ),
-        base64::DecodeError::InvalidByte(_, b) => {
-            format!("illegal base64 data: {:?}", b as char)
+        base64::DecodeError::InvalidByte(_, b) if b.is_ascii_whitespace() => {
+            Base64Error::Whitespace(b as char)
         }
+        base64::DecodeError::InvalidByte(_, b) => Base64Error::Byte(b as char),
         base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidPadding => {
-            "illegal base64 data: its length or padding is wrong".to_owned()
+            Base64Error::Length
         }
-        base64::DecodeError::InvalidLastSymbol(_, b) => {
-            format!("illegal base64 data: {:?} at the end", b as char)
-        }
+        base64::DecodeError::InvalidLastSymbol(_, b) => Base64Error::LastSymbol(b as char),
     })
 }
 
@@ -65,6 +73,7 @@ mod tests {
         assert!(
             decode("aGVs bG8=")
                 .unwrap_err()
+                .to_string()
                 .contains("only line breaks")
         );
     }

@@ -128,7 +128,7 @@ fn run_check(args: CheckArgs) -> ExitCode {
             }
         };
         let registry = args.registry.config().and_then(|config| {
-            runtime.block_on(async { waf_admission::provenance::Registry::new(config) })
+            runtime.block_on(async { waf_admission::provenance::registry::Registry::new(config) })
         });
         let registry = match registry {
             Ok(r) => r,

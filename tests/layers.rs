@@ -104,17 +104,62 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Every `crate::a::b` path the code names, in `use` trees (`use
 /// crate::{a::x, b::{y, z}}`) and inline, as module paths.
 fn crate_paths(code: &str) -> Vec<Vec<String>> {
+    paths(code, &[], &[])
+}
+
+/// Every module path the code of `module` names, from the crate root:
+/// `crate::…`, `super::…`, `self::…` and `child::…` for a module it
+/// declares (`mod child;`), which may sit in a higher layer than its parent.
+fn paths(code: &str, module: &[String], children: &[String]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
-    let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        let before = rest[..at].chars().last();
-        rest = &rest[at + "crate::".len()..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue; // `waf_admission_crate::`, not ours
+    let parent = &module[..module.len().saturating_sub(1)];
+    let mut roots: Vec<(String, Vec<String>)> = vec![
+        ("crate::".into(), Vec::new()),
+        ("super::".into(), parent.to_vec()),
+        ("self::".into(), module.to_vec()),
+    ];
+    for child in children {
+        let mut path = module.to_vec();
+        path.push(child.clone());
+        roots.push((format!("{child}::"), path));
+    }
+    for (root, prefix) in &roots {
+        let mut rest = code;
+        while let Some(at) = rest.find(root.as_str()) {
+            let before = rest[..at].chars().last();
+            rest = &rest[at + root.len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue; // `waf_admission_crate::`, `a::super::`: not from here
+            }
+            let mut found = Vec::new();
+            tree(rest, Vec::new(), &mut found);
+            if found.is_empty() {
+                found.push(Vec::new());
+            }
+            for path in found {
+                let mut full = prefix.clone();
+                full.extend(path);
+                if !full.is_empty() {
+                    out.push(full);
+                }
+            }
         }
-        tree(rest, Vec::new(), &mut out);
     }
     out
+}
+
+/// The modules a file declares: `mod x;` and `pub mod x;`.
+fn declared_children(code: &str) -> Vec<String> {
+    code.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let l = l
+                .strip_prefix("pub(crate) ")
+                .or_else(|| l.strip_prefix("pub "))
+                .unwrap_or(l);
+            l.strip_prefix("mod ")?.strip_suffix(';').map(str::to_owned)
+        })
+        .collect()
 }
 
 /// Reads one use tree at `s` under `prefix` (only the module parts matter:
@@ -183,11 +228,11 @@ fn no_module_imports_one_above_it() {
         };
         let text = std::fs::read_to_string(file).expect("readable source");
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        for path in crate_paths(code) {
+        for path in paths(code, &module, &declared_children(code)) {
             checked += 1;
             let Some((to_rank, to_layer)) = layer_of(&path) else {
                 problems.insert(format!(
-                    "{}: crate::{} is in no layer",
+                    "{}: {} is in no layer",
                     file.display(),
                     path.join("::")
                 ));
@@ -196,7 +241,7 @@ fn no_module_imports_one_above_it() {
             let peer = layer == PEERS && to_layer == PEERS && path[0] != module[0];
             if to_rank > rank || peer {
                 problems.insert(format!(
-                    "{} ({layer}) imports crate::{} ({to_layer})",
+                    "{} ({layer}) imports {} ({to_layer})",
                     file.display(),
                     path.join("::")
                 ));
@@ -224,6 +269,21 @@ fn the_reader_finds_grouped_nested_and_inline_paths() {
     assert_eq!(
         found.into_iter().collect::<Vec<_>>(),
         ["context", "policy::compiled", "webhook::metrics::x"],
+    );
+    // Relative paths are read from the module that names them, and a
+    // parent's own child may sit above it.
+    let module = ["provenance".to_owned()];
+    let found: BTreeSet<String> = paths(
+        "pub use registry::{Auth, Registry};\nuse super::x; use self::keys::KeySet;",
+        &module,
+        &["registry".to_owned(), "keys".to_owned()],
+    )
+    .iter()
+    .map(|p| p.join("::"))
+    .collect();
+    assert_eq!(
+        found.into_iter().collect::<Vec<_>>(),
+        ["provenance::keys", "provenance::registry", "x"],
     );
     // A rule importing the policy, or the controller the webhook, is caught.
     let rules = layer_of(&["rules".into(), "probes".into()]).unwrap();

@@ -21,7 +21,7 @@ use tower::ServiceExt;
 use waf_admission::PolicySet;
 use waf_admission::policy::compiled::Policy;
 use waf_admission::policy::{RuleId, WellArchitectedPolicy};
-use waf_admission::provenance::{Registry, RegistryConfig};
+use waf_admission::provenance::registry::{Registry, RegistryConfig};
 use waf_admission::state::State;
 use waf_admission::webhook::{self, App, metrics::Metrics};
 
@@ -506,7 +506,7 @@ async fn behind_a_private_ca(tmp: &Path, storage: &Path, cases: &Value, trusted:
     let trusting = router(
         set.clone(),
         RegistryConfig {
-            extra_roots: waf_admission::provenance::read_ca_bundle(&ca).unwrap(),
+            extra_roots: waf_admission::provenance::registry::read_ca_bundle(&ca).unwrap(),
             timeout: Duration::from_secs(5),
             ..RegistryConfig::default()
         },

@@ -6,6 +6,7 @@
 //! a policy asks for it.
 
 pub mod cosign;
+pub mod credentials;
 pub mod keys;
 pub mod registry;
 
@@ -15,7 +16,38 @@ use std::sync::Arc;
 use crate::image::ImageRef;
 use keys::KeySet;
 
-pub use registry::{Auth, DockerConfig, Registry, RegistryConfig, RegistryError, read_ca_bundle};
+pub use credentials::{Auth, DockerConfig};
+
+/// Why the registry could not answer. Each is shown to the user and
+/// decided by `onRegistryError`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{registry} did not answer within {millis} ms")]
+    Timeout { registry: String, millis: u128 },
+    #[error("{registry} refused the credentials (401 Unauthorized)")]
+    Unauthorized { registry: String },
+    #[error("{reference} is not in the registry (404)")]
+    NotFound { reference: String },
+    #[error("{registry} answered HTTP {code}")]
+    Status { registry: String, code: u16 },
+    #[error("{what} is {size} bytes, over the {limit}-byte bound ({reference})")]
+    TooLarge {
+        what: &'static str,
+        reference: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("cannot reach {registry}: {detail}")]
+    Unreachable { registry: String, detail: String },
+    #[error("{registry}: {detail}")]
+    Protocol { registry: String, detail: String },
+}
+
+impl RegistryError {
+    pub(crate) fn not_found(&self) -> bool {
+        matches!(self, RegistryError::NotFound { .. })
+    }
+}
 
 /// The verdict on one digest for one key set.
 #[derive(Clone, Debug, PartialEq, Eq)]

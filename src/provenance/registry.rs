@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use futures::StreamExt;
 use moka::Expiry;
 use moka::future::Cache;
@@ -25,8 +23,9 @@ use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use super::cosign::{self, Layout, Rejected};
+use super::credentials::{Auth, DockerConfig};
 use super::keys::KeySet;
-use super::{Facts, Query, Signed, digest_key, tag_key};
+use super::{Facts, Query, RegistryError, Signed, digest_key, tag_key};
 use crate::image::ImageRef;
 
 /// Limits and lifetimes, from `serve`'s flags.
@@ -80,173 +79,6 @@ impl Default for RegistryConfig {
     }
 }
 
-/// Registry credentials: anonymous, or a user and password from a
-/// dockerconfigjson Secret.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Auth {
-    #[default]
-    Anonymous,
-    Basic {
-        username: String,
-        password: String,
-    },
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Auth::Anonymous => f.write_str("Anonymous"),
-            Auth::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
-        }
-    }
-}
-
-/// The `auths` of a Docker `config.json`, as a `.dockerconfigjson` pull
-/// secret or a `--registry-credentials` file holds them: keyed by host
-/// (optionally with a scheme or path), each with `auth` (base64
-/// `user:password`) or `username` and `password`. Debug shows hosts only.
-#[derive(Clone, Default)]
-pub struct DockerConfig {
-    /// (host, lower-cased with Docker Hub's aliases folded, its credentials).
-    entries: Vec<(String, Result<Auth, AuthError>)>,
-}
-
-/// A `.dockerconfigjson` that cannot be used; the text names the registry
-/// and never the secret.
-#[derive(Debug, thiserror::Error)]
-pub enum DockerConfigError {
-    #[error("not a .dockerconfigjson ({0})")]
-    NotJson(#[source] serde_json::Error),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-}
-
-/// One registry's entry that holds no usable credentials. Kept with the
-/// entry (and cloned out of it) so only a lookup of that registry fails.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("the entry for {host} has neither auth nor username")]
-    Empty { host: String },
-    #[error("the auth of {registry} is not base64 ({source})")]
-    NotBase64 {
-        registry: String,
-        source: base64::DecodeError,
-    },
-    #[error("the auth of {registry} is not UTF-8")]
-    NotUtf8 {
-        registry: String,
-        source: std::string::FromUtf8Error,
-    },
-    #[error("the auth of {registry} is not user:password")]
-    NotUserPassword { registry: String },
-}
-
-impl std::fmt::Debug for DockerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.entries.iter().map(|(host, _)| host))
-            .finish()
-    }
-}
-
-impl DockerConfig {
-    pub fn parse(json: &[u8]) -> Result<DockerConfig, DockerConfigError> {
-        #[derive(serde::Deserialize)]
-        struct Config {
-            #[serde(default)]
-            auths: std::collections::BTreeMap<String, Entry>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Entry {
-            auth: Option<String>,
-            username: Option<String>,
-            password: Option<String>,
-        }
-        let config: Config = serde_json::from_slice(json).map_err(DockerConfigError::NotJson)?;
-        let entries = config
-            .auths
-            .into_iter()
-            .map(|(key, entry)| {
-                let host = normal_host(&key);
-                let auth = match (entry.username, entry.password, entry.auth) {
-                    (Some(username), Some(password), _) => Ok(Auth::Basic { username, password }),
-                    (_, _, Some(raw)) => decode_auth(&raw, &host),
-                    _ => Err(AuthError::Empty { host: host.clone() }),
-                };
-                (host, auth)
-            })
-            .collect();
-        Ok(DockerConfig { entries })
-    }
-
-    /// A credentials file: every entry must be usable, so a mistake stops
-    /// the start rather than a lookup.
-    pub fn read(path: &std::path::Path) -> crate::Result<DockerConfig> {
-        let at = || path.display().to_string();
-        let json = std::fs::read(path).map_err(|source| crate::Error::Io {
-            path: path.into(),
-            source,
-        })?;
-        let config =
-            DockerConfig::parse(&json).map_err(|e| crate::Error::input(at(), e.to_string()))?;
-        if let Some((_, Err(e))) = config.entries.iter().find(|(_, a)| a.is_err()) {
-            return Err(crate::Error::input(at(), e.to_string()));
-        }
-        if config.entries.is_empty() {
-            return Err(crate::Error::input(at(), "no registry under \"auths\""));
-        }
-        Ok(config)
-    }
-
-    /// The credentials for `registry`; anonymous when no entry names it.
-    pub fn auth_for(&self, registry: &str) -> Result<Auth, AuthError> {
-        let registry = normal_host(registry);
-        self.entries
-            .iter()
-            .find(|(host, _)| *host == registry)
-            .map_or(Ok(Auth::Anonymous), |(_, auth)| auth.clone())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-/// A config key or registry as a host: scheme and path dropped, lower
-/// case, Docker Hub's aliases as `docker.io`.
-fn normal_host(key: &str) -> String {
-    let k = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
-    match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_owned(),
-        _ => host,
-    }
-}
-
-fn decode_auth(raw: &str, registry: &str) -> Result<Auth, AuthError> {
-    let decoded = STANDARD
-        .decode(raw)
-        .map_err(|source| AuthError::NotBase64 {
-            registry: registry.to_owned(),
-            source,
-        })?;
-    let text = String::from_utf8(decoded).map_err(|source| AuthError::NotUtf8 {
-        registry: registry.to_owned(),
-        source,
-    })?;
-    let (u, p) = text
-        .split_once(':')
-        .ok_or_else(|| AuthError::NotUserPassword {
-            registry: registry.to_owned(),
-        })?;
-    Ok(Auth::Basic {
-        username: u.to_owned(),
-        password: p.to_owned(),
-    })
-}
-
 /// A PEM bundle of CA certificates (`--registry-ca`): at least one.
 pub fn read_ca_bundle(path: &std::path::Path) -> crate::Result<Vec<CertificateDer<'static>>> {
     use rustls::pki_types::pem::PemObject;
@@ -271,50 +103,19 @@ pub fn read_ca_bundle(path: &std::path::Path) -> crate::Result<Vec<CertificateDe
     Ok(certs)
 }
 
-impl Auth {
-    /// The entry for `registry` in a `.dockerconfigjson` (see
-    /// [`DockerConfig`]). Anonymous when no entry names the registry.
-    pub fn from_docker_config(json: &[u8], registry: &str) -> Result<Auth, DockerConfigError> {
-        Ok(DockerConfig::parse(json)?.auth_for(registry)?)
-    }
-
-    fn to_oci(&self) -> RegistryAuth {
-        match self {
-            Auth::Anonymous => RegistryAuth::Anonymous,
-            Auth::Basic { username, password } => {
-                RegistryAuth::Basic(username.clone(), password.clone())
-            }
+/// Credentials as oci-client takes them.
+fn oci_auth(auth: &Auth) -> RegistryAuth {
+    match auth {
+        Auth::Anonymous => RegistryAuth::Anonymous,
+        Auth::Basic { username, password } => {
+            RegistryAuth::Basic(username.clone(), password.clone())
         }
     }
 }
 
-/// Why the registry could not answer. Each is shown to the user and
-/// decided by `onRegistryError`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RegistryError {
-    #[error("{registry} did not answer within {millis} ms")]
-    Timeout { registry: String, millis: u128 },
-    #[error("{registry} refused the credentials (401 Unauthorized)")]
-    Unauthorized { registry: String },
-    #[error("{reference} is not in the registry (404)")]
-    NotFound { reference: String },
-    #[error("{registry} answered HTTP {code}")]
-    Status { registry: String, code: u16 },
-    #[error("{what} is {size} bytes, over the {limit}-byte bound ({reference})")]
-    TooLarge {
-        what: &'static str,
-        reference: String,
-        size: usize,
-        limit: usize,
-    },
-    #[error("cannot reach {registry}: {detail}")]
-    Unreachable { registry: String, detail: String },
-    #[error("{registry}: {detail}")]
-    Protocol { registry: String, detail: String },
-}
-
-impl RegistryError {
-    fn from_oci(e: OciDistributionError, registry: &str, reference: &str) -> RegistryError {
+/// An oci-client error as the user reads it.
+fn registry_error(e: OciDistributionError, registry: &str, reference: &str) -> RegistryError {
+    {
         let registry = registry.to_owned();
         match e {
             OciDistributionError::ImageManifestNotFoundError(_) => RegistryError::NotFound {
@@ -368,10 +169,6 @@ impl RegistryError {
                 detail: other.to_string(),
             },
         }
-    }
-
-    fn not_found(&self) -> bool {
-        matches!(self, RegistryError::NotFound { .. })
     }
 }
 
@@ -683,9 +480,9 @@ impl Inner {
         let started = Instant::now();
         let digest = self
             .client
-            .fetch_manifest_digest(&reference, &auth.to_oci())
+            .fetch_manifest_digest(&reference, &oci_auth(auth))
             .await
-            .map_err(|e| RegistryError::from_oci(e, &image.registry, &shown))?;
+            .map_err(|e| registry_error(e, &image.registry, &shown))?;
         if !valid_digest(&digest) {
             return Err(RegistryError::Protocol {
                 registry: image.registry.clone(),
@@ -703,7 +500,7 @@ impl Inner {
         keys: &KeySet,
         auth: &Auth,
     ) -> Answer<Signed> {
-        let auth = auth.to_oci();
+        let auth = oci_auth(auth);
         let mut tried = 0usize;
         let mut best: Option<Rejected> = None;
         let note = |r: Rejected, best: &mut Option<Rejected>| {
@@ -763,7 +560,7 @@ impl Inner {
         let index = match self.client.pull_referrers(&subject, None).await {
             Ok(i) => i,
             Err(e) => {
-                let e = RegistryError::from_oci(e, &image.registry, &digest_key(image, digest));
+                let e = registry_error(e, &image.registry, &digest_key(image, digest));
                 if e.not_found() {
                     oci_client::manifest::OciImageIndex {
                         schema_version: 2,
@@ -846,7 +643,7 @@ impl Inner {
                 &[OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE],
             )
             .await
-            .map_err(|e| RegistryError::from_oci(e, &image.registry, &shown))?;
+            .map_err(|e| registry_error(e, &image.registry, &shown))?;
         if bytes.len() > limit {
             return Err(RegistryError::TooLarge {
                 what: "the signature manifest",
@@ -886,7 +683,7 @@ impl Inner {
             .client
             .pull_blob_stream(reference, layer)
             .await
-            .map_err(|e| RegistryError::from_oci(e, &image.registry, &shown))?;
+            .map_err(|e| registry_error(e, &image.registry, &shown))?;
         let mut out = Vec::with_capacity(declared.min(limit));
         while let Some(chunk) = stream.stream.next().await {
             let chunk = chunk.map_err(|e| RegistryError::Unreachable {

@@ -223,19 +223,27 @@ impl Settings {
     }
 }
 
+/// Why a budget's allowance cannot be worked out; shown after the
+/// budget's name.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("sets neither maxUnavailable nor minAvailable: it protects nothing")]
+    NoBudget,
+    #[error("has {field} {value:?}, neither a number nor a percentage")]
+    NotANumber { field: &'static str, value: String },
+}
+
 /// How many pods a drain may evict when `floor` pods are healthy.
-fn allowed_disruptions(pdb: &PdbRef, floor: i32) -> Result<i32, String> {
+fn allowed_disruptions(pdb: &PdbRef, floor: i32) -> Result<i32, Unreadable> {
     match (&pdb.max_unavailable, &pdb.min_available) {
         (Some(max), _) => scaled(max, floor, "maxUnavailable"),
         (None, Some(min)) => scaled(min, floor, "minAvailable").map(|m| floor - m),
-        (None, None) => {
-            Err("sets neither maxUnavailable nor minAvailable: it protects nothing".into())
-        }
+        (None, None) => Err(Unreadable::NoBudget),
     }
 }
 
 /// An int, or a percentage of `total` rounded up.
-fn scaled(v: &IntOrString, total: i32, field: &str) -> Result<i32, String> {
+fn scaled(v: &IntOrString, total: i32, field: &'static str) -> Result<i32, Unreadable> {
     match v {
         IntOrString::Int(i) => Ok(*i),
         IntOrString::String(s) => s
@@ -243,7 +251,10 @@ fn scaled(v: &IntOrString, total: i32, field: &str) -> Result<i32, String> {
             .and_then(|p| p.parse::<i64>().ok())
             .filter(|p| *p >= 0)
             .map(|p| ((p * i64::from(total) + 99) / 100) as i32)
-            .ok_or_else(|| format!("has {field} {s:?}, neither a number nor a percentage")),
+            .ok_or_else(|| Unreadable::NotANumber {
+                field,
+                value: s.clone(),
+            }),
     }
 }
 

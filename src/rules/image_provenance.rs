@@ -603,22 +603,39 @@ impl Settings {
     }
 
     /// Credentials for `registry` from the pull secret.
-    fn auth(&self, ctx: &Context, registry: &str) -> Result<Auth, String> {
+    fn auth(&self, ctx: &Context, registry: &str) -> Result<Auth, PullSecretError> {
         let Some(name) = &self.pull_secret else {
             return Ok(Auth::Anonymous);
         };
-        let data = ctx.secret(name).ok_or_else(|| {
-            format!(
-                "the pull secret {name:?} is not readable by waf-admission (it must be in the \
-                 controller's namespace and listed in the chart's provenance.secrets)"
-            )
-        })?;
+        let secret = || name.clone();
+        let data = ctx
+            .secret(name)
+            .ok_or_else(|| PullSecretError::Unreadable(secret()))?;
         let json = data
             .get(".dockerconfigjson")
-            .ok_or_else(|| format!("the pull secret {name:?} has no .dockerconfigjson"))?;
-        Auth::from_docker_config(json, registry)
-            .map_err(|e| format!("the pull secret {name:?}: {e}"))
+            .ok_or_else(|| PullSecretError::NoDockerConfig(secret()))?;
+        Auth::from_docker_config(json, registry).map_err(|source| PullSecretError::Invalid {
+            secret: secret(),
+            source,
+        })
     }
+}
+
+/// Why the pull secret gives no credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum PullSecretError {
+    #[error(
+        "the pull secret {0:?} is not readable by waf-admission (it must be in the \
+         controller's namespace and listed in the chart's provenance.secrets)"
+    )]
+    Unreadable(String),
+    #[error("the pull secret {0:?} has no .dockerconfigjson")]
+    NoDockerConfig(String),
+    #[error("the pull secret {secret:?}: {source}")]
+    Invalid {
+        secret: String,
+        source: crate::provenance::credentials::DockerConfigError,
+    },
 }
 
 /// What to ask the registry for `w`: only for images from allowed

@@ -194,8 +194,9 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    pub fn config(&self) -> crate::Result<crate::provenance::RegistryConfig> {
-        use crate::provenance::{DockerConfig, read_ca_bundle};
+    pub fn config(&self) -> crate::Result<crate::provenance::registry::RegistryConfig> {
+        use crate::provenance::DockerConfig;
+        use crate::provenance::registry::read_ca_bundle;
         let mut extra_roots = Vec::new();
         for path in &self.registry_ca {
             extra_roots.extend(read_ca_bundle(path)?);
@@ -204,7 +205,7 @@ impl RegistryArgs {
             Some(path) => DockerConfig::read(path)?,
             None => DockerConfig::default(),
         };
-        Ok(crate::provenance::RegistryConfig {
+        Ok(crate::provenance::registry::RegistryConfig {
             timeout: self.registry_timeout,
             digest_ttl: self.digest_ttl,
             verdict_ttl: self.verdict_ttl,

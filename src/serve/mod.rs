@@ -85,7 +85,7 @@ pub async fn run_until(
     extra: Vec<Task>,
 ) -> Result<()> {
     // First: a CA or credentials file that cannot be read stops the start.
-    let registry = crate::provenance::Registry::new(args.registry.config()?)?;
+    let registry = crate::provenance::registry::Registry::new(args.registry.config()?)?;
     let metrics = Arc::new(Metrics::new());
     let mut tasks = Tasks::new();
     if let Some(log) = log {

@@ -27,7 +27,8 @@ use crate::decision::{
 use crate::metrics::Metrics;
 use crate::ownership::core_controller;
 use crate::policy::{Action, GROUP};
-use crate::provenance::{Facts, Registry};
+use crate::provenance::Facts;
+use crate::provenance::registry::Registry;
 use crate::state::{DecisionEvent, EventReason, Snapshot, State};
 use crate::workload::{Workload, WorkloadKind};
 

@@ -48,7 +48,7 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Asks registries for digests and signatures, through its bounded
     /// cache; None: registry-dependent checks are reported as not checked.
-    pub registry: Option<crate::provenance::Registry>,
+    pub registry: Option<crate::provenance::registry::Registry>,
 }
 
 /// The webhook's routes, without TLS: tests call it in-process.
@@ -169,7 +169,7 @@ async fn handle(
 /// and never later than the registry client's own timeout.
 fn registry_deadline(
     query: Option<&str>,
-    registry: Option<&crate::provenance::Registry>,
+    registry: Option<&crate::provenance::registry::Registry>,
 ) -> Instant {
     let now = Instant::now();
     let own = registry.map_or(Duration::from_secs(4), |r| r.config().timeout);
