@@ -45,12 +45,15 @@ impl Rule for Autoscaler {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        // 0 is a dev policy's scale to zero; zone-spread keeps its own floor.
+        if spec.min_replicas < 0 {
+            problems.push(format!("{at}.minReplicas: must not be negative"));
+        }
+        Settings {
+            min_replicas: spec.min_replicas,
+        }
     }
 
     fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
@@ -151,18 +154,6 @@ pub struct Settings {
     pub min_replicas: i32,
 }
 
-impl Settings {
-    pub fn compile(spec: &Autoscaler, at: &str, problems: &mut Vec<String>) -> Settings {
-        // 0 is a dev policy's scale to zero; zone-spread keeps its own floor.
-        if spec.min_replicas < 0 {
-            problems.push(format!("{at}.minReplicas: must not be negative"));
-        }
-        Settings {
-            min_replicas: spec.min_replicas,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,14 +250,11 @@ mod tests {
     #[test]
     fn a_scale_to_zero_policy_accepts_keda_min_zero() {
         let mut problems = vec![];
-        let s = Settings::compile(
-            &Autoscaler {
-                min_replicas: 0,
-                ..Default::default()
-            },
-            "autoscaler",
-            &mut problems,
-        );
+        let s = Autoscaler {
+            min_replicas: 0,
+            ..Default::default()
+        }
+        .compile(&policy_facts(), "autoscaler", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let mut so = scaler("llm", 0, 4);
         so.kind = ScalerKind::ScaledObject;
@@ -305,14 +293,11 @@ mod tests {
     #[test]
     fn refuses_a_negative_floor() {
         let mut problems = vec![];
-        Settings::compile(
-            &Autoscaler {
-                min_replicas: -1,
-                ..Default::default()
-            },
-            "spec.rules.autoscaler",
-            &mut problems,
-        );
+        Autoscaler {
+            min_replicas: -1,
+            ..Default::default()
+        }
+        .compile(&policy_facts(), "spec.rules.autoscaler", &mut problems);
         assert_eq!(
             problems,
             ["spec.rules.autoscaler.minReplicas: must not be negative"]

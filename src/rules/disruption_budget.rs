@@ -73,12 +73,21 @@ impl Rule for DisruptionBudget {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        if spec.min_replicas < 1 {
+            problems.push(format!("{at}.minReplicas: must be at least 1"));
+        }
+        for (i, m) in spec.accept_managed_by.iter().enumerate() {
+            if m.trim().is_empty() {
+                problems.push(format!("{at}.acceptManagedBy[{i}]: cannot be empty"));
+            }
+        }
+        Settings {
+            min_replicas: spec.min_replicas,
+            require_always_allow_unhealthy: spec.require_always_allow_unhealthy,
+            accept_managed_by: spec.accept_managed_by.clone(),
+        }
     }
 
     fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
@@ -203,24 +212,6 @@ pub struct Settings {
     pub min_replicas: i32,
     pub require_always_allow_unhealthy: bool,
     pub accept_managed_by: Vec<String>,
-}
-
-impl Settings {
-    pub fn compile(spec: &DisruptionBudget, at: &str, problems: &mut Vec<String>) -> Settings {
-        if spec.min_replicas < 1 {
-            problems.push(format!("{at}.minReplicas: must be at least 1"));
-        }
-        for (i, m) in spec.accept_managed_by.iter().enumerate() {
-            if m.trim().is_empty() {
-                problems.push(format!("{at}.acceptManagedBy[{i}]: cannot be empty"));
-            }
-        }
-        Settings {
-            min_replicas: spec.min_replicas,
-            require_always_allow_unhealthy: spec.require_always_allow_unhealthy,
-            accept_managed_by: spec.accept_managed_by.clone(),
-        }
-    }
 }
 
 /// Why a budget's allowance cannot be worked out; shown after the

@@ -105,16 +105,60 @@ impl Rule for GpuPlacement {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.mutate
     }
 
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        if spec.resource_names.is_empty() {
+            problems.push(format!(
+                "{at}.resourceNames: list at least one GPU resource"
+            ));
+        }
+        duplicates(
+            spec.resource_names.iter().map(String::as_str),
+            &format!("{at}.resourceNames"),
+            problems,
+        );
+        for (i, size) in spec.allowed_vm_sizes.iter().enumerate() {
+            if size.trim().is_empty() {
+                problems.push(format!(
+                    "{at}.allowedVmSizes[{i}]: a VM size cannot be empty"
+                ));
+            }
+        }
+        for (i, class) in spec.device_classes.iter().enumerate() {
+            if class.trim().is_empty() {
+                problems.push(format!(
+                    "{at}.deviceClasses[{i}]: a device class name cannot be empty"
+                ));
+            }
+        }
+        if spec.node_selector.is_empty() && spec.tolerations.is_empty() {
+            problems.push(format!(
+                "{at}: give a nodeSelector or tolerations that identify GPU nodes"
+            ));
+        }
+        for (i, t) in spec.tolerations.iter().enumerate() {
+            let op = t.operator.as_deref().unwrap_or("Equal");
+            if !matches!(op, "Equal" | "Exists") {
+                problems.push(format!(
+                    "{at}.tolerations[{i}].operator: must be Equal or Exists"
+                ));
+            }
+            if t.key.as_deref().unwrap_or_default().is_empty() {
+                problems.push(format!(
+                    "{at}.tolerations[{i}].key: name the GPU nodes' taint key"
+                ));
+            }
+        }
+        Settings {
+            gpus: spec.gpus(),
+            node_selector: spec.node_selector.clone(),
+            tolerations: spec.tolerations.clone(),
+            allowed_vm_sizes: spec.allowed_vm_sizes.iter().cloned().collect(),
+        }
     }
 
     fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
@@ -286,59 +330,6 @@ pub struct Settings {
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
     pub allowed_vm_sizes: BTreeSet<String>,
-}
-
-impl Settings {
-    pub fn compile(spec: &GpuPlacement, at: &str, problems: &mut Vec<String>) -> Settings {
-        if spec.resource_names.is_empty() {
-            problems.push(format!(
-                "{at}.resourceNames: list at least one GPU resource"
-            ));
-        }
-        duplicates(
-            spec.resource_names.iter().map(String::as_str),
-            &format!("{at}.resourceNames"),
-            problems,
-        );
-        for (i, size) in spec.allowed_vm_sizes.iter().enumerate() {
-            if size.trim().is_empty() {
-                problems.push(format!(
-                    "{at}.allowedVmSizes[{i}]: a VM size cannot be empty"
-                ));
-            }
-        }
-        for (i, class) in spec.device_classes.iter().enumerate() {
-            if class.trim().is_empty() {
-                problems.push(format!(
-                    "{at}.deviceClasses[{i}]: a device class name cannot be empty"
-                ));
-            }
-        }
-        if spec.node_selector.is_empty() && spec.tolerations.is_empty() {
-            problems.push(format!(
-                "{at}: give a nodeSelector or tolerations that identify GPU nodes"
-            ));
-        }
-        for (i, t) in spec.tolerations.iter().enumerate() {
-            let op = t.operator.as_deref().unwrap_or("Equal");
-            if !matches!(op, "Equal" | "Exists") {
-                problems.push(format!(
-                    "{at}.tolerations[{i}].operator: must be Equal or Exists"
-                ));
-            }
-            if t.key.as_deref().unwrap_or_default().is_empty() {
-                problems.push(format!(
-                    "{at}.tolerations[{i}].key: name the GPU nodes' taint key"
-                ));
-            }
-        }
-        Settings {
-            gpus: spec.gpus(),
-            node_selector: spec.node_selector.clone(),
-            tolerations: spec.tolerations.clone(),
-            allowed_vm_sizes: spec.allowed_vm_sizes.iter().cloned().collect(),
-        }
-    }
 }
 
 /// True when every node the pod can be scheduled on carries `key=value`:
@@ -881,7 +872,7 @@ mod tests {
         spec.resource_names.clear();
         spec.device_classes = vec![" ".into()];
         let mut problems = vec![];
-        Settings::compile(&spec, "gpuPlacement", &mut problems);
+        spec.compile(&policy_facts(), "gpuPlacement", &mut problems);
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[1].starts_with("gpuPlacement.deviceClasses[0]"));
     }

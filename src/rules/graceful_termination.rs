@@ -89,16 +89,27 @@ impl Rule for GracefulTermination {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.mutate
     }
 
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        for (field, v, min) in [
+            ("minGracePeriodSeconds", spec.min_grace_period_seconds, 1),
+            ("preStopSeconds", spec.pre_stop_seconds, 1),
+            ("minDrainSeconds", spec.min_drain_seconds, 0),
+        ] {
+            if v < min {
+                problems.push(format!("{at}.{field}: must be at least {min}"));
+            }
+        }
+        Settings {
+            min_grace_period_seconds: spec.min_grace_period_seconds,
+            require_pre_stop: spec.require_pre_stop,
+            pre_stop_seconds: spec.pre_stop_seconds,
+            min_drain_seconds: spec.min_drain_seconds,
+        }
     }
 
     fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
@@ -214,26 +225,6 @@ pub struct Settings {
     pub require_pre_stop: bool,
     pub pre_stop_seconds: i64,
     pub min_drain_seconds: i64,
-}
-
-impl Settings {
-    pub fn compile(spec: &GracefulTermination, at: &str, problems: &mut Vec<String>) -> Settings {
-        for (field, v, min) in [
-            ("minGracePeriodSeconds", spec.min_grace_period_seconds, 1),
-            ("preStopSeconds", spec.pre_stop_seconds, 1),
-            ("minDrainSeconds", spec.min_drain_seconds, 0),
-        ] {
-            if v < min {
-                problems.push(format!("{at}.{field}: must be at least {min}"));
-            }
-        }
-        Settings {
-            min_grace_period_seconds: spec.min_grace_period_seconds,
-            require_pre_stop: spec.require_pre_stop,
-            pre_stop_seconds: spec.pre_stop_seconds,
-            min_drain_seconds: spec.min_drain_seconds,
-        }
-    }
 }
 
 /// Seconds a preStop handler sleeps: `sleep.seconds`, or an exec of

@@ -109,42 +109,9 @@ impl Rule for HostIsolation {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, policy.gpus.clone(), at, problems)
-    }
-
-    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
-        let w = on.workload;
-        let mut out = Outcome::default();
-        check_pod(w, s, &mut out);
-        for c in views(w, s) {
-            check_container(&c, s, &mut out);
-        }
-        out
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    pub allowed_host_paths: Vec<String>,
-    pub allowed_host_ports: Vec<i32>,
-    pub allowed_capabilities: Vec<String>,
-    pub flag_nvidia_visible_devices: bool,
-    /// Which extended resources are GPUs (from the policy's gpuPlacement).
-    pub gpus: GpuResources,
-}
-
-impl Settings {
-    pub fn compile(
-        spec: &HostIsolation,
-        gpus: GpuResources,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
+        let spec = self;
+        let gpus = policy.gpus.clone();
         for (i, p) in spec.allowed_host_paths.iter().enumerate() {
             if !p.starts_with('/') || p == "/" {
                 problems.push(format!(
@@ -188,6 +155,28 @@ impl Settings {
         }
     }
 
+    fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        check_pod(w, s, &mut out);
+        for c in views(w, s) {
+            check_container(&c, s, &mut out);
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub allowed_host_paths: Vec<String>,
+    pub allowed_host_ports: Vec<i32>,
+    pub allowed_capabilities: Vec<String>,
+    pub flag_nvidia_visible_devices: bool,
+    /// Which extended resources are GPUs (from the policy's gpuPlacement).
+    pub gpus: GpuResources,
+}
+
+impl Settings {
     fn path_allowed(&self, path: &str) -> bool {
         let path = path.trim_end_matches('/');
         self.allowed_host_paths.iter().any(|p| {
@@ -757,9 +746,10 @@ mod tests {
             allowed_capabilities: vec!["ALL".into()],
             ..HostIsolation::default()
         };
-        Settings::compile(
-            &spec,
-            GpuResources::builtin(),
+        spec.compile(
+            &PolicyFacts {
+                gpus: &GpuResources::builtin(),
+            },
             "hostIsolation",
             &mut problems,
         );

@@ -151,16 +151,81 @@ impl Rule for ImageProvenance {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.resolve_digests
     }
 
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        if spec.allowed_registries.is_empty() {
+            problems.push(format!(
+                "{at}.allowedRegistries: an empty list would refuse every image; use [\"*\"] to allow any registry"
+            ));
+        }
+        let allowed = spec
+            .allowed_registries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match RegistryPattern::parse(p) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    problems.push(format!("{at}.allowedRegistries[{i}]: {e}"));
+                    None
+                }
+            })
+            .collect();
+        if spec
+            .pull_secret
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            problems.push(format!(
+                "{at}.pullSecret: name a Secret, or leave it out for anonymous pulls"
+            ));
+        }
+        let signatures = spec.signatures.as_ref().map(|sig| {
+            if sig.keys.is_empty() {
+                problems.push(format!(
+                    "{at}.signatures.keys: list at least one public key"
+                ));
+            }
+            let mut inline = Vec::new();
+            let mut from_secrets = Vec::new();
+            for (i, k) in sig.keys.iter().enumerate() {
+                match (&k.pem, &k.secret_ref) {
+                    (Some(pem), None) => match PublicKey::from_pem(pem, k.name.as_deref()) {
+                        Ok(key) => inline.push(key),
+                        Err(e) => problems.push(format!("{at}.signatures.keys[{i}].pem: {e}")),
+                    },
+                    (None, Some(r)) if !r.name.is_empty() && !r.key.is_empty() => {
+                        from_secrets.push((k.name.clone(), r.name.clone(), r.key.clone()));
+                    }
+                    (None, Some(_)) => problems.push(format!(
+                        "{at}.signatures.keys[{i}].secretRef: name the Secret and its key"
+                    )),
+                    _ => problems.push(format!(
+                        "{at}.signatures.keys[{i}]: set exactly one of pem and secretRef"
+                    )),
+                }
+            }
+            let fixed = from_secrets
+                .is_empty()
+                .then(|| Arc::new(KeySet::new(inline.clone())));
+            SignatureSettings {
+                required: sig.required,
+                inline,
+                from_secrets,
+                fixed,
+            }
+        });
+        Settings {
+            allowed,
+            require_digest: spec.require_digest,
+            resolve: spec.resolve_digests,
+            on_error: spec.on_registry_error,
+            pull_secret: spec.pull_secret.clone(),
+            signatures,
+        }
     }
 
     fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
@@ -482,78 +547,6 @@ pub struct SignatureSettings {
 }
 
 impl Settings {
-    pub fn compile(spec: &ImageProvenance, at: &str, problems: &mut Vec<String>) -> Settings {
-        if spec.allowed_registries.is_empty() {
-            problems.push(format!(
-                "{at}.allowedRegistries: an empty list would refuse every image; use [\"*\"] to allow any registry"
-            ));
-        }
-        let allowed = spec
-            .allowed_registries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| match RegistryPattern::parse(p) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    problems.push(format!("{at}.allowedRegistries[{i}]: {e}"));
-                    None
-                }
-            })
-            .collect();
-        if spec
-            .pull_secret
-            .as_deref()
-            .is_some_and(|n| n.trim().is_empty())
-        {
-            problems.push(format!(
-                "{at}.pullSecret: name a Secret, or leave it out for anonymous pulls"
-            ));
-        }
-        let signatures = spec.signatures.as_ref().map(|sig| {
-            if sig.keys.is_empty() {
-                problems.push(format!(
-                    "{at}.signatures.keys: list at least one public key"
-                ));
-            }
-            let mut inline = Vec::new();
-            let mut from_secrets = Vec::new();
-            for (i, k) in sig.keys.iter().enumerate() {
-                match (&k.pem, &k.secret_ref) {
-                    (Some(pem), None) => match PublicKey::from_pem(pem, k.name.as_deref()) {
-                        Ok(key) => inline.push(key),
-                        Err(e) => problems.push(format!("{at}.signatures.keys[{i}].pem: {e}")),
-                    },
-                    (None, Some(r)) if !r.name.is_empty() && !r.key.is_empty() => {
-                        from_secrets.push((k.name.clone(), r.name.clone(), r.key.clone()));
-                    }
-                    (None, Some(_)) => problems.push(format!(
-                        "{at}.signatures.keys[{i}].secretRef: name the Secret and its key"
-                    )),
-                    _ => problems.push(format!(
-                        "{at}.signatures.keys[{i}]: set exactly one of pem and secretRef"
-                    )),
-                }
-            }
-            let fixed = from_secrets
-                .is_empty()
-                .then(|| Arc::new(KeySet::new(inline.clone())));
-            SignatureSettings {
-                required: sig.required,
-                inline,
-                from_secrets,
-                fixed,
-            }
-        });
-        Settings {
-            allowed,
-            require_digest: spec.require_digest,
-            resolve: spec.resolve_digests,
-            on_error: spec.on_registry_error,
-            pull_secret: spec.pull_secret.clone(),
-            signatures,
-        }
-    }
-
     /// The key set when every key is inline.
     pub fn fixed_keys(&self) -> Option<Arc<KeySet>> {
         self.signatures.as_ref()?.fixed.clone()
@@ -771,7 +764,7 @@ mod tests {
             require_digest: false,
             ..Default::default()
         };
-        let s = Settings::compile(&spec, "p", &mut vec![]);
+        let s = spec.compile(&policy_facts(), "p", &mut vec![]);
         let d = with_image("contoso.azurecr.io/llm:latest");
         assert_eq!(run(&d, &s).findings.len(), 1);
         let d = with_image("contoso.azurecr.io/llm:1.0");
@@ -804,7 +797,7 @@ mod tests {
             allowed_registries: vec!["*".into()],
             ..Default::default()
         };
-        let s = Settings::compile(&spec, "p", &mut vec![]);
+        let s = spec.compile(&policy_facts(), "p", &mut vec![]);
         assert!(run(&with_image(&format!("nginx@{DIGEST}")), &s).is_clean());
         assert_eq!(run(&with_image("nginx"), &s).findings.len(), 1);
     }
@@ -818,7 +811,7 @@ mod tests {
         spec["allowedRegistries"] = json!(["contoso.azurecr.io"]);
         let spec: ImageProvenance = serde_json::from_value(spec).unwrap();
         let mut problems = vec![];
-        let s = Settings::compile(&spec, "p", &mut problems);
+        let s = spec.compile(&policy_facts(), "p", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
         let mut facts = Facts::online();
         let down = Err(crate::provenance::RegistryError::Unreachable {
@@ -962,11 +955,11 @@ mod tests {
             ..Default::default()
         };
         let mut problems = vec![];
-        Settings::compile(&spec, "p", &mut problems);
+        spec.compile(&policy_facts(), "p", &mut problems);
         assert_eq!(problems.len(), 1);
         spec.allowed_registries = vec!["https://contoso.azurecr.io".into(), "*azurecr.io".into()];
         let mut problems = vec![];
-        Settings::compile(&spec, "p", &mut problems);
+        spec.compile(&policy_facts(), "p", &mut problems);
         assert_eq!(problems.len(), 2, "{problems:?}");
     }
 }

@@ -48,7 +48,9 @@ pub struct PolicyFacts<'a> {
     pub gpus: &'a GpuResources,
 }
 
-/// One rule: implemented by its policy spec type.
+/// One rule: implemented by its policy spec type, which has an `action:
+/// Option<Action>` field (the rule's own action; `for_each_rule!` reads
+/// it).
 pub trait Rule:
     Serialize + DeserializeOwned + JsonSchema + Default + Clone + fmt::Debug + PartialEq
 {
@@ -72,8 +74,6 @@ pub trait Rule:
     /// The spec compiled: parsed, checked, ready for the hot path.
     type Settings: Clone + fmt::Debug + PartialEq + Send + Sync;
 
-    /// The action the rule's own spec sets, if any.
-    fn action(&self) -> Option<Action>;
     /// Whether the policy lets this rule patch (through the mutating
     /// webhook).
     fn mutate(&self) -> bool {
@@ -99,6 +99,7 @@ pub struct Enabled<S> {
 /// `default`: None when that is Off.
 fn enable<R: Rule>(
     spec: &R,
+    own: Option<Action>,
     policy: &PolicyFacts,
     default: &dyn Fn(RuleId) -> Action,
     problems: &mut Vec<String>,
@@ -109,7 +110,7 @@ fn enable<R: Rule>(
     } else {
         default(R::ID)
     };
-    let action = spec.action().unwrap_or(fallback);
+    let action = own.unwrap_or(fallback);
     (action != Action::Off).then(|| Enabled {
         action,
         mutate: spec.mutate(),
@@ -172,7 +173,7 @@ macro_rules! rules {
             /// fills `action`.)
             pub fn action_of(&self, rule: RuleId) -> Option<Action> {
                 match rule {
-                    $(RuleId::$variant => self.$module.action(),)*
+                    $(RuleId::$variant => self.$module.action,)*
                 }
             }
         }
@@ -194,7 +195,7 @@ macro_rules! rules {
                 problems: &mut Vec<String>,
             ) -> Compiled {
                 Compiled {
-                    $($module: enable(&rules.$module, policy, default, problems),)*
+                    $($module: enable(&rules.$module, rules.$module.action, policy, default, problems),)*
                 }
             }
 

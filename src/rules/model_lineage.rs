@@ -103,12 +103,29 @@ impl Rule for ModelLineage {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        for (field, list) in [
+            ("requiredLabels", &spec.required_labels),
+            ("requiredAnnotations", &spec.required_annotations),
+            ("equivalentLabels", &spec.equivalent_labels),
+        ] {
+            if list.iter().any(|k| k.trim().is_empty()) {
+                problems.push(format!("{at}.{field}: keys cannot be empty"));
+            }
+        }
+        Settings {
+            required_labels: spec.required_labels.clone(),
+            required_annotations: spec.required_annotations.clone(),
+            forbidden_values: spec
+                .forbidden_values
+                .iter()
+                .map(|v| v.to_lowercase())
+                .collect(),
+            require_model_revision: spec.require_model_revision,
+            require_commit_revision: spec.require_commit_revision,
+            equivalent_labels: spec.equivalent_labels.clone(),
+        }
     }
 
     fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
@@ -228,30 +245,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &ModelLineage, at: &str, problems: &mut Vec<String>) -> Settings {
-        for (field, list) in [
-            ("requiredLabels", &spec.required_labels),
-            ("requiredAnnotations", &spec.required_annotations),
-            ("equivalentLabels", &spec.equivalent_labels),
-        ] {
-            if list.iter().any(|k| k.trim().is_empty()) {
-                problems.push(format!("{at}.{field}: keys cannot be empty"));
-            }
-        }
-        Settings {
-            required_labels: spec.required_labels.clone(),
-            required_annotations: spec.required_annotations.clone(),
-            forbidden_values: spec
-                .forbidden_values
-                .iter()
-                .map(|v| v.to_lowercase())
-                .collect(),
-            require_model_revision: spec.require_model_revision,
-            require_commit_revision: spec.require_commit_revision,
-            equivalent_labels: spec.equivalent_labels.clone(),
-        }
-    }
-
     fn forbidden(&self, v: &str) -> bool {
         v.is_empty() || self.forbidden_values.contains(&v.to_lowercase())
     }

@@ -137,16 +137,43 @@ impl Rule for Probes {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.mutate
     }
 
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        if spec.startup_grace_seconds < 0 {
+            problems.push(format!("{at}.startupGraceSeconds: must not be negative"));
+        }
+        if spec.min_liveness_failure_seconds < 0 {
+            problems.push(format!(
+                "{at}.minLivenessFailureSeconds: must not be negative"
+            ));
+        }
+        if spec.readiness_handlers.is_empty() {
+            problems.push(format!("{at}.readinessHandlers: list at least one handler"));
+        }
+        crate::problems::duplicates(
+            spec.readiness_handlers.iter().map(|h| h.as_str()),
+            &format!("{at}.readinessHandlers"),
+            problems,
+        );
+        for (i, e) in spec.exempt_containers.iter().enumerate() {
+            if e.trim().is_empty() || e == "*" {
+                problems.push(format!(
+                    "{at}.exemptContainers[{i}]: name a container or an image prefix"
+                ));
+            }
+        }
+        Settings {
+            require_liveness: spec.require_liveness,
+            startup_grace_seconds: spec.startup_grace_seconds,
+            min_liveness_failure_seconds: spec.min_liveness_failure_seconds,
+            readiness_handlers: spec.readiness_handlers.clone(),
+            exempt_containers: spec.exempt_containers.clone(),
+            include_sidecars: spec.include_sidecars,
+        }
     }
 
     fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
@@ -189,40 +216,6 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn compile(spec: &Probes, at: &str, problems: &mut Vec<String>) -> Settings {
-        if spec.startup_grace_seconds < 0 {
-            problems.push(format!("{at}.startupGraceSeconds: must not be negative"));
-        }
-        if spec.min_liveness_failure_seconds < 0 {
-            problems.push(format!(
-                "{at}.minLivenessFailureSeconds: must not be negative"
-            ));
-        }
-        if spec.readiness_handlers.is_empty() {
-            problems.push(format!("{at}.readinessHandlers: list at least one handler"));
-        }
-        crate::problems::duplicates(
-            spec.readiness_handlers.iter().map(|h| h.as_str()),
-            &format!("{at}.readinessHandlers"),
-            problems,
-        );
-        for (i, e) in spec.exempt_containers.iter().enumerate() {
-            if e.trim().is_empty() || e == "*" {
-                problems.push(format!(
-                    "{at}.exemptContainers[{i}]: name a container or an image prefix"
-                ));
-            }
-        }
-        Settings {
-            require_liveness: spec.require_liveness,
-            startup_grace_seconds: spec.startup_grace_seconds,
-            min_liveness_failure_seconds: spec.min_liveness_failure_seconds,
-            readiness_handlers: spec.readiness_handlers.clone(),
-            exempt_containers: spec.exempt_containers.clone(),
-            include_sidecars: spec.include_sidecars,
-        }
-    }
-
     fn exempts(&self, c: &Container) -> bool {
         self.exempt_containers
             .iter()
@@ -769,7 +762,7 @@ mod tests {
             exempt_containers: vec!["*".into()],
             ..Probes::default()
         };
-        Settings::compile(&spec, "probes", &mut problems);
+        spec.compile(&policy_facts(), "probes", &mut problems);
         assert_eq!(problems.len(), 3, "{problems:?}");
     }
 }

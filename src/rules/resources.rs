@@ -96,48 +96,13 @@ impl Rule for Resources {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.mutate
     }
 
     fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, policy.gpus.clone(), at, problems)
-    }
-
-    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
-        let w = on.workload;
-        let mut out = Outcome::default();
-        for c in w.resourced_containers() {
-            check_container(&c, s, mutate, &mut out);
-        }
-        out
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    pub require_requests: Vec<String>,
-    pub require_limits: Vec<String>,
-    pub default_requests: BTreeMap<String, String>,
-    pub default_limits: BTreeMap<String, String>,
-    /// Defaults for containers that request a GPU: none unless the platform
-    /// team sized its GPU SKUs (`gpuDefaults`).
-    pub gpu_defaults: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
-    /// Which extended resources are GPUs (from the policy's gpuPlacement).
-    pub gpus: GpuResources,
-}
-
-impl Settings {
-    pub fn compile(
-        spec: &Resources,
-        gpus: GpuResources,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
+        let spec = self;
+        let gpus = policy.gpus.clone();
         for (field, names) in [
             ("requireRequests", &spec.require_requests),
             ("requireLimits", &spec.require_limits),
@@ -199,6 +164,28 @@ impl Settings {
             gpus,
         }
     }
+
+    fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
+        let w = on.workload;
+        let mut out = Outcome::default();
+        for c in w.resourced_containers() {
+            check_container(&c, s, mutate, &mut out);
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub require_requests: Vec<String>,
+    pub require_limits: Vec<String>,
+    pub default_requests: BTreeMap<String, String>,
+    pub default_limits: BTreeMap<String, String>,
+    /// Defaults for containers that request a GPU: none unless the platform
+    /// team sized its GPU SKUs (`gpuDefaults`).
+    pub gpu_defaults: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+    /// Which extended resources are GPUs (from the policy's gpuPlacement).
+    pub gpus: GpuResources,
 }
 
 fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut Outcome) {
@@ -592,7 +579,13 @@ mod tests {
             }),
             ..Resources::default()
         };
-        let s = Settings::compile(&spec, settings().gpus, "r", &mut vec![]);
+        let s = spec.compile(
+            &PolicyFacts {
+                gpus: &settings().gpus,
+            },
+            "r",
+            &mut vec![],
+        );
         let d = gpu_only();
         let out = Resources::check(&on(&workload(&d)), &s, true);
         assert!(out.findings.iter().all(|f| f.fixable), "{:?}", out.findings);
@@ -616,7 +609,13 @@ mod tests {
     fn without_a_default_the_finding_is_not_fixable() {
         let mut spec = Resources::default();
         spec.require_limits.push("ephemeral-storage".into());
-        let s = Settings::compile(&spec, GpuResources::default(), "r", &mut vec![]);
+        let s = spec.compile(
+            &PolicyFacts {
+                gpus: &GpuResources::default(),
+            },
+            "r",
+            &mut vec![],
+        );
         let out = Resources::check(&on(&workload(&gpu_deployment())), &s, true);
         assert_eq!(out.findings.len(), 1);
         assert!(!out.findings[0].fixable);
@@ -633,9 +632,10 @@ mod tests {
             .limits
             .insert("cpu".into(), K8sQuantity("1 core".into()));
         let mut problems = vec![];
-        Settings::compile(
-            &spec,
-            GpuResources::default(),
+        spec.compile(
+            &PolicyFacts {
+                gpus: &GpuResources::default(),
+            },
             "spec.rules.resources",
             &mut problems,
         );

@@ -66,12 +66,20 @@ impl Rule for RolloutStrategy {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        if spec.min_replicas < 1 {
+            problems.push(format!("{at}.minReplicas: must be at least 1"));
+        }
+        if spec.min_revision_history < 0 {
+            problems.push(format!("{at}.minRevisionHistory: must not be negative"));
+        }
+        Settings {
+            min_replicas: spec.min_replicas,
+            min_revision_history: spec.min_revision_history,
+            allow_recreate: spec.allow_recreate,
+            allow_on_delete: spec.allow_on_delete,
+        }
     }
 
     fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
@@ -185,23 +193,6 @@ pub struct Settings {
     pub min_revision_history: i32,
     pub allow_recreate: bool,
     pub allow_on_delete: bool,
-}
-
-impl Settings {
-    pub fn compile(spec: &RolloutStrategy, at: &str, problems: &mut Vec<String>) -> Settings {
-        if spec.min_replicas < 1 {
-            problems.push(format!("{at}.minReplicas: must be at least 1"));
-        }
-        if spec.min_revision_history < 0 {
-            problems.push(format!("{at}.minRevisionHistory: must not be negative"));
-        }
-        Settings {
-            min_replicas: spec.min_replicas,
-            min_revision_history: spec.min_revision_history,
-            allow_recreate: spec.allow_recreate,
-            allow_on_delete: spec.allow_on_delete,
-        }
-    }
 }
 
 /// How many pods `maxUnavailable` lets go at `replicas`, rounded down as
@@ -362,14 +353,11 @@ mod tests {
     #[test]
     fn refuses_a_negative_history_floor() {
         let mut problems = vec![];
-        Settings::compile(
-            &RolloutStrategy {
-                min_revision_history: -1,
-                ..Default::default()
-            },
-            "spec.rules.rolloutStrategy",
-            &mut problems,
-        );
+        RolloutStrategy {
+            min_revision_history: -1,
+            ..Default::default()
+        }
+        .compile(&policy_facts(), "spec.rules.rolloutStrategy", &mut problems);
         assert_eq!(
             problems,
             ["spec.rules.rolloutStrategy.minRevisionHistory: must not be negative"]

@@ -103,12 +103,30 @@ impl Rule for SecretEnv {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        for (field, names) in [
+            ("extraNames", &spec.extra_names),
+            ("allowNames", &spec.allow_names),
+        ] {
+            for (i, n) in names.iter().enumerate() {
+                if n.trim().is_empty() {
+                    problems.push(format!(
+                        "{at}.{field}[{i}]: a variable name cannot be empty"
+                    ));
+                }
+            }
+            crate::problems::duplicates(
+                names.iter().map(String::as_str),
+                &format!("{at}.{field}"),
+                problems,
+            );
+        }
+        Settings {
+            extra_names: spec.extra_names.iter().map(|n| n.to_uppercase()).collect(),
+            allow_names: spec.allow_names.iter().map(|n| n.to_uppercase()).collect(),
+            scan_args: spec.scan_args,
+        }
     }
 
     fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
@@ -158,33 +176,6 @@ pub struct Settings {
     pub extra_names: Vec<String>,
     pub allow_names: Vec<String>,
     pub scan_args: bool,
-}
-
-impl Settings {
-    pub fn compile(spec: &SecretEnv, at: &str, problems: &mut Vec<String>) -> Settings {
-        for (field, names) in [
-            ("extraNames", &spec.extra_names),
-            ("allowNames", &spec.allow_names),
-        ] {
-            for (i, n) in names.iter().enumerate() {
-                if n.trim().is_empty() {
-                    problems.push(format!(
-                        "{at}.{field}[{i}]: a variable name cannot be empty"
-                    ));
-                }
-            }
-            crate::problems::duplicates(
-                names.iter().map(String::as_str),
-                &format!("{at}.{field}"),
-                problems,
-            );
-        }
-        Settings {
-            extra_names: spec.extra_names.iter().map(|n| n.to_uppercase()).collect(),
-            allow_names: spec.allow_names.iter().map(|n| n.to_uppercase()).collect(),
-            scan_args: spec.scan_args,
-        }
-    }
 }
 
 /// One container's strings, whatever its role.
@@ -690,7 +681,7 @@ mod tests {
             extra_names: vec!["".into(), "A".into(), "A".into()],
             ..SecretEnv::default()
         };
-        Settings::compile(&spec, "secretEnv", &mut problems);
+        spec.compile(&policy_facts(), "secretEnv", &mut problems);
         assert_eq!(problems.len(), 2, "{problems:?}");
     }
 }

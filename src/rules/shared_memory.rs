@@ -88,16 +88,44 @@ impl Rule for SharedMemory {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.mutate
     }
 
     fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, policy.gpus.clone(), at, problems)
+        let spec = self;
+        let gpus = policy.gpus.clone();
+        if spec.min_gpus < 1 {
+            problems.push(format!("{at}.minGpus: must be at least 1"));
+        }
+        let min_gpus = Quantity::parse(&spec.min_gpus.max(1).to_string()).ok();
+        let mut parse = |field: &str, q: &str| match Quantity::parse(q) {
+            Ok(v) if v.is_negative() || v.is_zero() => {
+                problems.push(format!("{at}.{field}: must be above zero"));
+                None
+            }
+            Ok(v) => Some(v),
+            Err(e) => {
+                problems.push(format!("{at}.{field}: {e}"));
+                None
+            }
+        };
+        let min_size = parse("minSizeLimit", &spec.min_size_limit.0);
+        if let Some(d) = &spec.default_size_limit
+            && let Some(dv) = parse("defaultSizeLimit", &d.0)
+            && min_size.is_some_and(|m| dv < m)
+        {
+            problems.push(format!(
+                "{at}.defaultSizeLimit: {} is below minSizeLimit {}",
+                d.0, spec.min_size_limit.0
+            ));
+        }
+        Settings {
+            gpus,
+            min_gpus,
+            min_size_limit: (min_size, spec.min_size_limit.0.clone()),
+            default_size_limit: spec.default_size_limit.as_ref().map(|q| q.0.clone()),
+        }
     }
 
     fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
@@ -243,47 +271,6 @@ pub struct Settings {
     pub min_gpus: Option<Quantity>,
     pub min_size_limit: (Option<Quantity>, String),
     pub default_size_limit: Option<String>,
-}
-
-impl Settings {
-    pub fn compile(
-        spec: &SharedMemory,
-        gpus: GpuResources,
-        at: &str,
-        problems: &mut Vec<String>,
-    ) -> Settings {
-        if spec.min_gpus < 1 {
-            problems.push(format!("{at}.minGpus: must be at least 1"));
-        }
-        let min_gpus = Quantity::parse(&spec.min_gpus.max(1).to_string()).ok();
-        let mut parse = |field: &str, q: &str| match Quantity::parse(q) {
-            Ok(v) if v.is_negative() || v.is_zero() => {
-                problems.push(format!("{at}.{field}: must be above zero"));
-                None
-            }
-            Ok(v) => Some(v),
-            Err(e) => {
-                problems.push(format!("{at}.{field}: {e}"));
-                None
-            }
-        };
-        let min_size = parse("minSizeLimit", &spec.min_size_limit.0);
-        if let Some(d) = &spec.default_size_limit
-            && let Some(dv) = parse("defaultSizeLimit", &d.0)
-            && min_size.is_some_and(|m| dv < m)
-        {
-            problems.push(format!(
-                "{at}.defaultSizeLimit: {} is below minSizeLimit {}",
-                d.0, spec.min_size_limit.0
-            ));
-        }
-        Settings {
-            gpus,
-            min_gpus,
-            min_size_limit: (min_size, spec.min_size_limit.0.clone()),
-            default_size_limit: spec.default_size_limit.as_ref().map(|q| q.0.clone()),
-        }
-    }
 }
 
 /// Why a container needs shared memory, for the message.
@@ -552,14 +539,16 @@ mod tests {
     #[test]
     fn refuses_a_default_size_below_the_floor() {
         let mut problems = vec![];
-        Settings::compile(
-            &SharedMemory {
-                default_size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
-                    "512Mi".into(),
-                )),
-                ..Default::default()
+        SharedMemory {
+            default_size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                "512Mi".into(),
+            )),
+            ..Default::default()
+        }
+        .compile(
+            &PolicyFacts {
+                gpus: &GpuResources::default(),
             },
-            GpuResources::default(),
             "spec.rules.sharedMemory",
             &mut problems,
         );

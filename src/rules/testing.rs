@@ -10,11 +10,18 @@ use crate::gpu::GpuResources;
 use crate::provenance::Facts;
 use crate::workload::Workload;
 
+/// What compiling reads of a policy besides the rule's spec: the built-in
+/// GPUs.
+pub fn policy_facts() -> PolicyFacts<'static> {
+    static GPUS: std::sync::LazyLock<GpuResources> =
+        std::sync::LazyLock::new(GpuResources::builtin);
+    PolicyFacts { gpus: &GPUS }
+}
+
 /// A rule's settings compiled from `spec`, failing the test on a problem.
 pub fn settings_of<R: Rule>(spec: &R) -> R::Settings {
     let mut problems = vec![];
-    let gpus = GpuResources::builtin();
-    let s = spec.compile(&PolicyFacts { gpus: &gpus }, R::ID.key(), &mut problems);
+    let s = spec.compile(&policy_facts(), R::ID.key(), &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
     s
 }

@@ -95,16 +95,28 @@ impl Rule for WorkloadIdentity {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.mutate
     }
 
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        for (field, list) in [
+            ("credentialEnvNames", &spec.credential_env_names),
+            ("secretNamePatterns", &spec.secret_name_patterns),
+        ] {
+            if list.iter().any(|n| n.trim().is_empty()) {
+                problems.push(format!("{at}.{field}: entries cannot be empty"));
+            }
+        }
+        Settings {
+            credential_env_names: spec.credential_env_names.iter().cloned().collect(),
+            secret_name_patterns: spec
+                .secret_name_patterns
+                .iter()
+                .map(|p| p.to_lowercase())
+                .collect(),
+        }
     }
 
     fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
@@ -280,27 +292,6 @@ pub struct Settings {
     pub credential_env_names: BTreeSet<String>,
     /// Lower case.
     pub secret_name_patterns: Vec<String>,
-}
-
-impl Settings {
-    pub fn compile(spec: &WorkloadIdentity, at: &str, problems: &mut Vec<String>) -> Settings {
-        for (field, list) in [
-            ("credentialEnvNames", &spec.credential_env_names),
-            ("secretNamePatterns", &spec.secret_name_patterns),
-        ] {
-            if list.iter().any(|n| n.trim().is_empty()) {
-                problems.push(format!("{at}.{field}: entries cannot be empty"));
-            }
-        }
-        Settings {
-            credential_env_names: spec.credential_env_names.iter().cloned().collect(),
-            secret_name_patterns: spec
-                .secret_name_patterns
-                .iter()
-                .map(|p| p.to_lowercase())
-                .collect(),
-        }
-    }
 }
 
 fn use_workload_id_fix(drop: &str) -> String {

@@ -85,16 +85,23 @@ impl Rule for ZoneSpread {
 
     type Settings = Settings;
 
-    fn action(&self) -> Option<Action> {
-        self.action
-    }
-
     fn mutate(&self) -> bool {
         self.mutate
     }
 
     fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
-        Settings::compile(self, at, problems)
+        let spec = self;
+        if spec.max_skew < 1 {
+            problems.push(format!("{at}.maxSkew: must be at least 1"));
+        }
+        if spec.min_replicas < 1 {
+            problems.push(format!("{at}.minReplicas: must be at least 1"));
+        }
+        Settings {
+            max_skew: spec.max_skew,
+            min_replicas: spec.min_replicas,
+            when_unsatisfiable: spec.when_unsatisfiable,
+        }
     }
 
     fn check(on: &Subject, s: &Settings, mutate: bool) -> Outcome {
@@ -224,22 +231,6 @@ pub struct Settings {
     pub max_skew: i32,
     pub min_replicas: i32,
     pub when_unsatisfiable: WhenUnsatisfiable,
-}
-
-impl Settings {
-    pub fn compile(spec: &ZoneSpread, at: &str, problems: &mut Vec<String>) -> Settings {
-        if spec.max_skew < 1 {
-            problems.push(format!("{at}.maxSkew: must be at least 1"));
-        }
-        if spec.min_replicas < 1 {
-            problems.push(format!("{at}.minReplicas: must be at least 1"));
-        }
-        Settings {
-            max_skew: spec.max_skew,
-            min_replicas: spec.min_replicas,
-            when_unsatisfiable: spec.when_unsatisfiable,
-        }
-    }
 }
 
 /// The replica count the workload runs with at least: the autoscalers'
