@@ -75,8 +75,11 @@ pub fn load(inputs: &[PathBuf]) -> Loaded {
             items.push(Ok(None));
             continue;
         }
-        match manifest_files(input) {
-            Ok(files) => items.extend(files.into_iter().map(|f| Ok(Some(f)))),
+        match walk(input) {
+            Ok(found) => {
+                items.extend(found.files.into_iter().map(|f| Ok(Some(f))));
+                items.extend(found.charts.iter().map(|c| Err(chart_error(c))));
+            }
             Err(e) => items.push(Err(e)),
         }
     }
@@ -112,18 +115,73 @@ fn load_stdin(out: &mut Loaded) {
     }
 }
 
-/// A file as given, or a folder's manifests in a stable (sorted) order.
+/// A file as given, or a folder's manifests in a stable (sorted) order;
+/// Helm charts in it are left out (see [`walk`]).
 pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
+    walk(path).map(|found| found.files)
+}
+
+/// What a path holds: manifest files, and Helm charts, whose templates are
+/// not manifests until Helm renders them.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub files: Vec<PathBuf>,
+    pub charts: Vec<PathBuf>,
+}
+
+/// The folder of the Helm chart `path` is, or is a template of, if any.
+fn chart_of(path: &Path) -> Option<PathBuf> {
+    let dir = if path.is_dir() { path } else { path.parent()? };
+    [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("Chart.yaml").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// Says what to run instead of reading a chart's templates as manifests.
+fn chart_error(chart: &Path) -> Error {
+    Error::input(
+        chart.display().to_string(),
+        format!(
+            "a Helm chart: its templates become manifests only when Helm renders them; \
+             check what it renders: helm template RELEASE {} | waf-admission check -",
+            chart.display()
+        ),
+    )
+}
+
+/// Walks `path`: a file as given (unless it is a chart's template), or a
+/// folder's manifests in a stable (sorted) order, charts apart.
+pub fn walk(path: &Path) -> Result<Found, Error> {
     let meta = std::fs::metadata(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })?;
     if !meta.is_dir() {
-        return Ok(vec![path.to_owned()]);
+        let in_chart = path
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "templates"))
+            .and_then(chart_of);
+        return Ok(match in_chart {
+            Some(chart) => Found {
+                files: Vec::new(),
+                charts: vec![chart],
+            },
+            None => Found {
+                files: vec![path.to_owned()],
+                charts: Vec::new(),
+            },
+        });
     }
     let mut files = Vec::new();
+    let mut charts = Vec::new();
     let mut stack = vec![path.to_owned()];
     while let Some(dir) = stack.pop() {
+        if dir.join("Chart.yaml").is_file() {
+            charts.push(dir);
+            continue;
+        }
         let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
             path: dir.clone(),
             source,
@@ -147,7 +205,8 @@ pub fn manifest_files(path: &Path) -> Result<Vec<PathBuf>, Error> {
         }
     }
     files.sort();
-    Ok(files)
+    charts.sort();
+    Ok(Found { files, charts })
 }
 
 fn is_manifest(p: &Path) -> bool {

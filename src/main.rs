@@ -26,9 +26,21 @@ struct Cli {
     command: Command,
 }
 
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  waf-admission check deploy/                       a folder (recursively: *.yaml, *.yml, *.json)
+  waf-admission check llm.yaml --policy policy.yaml  against your policy instead of the baseline
+  helm template llm ./chart | waf-admission check -  what a Helm chart renders, from stdin
+  kubectl get deploy -A -o yaml | waf-admission check -   what a cluster runs
+  waf-admission check deploy/ -o sarif > waf.sarif  for a code-scanning tab (-o junit: a test tab)
+
+Exit status: 0 everything allowed (warnings too), 1 something denied,
+2 bad input or usage (errors on stderr), or nothing to judge without --allow-empty.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Judge manifests offline, with the verdicts the cluster would give.
+    #[command(after_help = CHECK_EXAMPLES)]
     Check(Box<CheckArgs>),
     /// Run the HTTPS admission webhook.
     Serve(Box<serve::Args>),
@@ -60,6 +72,10 @@ struct CheckArgs {
     /// Files or folders to read, as with -f.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    /// Exit 0 when the input holds no workload at all (by default that is
+    /// exit 2: a wrong path in CI should not pass).
+    #[arg(long)]
+    allow_empty: bool,
     /// Ask the registries the policies trust: pin tags (resolveDigests) and
     /// verify signatures. Without it check never touches the network.
     /// Pull secrets and key Secrets the policies name are read from the input.
@@ -85,13 +101,23 @@ fn main() -> ExitCode {
         Command::Check(args) => run_check(*args),
         Command::Serve(args) => run_serve(*args),
         Command::Crd { docs: true, .. } => {
-            print!("{}", waf_admission::policy::crd::reference_markdown());
-            ExitCode::SUCCESS
+            print_out(&waf_admission::policy::crd::reference_markdown())
         }
         Command::Crd { out_dir, .. } => print_crds(out_dir),
-        Command::Baseline => {
-            print!("{}", baseline::BASELINE_YAML);
-            ExitCode::SUCCESS
+        Command::Baseline => print_out(baseline::BASELINE_YAML),
+    }
+}
+
+/// Writes `text` to stdout. A reader that has gone (`| head -1`) ends the
+/// output quietly, as `head` expects, rather than with a panic.
+fn print_out(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -101,7 +127,7 @@ fn run_check(args: CheckArgs) -> ExitCode {
     inputs.extend(args.paths);
     if inputs.is_empty() {
         eprintln!(
-            "error: name the manifests to check: waf-admission check -f PATH (a file, a folder, or - for stdin)"
+            "error: name the manifests to check: waf-admission check PATH... (a file, a folder, or - for stdin); see waf-admission check --help"
         );
         return ExitCode::from(2);
     }
@@ -170,10 +196,23 @@ fn run_check(args: CheckArgs) -> ExitCode {
         eprintln!("error: writing the report: {e}");
         return ExitCode::from(2);
     }
-    if args.output != Format::Text {
-        for e in &report.errors {
-            eprintln!("error: {e}");
-        }
+    // Results on stdout, errors on stderr, in every format.
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    if !report.errors.is_empty() {
+        eprintln!(
+            "{} error(s): those documents were not judged (exit 2)",
+            report.errors.len()
+        );
+    }
+    if report.results.is_empty() && report.errors.is_empty() && !args.allow_empty {
+        let named: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "error: no Kubernetes workload in {}: nothing was judged (a wrong path? --allow-empty accepts it)",
+            named.join(", ")
+        );
+        return ExitCode::from(2);
     }
     ExitCode::from(report.exit_code() as u8)
 }
@@ -189,7 +228,10 @@ fn json_io_error(e: serde_json::Error) -> std::io::Error {
 fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
     use waf_admission::policy::crd;
     let result = match out_dir {
-        None => crd::crd_yaml().map(|y| print!("{y}")),
+        None => match crd::crd_yaml() {
+            Ok(yaml) => return print_out(&yaml),
+            Err(e) => Err(e),
+        },
         Some(dir) => crd::definitions().iter().try_for_each(|c| {
             let path = dir.join(crd::file_name(c));
             let yaml = crd::to_yaml(c)?;

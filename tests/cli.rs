@@ -202,8 +202,14 @@ fn bad_yaml_exits_two_naming_file_document_and_line() {
     let f = dir.write("broken.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x\n");
     let out = run(&["check", &f]);
     assert_eq!(out.status.code(), Some(2));
-    let t = text(&out);
+    // Errors go to stderr, with their count; the verdicts stay on stdout.
+    let t = stderr(&out);
     assert!(t.contains(&format!("{f}#1: ")), "{t}");
+    assert!(
+        t.contains("1 error(s): those documents were not judged"),
+        "{t}"
+    );
+    assert!(!text(&out).contains("error"), "{}", text(&out));
     // The line of the `{` never closed, the line kubectl names too.
     assert!(t.contains("line 7 column 11: unclosed bracket"), "{t}");
 }
@@ -244,7 +250,9 @@ fn an_octal_default_mode_is_read_as_kubectl_reads_it_and_judged() {
 /// `check` on one fixture: its exit code and JSON report, with no input
 /// errors (exit 2 would mean a manifest kubectl reads was refused).
 fn read_without_errors(f: &str) -> (Option<i32>, Value) {
-    let out = run(&["check", "-o", "json", f]);
+    // Some fixtures hold no workload (a Secret alone): nothing to judge is
+    // no error here.
+    let out = run(&["check", "--allow-empty", "-o", "json", f]);
     let report = json(&out);
     assert_eq!(
         report["errors"],
@@ -424,7 +432,128 @@ fn policy_files_are_read_as_kubectl_reads_them() {
 fn no_input_is_a_usage_error() {
     let out = run(&["check"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("name the manifests to check"));
+    // One usage form, the README's: positional paths.
+    assert!(
+        stderr(&out).contains("name the manifests to check: waf-admission check PATH..."),
+        "{}",
+        stderr(&out)
+    );
+    let help = text(&run(&["check", "--help"]));
+    assert!(
+        help.contains("helm template llm ./chart | waf-admission check -"),
+        "{help}"
+    );
+}
+
+#[test]
+fn an_input_with_no_workload_is_exit_two_unless_allowed() {
+    let dir = TempDir::new("empty");
+    let empty = dir.0.to_string_lossy().into_owned();
+    for out in [run(&["check", &empty]), run_stdin(&["check", "-"], "")] {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no Kubernetes workload in"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Objects that are no workload are nothing to judge either.
+    let hpa = dir.write(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: a, namespace: ml}\nspec: {scaleTargetRef: {kind: Deployment, name: a}, maxReplicas: 3}\n",
+    );
+    assert_eq!(run(&["check", &hpa]).status.code(), Some(2));
+    let out = run(&["check", "--allow-empty", &empty, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["results"], serde_json::json!([]));
+}
+
+#[test]
+fn a_helm_chart_is_named_with_the_command_that_renders_it() {
+    let dir = TempDir::new("chart");
+    std::fs::create_dir_all(dir.0.join("chart/templates")).unwrap();
+    dir.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: llm\nversion: 0.1.0\n",
+    );
+    dir.write("chart/values.yaml", "replicas: 2\n");
+    let template = dir.write(
+        "chart/templates/deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  replicas: {{ .Values.replicas }}\n",
+    );
+    let good = dir.write(
+        "llm.yaml",
+        &std::fs::read_to_string(
+            root().join("tests/fixtures/workloads/compliant-gpu-deployment.yaml"),
+        )
+        .unwrap(),
+    );
+    let chart = dir.0.join("chart").to_string_lossy().into_owned();
+    // The chart inside a folder, the chart's folder, and one of its
+    // templates: each named once, never read as YAML; the rest is judged.
+    let everything = dir.0.to_string_lossy().into_owned();
+    for inputs in [
+        vec![everything.as_str()],
+        vec![chart.as_str(), good.as_str()],
+        vec![template.as_str(), good.as_str()],
+    ] {
+        let input = inputs.join(" ");
+        let mut args = vec!["check", "-o", "json"];
+        args.extend(inputs);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{input}: {}", stderr(&out));
+        let errors = json(&out)["errors"].clone();
+        assert_eq!(
+            errors.as_array().map(Vec::len),
+            Some(1),
+            "{input}: {errors}"
+        );
+        let e = errors[0].as_str().unwrap();
+        assert!(
+            e.starts_with(&format!("{chart}: a Helm chart"))
+                && e.contains(&format!(
+                    "helm template RELEASE {chart} | waf-admission check -"
+                )),
+            "{e}"
+        );
+        let report = json(&out);
+        let names: Vec<&Value> = report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["name"])
+            .collect();
+        assert_eq!(names, [&Value::from("llm")], "{input}");
+    }
+}
+
+#[test]
+fn a_reader_that_closes_the_pipe_ends_the_output_quietly() {
+    // `waf-admission crd | head -1`: the reader goes before the writer is
+    // done. Closing our end at once makes the first write fail as it would.
+    for args in [
+        &["crd"][..],
+        &["crd", "--docs"],
+        &["baseline"],
+        &["check", "-o", "json", "examples/"],
+        &["check", "examples/"],
+    ] {
+        let mut child = bin()
+            .args(args)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+        // The check's verdict stands (examples/ holds denied workloads).
+        let want = if args[0] == "check" { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {err}");
+    }
 }
 
 #[test]
@@ -432,9 +561,9 @@ fn a_missing_file_is_named() {
     let out = run(&["check", "no/such/file.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out).contains("no/such/file.yaml: No such file"),
+        stderr(&out).contains("no/such/file.yaml: No such file"),
         "{}",
-        text(&out)
+        stderr(&out)
     );
 }
 
@@ -596,9 +725,9 @@ fn an_exception_without_reason_is_refused() {
     let out = run(&["check", "examples/bad/image-provenance.yaml", &e]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out).contains("spec.reason: say why the exception is needed"),
+        stderr(&out).contains("spec.reason: say why the exception is needed"),
         "{}",
-        text(&out)
+        stderr(&out)
     );
 }
 
@@ -741,7 +870,9 @@ fn the_strict_policy_holds_models_to_lineage_which_the_baseline_leaves_off() {
 fn non_kubernetes_documents_are_reported_as_skipped() {
     let dir = TempDir::new("skip");
     let f = dir.write("values.yaml", "replicaCount: 2\nimage: {repository: x}\n");
-    let out = run(&["check", "-o", "json", &f]);
+    // Alone, it is nothing to judge: exit 2, unless that is allowed.
+    assert_eq!(run(&["check", &f]).status.code(), Some(2));
+    let out = run(&["check", "--allow-empty", "-o", "json", &f]);
     assert_eq!(out.status.code(), Some(0));
     let report = json(&out);
     assert_eq!(report["skipped"][0]["source"], format!("{f}#0"));

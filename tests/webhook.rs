@@ -56,9 +56,10 @@ async fn a_violation_is_denied_with_403_and_one_block_per_violation() {
     assert_eq!(r["status"]["reason"], "Forbidden");
     let message = r["status"]["message"].as_str().unwrap();
     let lines: Vec<&str> = message.lines().collect();
+    // Two findings of one rule: one rule violated, a block for each.
     assert_eq!(
         lines[0],
-        "Deployment ml/ollama violates 2 Well-Architected rules (policy baseline):"
+        "Deployment ml/ollama violates 1 Well-Architected rule (policy baseline):"
     );
     assert!(lines[1].starts_with("[image-provenance] (Security) container \"llm\" image \"ollama/ollama:latest\" comes from docker.io"));
     assert!(

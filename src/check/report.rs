@@ -257,9 +257,6 @@ impl Report {
         for (source, why) in &self.skipped {
             let _ = writeln!(out, "- skipped {source}: {why}");
         }
-        for e in &self.errors {
-            let _ = writeln!(out, "{} {e}", paint("1;31", "error:"));
-        }
         for p in &self.policies {
             let _ = write!(out, "\npolicy {}: rule set {}", p.name, p.rule_set);
             if !p.newer_rules.is_empty() {
@@ -293,9 +290,6 @@ impl Report {
                 .map(|(k, n)| format!("{n} {k}"))
                 .collect();
             let _ = write!(out, "; other objects: {}", kinds.join(", "));
-        }
-        if !self.errors.is_empty() {
-            let _ = write!(out, "; {} error(s)", self.errors.len());
         }
         out.push('\n');
         out

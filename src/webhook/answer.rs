@@ -9,7 +9,7 @@ use kube::core::response::StatusSummary;
 
 use super::admission::{Summary, Verdict};
 use crate::decision::Decision;
-use crate::policy::Action;
+use crate::policy::{Action, RuleId};
 use crate::workload::Workload;
 
 /// The apiserver keeps each warning to 256 characters and all of them to 4 KiB.
@@ -91,8 +91,16 @@ fn rule_warning(rule: &str, group: &[(&str, &str)]) -> String {
     let fits = |s: &str| s.chars().count() <= WARNING_MAX;
     if let [(message, fix)] = group {
         let full = format!("[{rule}] {message}. Fix: {fix}");
-        return if fits(&full) {
-            full
+        if fits(&full) {
+            return full;
+        }
+        // The fix is what the reader acts on: the message gives way to it,
+        // down to a third of the line. A fix longer than the rest is not
+        // cut (half a command misleads): the message stands alone.
+        let fix = format!(". Fix: {fix}");
+        let room = WARNING_MAX.saturating_sub(fix.chars().count());
+        return if room >= WARNING_MAX / 3 {
+            format!("{}{fix}", shorten(&format!("[{rule}] {message}"), room))
         } else {
             shorten(&format!("[{rule}] {message}"), WARNING_MAX)
         };
@@ -154,13 +162,17 @@ pub(super) fn audit_annotations(d: &Decision) -> HashMap<String, String> {
 /// columns, then `Fix: …` on its own line so it can be copied whole.
 pub fn denial_message(w: &Workload, d: &Decision) -> String {
     let denials: Vec<_> = d.with_action(Action::Deny).collect();
+    // Rules, not findings: one rule may find several things.
+    let mut rules: Vec<RuleId> = denials.iter().map(|v| v.rule).collect();
+    rules.sort();
+    rules.dedup();
     let mut out = format!(
         "{} {}/{} violates {} Well-Architected rule{} ({}):",
         w.kind,
         w.namespace,
         w.name,
-        denials.len(),
-        if denials.len() == 1 { "" } else { "s" },
+        rules.len(),
+        if rules.len() == 1 { "" } else { "s" },
         {
             let mut policies: Vec<&str> = Vec::new();
             for v in &denials {
@@ -279,6 +291,30 @@ mod tests {
     }
 
     #[test]
+    fn a_long_message_gives_way_to_its_fix() {
+        let message = format!(
+            "container \"llm\" {}",
+            "has a long story to tell ".repeat(12)
+        );
+        let fix = "set resources.limits.nvidia.com/gpu equal to its request (1)";
+        let w = warnings([("resources", message.as_str(), fix)].into_iter());
+        assert_eq!(w.len(), 1);
+        assert!(w[0].chars().count() <= WARNING_MAX, "{w:?}");
+        assert!(
+            w[0].starts_with("[resources] container \"llm\" has a long"),
+            "{w:?}"
+        );
+        assert!(w[0].ends_with(&format!("…. Fix: {fix}")), "{w:?}");
+        // A fix that would leave the message no room is not cut.
+        let fix = "x".repeat(200);
+        let w = warnings([("resources", message.as_str(), fix.as_str())].into_iter());
+        assert!(
+            !w[0].contains("Fix:") && w[0].chars().count() <= WARNING_MAX,
+            "{w:?}"
+        );
+    }
+
+    #[test]
     fn a_short_warning_keeps_its_fix() {
         let w = warnings([("autoscaler", "no HPA", "kubectl autoscale deployment x")].into_iter());
         assert_eq!(
@@ -320,6 +356,20 @@ mod tests {
             first,
             "Pod ml/p violates 3 Well-Architected rules (policies a, b):"
         );
+        // Two findings of one rule are one rule violated.
+        let d = Decision {
+            violations: vec![
+                deny(crate::policy::RuleId::Probes, "a"),
+                deny(crate::policy::RuleId::Probes, "a"),
+            ],
+            ..Decision::default()
+        };
+        let text = denial_message(&w, &d);
+        assert!(
+            text.starts_with("Pod ml/p violates 1 Well-Architected rule (policy a):"),
+            "{text}"
+        );
+        assert_eq!(text.matches("[probes]").count(), 2, "{text}");
     }
 
     #[test]

@@ -48,13 +48,31 @@ done
 export PATH="$DIR/bin:$PATH"
 "$DIR/bin/kube-apiserver" --version >&2
 
-log "waf-admission binary"
+# The binary under test: WAF_BIN if set; else a release build newer than
+# every source file (the README's first command makes one); else the debug
+# build, which cargo makes or finds up to date. A copy, so a rebuild in the
+# tree does not change the replicas under test.
+target="${CARGO_TARGET_DIR:-$ROOT/target}"
+fresh=""
+if [ -z "${WAF_BIN:-}" ]; then
+  newest_source=$(find "$ROOT/src" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" "$ROOT/build.rs" -type f \
+    -printf '%T@\n' 2>/dev/null | sort -n | tail -1)
+  candidate="$target/release/waf-admission"
+  if [ -x "$candidate" ] &&
+    awk -v b="$(stat -c %Y "$candidate")" -v s="$newest_source" 'BEGIN{exit !(b >= s)}'; then
+    fresh=$candidate
+  fi
+fi
 if [ -n "${WAF_BIN:-}" ]; then
+  log "waf-admission binary: $WAF_BIN (WAF_BIN)"
   cp "$WAF_BIN" "$DIR/bin/waf-admission"
+elif [ -n "$fresh" ]; then
+  log "waf-admission binary: $fresh (built after the last source change; WAF_BIN=path picks another)"
+  cp "$fresh" "$DIR/bin/waf-admission"
 else
-  (cd "$ROOT" && cargo build --locked --quiet --bin waf-admission)
-  # A copy, so a rebuild in the tree does not change the replicas under test.
-  cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/waf-admission" "$DIR/bin/waf-admission"
+  log "waf-admission binary: the debug build (cargo build: some minutes the first time, nothing when it is up to date)"
+  (cd "$ROOT" && cargo build --locked --bin waf-admission)
+  cp "$target/debug/waf-admission" "$DIR/bin/waf-admission"
 fi
 
 log "certificates and keys in $PKI"
