@@ -56,14 +56,14 @@ async fn a_violation_is_denied_with_403_and_one_block_per_violation() {
     assert_eq!(r["status"]["reason"], "Forbidden");
     let message = r["status"]["message"].as_str().unwrap();
     let lines: Vec<&str> = message.lines().collect();
-    // Two findings of one rule: one rule violated, a block for each.
+    // The registry and the floating tag: one finding, one fix.
     assert_eq!(
         lines[0],
         "Deployment ml/ollama violates 1 Well-Architected rule (policy baseline):"
     );
     assert!(lines[1].starts_with("[image-provenance] (Security) container \"llm\" image \"ollama/ollama:latest\" comes from docker.io"));
     assert!(
-        message.lines().filter(|l| l.starts_with("  Fix: ")).count() == 2,
+        message.lines().filter(|l| l.starts_with("  Fix: ")).count() == 1,
         "{message}"
     );
     assert!(
@@ -386,7 +386,7 @@ async fn health_readiness_and_metrics_on_both_listeners() {
     let text = String::from_utf8(body).unwrap();
     assert!(
         text.contains(
-            "waf_admission_violations_total{rule=\"image-provenance\",action=\"deny\"} 2"
+            "waf_admission_violations_total{rule=\"image-provenance\",action=\"deny\"} 1"
         ),
         "{text}"
     );

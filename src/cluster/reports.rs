@@ -495,7 +495,7 @@ mod tests {
                 .filter(|r| r["resources"][0]["name"] == name && r["rule"] == rule)
                 .collect()
         };
-        assert_eq!(of("ollama", "image-provenance").len(), 2);
+        assert_eq!(of("ollama", "image-provenance").len(), 1);
         let failed = of("ollama", "image-provenance")[0];
         assert_eq!(failed["result"], "fail");
         assert_eq!(failed["category"], "Security");

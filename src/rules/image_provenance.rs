@@ -275,22 +275,29 @@ impl Rule for ImageProvenance {
                 }
             };
             let allowed = s.allows(&image.registry);
+            let floating = image.is_latest_or_untagged();
             if !allowed {
+                // One finding, one fix: the copy in an allowed registry is
+                // what must be pinned, so a pin of this reference (refused
+                // for its registry) is never offered beside it.
+                let pin = floating || (s.require_digest || s.resolve) && image.digest.is_none();
+                let also = match (pin, image.tag.as_deref(), floating) {
+                    (true, Some("latest"), true) => " and uses the floating tag :latest",
+                    (true, None, true) => " and has no tag",
+                    (true, _, _) => " and is not pinned by digest",
+                    (false, ..) => "",
+                };
                 out.findings.push(Finding {
-                message: format!(
-                    "{who} image \"{raw}\" comes from {}, which is not an allowed registry ({})",
-                    image.registry,
-                    s.allowed_list()
-                ),
-                fix: format!(
-                    "import it into your registry (az acr import --name <registry> --source {} \
-                     --image {}) and use that reference",
-                    image,
-                    repo_and_tag(&image)
-                ),
-                path: path.clone(),
-                fixable: false,
-            });
+                    message: format!(
+                        "{who} image \"{raw}\" comes from {}, which is not an allowed registry \
+                         ({}){also}",
+                        image.registry,
+                        s.allowed_list()
+                    ),
+                    fix: import_fix(s, &image, pin),
+                    path: path.clone(),
+                    fixable: false,
+                });
             }
             let registry_error = |e: &dyn std::fmt::Display, what: &str, out: &mut Outcome| {
                 let f = Finding {
@@ -338,7 +345,6 @@ impl Rule for ImageProvenance {
                     (Mode::Online, None) => {}
                 }
             }
-            let floating = image.is_latest_or_untagged();
             // With resolveDigests, pinning is the webhook's job: a tag is a
             // violation because the webhook pins it. When the registry cannot
             // answer the digest, onRegistryError decides (requireDigest
@@ -403,7 +409,7 @@ impl Rule for ImageProvenance {
             }
             let resolved = if pinnable { digest.as_deref() } else { None };
             let must_pin = floating || (s.require_digest || s.resolve) && image.digest.is_none();
-            if must_pin && (floating || unpinned.is_none()) {
+            if allowed && must_pin && (floating || unpinned.is_none()) {
                 let what = match (image.tag.as_deref(), floating) {
                     (Some("latest"), true) => "uses the floating tag :latest".to_owned(),
                     (None, true) => "has no tag, so it runs whatever :latest is".to_owned(),
@@ -666,12 +672,73 @@ fn image_without_tag(i: &ImageRef) -> String {
     format!("{}/{}", i.registry, i.repository)
 }
 
-fn repo_and_tag(i: &ImageRef) -> String {
-    format!(
-        "{}:{}",
-        i.repository,
-        i.tag.as_deref().unwrap_or("<version>")
-    )
+/// Registries nobody imports into: public, read-only mirrors.
+const READ_ONLY: [&str; 1] = ["mcr.microsoft.com"];
+
+/// Where an image from outside the allow-list should go, and whether the
+/// policy allows it: the first allowed Azure Container Registry named in
+/// full; else `<registry>.azurecr.io` when `*.azurecr.io` is allowed; else
+/// the first other registry named in full; else `<registry>.azurecr.io`,
+/// which the policy would have to allow.
+fn import_target(s: &Settings) -> (String, bool) {
+    let patterns: Vec<String> = s.allowed.iter().map(ToString::to_string).collect();
+    let named = || {
+        patterns
+            .iter()
+            .filter(|p| !p.contains('*') && !READ_ONLY.contains(&p.as_str()))
+    };
+    if let Some(acr) = named().find(|p| p.ends_with(".azurecr.io")) {
+        return (acr.clone(), true);
+    }
+    let any_acr = s.allows("registry.azurecr.io");
+    if any_acr {
+        return ("<registry>.azurecr.io".into(), true);
+    }
+    match named().next() {
+        Some(host) => (host.clone(), true),
+        None => ("<registry>.azurecr.io".into(), false),
+    }
+}
+
+/// The fix for an image from a registry the policy does not allow: the
+/// copy into an allowed one (`az acr import` for an Azure Container
+/// Registry, `crane copy` elsewhere; a version, never `latest`), and the
+/// reference to write, pinned when the policy wants digests.
+fn import_fix(s: &Settings, image: &ImageRef, pin: bool) -> String {
+    let (target, allowed) = import_target(s);
+    let tag = match image.tag.as_deref() {
+        Some(t) if t != "latest" => t,
+        _ => "<version>",
+    };
+    let repo = &image.repository;
+    let source = match &image.digest {
+        Some(d) => format!("{}/{repo}@{d}", image.registry),
+        None => format!("{}/{repo}:{tag}", image.registry),
+    };
+    let copy = format!("{target}/{repo}:{tag}");
+    let (command, digest_of) = match target.strip_suffix(".azurecr.io") {
+        Some(acr) => (
+            format!("az acr import --name {acr} --source {source} --image {repo}:{tag}"),
+            format!("az acr manifest show-metadata {copy} --query digest -o tsv"),
+        ),
+        None => (
+            format!("crane copy {source} {copy}"),
+            format!("crane digest {copy}"),
+        ),
+    };
+    let policy = if allowed {
+        ""
+    } else {
+        " (and add it to imageProvenance.allowedRegistries)"
+    };
+    match (&image.digest, pin) {
+        (Some(d), _) => format!("copy it into {target}{policy}: {command}; then use {copy}@{d}"),
+        (None, true) => format!(
+            "copy it into {target}{policy} and pin the copy: {command}; then use \
+             {copy}@sha256:<digest> ({digest_of})"
+        ),
+        (None, false) => format!("copy it into {target}{policy}: {command}; then use {copy}"),
+    }
 }
 
 #[cfg(test)]
@@ -730,17 +797,91 @@ mod tests {
     }
 
     #[test]
+    fn an_image_from_outside_the_allow_list_gets_one_fix_that_leads_to_a_pass() {
+        let cases = [
+            // The issue's case: Docker Hub, :latest, an *.azurecr.io allow-list.
+            (
+                "docker.io/vllm/vllm-openai:latest",
+                json!({"allowedRegistries": ["*.azurecr.io"], "requireDigest": true}),
+            ),
+            (
+                "vllm/vllm-openai:v0.6.3",
+                json!({"allowedRegistries": ["mcr.microsoft.com", "contoso.azurecr.io"]}),
+            ),
+            (
+                "ghcr.io/huggingface/text-generation-inference:3.0",
+                json!({"allowedRegistries": ["contoso.azurecr.io"], "requireDigest": false}),
+            ),
+            (
+                &format!("docker.io/ollama/ollama@{DIGEST}"),
+                json!({"allowedRegistries": ["*.azurecr.io"]}),
+            ),
+            // No Azure registry allowed: the copy goes to the one that is.
+            (
+                "vllm/vllm-openai:v0.6.3",
+                json!({"allowedRegistries": ["mcr.microsoft.com", "registry.example:5000"]}),
+            ),
+        ];
+        for (image, spec) in cases {
+            let spec: ImageProvenance = serde_json::from_value(spec).unwrap();
+            let s = settings_of(&spec);
+            let out = run(&with_image(image), &s);
+            assert_eq!(out.findings.len(), 1, "{image}: {:?}", out.findings);
+            let fix = &out.findings[0].fix;
+            assert!(
+                fix.contains("az acr import --name contoso --source ")
+                    || fix.contains("az acr import --name <registry> --source ")
+                    || fix.contains(
+                        "crane copy docker.io/vllm/vllm-openai:v0.6.3 registry.example:5000/"
+                    ),
+                "{fix}"
+            );
+            assert!(
+                !fix.contains("mcr.microsoft.com"),
+                "nobody imports into MCR: {fix}"
+            );
+            // The reference the fix says to write, its placeholders filled
+            // as the user would, passes.
+            let written = fix
+                .rsplit(" use ")
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap()
+                .replace("<registry>", "contoso")
+                .replace("<version>", "v0.6.3")
+                .replace("sha256:<digest>", DIGEST);
+            let again = run(&with_image(&written), &s);
+            assert!(
+                again.is_clean(),
+                "{image} → {written}: {:?}",
+                again.findings
+            );
+        }
+    }
+
+    #[test]
+    fn with_no_registry_to_copy_into_the_fix_says_the_policy_must_allow_one() {
+        let spec: ImageProvenance =
+            serde_json::from_value(json!({"allowedRegistries": ["mcr.microsoft.com"]})).unwrap();
+        let out = run(&with_image("vllm/vllm-openai:v0.6.3"), &settings_of(&spec));
+        assert!(
+            out.findings[0]
+                .fix
+                .starts_with("copy it into <registry>.azurecr.io (and add it to imageProvenance.allowedRegistries)"),
+            "{:?}",
+            out.findings
+        );
+    }
+
+    #[test]
     fn docker_hub_short_names_are_docker_io() {
         let f = findings("vllm/vllm-openai:v0.6.3");
         assert_eq!(
-            f[0],
-            "container \"llm\" image \"vllm/vllm-openai:v0.6.3\" comes from docker.io, which is not \
-             an allowed registry (*.azurecr.io, mcr.microsoft.com)"
-        );
-        assert_eq!(
-            f[1],
-            "container \"llm\" image \"vllm/vllm-openai:v0.6.3\" is not pinned by digest; the image \
-             that runs can change under you"
+            f,
+            [
+                "container \"llm\" image \"vllm/vllm-openai:v0.6.3\" comes from docker.io, which is not \
+             an allowed registry (*.azurecr.io, mcr.microsoft.com) and is not pinned by digest"
+            ]
         );
     }
 

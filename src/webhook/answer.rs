@@ -91,16 +91,8 @@ fn rule_warning(rule: &str, group: &[(&str, &str)]) -> String {
     let fits = |s: &str| s.chars().count() <= WARNING_MAX;
     if let [(message, fix)] = group {
         let full = format!("[{rule}] {message}. Fix: {fix}");
-        if fits(&full) {
-            return full;
-        }
-        // The fix is what the reader acts on: the message gives way to it,
-        // down to a third of the line. A fix longer than the rest is not
-        // cut (half a command misleads): the message stands alone.
-        let fix = format!(". Fix: {fix}");
-        let room = WARNING_MAX.saturating_sub(fix.chars().count());
-        return if room >= WARNING_MAX / 3 {
-            format!("{}{fix}", shorten(&format!("[{rule}] {message}"), room))
+        return if fits(&full) {
+            full
         } else {
             shorten(&format!("[{rule}] {message}"), WARNING_MAX)
         };
@@ -287,30 +279,6 @@ mod tests {
                 "[probes] container \"a\" has no readinessProbe; container \"b\" has no readinessProbe",
                 "[secret-env] container \"a\" sets HF_TOKEN to a Hugging Face token. Fix: rotate it",
             ]
-        );
-    }
-
-    #[test]
-    fn a_long_message_gives_way_to_its_fix() {
-        let message = format!(
-            "container \"llm\" {}",
-            "has a long story to tell ".repeat(12)
-        );
-        let fix = "set resources.limits.nvidia.com/gpu equal to its request (1)";
-        let w = warnings([("resources", message.as_str(), fix)].into_iter());
-        assert_eq!(w.len(), 1);
-        assert!(w[0].chars().count() <= WARNING_MAX, "{w:?}");
-        assert!(
-            w[0].starts_with("[resources] container \"llm\" has a long"),
-            "{w:?}"
-        );
-        assert!(w[0].ends_with(&format!("…. Fix: {fix}")), "{w:?}");
-        // A fix that would leave the message no room is not cut.
-        let fix = "x".repeat(200);
-        let w = warnings([("resources", message.as_str(), fix.as_str())].into_iter());
-        assert!(
-            !w[0].contains("Fix:") && w[0].chars().count() <= WARNING_MAX,
-            "{w:?}"
         );
     }
 
