@@ -186,10 +186,7 @@ mod tests {
         let hpa = scaler("llm", 2, 6);
         assert!(
             Autoscaler::check(
-                &Subject {
-                    scalers: &[&hpa],
-                    ..on(&workload(&gpu_deployment()))
-                },
+                &with_scalers(&workload(&gpu_deployment()), &[&hpa]),
                 &settings(),
                 false
             )
@@ -201,10 +198,7 @@ mod tests {
     fn denies_hpa_floor_below_policy() {
         let hpa = scaler("llm", 1, 6);
         let out = Autoscaler::check(
-            &Subject {
-                scalers: &[&hpa],
-                ..on(&workload(&gpu_deployment()))
-            },
+            &with_scalers(&workload(&gpu_deployment()), &[&hpa]),
             &settings(),
             false,
         );
@@ -216,10 +210,7 @@ mod tests {
     fn denies_hpa_without_room_to_scale() {
         let hpa = scaler("llm", 2, 2);
         let out = Autoscaler::check(
-            &Subject {
-                scalers: &[&hpa],
-                ..on(&workload(&gpu_deployment()))
-            },
+            &with_scalers(&workload(&gpu_deployment()), &[&hpa]),
             &settings(),
             false,
         );
@@ -232,10 +223,7 @@ mod tests {
         let mut so = scaler("llm", 0, 10);
         so.kind = ScalerKind::ScaledObject;
         let out = Autoscaler::check(
-            &Subject {
-                scalers: &[&so],
-                ..on(&workload(&gpu_deployment()))
-            },
+            &with_scalers(&workload(&gpu_deployment()), &[&so]),
             &settings(),
             false,
         );
@@ -260,10 +248,7 @@ mod tests {
         so.kind = ScalerKind::ScaledObject;
         assert!(
             Autoscaler::check(
-                &Subject {
-                    scalers: &[&so],
-                    ..on(&workload(&gpu_deployment()))
-                },
+                &with_scalers(&workload(&gpu_deployment()), &[&so]),
                 &s,
                 false
             )
@@ -272,10 +257,7 @@ mod tests {
         // Zero to zero is no autoscaling at all.
         so.max_replicas = 0;
         let out = Autoscaler::check(
-            &Subject {
-                scalers: &[&so],
-                ..on(&workload(&gpu_deployment()))
-            },
+            &with_scalers(&workload(&gpu_deployment()), &[&so]),
             &s,
             false,
         );

@@ -304,14 +304,7 @@ mod tests {
         let w = workload(d);
         let mut selecting: Vec<&PdbRef> = pdbs.iter().filter(|p| p.selects(&w)).collect();
         selecting.sort_by(|a, b| a.name.cmp(&b.name));
-        DisruptionBudget::check(
-            &Subject {
-                pdbs: &selecting,
-                ..on(&w)
-            },
-            &settings(),
-            false,
-        )
+        DisruptionBudget::check(&with_pdbs(&w, &selecting), &settings(), false)
     }
 
     fn one(spec: Value) -> Vec<PdbRef> {
@@ -458,10 +451,7 @@ mod tests {
         let w = workload(&gpu_deployment());
         let budgets = one(json!({"maxUnavailable": 1}));
         let out = DisruptionBudget::check(
-            &Subject {
-                pdbs: &budgets.iter().collect::<Vec<_>>(),
-                ..on(&w)
-            },
+            &with_pdbs(&w, &budgets.iter().collect::<Vec<_>>()),
             &s,
             false,
         );
@@ -474,10 +464,7 @@ mod tests {
             one(json!({"maxUnavailable": 1, "unhealthyPodEvictionPolicy": "AlwaysAllow"}));
         assert!(
             DisruptionBudget::check(
-                &Subject {
-                    pdbs: &budgets.iter().collect::<Vec<_>>(),
-                    ..on(&w)
-                },
+                &with_pdbs(&w, &budgets.iter().collect::<Vec<_>>()),
                 &s,
                 false
             )
@@ -495,31 +482,14 @@ mod tests {
         .unwrap()];
         let refs: Vec<&PdbRef> = managed.iter().collect();
         assert_eq!(
-            DisruptionBudget::check(
-                &Subject {
-                    pdbs: &refs,
-                    ..on(&w)
-                },
-                &settings(),
-                false
-            )
-            .findings
-            .len(),
+            DisruptionBudget::check(&with_pdbs(&w, &refs), &settings(), false)
+                .findings
+                .len(),
             1
         );
         let mut s = settings();
         s.accept_managed_by = vec!["eviction-autoscaler".into()];
-        assert!(
-            DisruptionBudget::check(
-                &Subject {
-                    pdbs: &refs,
-                    ..on(&w)
-                },
-                &s,
-                false
-            )
-            .is_clean()
-        );
+        assert!(DisruptionBudget::check(&with_pdbs(&w, &refs), &s, false).is_clean());
     }
 
     #[test]

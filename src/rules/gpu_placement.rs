@@ -732,14 +732,7 @@ mod tests {
         let d = claiming_deployment();
         let ctx = claim_template("gpu.nvidia.com");
         let s = settings_with(|_| {});
-        let out = GpuPlacement::check(
-            &Subject {
-                ctx: &ctx,
-                ..on(&workload(&d))
-            },
-            &s,
-            true,
-        );
+        let out = GpuPlacement::check(&in_context(&workload(&d), &ctx), &s, true);
         assert_eq!(out.findings.len(), 2, "{:?}", out.findings);
         assert!(
             out.findings[0].message.starts_with(
@@ -750,24 +743,11 @@ mod tests {
             out.findings[0].message
         );
         let patched = apply(&d, &out.patch);
-        assert!(
-            GpuPlacement::check(
-                &Subject {
-                    ctx: &ctx,
-                    ..on(&workload(&patched))
-                },
-                &s,
-                true
-            )
-            .is_clean()
-        );
+        assert!(GpuPlacement::check(&in_context(&workload(&patched), &ctx), &s, true).is_clean());
         // Where it does: not "a pod that requests no GPU" on GPU nodes.
         assert!(
             GpuPlacement::check(
-                &Subject {
-                    ctx: &claim_template("mig.nvidia.com"),
-                    ..on(&workload(&patched))
-                },
+                &in_context(&workload(&patched), &claim_template("mig.nvidia.com")),
                 &s,
                 true
             )
@@ -780,33 +760,13 @@ mod tests {
         let d = claiming_deployment();
         let s = settings_with(|_| {});
         for ctx in [claim_template("nic.example.com"), Context::default()] {
-            assert!(
-                GpuPlacement::check(
-                    &Subject {
-                        ctx: &ctx,
-                        ..on(&workload(&d))
-                    },
-                    &s,
-                    true
-                )
-                .is_clean()
-            );
+            assert!(GpuPlacement::check(&in_context(&workload(&d), &ctx), &s, true).is_clean());
         }
         // A shared ResourceClaim is looked up by its own name and kind.
         let mut d = cpu_deployment();
         pod_spec(&mut d)["resourceClaims"] = json!([{"name": "gpu", "resourceClaimName": "gpu"}]);
         let ctx = claim_template("gpu.nvidia.com");
-        assert!(
-            GpuPlacement::check(
-                &Subject {
-                    ctx: &ctx,
-                    ..on(&workload(&d))
-                },
-                &s,
-                true
-            )
-            .is_clean()
-        );
+        assert!(GpuPlacement::check(&in_context(&workload(&d), &ctx), &s, true).is_clean());
     }
 
     #[test]
@@ -815,24 +775,14 @@ mod tests {
         let ctx = claim_template("gpu.amd.com");
         assert!(
             GpuPlacement::check(
-                &Subject {
-                    ctx: &ctx,
-                    ..on(&workload(&d))
-                },
+                &in_context(&workload(&d), &ctx),
                 &settings_with(|_| {}),
                 true
             )
             .is_clean()
         );
         let s = settings_with(|g| g.device_classes = vec!["gpu.amd.com".into()]);
-        let out = GpuPlacement::check(
-            &Subject {
-                ctx: &ctx,
-                ..on(&workload(&d))
-            },
-            &s,
-            true,
-        );
+        let out = GpuPlacement::check(&in_context(&workload(&d), &ctx), &s, true);
         assert_eq!(out.findings.len(), 2);
         assert!(out.findings[0].message.contains("device class gpu.amd.com"));
     }

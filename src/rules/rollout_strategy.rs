@@ -270,14 +270,7 @@ mod tests {
         d["spec"].as_object_mut().unwrap().remove("replicas");
         d["spec"]["strategy"] = json!({"type": "Recreate"});
         let hpa = scaler("llm", 3, 6);
-        let out = RolloutStrategy::check(
-            &Subject {
-                scalers: &[&hpa],
-                ..on(&workload(&d))
-            },
-            &settings(),
-            false,
-        );
+        let out = RolloutStrategy::check(&with_scalers(&workload(&d), &[&hpa]), &settings(), false);
         assert!(out.findings[0].message.contains("all 3 replicas"));
     }
 

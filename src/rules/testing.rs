@@ -5,7 +5,7 @@ use json_patch::PatchOperation;
 use serde_json::Value;
 
 use super::{Outcome, PolicyFacts, Rule, Subject};
-use crate::context::{Context, ScalerKind, ScalerRef};
+use crate::context::{Context, PdbRef, ScalerKind, ScalerRef};
 use crate::gpu::GpuResources;
 use crate::provenance::Facts;
 use crate::workload::Workload;
@@ -44,6 +44,21 @@ pub fn on(w: &Workload) -> Subject<'_> {
         pdbs: &[],
         facts: &EMPTY.1,
     }
+}
+
+/// `w` with the autoscalers that target it.
+pub fn with_scalers<'a>(w: &'a Workload, scalers: &'a [&'a ScalerRef]) -> Subject<'a> {
+    Subject { scalers, ..on(w) }
+}
+
+/// `w` with the PodDisruptionBudgets that select it.
+pub fn with_pdbs<'a>(w: &'a Workload, pdbs: &'a [&'a PdbRef]) -> Subject<'a> {
+    Subject { pdbs, ..on(w) }
+}
+
+/// `w` in a cluster that holds `ctx` (DRA claims, Secrets, namespaces).
+pub fn in_context<'a>(w: &'a Workload, ctx: &'a Context) -> Subject<'a> {
+    Subject { ctx, ..on(w) }
 }
 
 /// Runs a rule on one object, as a policy that lets it patch would, in an

@@ -408,14 +408,7 @@ mod tests {
         let mut d = gpu_deployment();
         d["spec"].as_object_mut().unwrap().remove("replicas");
         let hpa = scaler("llm", 2, 5);
-        let out = ZoneSpread::check(
-            &Subject {
-                scalers: &[&hpa],
-                ..on(&workload(&d))
-            },
-            &settings(),
-            true,
-        );
+        let out = ZoneSpread::check(&with_scalers(&workload(&d), &[&hpa]), &settings(), true);
         assert!(out.is_clean(), "{:?}", out.findings);
     }
 
@@ -423,10 +416,7 @@ mod tests {
     fn an_autoscaler_floor_of_one_is_reported_on_the_autoscaler() {
         let hpa = scaler("llm", 1, 5);
         let out = ZoneSpread::check(
-            &Subject {
-                scalers: &[&hpa],
-                ..on(&workload(&gpu_deployment()))
-            },
+            &with_scalers(&workload(&gpu_deployment()), &[&hpa]),
             &settings(),
             true,
         );
