@@ -14,7 +14,7 @@ use crate::ownership::judged_through;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::{Action, RuleId, Updates, WorkloadScope};
 use crate::provenance::{self, Facts, Query};
-use crate::rules::{Outcome, Subject, image_provenance};
+use crate::rules::{Edit, ObjectRef, Outcome, Subject, image_provenance};
 use crate::workload::Workload;
 
 /// One violation as users see it.
@@ -36,6 +36,11 @@ pub struct Violation {
     /// UPDATE only: the old object already had it, so it does not deny
     /// (see [`admit_existing`]).
     pub existing: bool,
+    /// The object at fault when it is not the workload (its autoscaler or
+    /// disruption budget); `path` points into it.
+    pub object: Option<ObjectRef>,
+    /// The fix as data, where the file can hold it (see [`fixes`]).
+    pub edit: Option<Edit>,
 }
 
 /// A rule an exception switched off for this workload.
@@ -70,6 +75,9 @@ pub struct Decision {
     pub exemptions: Vec<Exemption>,
     /// Exceptions that name this workload but have expired (ignored).
     pub expired_exceptions: Vec<String>,
+    /// The patch of every rule with a violation its patch fixes, written
+    /// whether or not the policy mutates: what [`fixes`] offers for them.
+    pub fix_patch: Vec<PatchOperation>,
 }
 
 impl Decision {
@@ -231,6 +239,8 @@ pub fn judge_with(
             fixable,
             patched: false,
             existing: false,
+            object: f.object.clone(),
+            edit: f.edit.clone(),
         };
         d.violations.extend(
             outcome
@@ -257,8 +267,111 @@ pub fn judge_with(
             d.patch.extend(outcome.patch.iter().cloned());
             d.patch_rules.push((rule, outcome.patch.len()));
         }
+        if outcome.findings.iter().any(|f| f.fixable) {
+            if !outcome.patch.is_empty() {
+                d.fix_patch.extend(outcome.patch.iter().cloned());
+            } else if let Some((_, _, patching)) = winner.rules.run_patching(rule, &on) {
+                d.fix_patch.extend(patching.patch);
+            }
+        }
     }
     d
+}
+
+/// Every fix of a decision that the file can hold, together: what
+/// `check -o json` prints as a result's `fix`. Applied to the input (the
+/// patch to the workload, the edits to the objects they name, the new
+/// objects added) and judged again, the violations they answer are gone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fixes {
+    /// RFC 6902 operations on the workload as submitted: every rule's own
+    /// patch and every finding's edit, composed into one.
+    pub patch: Vec<PatchOperation>,
+    /// Operations on other objects of the input (an autoscaler's floor).
+    pub edits: Vec<(ObjectRef, Vec<PatchOperation>)>,
+    /// Objects to add beside the workload (an autoscaler, a budget).
+    pub create: Vec<Value>,
+}
+
+impl Fixes {
+    pub fn is_empty(&self) -> bool {
+        self.patch.is_empty() && self.edits.is_empty() && self.create.is_empty()
+    }
+}
+
+/// Composes the decision's fixes for `object`, the workload as submitted.
+/// Each rule writes its operations against the object as submitted, so
+/// two may add the same list (`volumes`, `tolerations`): an `add` whose
+/// list or map is already there adds its items to it instead, and one
+/// that would change nothing is dropped. The result is one patch, the
+/// difference between the object and the object fixed.
+pub fn fixes(object: &Value, d: &Decision) -> Fixes {
+    let mut fixed = object.clone();
+    let mut edits: Vec<(ObjectRef, Vec<PatchOperation>)> = Vec::new();
+    let mut create: Vec<Value> = Vec::new();
+    for op in &d.fix_patch {
+        apply_composing(&mut fixed, object, op);
+    }
+    for v in &d.violations {
+        match (&v.edit, &v.object) {
+            (Some(Edit::Patch(ops)), None) => {
+                for op in ops {
+                    apply_composing(&mut fixed, object, op);
+                }
+            }
+            (Some(Edit::Patch(ops)), Some(target)) => {
+                match edits.iter_mut().find(|(o, _)| o == target) {
+                    Some((_, have)) => {
+                        have.extend(ops.iter().filter(|op| !have.contains(op)).cloned().collect::<Vec<_>>())
+                    }
+                    None => edits.push((target.clone(), ops.clone())),
+                }
+            }
+            (Some(Edit::Create(new)), _) => {
+                if !create.contains(new) {
+                    create.push(new.clone());
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    Fixes {
+        patch: json_patch::diff(object, &fixed).0,
+        edits,
+        create,
+    }
+}
+
+/// Applies one operation; an `add` of a list or map that an earlier fix
+/// made (it is not in `original`) adds what that one lacks; an operation
+/// that does not apply is left out.
+fn apply_composing(doc: &mut Value, original: &Value, op: &PatchOperation) {
+    if let PatchOperation::Add(add) = op
+        && original.pointer(add.path.as_str()).is_none()
+        && let Some(have) = doc.pointer_mut(add.path.as_str())
+    {
+        match (have, &add.value) {
+            (Value::Array(have), Value::Array(items)) => {
+                for item in items {
+                    if !have.contains(item) {
+                        have.push(item.clone());
+                    }
+                }
+                return;
+            }
+            (Value::Object(have), Value::Object(fields)) => {
+                for (k, v) in fields {
+                    have.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+    let mut attempt = doc.clone();
+    if json_patch::patch(&mut attempt, std::slice::from_ref(op)).is_ok() {
+        *doc = attempt;
+    }
 }
 
 /// UPDATE: a deny violation the old object already had (same rule, path

@@ -32,6 +32,17 @@ pub struct Document {
 }
 
 impl Document {
+    /// The document's place (source, lines), without its object.
+    pub fn clone_without_value(&self) -> Document {
+        Document {
+            source: self.source.clone(),
+            value: Value::Null,
+            line: self.line,
+            fields: Arc::clone(&self.fields),
+            root: self.root.clone(),
+        }
+    }
+
     /// The line of a field of this object, by JSON pointer
     /// (`/spec/replicas`), where the file says it.
     pub fn line_of(&self, pointer: &str) -> Option<usize> {

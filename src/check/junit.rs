@@ -50,13 +50,14 @@ fn testcase(out: &mut String, file: &str, r: &WorkloadResult) {
     {
         let _ = writeln!(
             out,
-            "      <failure type=\"{}\" message=\"{}\">[{}] ({}) {}\nFix: {}</failure>",
+            "      <failure type=\"{}\" message=\"{}\">[{}] ({}) {}\nFix: {}\nAt: {}</failure>",
             escape(v.rule),
             escape(&v.message),
             escape(v.rule),
             escape(v.pillar),
             escape(&v.message),
-            escape(&v.fix)
+            escape(&v.fix),
+            escape(&v.at(r))
         );
     }
     let mut notes: Vec<String> = r
@@ -66,8 +67,12 @@ fn testcase(out: &mut String, file: &str, r: &WorkloadResult) {
         .map(|v| {
             let patched = if v.patched { " [patched]" } else { "" };
             format!(
-                "{} [{}] {}{patched}. Fix: {}",
-                v.action, v.rule, v.message, v.fix
+                "{} [{}] {}{patched}. Fix: {} (at {})",
+                v.action,
+                v.rule,
+                v.message,
+                v.fix,
+                v.at(r)
             )
         })
         .collect();

@@ -52,6 +52,9 @@ pub fn run_with(
     let mut ctx = Context::default();
     let mut workloads = Vec::new();
     let mut others: BTreeMap<String, usize> = BTreeMap::new();
+    // Where the autoscalers, budgets and exceptions are, so a finding
+    // about one points at its own lines.
+    let mut located: Located = BTreeMap::new();
     for mut doc in loaded.documents {
         let kind = doc
             .value
@@ -89,6 +92,7 @@ pub fn run_with(
             }
             ("autoscaling/v2" | "autoscaling/v1", "HorizontalPodAutoscaler")
             | ("keda.sh/v1alpha1", "ScaledObject") => {
+                locate(&mut located, &doc, &kind);
                 match ScalerRef::from_value(std::mem::take(&mut doc.value), "default", &doc.source)
                 {
                     Ok(Some(s)) => ctx.add_scaler(s),
@@ -105,6 +109,7 @@ pub fn run_with(
                 ));
             }
             ("policy/v1", "PodDisruptionBudget") => {
+                locate(&mut located, &doc, &kind);
                 match PdbRef::from_value(doc.value, "default", &doc.source) {
                     Ok(p) => ctx.add_pdb(p),
                     Err(e) => report.errors.push(e),
@@ -140,6 +145,7 @@ pub fn run_with(
                 *others.entry(kind).or_default() += 1;
             }
             (API_VERSION, "WellArchitectedException") => {
+                locate(&mut located, &doc, &kind);
                 match typed::<WellArchitectedException>(std::mem::take(&mut doc.value), &doc.source)
                     .map_err(|e| at_document(&doc, e))
                     .and_then(|e| Exception::compile(&e, "default"))
@@ -173,7 +179,7 @@ pub fn run_with(
     // above gathered: in parallel, collected back in input order.
     let judged: Vec<Judged> = workloads
         .into_par_iter()
-        .map(|(doc, kind)| judge_document(set, &ctx, &doc, kind, now, gather))
+        .map(|(doc, kind)| judge_document(set, &ctx, &located, &doc, kind, now, gather))
         .collect();
     for j in judged {
         match j {
@@ -194,9 +200,27 @@ enum Judged {
     Error(Error),
 }
 
+/// Documents by (kind, namespace, name), their values dropped.
+type Located = BTreeMap<(String, String, String), Document>;
+
+fn locate(located: &mut Located, doc: &Document, kind: &str) {
+    let meta = doc.value.get("metadata");
+    let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
+    if let Some(name) = field("name") {
+        let key = (
+            kind.to_owned(),
+            field("namespace").unwrap_or("default").to_owned(),
+            name.to_owned(),
+        );
+        located.insert(key, doc.clone_without_value());
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn judge_document(
     set: &PolicySet,
     ctx: &Context,
+    located: &Located,
     doc: &Document,
     kind: String,
     now: jiff::Timestamp,
@@ -211,10 +235,19 @@ fn judge_document(
     };
     match evaluate_with(set, &doc.value, "default", ctx, &facts, now) {
         Ok(Some(eval)) => {
-            let mut result = WorkloadResult::new(doc.source.clone(), eval);
+            let mut result = WorkloadResult::new(doc.source.clone(), &doc.value, eval);
             result.line = Some(doc.line as u32);
             for v in &mut result.violations {
-                v.line = Some(doc.line_near(&v.path) as u32);
+                // A finding about an autoscaler or a budget is at its line.
+                let at = match &mut v.object {
+                    None => Some(doc),
+                    Some(o) => {
+                        let found = located.get(&(o.kind.clone(), o.namespace.clone(), o.name.clone()));
+                        o.source = found.map(|d| d.source.clone());
+                        found
+                    }
+                };
+                v.line = at.map(|d| d.line_near(&v.path) as u32);
             }
             Judged::Result(Box::new(result))
         }
@@ -224,7 +257,7 @@ fn judge_document(
 }
 
 impl WorkloadResult {
-    fn new(source: String, eval: Evaluation) -> WorkloadResult {
-        report::result(source, eval)
+    fn new(source: String, object: &Value, eval: Evaluation) -> WorkloadResult {
+        report::result(source, object, eval)
     }
 }

@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use json_patch::PatchOperation;
 use serde::Serialize;
 
-use crate::decision::Evaluation;
+use crate::decision::{Evaluation, Fixes, fixes};
 use crate::error::Error;
 use crate::policy::Action;
+use crate::rules::{Edit, ObjectRef};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -77,6 +78,9 @@ pub struct WorkloadResult {
     pub allowed: bool,
     pub violations: Vec<ViolationOut>,
     pub patch: Vec<PatchOperation>,
+    /// Every fix the file can hold, composed: see [`FixOut`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<FixOut>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exemptions: Vec<ExemptionOut>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -97,10 +101,106 @@ pub struct ViolationOut {
     pub fix: String,
     pub path: String,
     /// The line of the field at fault (or of its nearest ancestor written
-    /// in the file), where the reader knows it.
+    /// in the file), where the reader knows it: in `object`'s document
+    /// when the finding is about another object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u32>,
     pub policy: String,
+    /// The object at fault when it is not the workload: `path` and `line`
+    /// are in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectOut>,
+    /// This violation's fix as data: `{"patch": [RFC 6902 operations on
+    /// the object at fault]}` or `{"create": {a whole object}}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit: Option<Edit>,
+}
+
+/// An object other than the workload, and where the input has it.
+#[derive(Debug, Serialize)]
+pub struct ObjectOut {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// `file#document` where the input holds it (absent: not in the input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// A result's fixes together, ready to apply: `patch` (RFC 6902, on the
+/// workload as submitted), `edits` (RFC 6902 on other objects of the
+/// input, named), `create` (whole objects to add). Applied and judged
+/// again, every violation with an `edit` is gone; those without one need
+/// something outside the file (a digest, a secret, a node pool).
+#[derive(Debug, Serialize)]
+pub struct FixOut {
+    pub patch: Vec<PatchOperation>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub edits: Vec<EditOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub create: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EditOut {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub patch: Vec<PatchOperation>,
+}
+
+impl FixOut {
+    fn of(f: Fixes) -> Option<FixOut> {
+        (!f.is_empty()).then(|| FixOut {
+            patch: f.patch,
+            edits: f
+                .edits
+                .into_iter()
+                .map(|(o, patch)| EditOut {
+                    kind: o.kind,
+                    namespace: o.namespace,
+                    name: o.name,
+                    patch,
+                })
+                .collect(),
+            create: f.create,
+        })
+    }
+}
+
+impl ViolationOut {
+    /// Where it is: the source of the object at fault (the workload's,
+    /// unless the finding is about another object of the input).
+    pub fn source<'a>(&'a self, r: &'a WorkloadResult) -> &'a str {
+        self.object
+            .as_ref()
+            .and_then(|o| o.source.as_deref())
+            .unwrap_or(&r.source)
+    }
+
+    /// `file:line` (or the file) and, for another object, which one.
+    pub fn at(&self, r: &WorkloadResult) -> String {
+        let file = super::sarif::file_of(self.source(r));
+        let place = match self.line {
+            Some(l) => format!("{file}:{l}"),
+            None => file.to_owned(),
+        };
+        match &self.object {
+            Some(o) => format!("{place} ({} {}/{})", o.kind, o.namespace, o.name),
+            None => place,
+        }
+    }
+}
+
+impl ObjectOut {
+    fn of(o: ObjectRef) -> ObjectOut {
+        ObjectOut {
+            kind: o.kind,
+            namespace: o.namespace,
+            name: o.name,
+            source: None,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -113,9 +213,15 @@ pub struct ExemptionOut {
     pub suppressed: usize,
 }
 
-pub(super) fn result(source: String, eval: Evaluation) -> WorkloadResult {
+/// `object` is the workload as submitted, what the fixes apply to.
+pub(super) fn result(source: String, object: &serde_json::Value, eval: Evaluation) -> WorkloadResult {
     let w = eval.workload;
     let d = eval.decision;
+    let fix = if d.violations.is_empty() {
+        None
+    } else {
+        FixOut::of(fixes(object, &d))
+    };
     WorkloadResult {
         source,
         line: None,
@@ -141,9 +247,12 @@ pub(super) fn result(source: String, eval: Evaluation) -> WorkloadResult {
                 path: v.path,
                 line: None,
                 policy: v.policy,
+                object: v.object.map(ObjectOut::of),
+                edit: v.edit,
             })
             .collect(),
         patch: d.patch,
+        fix,
         exemptions: d
             .exemptions
             .into_iter()
@@ -235,13 +344,28 @@ impl Report {
                 } else {
                     String::new()
                 };
-                let line = v.line.map(|l| format!("  (line {l})")).unwrap_or_default();
+                let line = match (&v.object, v.line) {
+                    (Some(o), Some(l)) => format!(
+                        "  ({} {}, line {l})",
+                        o.kind,
+                        o.source.as_deref().unwrap_or(&r.source)
+                    ),
+                    (Some(o), None) => format!("  ({} {}/{})", o.kind, o.namespace, o.name),
+                    (None, Some(l)) => format!("  (line {l})"),
+                    (None, None) => String::new(),
+                };
                 let _ = writeln!(
                     out,
                     "    {action} {} ({}): {}{patched}{line}",
                     v.rule, v.pillar, v.message
                 );
                 let _ = writeln!(out, "          fix: {}", v.fix);
+                if let Some(manifest) = v.edit.as_ref().and_then(Edit::manifest) {
+                    let _ = writeln!(out, "            ---");
+                    for l in manifest.lines() {
+                        let _ = writeln!(out, "            {l}");
+                    }
+                }
             }
             for e in &r.exemptions {
                 let _ = writeln!(

@@ -7,7 +7,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde_json::{Value, json};
 
-use super::report::{Report, WorkloadResult};
+use super::report::{Report, ViolationOut, WorkloadResult};
 use crate::policy::RuleId;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
@@ -45,15 +45,25 @@ fn descriptor(rule: RuleId) -> Value {
     })
 }
 
-fn location(r: &WorkloadResult, line: Option<u32>) -> Value {
-    let mut physical = json!({"artifactLocation": {"uri": file_of(&r.source)}});
-    if let Some(line) = line.or(r.line) {
+/// The violation's place: in the object at fault (an autoscaler or budget
+/// of the input when the finding is about one), else in the workload.
+fn location(r: &WorkloadResult, v: &ViolationOut) -> Value {
+    let mut physical = json!({"artifactLocation": {"uri": file_of(v.source(r))}});
+    let line = match v.object {
+        Some(_) => v.line,
+        None => v.line.or(r.line),
+    };
+    if let Some(line) = line {
         physical["region"] = json!({"startLine": line});
     }
+    let (kind, namespace, name) = match &v.object {
+        Some(o) => (o.kind.as_str(), o.namespace.as_str(), o.name.as_str()),
+        None => (r.kind.as_str(), r.namespace.as_str(), r.name.as_str()),
+    };
     json!({
         "physicalLocation": physical,
-        "logicalLocations": [{"name": r.name,
-            "fullyQualifiedName": format!("{} {}/{}", r.kind, r.namespace, r.name),
+        "logicalLocations": [{"name": name,
+            "fullyQualifiedName": format!("{kind} {namespace}/{name}"),
             "kind": "resource"}],
     })
 }
@@ -75,7 +85,7 @@ pub fn to_sarif(report: &Report) -> Value {
                 "ruleId": v.rule,
                 "level": level(v.action),
                 "message": {"text": format!("{} {}/{}: {}. Fix: {}", r.kind, r.namespace, r.name, v.message, v.fix)},
-                "locations": [location(r, v.line)],
+                "locations": [location(r, v)],
                 "partialFingerprints": {"wafAdmission/v1": fingerprint(r, v.rule, &v.path, &v.message)},
                 "properties": {"pillar": v.pillar, "action": v.action, "policy": v.policy,
                     "path": v.path, "fix": v.fix, "patched": v.patched},

@@ -7,9 +7,14 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, PolicyFacts, Rule, Subject, two};
+use serde_json::json;
+
+use super::command_line::{literal_env, words};
+use super::{Edit, Finding, ObjectRef, Outcome, PolicyFacts, Rule, Subject, add, pointer, two};
+use crate::gpu::GpuResources;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
+use crate::workload::Workload;
 
 /// `autoscaler` (Performance Efficiency): an HPA (autoscaling/v2) or KEDA
 /// ScaledObject scales the workload with load.
@@ -25,6 +30,16 @@ pub struct Autoscaler {
     #[serde(default = "two")]
     #[schemars(range(min = 0))]
     pub min_replicas: i32,
+    /// The Prometheus the fix's KEDA ScaledObject reads the model server's
+    /// queue from (its trigger's `serverAddress`): set it to the cluster's
+    /// (Azure Managed Prometheus through a query proxy, or
+    /// kube-prometheus-stack's service).
+    #[serde(default = "prometheus_server")]
+    pub prometheus_server: String,
+}
+
+fn prometheus_server() -> String {
+    "http://prometheus-operated.monitoring.svc:9090".into()
 }
 
 impl Default for Autoscaler {
@@ -32,6 +47,7 @@ impl Default for Autoscaler {
         Autoscaler {
             action: None,
             min_replicas: two(),
+            prometheus_server: prometheus_server(),
         }
     }
 }
@@ -51,8 +67,15 @@ impl Rule for Autoscaler {
         if spec.min_replicas < 0 {
             problems.push(format!("{at}.minReplicas: must not be negative"));
         }
+        let server = &spec.prometheus_server;
+        if !(server.starts_with("http://") || server.starts_with("https://")) || server.len() < 10 {
+            problems.push(format!(
+                "{at}.prometheusServer: {server:?} is not an http:// or https:// address"
+            ));
+        }
         Settings {
             min_replicas: spec.min_replicas,
+            prometheus_server: spec.prometheus_server.clone(),
         }
     }
 
@@ -64,94 +87,191 @@ impl Rule for Autoscaler {
             return out;
         }
         if scalers.is_empty() {
-            let fix = if s.min_replicas == 0 {
-                // An HPA cannot go below 1 without an alpha feature gate: KEDA can.
-                format!(
-                    "a KEDA ScaledObject with scaleTargetRef: {{kind: {}, name: {}}}, \
-                 minReplicaCount: 0 and a queue or request-rate trigger (or kubectl autoscale \
-                 {} {} -n {} --min=1 --max=2 --cpu-percent=70)",
-                    w.kind,
-                    w.name,
-                    w.kind.as_str().to_lowercase(),
-                    w.name,
-                    w.namespace
-                )
-            } else {
-                let floor = s.min_replicas;
-                format!(
-                    "kubectl autoscale {} {} -n {} --min={floor} --max={} --cpu-percent=70 \
-                 (or a KEDA ScaledObject on a queue or latency metric)",
-                    w.kind.as_str().to_lowercase(),
-                    w.name,
-                    w.namespace,
-                    floor * 2
-                )
-            };
-            out.findings.push(Finding {
-            message: format!(
-                "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
-                w.kind, w.name
-            ),
-            fix,
-            path: "/spec/replicas".into(),
-            fixable: false,
-        });
+            out.findings.push(missing(w, s));
             return out;
         }
         for sc in scalers {
+            let object = ObjectRef::from(*sc);
+            let min_path = format!("/spec/{}", sc.kind.min_field());
             if sc.min_replicas < s.min_replicas {
-                out.findings.push(Finding {
-                    message: format!(
-                        "{} {} has {} {}; the policy needs at least {}",
-                        sc.kind,
-                        sc.name,
-                        sc.kind.min_field(),
-                        sc.min_replicas,
-                        s.min_replicas
-                    ),
-                    fix: format!(
-                        "set spec.{}: {} on {} {}/{}",
-                        sc.kind.min_field(),
-                        s.min_replicas,
-                        sc.kind,
-                        sc.namespace,
-                        sc.name
-                    ),
-                    path: "/spec/replicas".into(),
-                    fixable: false,
-                });
+                out.findings.push(
+                    Finding::new(
+                        format!(
+                            "{} {} has {} {}; the policy needs at least {}",
+                            sc.kind,
+                            sc.name,
+                            sc.kind.min_field(),
+                            sc.min_replicas,
+                            s.min_replicas
+                        ),
+                        format!(
+                            "set spec.{}: {} on {} {}/{}",
+                            sc.kind.min_field(),
+                            s.min_replicas,
+                            sc.kind,
+                            sc.namespace,
+                            sc.name
+                        ),
+                        min_path.clone(),
+                    )
+                    .on(object.clone())
+                    .edit(Edit::Patch(vec![add(
+                        pointer(&min_path, &[]),
+                        json!(s.min_replicas),
+                    )])),
+                );
             }
-            if sc.max_replicas <= sc.min_replicas.max(s.min_replicas) {
-                out.findings.push(Finding {
-                    message: format!(
-                        "{} {} has {} {} and {} {}: it has no room to scale",
-                        sc.kind,
-                        sc.name,
-                        sc.kind.min_field(),
-                        sc.min_replicas,
-                        sc.kind.max_field(),
-                        sc.max_replicas
-                    ),
-                    fix: format!(
-                        "set spec.{} above {} on {} {}/{}",
-                        sc.kind.max_field(),
-                        sc.min_replicas.max(s.min_replicas),
-                        sc.kind,
-                        sc.namespace,
-                        sc.name
-                    ),
-                    path: "/spec/replicas".into(),
-                    fixable: false,
-                });
+            let floor = sc.min_replicas.max(s.min_replicas);
+            if sc.max_replicas <= floor {
+                let max_path = format!("/spec/{}", sc.kind.max_field());
+                out.findings.push(
+                    Finding::new(
+                        format!(
+                            "{} {} has {} {} and {} {}: it has no room to scale",
+                            sc.kind,
+                            sc.name,
+                            sc.kind.min_field(),
+                            sc.min_replicas,
+                            sc.kind.max_field(),
+                            sc.max_replicas
+                        ),
+                        format!(
+                            "set spec.{}: {} on {} {}/{}",
+                            sc.kind.max_field(),
+                            ceiling(floor),
+                            sc.kind,
+                            sc.namespace,
+                            sc.name
+                        ),
+                        max_path.clone(),
+                    )
+                    .on(object)
+                    .edit(Edit::Patch(vec![add(
+                        pointer(&max_path, &[]),
+                        json!(ceiling(floor)),
+                    )])),
+                );
             }
         }
         out
     }
 }
 
+/// Room above a floor: twice it, and at least one more.
+fn ceiling(floor: i32) -> i32 {
+    (floor * 2).max(floor + 1).max(2)
+}
+
+/// The model server a workload runs, known by its image or command, and
+/// the Prometheus series of the requests waiting in its queue: what
+/// follows inference load (CPU and GPU utilisation do not).
+pub(crate) fn queue_metric(w: &Workload) -> Option<(&'static str, &'static str)> {
+    const SERVERS: [(&str, &str, &str); 4] = [
+        ("vllm", "vLLM", "vllm:num_requests_waiting"),
+        ("text-generation-inference", "TGI", "tgi_queue_size"),
+        ("text-generation-launcher", "TGI", "tgi_queue_size"),
+        ("sglang", "SGLang", "sglang:num_queue_reqs"),
+    ];
+    w.pod.containers.iter().find_map(|c| {
+        let env = literal_env(c);
+        let mut said = words(c, &env);
+        said.extend(c.image.iter().cloned());
+        SERVERS.iter().find_map(|(needle, server, metric)| {
+            said.iter()
+                .any(|word| word.to_ascii_lowercase().contains(needle))
+                .then_some((*server, *metric))
+        })
+    })
+}
+
+/// No autoscaler: the one to add, whole. A model server scales on its
+/// queue through KEDA's Prometheus scaler; a server that uses no GPU may
+/// scale on CPU; a GPU server we do not know gets the advice without an
+/// object, since its queue metric is not in the file.
+fn missing(w: &Workload, s: &Settings) -> Finding {
+    let floor = s.min_replicas;
+    let max = ceiling(floor);
+    let message = format!(
+        "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
+        w.kind, w.name
+    );
+    let target = json!({"apiVersion": w.kind.api_version(), "kind": w.kind.as_str(), "name": w.name});
+    let gpu = GpuResources::builtin().requested_by(w).is_some();
+    let finding = |fix: String| Finding::new(message.clone(), fix, "/spec/replicas");
+    match (queue_metric(w), gpu) {
+        (Some((server, metric)), _) => {
+            let query = format!(
+                "sum({metric}{{namespace=\"{}\",pod=~\"{}-.*\"}})",
+                w.namespace, w.name
+            );
+            let scaled_object = json!({
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledObject",
+                "metadata": {"name": w.name, "namespace": w.namespace},
+                "spec": {
+                    "scaleTargetRef": target,
+                    "minReplicaCount": floor,
+                    "maxReplicaCount": max,
+                    "triggers": [{
+                        "type": "prometheus",
+                        "metadata": {
+                            "serverAddress": s.prometheus_server,
+                            "query": query,
+                            "threshold": QUEUE_THRESHOLD,
+                        },
+                    }],
+                },
+            });
+            finding(format!(
+                "add a KEDA ScaledObject {} for {} {}/{} on the {server} queue ({metric}, \
+                 {QUEUE_THRESHOLD} waiting per replica), minReplicaCount {floor}, maxReplicaCount {max}",
+                w.name, w.kind, w.namespace, w.name
+            ))
+            .edit(Edit::Create(scaled_object))
+        }
+        (None, false) => {
+            let floor = floor.max(1);
+            let hpa = json!({
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": w.name, "namespace": w.namespace},
+                "spec": {
+                    "scaleTargetRef": target,
+                    "minReplicas": floor,
+                    "maxReplicas": ceiling(floor),
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70}}}],
+                },
+            });
+            finding(format!(
+                "add a HorizontalPodAutoscaler {} for {} {}/{} on CPU (it requests no GPU), \
+                 minReplicas {floor}, maxReplicas {}",
+                w.name,
+                w.kind,
+                w.namespace,
+                w.name,
+                ceiling(floor)
+            ))
+            .edit(Edit::Create(hpa))
+        }
+        (None, true) => finding(format!(
+            "add a KEDA ScaledObject for {} {}/{} with minReplicaCount {floor}, maxReplicaCount \
+             {max} and a prometheus trigger on the server's queue (vLLM \
+             vllm:num_requests_waiting, TGI tgi_queue_size, SGLang sglang:num_queue_reqs); \
+             CPU does not follow a GPU server's load",
+            w.kind, w.namespace, w.name
+        )),
+    }
+}
+
+/// Requests waiting per replica before KEDA adds one (vLLM's production
+/// stack tutorial scales on the same figure).
+const QUEUE_THRESHOLD: &str = "5";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub min_replicas: i32,
+    pub prometheus_server: String,
 }
 
 #[cfg(test)]

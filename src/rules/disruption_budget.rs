@@ -22,7 +22,11 @@ use super::zone_spread::replica_floor;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, PolicyFacts, Rule, Subject, two};
+use super::{
+    Edit, Finding, ObjectRef, Outcome, PolicyFacts, Rule, Subject, add, flow_map, pointer, remove, two,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
 use crate::context::PdbRef;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
@@ -102,30 +106,38 @@ impl Rule for DisruptionBudget {
         if floor < s.min_replicas {
             return out;
         }
-        let path = "/spec/template/metadata/labels".to_owned();
+        let path = "/spec/template/metadata/labels";
         let who = format!("{} {}", w.kind, w.name);
-        let mut push = |message: String, fix: String| {
-            out.findings.push(Finding {
-                message,
-                fix,
-                path: path.clone(),
-                fixable: false,
-            })
-        };
         let pdb = match pdbs {
             [] => {
-                push(
+                let labels = selector_labels(w);
+                let name = w.name.trim_end_matches('*');
+                let mut finding = Finding::new(
                     format!(
                         "no PodDisruptionBudget selects the pods of {who}: a node drain (AKS \
                      upgrade) can evict all {floor} replicas at once"
                     ),
                     format!(
-                        "kubectl create poddisruptionbudget {} -n {} --selector={} --max-unavailable=1",
-                        w.name.trim_end_matches('*'),
+                        "add a PodDisruptionBudget {name} in {} with maxUnavailable: 1 and \
+                         selector.matchLabels {}",
                         w.namespace,
-                        selector_text(w)
+                        if labels.is_empty() {
+                            "<your pod labels>".to_owned()
+                        } else {
+                            flow_map(&labels)
+                        }
                     ),
+                    path,
                 );
+                if !labels.is_empty() {
+                    finding = finding.edit(Edit::Create(json!({
+                        "apiVersion": "policy/v1",
+                        "kind": "PodDisruptionBudget",
+                        "metadata": {"name": name, "namespace": w.namespace},
+                        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+                    })));
+                }
+                out.findings.push(finding);
                 return out;
             }
             [one] => *one,
@@ -148,7 +160,7 @@ impl Rule for DisruptionBudget {
                     .filter(|(i, _)| *i != keep)
                     .map(|(_, p)| p.name.as_str())
                     .collect();
-                push(
+                out.findings.push(Finding::new(
                     format!(
                         "{} PodDisruptionBudgets select the pods of {who} ({}): the eviction API \
                      refuses pods with more than one, so node drains fail",
@@ -161,7 +173,8 @@ impl Rule for DisruptionBudget {
                         delete.join(" "),
                         w.namespace
                     ),
-                );
+                    path,
+                ));
                 return out;
             }
         };
@@ -175,12 +188,29 @@ impl Rule for DisruptionBudget {
             .iter()
             .any(|m| s.accept_managed_by.contains(m));
         let target = format!("PodDisruptionBudget {}/{}", pdb.namespace, pdb.name);
+        // maxUnavailable: 1, and no minAvailable (the API takes one of them).
+        let mut one_unavailable = vec![add(pointer("/spec/maxUnavailable", &[]), json!(1))];
+        if pdb.min_available.is_some() {
+            one_unavailable.push(remove(pointer("/spec/minAvailable", &[])));
+        }
+        let budget_path = if pdb.max_unavailable.is_some() || pdb.min_available.is_none() {
+            "/spec/maxUnavailable"
+        } else {
+            "/spec/minAvailable"
+        };
+        let on_pdb = |message: String, fix: String, path: &str, ops: Vec<_>| {
+            Finding::new(message, fix, path)
+                .on(ObjectRef::from(pdb))
+                .edit(Edit::Patch(ops))
+        };
         match allowed_disruptions(pdb, floor) {
-            Err(why) => push(
+            Err(why) => out.findings.push(on_pdb(
                 format!("PodDisruptionBudget {} {why}{everyone}", pdb.name),
-                format!("set spec.maxUnavailable: 1 on {target}"),
-            ),
-            Ok(allowed) if allowed < 1 && !managed => push(
+                format!("set spec.maxUnavailable: 1 (and no minAvailable) on {target}"),
+                budget_path,
+                one_unavailable,
+            )),
+            Ok(allowed) if allowed < 1 && !managed => out.findings.push(on_pdb(
                 format!(
                     "PodDisruptionBudget {} allows 0 disruptions at {floor} replicas ({}): AKS \
                  upgrades cannot drain the node{everyone}",
@@ -188,20 +218,27 @@ impl Rule for DisruptionBudget {
                     describe(pdb)
                 ),
                 format!("set spec.maxUnavailable: 1 (and no minAvailable) on {target}"),
-            ),
+                budget_path,
+                one_unavailable,
+            )),
             Ok(_) => {}
         }
         if s.require_always_allow_unhealthy
             && pdb.unhealthy_pod_eviction_policy.as_deref() != Some("AlwaysAllow")
         {
-            push(
+            out.findings.push(on_pdb(
                 format!(
                     "PodDisruptionBudget {} keeps unhealthy pods from eviction: a model server that \
                  fails to load blocks node drains",
                     pdb.name
                 ),
                 format!("set spec.unhealthyPodEvictionPolicy: AlwaysAllow on {target}"),
-            );
+                "/spec/unhealthyPodEvictionPolicy",
+                vec![add(
+                    pointer("/spec/unhealthyPodEvictionPolicy", &[]),
+                    json!("AlwaysAllow"),
+                )],
+            ));
         }
         out
     }
@@ -263,21 +300,14 @@ fn describe(pdb: &PdbRef) -> String {
 
 /// `app=llm,tier=gpu` for `kubectl create pdb --selector`: the workload's
 /// `spec.selector.matchLabels`, else its template labels.
-fn selector_text(w: &Workload) -> String {
-    let labels = w
-        .selector
+/// The labels a new budget selects: the workload's matchLabels, else its
+/// pod template's.
+fn selector_labels(w: &Workload) -> BTreeMap<String, String> {
+    w.selector
         .as_ref()
         .and_then(|s| s.match_labels.clone())
         .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| w.template_labels.clone());
-    if labels.is_empty() {
-        return "<your pod labels>".into();
-    }
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+        .unwrap_or_else(|| w.template_labels.clone())
 }
 
 #[cfg(test)]

@@ -190,8 +190,8 @@ impl Rule for GpuPlacement {
                         flow_map(missing.iter().map(|(k, v)| (*k, *v)))
                     ),
                     path: selector_path.clone(),
-                    fixable: !conflicting,
-                });
+                    fixable: !conflicting,object: None, edit: None,
+});
                     if mutate && !conflicting {
                         if pod.node_selector.is_some() {
                             for (k, v) in &missing {
@@ -223,8 +223,8 @@ impl Rule for GpuPlacement {
                         untolerated.iter().map(|t| toleration_flow(t)).collect::<Vec<_>>().join(", ")
                     ),
                     path: tolerations_path.clone(),
-                    fixable: true,
-                });
+                    fixable: true,object: None, edit: None,
+});
                     if mutate {
                         if pod.tolerations.is_some() {
                             for t in &untolerated {
@@ -262,6 +262,8 @@ impl Rule for GpuPlacement {
                             ),
                             path: selector_path.clone(),
                             fixable: false,
+                            object: None,
+                            edit: None,
                         });
                     }
                 }
@@ -284,8 +286,8 @@ impl Rule for GpuPlacement {
                         join(&targeted.keys().collect::<Vec<_>>())
                     ),
                     path: selector_path.clone(),
-                    fixable: false,
-                });
+                    fixable: false,object: None, edit: None,
+});
                 }
                 for taint in &s.tolerations {
                     if let Some(i) = tolerating_index(pod, taint) {
@@ -299,8 +301,8 @@ impl Rule for GpuPlacement {
                         path: pointer(&tolerations_path, &[&i.to_string()])
                             .as_str()
                             .to_owned(),
-                        fixable: false,
-                    });
+                        fixable: false,object: None, edit: None,
+});
                     }
                 }
                 let gpu_sizes: Vec<String> = selected_vm_sizes(pod, &node_selector)
@@ -316,6 +318,8 @@ impl Rule for GpuPlacement {
                         fix: "select a CPU node pool, or request the GPU it needs".into(),
                         path: selector_path,
                         fixable: false,
+                        object: None,
+                        edit: None,
                     });
                 }
             }

@@ -140,6 +140,8 @@ impl Rule for GracefulTermination {
                 ),
                 path: grace_path.clone(),
                 fixable: true,
+                object: None,
+                edit: None,
             });
         }
         for (i, c) in serving(w) {
@@ -160,6 +162,8 @@ impl Rule for GracefulTermination {
                         ),
                         path: format!("{cpath}/lifecycle/preStop"),
                         fixable: true,
+                        object: None,
+                        edit: None,
                     });
                     wanted = wanted.max(n + s.min_drain_seconds);
                     if mutate {
@@ -189,8 +193,8 @@ impl Rule for GracefulTermination {
                             sleep + s.min_drain_seconds
                         ),
                         path: format!("{cpath}/lifecycle/preStop"),
-                        fixable: true,
-                    });
+                        fixable: true,object: None, edit: None,
+});
                     }
                 }
             }
@@ -207,6 +211,8 @@ impl Rule for GracefulTermination {
                     fix: format!("set terminationGracePeriodSeconds: {wanted} in the pod spec"),
                     path: grace_path.clone(),
                     fixable: true,
+                    object: None,
+                    edit: None,
                 });
             }
             if mutate {

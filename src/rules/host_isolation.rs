@@ -259,6 +259,8 @@ fn check_pod(w: &Workload, s: &Settings, out: &mut Outcome) {
             fix,
             path,
             fixable: false,
+            object: None,
+            edit: None,
         })
     };
     if pod.host_network == Some(true) {
@@ -409,6 +411,8 @@ fn check_container(c: &View<'_>, s: &Settings, out: &mut Outcome) {
             fix,
             path,
             fixable: false,
+            object: None,
+            edit: None,
         })
     };
     if let Some(sc) = c.security {

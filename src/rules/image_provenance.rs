@@ -241,6 +241,8 @@ impl Rule for ImageProvenance {
                     .into(),
                 path: w.pod_path.to_owned(),
                 fixable: false,
+                object: None,
+                edit: None,
             });
         }
         let keys = keys.and_then(Result::ok);
@@ -259,6 +261,8 @@ impl Rule for ImageProvenance {
                     ),
                     path,
                     fixable: false,
+                    object: None,
+                    edit: None,
                 });
                 continue;
             };
@@ -270,6 +274,8 @@ impl Rule for ImageProvenance {
                         fix: "write the image as registry/repository:tag@sha256:digest".into(),
                         path,
                         fixable: false,
+                        object: None,
+                        edit: None,
                     });
                     continue;
                 }
@@ -297,6 +303,8 @@ impl Rule for ImageProvenance {
                     fix: import_fix(s, &image, pin),
                     path: path.clone(),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 });
             }
             let registry_error = |e: &dyn std::fmt::Display, what: &str, out: &mut Outcome| {
@@ -312,6 +320,8 @@ impl Rule for ImageProvenance {
                     },
                     path: path.clone(),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 };
                 match s.on_error {
                     OnRegistryError::Deny => out.findings.push(f),
@@ -329,6 +339,8 @@ impl Rule for ImageProvenance {
                     fix: "fix imageProvenance.pullSecret or the Secret it names".into(),
                     path: path.clone(),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 });
                 continue;
             }
@@ -365,8 +377,8 @@ impl Rule for ImageProvenance {
                 ),
                 fix: "check the registry and the pull secret, or pin it by digest yourself".into(),
                 path: path.clone(),
-                fixable: false,
-            });
+                fixable: false,object: None, edit: None,
+});
             }
             if let (Some(e), false) = (unpinned, floating) {
                 let unverified = if s.signatures.is_some() {
@@ -390,8 +402,8 @@ impl Rule for ImageProvenance {
                           warning"
                         .into(),
                     path: path.clone(),
-                    fixable: false,
-                }),
+                    fixable: false,object: None, edit: None,
+}),
                 OnRegistryError::Allow => out.warnings.push(Finding {
                     message: format!(
                         "{who} image \"{raw}\" admitted by tag, unpinned{unverified}: the digest \
@@ -401,8 +413,8 @@ impl Rule for ImageProvenance {
                           tag while its lookup fails)"
                         .into(),
                     path: path.clone(),
-                    fixable: false,
-                }),
+                    fixable: false,object: None, edit: None,
+}),
             }
             } else if let (Some(e), false) = (failed, pinnable) {
                 registry_error(e, "cannot resolve its tag to check its signature", &mut out);
@@ -448,6 +460,8 @@ impl Rule for ImageProvenance {
                     fix,
                     path: path.clone(),
                     fixable: resolved.is_some(),
+                    object: None,
+                    edit: None,
                 });
             }
             let (Some(sig), Some(keys)) = (&s.signatures, &keys) else {
@@ -470,6 +484,8 @@ impl Rule for ImageProvenance {
                         fix: "run check --resolve-digests, or pin the image by digest".into(),
                         path: path.clone(),
                         fixable: false,
+                        object: None,
+                        edit: None,
                     });
                 }
                 continue;
@@ -489,6 +505,8 @@ impl Rule for ImageProvenance {
                         fix: sign,
                         path: path.clone(),
                         fixable: false,
+                        object: None,
+                        edit: None,
                     },
                     &mut out,
                 ),
@@ -512,6 +530,8 @@ impl Rule for ImageProvenance {
                             fix: sign,
                             path: path.clone(),
                             fixable: false,
+                            object: None,
+                            edit: None,
                         },
                         &mut out,
                     );
@@ -522,6 +542,8 @@ impl Rule for ImageProvenance {
                     fix: "run check --resolve-digests".into(),
                     path: path.clone(),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 }),
                 (Mode::Online, None) => {}
             }

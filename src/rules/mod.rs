@@ -121,9 +121,15 @@ fn enable<R: Rule>(
 fn run<R: Rule>(
     rule: &Option<Enabled<R::Settings>>,
     on: &Subject,
+    patch: bool,
 ) -> Option<(Action, bool, Outcome)> {
-    rule.as_ref()
-        .map(|r| (r.action, r.mutate, R::check(on, &r.settings, r.mutate)))
+    rule.as_ref().map(|r| {
+        (
+            r.action,
+            r.mutate,
+            R::check(on, &r.settings, r.mutate || patch),
+        )
+    })
 }
 
 macro_rules! rules {
@@ -210,7 +216,16 @@ macro_rules! rules {
             /// it may patch, and what it found.
             pub fn run(&self, rule: RuleId, on: &Subject) -> Option<(Action, bool, Outcome)> {
                 match rule {
-                    $(RuleId::$variant => run::<$module::$variant>(&self.$module, on),)*
+                    $(RuleId::$variant => run::<$module::$variant>(&self.$module, on, false),)*
+                }
+            }
+
+            /// Runs `rule` writing its patch whether or not the policy lets
+            /// it mutate: the patch is then the fix `check -o json` offers
+            /// (the policy's own `mutate` is still returned).
+            pub fn run_patching(&self, rule: RuleId, on: &Subject) -> Option<(Action, bool, Outcome)> {
+                match rule {
+                    $(RuleId::$variant => run::<$module::$variant>(&self.$module, on, true),)*
                 }
             }
         }
@@ -238,12 +253,105 @@ use jsonptr::PointerBuf;
 pub struct Finding {
     /// What is wrong, naming the container and field at fault.
     pub message: String,
-    /// What to write instead, pasteable: a field and value or a command.
+    /// What to write instead, in one line: a field and value, the object
+    /// to add, or a command where nothing in the file can fix it.
     pub fix: String,
-    /// JSON pointer to the field at fault.
+    /// JSON pointer to the field at fault, in `object` when it is set.
     pub path: String,
     /// Whether this rule's patch (when mutation is on) fixes it.
     pub fixable: bool,
+    /// The object at fault when it is not the workload: the autoscaler or
+    /// disruption budget that targets it.
+    pub object: Option<ObjectRef>,
+    /// The fix as data, where the file can hold it.
+    pub edit: Option<Edit>,
+}
+
+impl Finding {
+    /// A finding about the workload itself, with no fix as data.
+    pub fn new(message: String, fix: String, path: impl Into<String>) -> Finding {
+        Finding {
+            message,
+            fix,
+            path: path.into(),
+            fixable: false,
+            object: None,
+            edit: None,
+        }
+    }
+
+    /// Marks it as one this rule's patch fixes.
+    pub fn fixable(mut self, fixable: bool) -> Finding {
+        self.fixable = fixable;
+        self
+    }
+
+    /// The finding is about `object`; `path` points into it.
+    pub fn on(mut self, object: ObjectRef) -> Finding {
+        self.object = Some(object);
+        self
+    }
+
+    pub fn edit(mut self, edit: Edit) -> Finding {
+        self.edit = Some(edit);
+        self
+    }
+}
+
+/// An object in the input or the cluster other than the workload judged.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ObjectRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+impl From<&ScalerRef> for ObjectRef {
+    fn from(sc: &ScalerRef) -> ObjectRef {
+        ObjectRef {
+            kind: sc.kind.to_string(),
+            namespace: sc.namespace.clone(),
+            name: sc.name.clone(),
+        }
+    }
+}
+
+impl From<&PdbRef> for ObjectRef {
+    fn from(p: &PdbRef) -> ObjectRef {
+        ObjectRef {
+            kind: "PodDisruptionBudget".into(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+        }
+    }
+}
+
+impl Edit {
+    /// A created object as YAML, to paste into the file or `kubectl apply
+    /// -f -`; None for a patch.
+    pub fn manifest(&self) -> Option<String> {
+        match self {
+            Edit::Create(object) => serde_yaml_ng::to_string(object).ok(),
+            Edit::Patch(_) => None,
+        }
+    }
+}
+
+/// A fix a tool can apply: `check -o json` prints it beside the words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Edit {
+    /// RFC 6902 operations on the object at fault (the workload, or the
+    /// finding's `object`), as submitted.
+    Patch(Vec<PatchOperation>),
+    /// A whole object to add beside the workload, names filled in.
+    Create(serde_json::Value),
 }
 
 /// A rule's answer for one workload.
@@ -282,6 +390,10 @@ pub(crate) fn pointer(base: &str, tokens: &[&str]) -> PointerBuf {
 
 pub(crate) fn add(path: PointerBuf, value: serde_json::Value) -> PatchOperation {
     PatchOperation::Add(json_patch::AddOperation { path, value })
+}
+
+pub(crate) fn remove(path: PointerBuf) -> PatchOperation {
+    PatchOperation::Remove(json_patch::RemoveOperation { path })
 }
 
 pub(crate) fn replace(path: PointerBuf, value: serde_json::Value) -> PatchOperation {

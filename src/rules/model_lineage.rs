@@ -149,8 +149,8 @@ impl Rule for ModelLineage {
                     ),
                     fix: format!("set {key} to the version served, e.g. \"3.1-8b-2024-07\""),
                     path: pointer(&labels_path, &[key]).as_str().to_owned(),
-                    fixable: false,
-                }),
+                    fixable: false,object: None, edit: None,
+}),
                 Some(v) if !valid_label_value(v) => out.findings.push(Finding {
                     message: format!(
                         "the pod template's label {key} is not a valid label value (at most \
@@ -163,8 +163,8 @@ impl Rule for ModelLineage {
                             .map_or("waf-admission.dev/model-source", String::as_str)
                     ),
                     path: pointer(&labels_path, &[key]).as_str().to_owned(),
-                    fixable: false,
-                }),
+                    fixable: false,object: None, edit: None,
+}),
                 Some(_) => {}
             }
             }
@@ -187,6 +187,8 @@ impl Rule for ModelLineage {
                     ),
                     path: labels_path.clone(),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 });
             }
         }
@@ -219,8 +221,8 @@ impl Rule for ModelLineage {
                     .join(", ")
             ),
             path: annotations_path,
-            fixable: false,
-        });
+            fixable: false,object: None, edit: None,
+});
         }
         if s.require_model_revision {
             for (i, c) in w.pod.containers.iter().enumerate() {
@@ -360,6 +362,8 @@ fn unpinned_model(c: &Container, s: &Settings, cpath: &str) -> Option<Finding> {
             fix,
             path: format!("{cpath}/{where_}"),
             fixable: false,
+            object: None,
+            edit: None,
         }),
         Some(r) if s.forbidden(r) || (s.require_commit_revision && !is_commit(r)) => {
             Some(Finding {
@@ -374,6 +378,8 @@ fn unpinned_model(c: &Container, s: &Settings, cpath: &str) -> Option<Finding> {
                 fix,
                 path: format!("{cpath}/{where_}"),
                 fixable: false,
+                object: None,
+                edit: None,
             })
         }
         Some(_) => None,

@@ -253,6 +253,8 @@ fn check_container(
             ),
             path: format!("{path}/readinessProbe"),
             fixable: false,
+            object: None,
+            edit: None,
         }),
         Some(p) => {
             if let Some(h) = handler(p)
@@ -275,6 +277,8 @@ fn check_container(
                     ),
                     path: format!("{path}/readinessProbe"),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 });
             }
         }
@@ -293,6 +297,8 @@ fn check_container(
                 ),
                 path: format!("{path}/livenessProbe"),
                 fixable: false,
+                object: None,
+                edit: None,
             });
         }
         return;
@@ -342,6 +348,8 @@ fn check_container(
             fix,
             path: at,
             fixable,
+            object: None,
+            edit: None,
         });
         if mutate && fixable {
             out.patch.push(startup_patch(c, liveness, path, grace));
@@ -363,8 +371,8 @@ fn check_container(
                     s.min_liveness_failure_seconds
                 ),
                 path: format!("{path}/livenessProbe"),
-                fixable: false,
-            });
+                fixable: false,object: None, edit: None,
+});
         }
     }
 }

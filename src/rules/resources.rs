@@ -240,6 +240,8 @@ fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut 
             fix: size_it("requests", name, default.map(String::as_str)),
             path: requests_path.clone(),
             fixable: default.is_some(),
+            object: None,
+            edit: None,
         });
         if let Some(d) = default {
             add_requests.insert(name.clone(), d.clone());
@@ -268,6 +270,8 @@ fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut 
             fix: size_it("limits", name, value.as_deref()),
             path: limits_path.clone(),
             fixable: value.is_some(),
+            object: None,
+            edit: None,
         });
         if let Some(v) = value {
             add_limits.insert(name.clone(), v);
@@ -286,6 +290,8 @@ fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut 
                     fix: format!("set resources.limits.{name}: {} on {who}", req.0),
                     path: limits_path.clone(),
                     fixable: true,
+                    object: None,
+                    edit: None,
                 });
                 add_limits.insert(name.clone(), req.0.clone());
             }
@@ -299,8 +305,8 @@ fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut 
                 ),
                 fix: format!("set resources.requests.{name} and resources.limits.{name} to the same count"),
                 path: format!("{limits_path}/{}", escape(name)),
-                fixable: false,
-            }),
+                fixable: false,object: None, edit: None,
+}),
             (Ok(r), Ok(l)) if l < r => out.findings.push(Finding {
                 message: format!(
                     "{who} limits {name} to {} below its request {}",
@@ -308,15 +314,15 @@ fn check_container(c: &ContainerView<'_>, s: &Settings, mutate: bool, out: &mut 
                 ),
                 fix: format!("raise resources.limits.{name} to at least {} on {who}", req.0),
                 path: format!("{limits_path}/{}", escape(name)),
-                fixable: false,
-            }),
+                fixable: false,object: None, edit: None,
+}),
             (Ok(_), Ok(_)) => {}
             (Err(e), _) | (_, Err(e)) => out.findings.push(Finding {
                 message: format!("{who}: {e}"),
                 fix: format!("write {name} as a Kubernetes quantity (500m, 2, 1Gi)"),
                 path: format!("{}/resources", c.path),
-                fixable: false,
-            }),
+                fixable: false,object: None, edit: None,
+}),
         }
     }
 

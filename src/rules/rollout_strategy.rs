@@ -128,6 +128,8 @@ impl Rule for RolloutStrategy {
                 fix,
                 path: format!("/spec/{field}/type"),
                 fixable: false,
+                object: None,
+                edit: None,
             });
         }
 
@@ -158,6 +160,8 @@ impl Rule for RolloutStrategy {
                     ),
                     path: format!("/spec/{field}/rollingUpdate/maxUnavailable"),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 });
             }
         }
@@ -181,6 +185,8 @@ impl Rule for RolloutStrategy {
                 ),
                 path: "/spec/revisionHistoryLimit".into(),
                 fixable: false,
+                object: None,
+                edit: None,
             });
         }
         out

@@ -215,6 +215,8 @@ fn check_env(w: &Workload, c: &Strings<'_>, s: &Settings, out: &mut Outcome) {
             ),
             path: format!("{}/env/{i}/value", c.path),
             fixable: false,
+            object: None,
+            edit: None,
         });
     }
 }
@@ -238,6 +240,8 @@ fn check_args(c: &Strings<'_>, out: &mut Outcome) {
                 fix,
                 path: format!("{}/{field}/{index}", c.path),
                 fixable: false,
+                object: None,
+                edit: None,
             });
         };
         for (n, (index, word)) in words.iter().enumerate() {

@@ -176,6 +176,8 @@ impl Rule for SharedMemory {
                     ),
                     path: format!("{cpath}/volumeMounts"),
                     fixable: patch_volume.is_some(),
+                    object: None,
+                    edit: None,
                 });
                 if mutate && let Some(name) = &patch_volume {
                     if shared.is_none() && !volume_added {
@@ -210,8 +212,8 @@ impl Rule for SharedMemory {
                     mount.name
                 ),
                 path: format!("{cpath}/volumeMounts/{mi}"),
-                fixable: false,
-            });
+                fixable: false,object: None, edit: None,
+});
                 continue;
             };
             let Some(limit) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) else {
@@ -233,8 +235,8 @@ impl Rule for SharedMemory {
                     s.min_size_limit.1, v.name
                 ),
                 path: limit_path.clone(),
-                fixable: false,
-            });
+                fixable: false,object: None, edit: None,
+});
             }
             let memory_limit = c
                 .resources
@@ -256,8 +258,8 @@ impl Rule for SharedMemory {
                     v.name, mem.0
                 ),
                 path: limit_path,
-                fixable: false,
-            });
+                fixable: false,object: None, edit: None,
+});
             }
         }
         out

@@ -169,6 +169,8 @@ impl Rule for WorkloadIdentity {
                     fix: use_workload_id_fix(&e.name),
                     path: format!("{cpath}/env/{j}"),
                     fixable: false,
+                    object: None,
+                    edit: None,
                 });
             }
             for (j, from) in c.env_from.iter().flatten().enumerate() {
@@ -191,8 +193,8 @@ impl Rule for WorkloadIdentity {
                 ),
                 fix: use_workload_id_fix(&format!("the envFrom Secret \"{}\"", secret.name)),
                 path: format!("{cpath}/envFrom/{j}"),
-                fixable: false,
-            });
+                fixable: false,object: None, edit: None,
+});
             }
         }
 
@@ -210,6 +212,8 @@ impl Rule for WorkloadIdentity {
                     .as_str()
                     .to_owned(),
                 fixable: false,
+                object: None,
+                edit: None,
             });
         }
 
@@ -234,6 +238,8 @@ impl Rule for WorkloadIdentity {
                     ),
                     path: pointer("/metadata/labels", &[WI_LABEL]).as_str().to_owned(),
                     fixable,
+                    object: None,
+                    edit: None,
                 });
                 if mutate && fixable {
                     out.patch.push(add(
@@ -250,6 +256,8 @@ impl Rule for WorkloadIdentity {
                 fix: format!("set {WI_LABEL}: \"true\" (lower case, quoted), or remove the label"),
                 path: pointer(&labels_path, &[WI_LABEL]).as_str().to_owned(),
                 fixable: false,
+                object: None,
+                edit: None,
             }),
             _ => {}
         }
@@ -281,6 +289,8 @@ impl Rule for WorkloadIdentity {
                 ),
                 path: w.pod_field("serviceAccountName"),
                 fixable: false,
+                object: None,
+                edit: None,
             });
         }
         out

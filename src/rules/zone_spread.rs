@@ -12,7 +12,7 @@ use serde_json::json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::{Edit, ObjectRef, 
     Finding, Outcome, PolicyFacts, Rule, Subject, add, flow_map, one, pointer, replace, two,
 };
 use crate::context::ScalerRef;
@@ -113,8 +113,8 @@ impl Rule for ZoneSpread {
         }
         let floor = replica_floor(w, scalers);
         if floor < s.min_replicas {
-            let (message, fix) = match scalers.iter().min_by_key(|sc| sc.min_replicas) {
-                Some(sc) => (
+            let finding = match scalers.iter().min_by_key(|sc| sc.min_replicas) {
+                Some(sc) => Finding::new(
                     format!(
                         "{} {} lets it scale down to {floor} replica{}; one zone or node failure \
                      then takes the model offline (needs at least {})",
@@ -131,8 +131,14 @@ impl Rule for ZoneSpread {
                         sc.namespace,
                         sc.name
                     ),
-                ),
-                None => (
+                    format!("/spec/{}", sc.kind.min_field()),
+                )
+                .on(ObjectRef::from(*sc))
+                .edit(Edit::Patch(vec![add(
+                    pointer(&format!("/spec/{}", sc.kind.min_field()), &[]),
+                    json!(s.min_replicas),
+                )])),
+                None => Finding::new(
                     format!(
                         "runs {floor} replica{}{}; one zone or node failure takes the model offline \
                      (needs at least {})",
@@ -148,14 +154,14 @@ impl Rule for ZoneSpread {
                         "set spec.replicas: {} (or let an autoscaler with minReplicas: {} manage it)",
                         s.min_replicas, s.min_replicas
                     ),
-                ),
+                    "/spec/replicas",
+                )
+                .edit(Edit::Patch(vec![add(
+                    pointer("/spec/replicas", &[]),
+                    json!(s.min_replicas),
+                )])),
             };
-            out.findings.push(Finding {
-                message,
-                fix,
-                path: "/spec/replicas".into(),
-                fixable: false,
-            });
+            out.findings.push(finding);
         }
 
         let constraints = w.pod.topology_spread_constraints.as_deref().unwrap_or(&[]);
@@ -218,6 +224,8 @@ impl Rule for ZoneSpread {
             ),
             path,
             fixable: selector.is_some(),
+            object: None,
+            edit: None,
         });
         if mutate && selector.is_some() {
             out.patch.push(constraint_patch(w, s, wanted, &zonal));

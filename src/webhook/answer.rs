@@ -10,6 +10,7 @@ use kube::core::response::StatusSummary;
 use super::admission::{Summary, Verdict};
 use crate::decision::Decision;
 use crate::policy::{Action, RuleId};
+use crate::rules::Edit;
 use crate::workload::Workload;
 
 /// The apiserver keeps each warning to 256 characters and all of them to 4 KiB.
@@ -190,6 +191,13 @@ pub fn denial_message(w: &Workload, d: &Decision) -> String {
         )));
         out.push_str("\n  Fix: ");
         out.push_str(&v.fix);
+        if let Some(manifest) = v.edit.as_ref().and_then(Edit::manifest) {
+            out.push_str("\n    ---");
+            for l in manifest.lines() {
+                out.push_str("\n    ");
+                out.push_str(l);
+            }
+        }
     }
     out
 }
