@@ -321,9 +321,12 @@ pub fn fixes(object: &Value, d: &Decision) -> Fixes {
             }
             (Some(Edit::Patch(ops)), Some(target)) => {
                 match edits.iter_mut().find(|(o, _)| o == target) {
-                    Some((_, have)) => {
-                        have.extend(ops.iter().filter(|op| !have.contains(op)).cloned().collect::<Vec<_>>())
-                    }
+                    Some((_, have)) => have.extend(
+                        ops.iter()
+                            .filter(|op| !have.contains(op))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    ),
                     None => edits.push((target.clone(), ops.clone())),
                 }
             }

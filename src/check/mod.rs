@@ -242,7 +242,8 @@ fn judge_document(
                 let at = match &mut v.object {
                     None => Some(doc),
                     Some(o) => {
-                        let found = located.get(&(o.kind.clone(), o.namespace.clone(), o.name.clone()));
+                        let found =
+                            located.get(&(o.kind.clone(), o.namespace.clone(), o.name.clone()));
                         o.source = found.map(|d| d.source.clone());
                         found
                     }

@@ -214,7 +214,11 @@ pub struct ExemptionOut {
 }
 
 /// `object` is the workload as submitted, what the fixes apply to.
-pub(super) fn result(source: String, object: &serde_json::Value, eval: Evaluation) -> WorkloadResult {
+pub(super) fn result(
+    source: String,
+    object: &serde_json::Value,
+    eval: Evaluation,
+) -> WorkloadResult {
     let w = eval.workload;
     let d = eval.decision;
     let fix = if d.violations.is_empty() {

@@ -111,7 +111,23 @@ impl Policy {
         // The policy's action, for a rule that does not set its own.
         let default = |rule: RuleId| rule_set.cap(rule, policy_action);
         let gpus = r.gpu_placement.gpus();
-        let rules = Compiled::compile(r, &PolicyFacts { gpus: &gpus }, &default, &mut problems);
+        // The replicas this policy's own fixes bring a workload to: rules
+        // that judge a replicated workload judge it there, so a fix never
+        // reveals a violation the first round did not show.
+        let on = |rule: RuleId, own: Option<Action>| own.unwrap_or(default(rule)) != Action::Off;
+        let replica_floor = [
+            on(RuleId::ZoneSpread, r.zone_spread.action).then_some(r.zone_spread.min_replicas),
+            on(RuleId::Autoscaler, r.autoscaler.action).then_some(r.autoscaler.min_replicas),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        let facts = PolicyFacts {
+            gpus: &gpus,
+            replica_floor,
+        };
+        let rules = Compiled::compile(r, &facts, &default, &mut problems);
         if !problems.is_empty() {
             return Err(Error::Policy {
                 kind: "WellArchitectedPolicy",

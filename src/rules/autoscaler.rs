@@ -195,7 +195,8 @@ fn missing(w: &Workload, s: &Settings) -> Finding {
         "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
         w.kind, w.name
     );
-    let target = json!({"apiVersion": w.kind.api_version(), "kind": w.kind.as_str(), "name": w.name});
+    let target =
+        json!({"apiVersion": w.kind.api_version(), "kind": w.kind.as_str(), "name": w.name});
     let gpu = GpuResources::builtin().requested_by(w).is_some();
     let finding = |fix: String| Finding::new(message.clone(), fix, "/spec/replicas");
     match (queue_metric(w), gpu) {
@@ -294,10 +295,23 @@ mod tests {
                 .message
                 .starts_with("no HorizontalPodAutoscaler")
         );
+        let fix = &out.findings[0].fix;
         assert!(
-            out.findings[0]
-                .fix
-                .starts_with("kubectl autoscale deployment llm -n ml --min=2 --max=4")
+            fix.starts_with("add a KEDA ScaledObject llm for Deployment ml/llm on the vLLM queue"),
+            "{fix}"
+        );
+        assert!(
+            !fix.contains("cpu"),
+            "a GPU server never scales on CPU: {fix}"
+        );
+        let Some(Edit::Create(so)) = &out.findings[0].edit else {
+            panic!("no object to add: {:?}", out.findings[0].edit)
+        };
+        assert_eq!(so["spec"]["minReplicaCount"], 2);
+        assert_eq!(so["spec"]["maxReplicaCount"], 4);
+        assert_eq!(
+            so["spec"]["triggers"][0]["metadata"]["query"],
+            "sum(vllm:num_requests_waiting{namespace=\"ml\",pod=~\"llm-.*\"})"
         );
     }
 
@@ -385,11 +399,14 @@ mod tests {
         // With none, the fix is one that can reach zero.
         let out = Autoscaler::check(&on(&workload(&gpu_deployment())), &s, false);
         assert!(
-            out.findings[0].fix.starts_with("a KEDA ScaledObject"),
+            out.findings[0].fix.contains("minReplicaCount 0"),
             "{}",
             out.findings[0].fix
         );
-        assert!(out.findings[0].fix.contains("minReplicaCount: 0"));
+        let Some(Edit::Create(so)) = &out.findings[0].edit else {
+            panic!("no ScaledObject to add")
+        };
+        assert_eq!(so["spec"]["minReplicaCount"], 0);
     }
 
     #[test]

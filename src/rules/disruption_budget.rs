@@ -23,14 +23,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Edit, Finding, ObjectRef, Outcome, PolicyFacts, Rule, Subject, add, flow_map, pointer, remove, two,
+    Edit, Finding, ObjectRef, Outcome, PolicyFacts, Rule, Subject, add, flow_map, pointer, remove,
+    two,
 };
-use serde_json::json;
-use std::collections::BTreeMap;
 use crate::context::PdbRef;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::Workload;
+use serde_json::json;
+use std::collections::BTreeMap;
 
 /// `disruption-budget` (Reliability): exactly one PodDisruptionBudget
 /// selects a replicated model server's pods and lets a node drain evict at
@@ -77,7 +78,7 @@ impl Rule for DisruptionBudget {
 
     type Settings = Settings;
 
-    fn compile(&self, _policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
+    fn compile(&self, policy: &PolicyFacts, at: &str, problems: &mut Vec<String>) -> Settings {
         let spec = self;
         if spec.min_replicas < 1 {
             problems.push(format!("{at}.minReplicas: must be at least 1"));
@@ -89,6 +90,7 @@ impl Rule for DisruptionBudget {
         }
         Settings {
             min_replicas: spec.min_replicas,
+            policy_floor: policy.replica_floor,
             require_always_allow_unhealthy: spec.require_always_allow_unhealthy,
             accept_managed_by: spec.accept_managed_by.clone(),
         }
@@ -102,7 +104,10 @@ impl Rule for DisruptionBudget {
         if !w.kind.is_replicated() {
             return out;
         }
-        let floor = replica_floor(w, scalers);
+        // Judged at the replicas the policy asks for where it runs fewer
+        // (zone-spread raises them): the budget written now holds then,
+        // and fixing the floor never reveals a missing budget later.
+        let floor = replica_floor(w, scalers).max(s.policy_floor);
         if floor < s.min_replicas {
             return out;
         }
@@ -247,6 +252,9 @@ impl Rule for DisruptionBudget {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub min_replicas: i32,
+    /// The replicas the policy's other rules ask for (see
+    /// [`PolicyFacts::replica_floor`]).
+    pub policy_floor: i32,
     pub require_always_allow_unhealthy: bool,
     pub accept_managed_by: Vec<String>,
 }
@@ -344,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn no_budget_is_reported_with_a_pasteable_command() {
+    fn no_budget_is_reported_with_the_budget_to_add() {
         let out = run(&gpu_deployment(), &[]);
         assert_eq!(out.findings.len(), 1);
         assert_eq!(
@@ -354,7 +362,17 @@ mod tests {
         );
         assert_eq!(
             out.findings[0].fix,
-            "kubectl create poddisruptionbudget llm -n ml --selector=app=llm --max-unavailable=1"
+            "add a PodDisruptionBudget llm in ml with maxUnavailable: 1 and selector.matchLabels \
+             {app: llm}"
+        );
+        assert_eq!(
+            out.findings[0].edit,
+            Some(Edit::Create(json!({
+                "apiVersion": "policy/v1",
+                "kind": "PodDisruptionBudget",
+                "metadata": {"name": "llm", "namespace": "ml"},
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "llm"}}},
+            })))
         );
         assert_eq!(out.findings[0].path, "/spec/template/metadata/labels");
     }
@@ -426,10 +444,20 @@ mod tests {
     }
 
     #[test]
-    fn a_single_replica_is_not_judged_here() {
+    fn a_single_replica_is_judged_at_the_replicas_the_policy_asks_for() {
         let mut d = gpu_deployment();
         d["spec"]["replicas"] = json!(1);
-        assert!(run(&d, &[]).is_clean());
+        // The policy's zone-spread asks for 2: the budget is asked for now,
+        // not after the replicas are raised.
+        let out = run(&d, &[]);
+        assert_eq!(out.findings.len(), 1, "{out:?}");
+        assert!(out.findings[0].message.contains("all 2 replicas"));
+        // A policy that asks for no floor (zone-spread off, scale to zero)
+        // leaves a single replica alone.
+        let mut s = settings();
+        s.policy_floor = 0;
+        let w = workload(&d);
+        assert!(DisruptionBudget::check(&on(&w), &s, false).is_clean());
         assert!(run(&gpu_pod(), &[]).is_clean());
     }
 

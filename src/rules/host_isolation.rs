@@ -753,6 +753,7 @@ mod tests {
         spec.compile(
             &PolicyFacts {
                 gpus: &GpuResources::builtin(),
+                replica_floor: 2,
             },
             "hostIsolation",
             &mut problems,

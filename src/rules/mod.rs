@@ -46,6 +46,9 @@ pub struct PolicyFacts<'a> {
     /// What the policy counts as a GPU (its gpuPlacement.resourceNames and
     /// deviceClasses).
     pub gpus: &'a GpuResources,
+    /// The replicas the policy's zone-spread and autoscaler rules, where
+    /// on, ask of a replicated workload (0: neither is on).
+    pub replica_floor: i32,
 }
 
 /// One rule: implemented by its policy spec type, which has an `action:

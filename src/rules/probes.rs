@@ -24,7 +24,9 @@ use serde_json::{Value, json};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, pointer, replace, secret_env, yes};
+use super::{
+    Edit, Finding, Outcome, PolicyFacts, Rule, Subject, add, pointer, replace, secret_env, yes,
+};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::WorkloadKind;
@@ -235,12 +237,25 @@ fn check_container(
     out: &mut Outcome,
 ) {
     let who = format!("{role} \"{}\"", c.name);
-    let port = c
-        .ports
-        .iter()
-        .flatten()
-        .next()
-        .map_or("<port>".to_owned(), |p| p.container_port.to_string());
+    let declared = c.ports.iter().flatten().next().map(|p| p.container_port);
+    let port = declared.map_or("<port>".to_owned(), |p| p.to_string());
+    // The probes the fix adds, as data, where the container declares its port.
+    let http = |extra: Value| {
+        declared.map(|p| {
+            let mut probe = json!({"httpGet": {"path": "/health", "port": p}, "periodSeconds": 10});
+            if let (Some(probe), Some(extra)) = (probe.as_object_mut(), extra.as_object()) {
+                probe.extend(extra.clone());
+            }
+            probe
+        })
+    };
+    let add_probes = |probes: Vec<(&str, Option<Value>)>| -> Option<Edit> {
+        let ops: Option<Vec<_>> = probes
+            .into_iter()
+            .map(|(field, probe)| probe.map(|p| add(pointer(path, &[field]), p)))
+            .collect();
+        ops.map(Edit::Patch)
+    };
     match &c.readiness_probe {
         None => out.findings.push(Finding {
             message: format!(
@@ -254,7 +269,7 @@ fn check_container(
             path: format!("{path}/readinessProbe"),
             fixable: false,
             object: None,
-            edit: None,
+            edit: add_probes(vec![("readinessProbe", http(json!({})))]),
         }),
         Some(p) => {
             if let Some(h) = handler(p)
@@ -298,7 +313,14 @@ fn check_container(
                 path: format!("{path}/livenessProbe"),
                 fixable: false,
                 object: None,
-                edit: None,
+                edit: add_probes(vec![
+                    ("livenessProbe", http(json!({"failureThreshold": 3}))),
+                    (
+                        "startupProbe",
+                        http(json!({"failureThreshold": failures_for(s.startup_grace_seconds, 0)}))
+                            .filter(|_| c.startup_probe.is_none()),
+                    ),
+                ]),
             });
         }
         return;

@@ -588,6 +588,7 @@ mod tests {
         let s = spec.compile(
             &PolicyFacts {
                 gpus: &settings().gpus,
+                replica_floor: 2,
             },
             "r",
             &mut vec![],
@@ -618,6 +619,7 @@ mod tests {
         let s = spec.compile(
             &PolicyFacts {
                 gpus: &GpuResources::default(),
+                replica_floor: 2,
             },
             "r",
             &mut vec![],
@@ -641,6 +643,7 @@ mod tests {
         spec.compile(
             &PolicyFacts {
                 gpus: &GpuResources::default(),
+                replica_floor: 2,
             },
             "spec.rules.resources",
             &mut problems,

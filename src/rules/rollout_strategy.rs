@@ -12,10 +12,11 @@ use super::zone_spread::replica_floor;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Finding, Outcome, PolicyFacts, Rule, Subject, one, two, yes};
+use super::{Edit, Finding, Outcome, PolicyFacts, Rule, Subject, add, one, pointer, two, yes};
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
 use crate::workload::WorkloadKind;
+use serde_json::json;
 
 /// `rollout-strategy` (Reliability): a rollout of a replicated model server
 /// keeps some replicas serving and can be rolled back: no `Recreate`,
@@ -104,13 +105,14 @@ impl Rule for RolloutStrategy {
             _ => true,
         };
         if strategy == recreate && !allowed {
-            let (message, fix) = if w.kind == WorkloadKind::StatefulSet {
+            let (message, fix, to) = if w.kind == WorkloadKind::StatefulSet {
                 (
                     format!(
                         "spec.updateStrategy.type is OnDelete: a new template (a new model) reaches \
                      the {floor} replicas only when someone deletes each pod by hand"
                     ),
                     "set spec.updateStrategy: {type: RollingUpdate}".to_owned(),
+                    json!({"type": "RollingUpdate"}),
                 )
             } else {
                 (
@@ -121,16 +123,15 @@ impl Rule for RolloutStrategy {
                     "spec.strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 0, \
                  maxUnavailable: 1}}; ReadWriteOnce model disk: use Azure Files"
                         .to_owned(),
+                    json!({"type": "RollingUpdate",
+                        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}),
                 )
             };
-            out.findings.push(Finding {
-                message,
-                fix,
-                path: format!("/spec/{field}/type"),
-                fixable: false,
-                object: None,
-                edit: None,
-            });
+            out.findings.push(
+                Finding::new(message, fix, format!("/spec/{field}/type")).edit(Edit::Patch(vec![
+                    add(pointer(&format!("/spec/{field}"), &[]), to),
+                ])),
+            );
         }
 
         if strategy == "RollingUpdate" {

@@ -550,6 +550,7 @@ mod tests {
         .compile(
             &PolicyFacts {
                 gpus: &GpuResources::default(),
+                replica_floor: 2,
             },
             "spec.rules.sharedMemory",
             &mut problems,

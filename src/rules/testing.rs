@@ -15,7 +15,10 @@ use crate::workload::Workload;
 pub fn policy_facts() -> PolicyFacts<'static> {
     static GPUS: std::sync::LazyLock<GpuResources> =
         std::sync::LazyLock::new(GpuResources::builtin);
-    PolicyFacts { gpus: &GPUS }
+    PolicyFacts {
+        gpus: &GPUS,
+        replica_floor: 2,
+    }
 }
 
 /// A rule's settings compiled from `spec`, failing the test on a problem.

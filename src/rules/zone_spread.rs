@@ -12,8 +12,9 @@ use serde_json::json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Edit, ObjectRef, 
-    Finding, Outcome, PolicyFacts, Rule, Subject, add, flow_map, one, pointer, replace, two,
+use super::{
+    Edit, Finding, ObjectRef, Outcome, PolicyFacts, Rule, Subject, add, flow_map, one, pointer,
+    replace, two,
 };
 use crate::context::ScalerRef;
 use crate::release::Release;

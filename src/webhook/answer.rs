@@ -318,6 +318,8 @@ mod tests {
             fixable: false,
             patched: false,
             existing: false,
+            object: None,
+            edit: None,
         };
         let d = Decision {
             violations: vec![
