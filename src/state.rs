@@ -157,6 +157,11 @@ impl State {
     }
 
     /// Offers an event to the cluster side without waiting.
+    /// Whether decisions are recorded as Events (in a cluster).
+    pub fn records_events(&self) -> bool {
+        self.events.is_some()
+    }
+
     pub fn record(&self, event: DecisionEvent) {
         if let Some(tx) = &self.events {
             let _ = tx.try_send(event);

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::answer::{audit_annotations, invalid, refuse, rule_list};
+use super::answer::{audit_annotations, full_fixes_at, invalid, refuse, rule_list};
 use super::policy_objects::policy_object;
 use super::review::{Objects, read};
 use crate::context::ScalerRef;
@@ -540,7 +540,11 @@ fn validate(
             (v.rule.as_str(), message, fix)
         })
         .collect();
-    let warnings = warnings(worded.iter().map(|(r, m, f)| (*r, m.as_ref(), f.as_ref())));
+    let full = full_fixes_at(w, req.dry_run, state.records_events());
+    let warnings = warnings(
+        worded.iter().map(|(r, m, f)| (*r, m.as_ref(), f.as_ref())),
+        &full,
+    );
     if !warnings.is_empty() {
         response.warnings = Some(warnings);
     }
@@ -562,7 +566,14 @@ fn validate(
                 .violations
                 .iter()
                 .filter(|v| v.action >= Action::Warn)
-                .map(|v| format!("[{}] {}. Fix: {}", v.rule, v.message, v.fix))
+                .map(|v| {
+                    // An object to add goes in whole, as one line of JSON.
+                    let object = match &v.edit {
+                        Some(crate::rules::Edit::Create(o)) => format!("\n  {o}"),
+                        _ => String::new(),
+                    };
+                    format!("[{}] {}. Fix: {}{object}", v.rule, v.message, v.fix)
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
         });
@@ -599,7 +610,9 @@ fn mutate(
         .unpatched
         .iter()
         .map(|v| (v.rule.as_str(), v.message.as_str(), v.fix.as_str()));
-    let notes = warnings(changed.chain(not_changed));
+    // Why a patch was not made matters most here; /validate warns or
+    // denies the same violation with its fix.
+    let notes = warnings(changed.chain(not_changed), "");
     if d.patch.is_empty() {
         if !notes.is_empty() {
             response.warnings = Some(notes);

@@ -56,12 +56,17 @@ pub(super) fn rule_list(d: &Decision) -> String {
 }
 
 /// One warning per rule: `[rule] message. Fix: fix` for a rule that found
-/// one thing, `[rule] first; second (+N more: …)` for a rule that found
+/// one thing, `[rule] first; second (+N more)` for a rule that found
 /// several (one per container, say), so a workload that breaks many rules
 /// still gets a line for each. Every line is within the apiserver's
 /// 256-character limit and all of them within 4 KiB: written to fit rather
-/// than cut by the apiserver.
-pub fn warnings<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Vec<String> {
+/// than cut by the apiserver. A fix that does not fit is not cut: the line
+/// says where the whole one is (`full`: the workload's Events, say); with
+/// `full` empty the message is kept and a fix that does not fit dropped.
+pub fn warnings<'a>(
+    items: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+    full: &str,
+) -> Vec<String> {
     let mut groups: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
     for (rule, message, fix) in items {
         match groups.iter_mut().find(|g| g.0 == rule) {
@@ -72,13 +77,16 @@ pub fn warnings<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a str)>) ->
     let mut out = Vec::new();
     let mut total = 0;
     // Room for the last line that says how many did not fit.
-    let reserve = 120;
+    let reserve = 200;
     for (i, (rule, group)) in groups.iter().enumerate() {
-        let line = rule_warning(rule, group);
+        let line = rule_warning(rule, group, full);
         if total + line.len() > WARNINGS_TOTAL_MAX - reserve {
-            out.push(format!(
-                "[waf-admission] {} more rule(s) not shown: run `waf-admission check` on this manifest",
-                groups.len() - i
+            out.push(shorten(
+                &format!(
+                    "[waf-admission] {} more rule(s) not shown: see {full}",
+                    groups.len() - i
+                ),
+                WARNING_MAX,
             ));
             break;
         }
@@ -88,31 +96,53 @@ pub fn warnings<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a str)>) ->
     out
 }
 
-fn rule_warning(rule: &str, group: &[(&str, &str)]) -> String {
-    let fits = |s: &str| s.chars().count() <= WARNING_MAX;
+fn rule_warning(rule: &str, group: &[(&str, &str)], full: &str) -> String {
+    let len = |s: &str| s.chars().count();
+    let see = format!(". Fix: see {full}");
     if let [(message, fix)] = group {
-        let full = format!("[{rule}] {message}. Fix: {fix}");
-        return if fits(&full) {
-            full
-        } else {
-            shorten(&format!("[{rule}] {message}"), WARNING_MAX)
-        };
+        let whole = format!("[{rule}] {message}. Fix: {fix}");
+        if len(&whole) <= WARNING_MAX {
+            return whole;
+        }
+        if full.is_empty() {
+            // The message matters most (why a tag was not pinned, say).
+            return shorten(&format!("[{rule}] {message}"), WARNING_MAX);
+        }
+        // The message whole (it says why) and where the fix is; a message
+        // longer than a line alone keeps the line (why a registry failed,
+        // say: the Events have the fix); else the fix whole and the
+        // message shortened before it; else both cut.
+        let head = format!("[{rule}] {message}");
+        if len(&head) + len(&see) <= WARNING_MAX {
+            return format!("{head}{see}");
+        }
+        if len(&head) > WARNING_MAX {
+            return shorten(&head, WARNING_MAX);
+        }
+        let tail = format!(". Fix: {fix}");
+        if len(&tail) <= WARNING_MAX / 2 {
+            return format!("{}{tail}", shorten(&head, WARNING_MAX - len(&tail)));
+        }
+        let see = shorten(&see, WARNING_MAX / 2);
+        return format!(
+            "{}{see}",
+            shorten(&format!("[{rule}] {message}"), WARNING_MAX - len(&see))
+        );
     }
     // A fix shared by every finding (the mutating webhook's note, say) is
-    // kept, and the messages fill the room before it.
-    let shared_fix = group
-        .iter()
-        .all(|(_, fix)| *fix == group[0].1)
-        .then(|| format!(". Fix: {}", group[0].1))
-        .filter(|f| f.chars().count() <= WARNING_MAX / 2)
-        .unwrap_or_default();
-    // The longest tail: " (+NN more: run waf-admission check)".
-    let room = WARNING_MAX - 40 - shared_fix.chars().count();
+    // kept, and the messages fill the room before it; different fixes are
+    // where `full` says.
+    let shared = group.iter().all(|(_, fix)| *fix == group[0].1);
+    let tail = Some(format!(". Fix: {}", group[0].1))
+        .filter(|f| shared && len(f) <= WARNING_MAX / 2)
+        .unwrap_or_else(|| shorten(&see, WARNING_MAX / 2));
+    // The longest count: " (+NN more)".
+    let room = WARNING_MAX - 12 - len(&tail);
     let mut line = shorten(&format!("[{rule}] {}", group[0].0), room);
     let mut shown = 1;
     for (message, _) in &group[1..] {
         let longer = format!("{line}; {message}");
-        if longer.chars().count() > room {
+        if len(&longer) > room {
             break;
         }
         line = longer;
@@ -120,10 +150,26 @@ fn rule_warning(rule: &str, group: &[(&str, &str)]) -> String {
     }
     let hidden = group.len() - shown;
     if hidden > 0 {
-        line.push_str(&format!(" (+{hidden} more: run waf-admission check)"));
+        line.push_str(&format!(" (+{hidden} more)"));
     }
-    line.push_str(&shared_fix);
+    line.push_str(&tail);
     line
+}
+
+/// Where a warning's whole fix is, in words that do not assume our CLI:
+/// the Events recorded on the workload, which carry every fix (and the
+/// objects to add); a dry run records none.
+pub(super) fn full_fixes_at(w: &Workload, dry_run: bool, records_events: bool) -> String {
+    if dry_run || !records_events {
+        "`waf-admission check` on this file".into()
+    } else {
+        format!(
+            "`kubectl describe {} {} -n {}` (Events)",
+            w.kind.as_str().to_lowercase(),
+            w.name,
+            w.namespace
+        )
+    }
 }
 
 /// Cuts at a word boundary, ending with `…`, within `max` characters.
@@ -224,18 +270,53 @@ fn wrap(text: &str) -> String {
 mod tests {
     use super::*;
 
+    const FULL: &str = "`kubectl describe deployment llm -n ml` (Events)";
+
+    #[test]
+    fn a_long_fix_is_kept_whole_or_its_place_is_named() {
+        let message =
+            "container \"llm\" has no livenessProbe: a hung model server is never restarted";
+        let short = "add livenessProbe: {httpGet: {path: /health, port: 8000}}";
+        let w = warnings([("probes", message, short)].into_iter(), FULL);
+        assert!(w[0].ends_with(&format!("Fix: {short}")), "{w:?}");
+        let long_message = "m ".repeat(100);
+        let w = warnings([("probes", long_message.as_str(), short)].into_iter(), FULL);
+        assert!(w[0].ends_with(&format!("Fix: {short}")), "{w:?}");
+        assert!(w[0].chars().count() <= WARNING_MAX);
+        // A message that says why is kept whole where the fix's place fits.
+        let why = "image \"r.example/vllm:v1\" admitted by tag, unpinned: the digest lookup failed: \
+            r.example refused the credentials (401 Unauthorized)";
+        let long_fix = "f ".repeat(80);
+        let w = warnings(
+            [("image-provenance", why, long_fix.as_str())].into_iter(),
+            FULL,
+        );
+        assert_eq!(w[0], format!("[image-provenance] {why}. Fix: see {FULL}"));
+        let manifest_fix = "add a KEDA ScaledObject llm for Deployment ml/llm on the vLLM queue \
+            (vllm:num_requests_waiting, 5 waiting per replica), minReplicaCount 2, maxReplicaCount 4";
+        let message = "no HorizontalPodAutoscaler or KEDA ScaledObject targets Deployment llm: it \
+            cannot follow load";
+        let w = warnings([("autoscaler", message, manifest_fix)].into_iter(), FULL);
+        assert!(w[0].chars().count() <= WARNING_MAX, "{w:?}");
+        assert!(
+            w[0].contains("Fix: see `kubectl describe deployment llm -n ml` (Events)"),
+            "{w:?}"
+        );
+        assert!(!w[0].contains("waf-admission check"), "{w:?}");
+    }
+
     #[test]
     fn warnings_fit_the_apiserver_limits_without_being_cut_by_it() {
         let long = "x ".repeat(400);
         let items: Vec<(&str, &str, &str)> = (0..60)
             .map(|_| ("zone-spread", long.as_str(), "fix it"))
             .collect();
-        let w = warnings(items.into_iter());
+        let w = warnings(items.into_iter(), FULL);
         assert!(w.iter().all(|l| l.chars().count() <= WARNING_MAX), "{w:?}");
         assert!(w.iter().map(|l| l.len()).sum::<usize>() <= WARNINGS_TOTAL_MAX);
         assert!(w.iter().all(|l| l.starts_with('[')));
         assert_eq!(w.len(), 1, "one rule, one warning: {w:?}");
-        assert!(w[0].contains("more: run waf-admission check"), "{w:?}");
+        assert!(w[0].contains("more). Fix: fix it"), "{w:?}");
     }
 
     #[test]
@@ -250,7 +331,7 @@ mod tests {
                 (0..8).map(move |_| (r.as_str(), long, "a fix that is long enough to matter here"))
             })
             .collect();
-        let w = warnings(items.into_iter());
+        let w = warnings(items.into_iter(), FULL);
         assert_eq!(w.len(), crate::policy::RuleId::ALL.len(), "{w:#?}");
         for (line, rule) in w.iter().zip(crate::policy::RuleId::ALL) {
             assert!(line.starts_with(&format!("[{rule}] ")), "{line}");
@@ -280,11 +361,13 @@ mod tests {
                 ),
             ]
             .into_iter(),
+            FULL,
         );
         assert_eq!(
             w,
             [
-                "[probes] container \"a\" has no readinessProbe; container \"b\" has no readinessProbe",
+                "[probes] container \"a\" has no readinessProbe; container \"b\" has no readinessProbe. \
+                 Fix: see `kubectl describe deployment llm -n ml` (Events)",
                 "[secret-env] container \"a\" sets HF_TOKEN to a Hugging Face token. Fix: rotate it",
             ]
         );
@@ -292,7 +375,10 @@ mod tests {
 
     #[test]
     fn a_short_warning_keeps_its_fix() {
-        let w = warnings([("autoscaler", "no HPA", "kubectl autoscale deployment x")].into_iter());
+        let w = warnings(
+            [("autoscaler", "no HPA", "kubectl autoscale deployment x")].into_iter(),
+            FULL,
+        );
         assert_eq!(
             w,
             ["[autoscaler] no HPA. Fix: kubectl autoscale deployment x"]
