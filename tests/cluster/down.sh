@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 [ -d "$PIDS" ] || { log "nothing runs from $DIR"; exit 0; }
-for name in haproxy serve-1 serve-0 kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+for name in haproxy serve-1 serve-0 kwok kube-scheduler kube-controller-manager kube-apiserver etcd registry; do
   if [ -f "$PIDS/$name" ]; then
     stop "$name" 30
     log "stopped $name"

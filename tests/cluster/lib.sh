@@ -16,6 +16,7 @@ REPLICA_METRICS_PORTS=($((BASE + 55)) $((BASE + 56)))
 KCM_PORT=$((BASE + 57))
 SCHEDULER_PORT=$((BASE + 59))
 KWOK_PORT=$((BASE + 10))
+REGISTRY_PORT=$((BASE + 50)) # the OCI registry ci/publish.sh pushes the release to
 NS=waf-admission
 SA=waf-admission
 

@@ -1,11 +1,19 @@
 """The cluster up.sh leaves a newcomer: the control plane built here, five
 fake nodes, waf-admission installed from the chart with the baseline in
-Warn. Runs first (run.sh orders it), before anything switches to Deny."""
+Warn. Runs first (run.sh orders it), before anything switches to Deny.
+
+The install is the published one (README, "Quickstart on AKS"): ci/publish.sh
+pushed the image and the packaged chart to an OCI registry on loopback, up.sh
+pulled the chart back by digest and installed it with image.repository and
+image.digest set to the pushed image; the quickstart's checks follow."""
 
 import base64
+import hashlib
 import json
+import pathlib
+import urllib.request
 
-from conftest import DIR, ENV, NS, apply, kubectl, kubectl_json, load, only, poll
+from conftest import DIR, ENV, NS, ROOT, apply, kubectl, kubectl_json, load, only, poll, set_policy, warned
 
 
 def test_control_plane_is_the_release_built_here():
@@ -108,3 +116,102 @@ def test_a_policy_with_action_deny_then_enforces(ns):
         assert "[image-provenance]" in r.out, r
     finally:
         kubectl("delete", "wap", "newcomer-deny")
+
+
+def published():
+    """ci/publish.sh's record of what it pushed, and where up.sh pulled the chart to."""
+    values = {}
+    for line in (DIR / "published.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        values[key] = value
+    return values
+
+
+def registry_manifest(repository, reference):
+    """GET /v2/REPOSITORY/manifests/REFERENCE from the suite's registry: the
+    digest it answers with and the manifest."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{ENV['REGISTRY_PORT']}/v2/{repository}/manifests/{reference}",
+        headers={"Accept": ", ".join([
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ])},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers["Docker-Content-Digest"], json.load(r)
+
+
+def test_the_deployment_runs_the_pushed_image_by_digest():
+    pub = published()
+    registry = f"127.0.0.1:{ENV['REGISTRY_PORT']}"
+    assert pub["IMAGE_REPOSITORY"] == f"{registry}/waf-admission", pub
+    # image.repository and image.digest as set at install: the reference the
+    # chart renders is the pushed one, pinned by the digest the push returned.
+    assert pub["IMAGE_REF"] == f"{registry}/waf-admission:{pub['VERSION']}@{pub['IMAGE_DIGEST']}", pub
+    dep = kubectl_json("-n", NS, "get", "deployment", "waf-admission")
+    assert [c["image"] for c in dep["spec"]["template"]["spec"]["containers"]] == [pub["IMAGE_REF"]]
+    # The registry serves that digest under that name.
+    digest, manifest = registry_manifest("waf-admission", pub["IMAGE_DIGEST"])
+    assert digest == pub["IMAGE_DIGEST"], manifest
+    # And the pods the Deployment makes (on kwok's fake nodes) carry it.
+    selector = "app.kubernetes.io/name=waf-admission"
+    pods = poll(
+        "a pod of the chart's Deployment",
+        lambda: kubectl_json("-n", NS, "get", "pods", "-l", selector)["items"],
+        timeout=60,
+    )
+    for pod in pods:
+        assert [c["image"] for c in pod["spec"]["containers"]] == [pub["IMAGE_REF"]], pod["metadata"]["name"]
+
+
+def test_the_chart_came_from_the_registry_by_digest():
+    pub = published()
+    registry = f"127.0.0.1:{ENV['REGISTRY_PORT']}"
+    assert pub["CHART_REF"] == f"oci://{registry}/charts/waf-admission@{pub['CHART_DIGEST']}", pub
+    digest, manifest = registry_manifest("charts/waf-admission", pub["CHART_DIGEST"])
+    assert digest == pub["CHART_DIGEST"]
+    assert manifest["config"]["mediaType"] == "application/vnd.cncf.helm.config.v1+json", manifest
+    layers = {l["mediaType"]: l["digest"] for l in manifest["layers"]}
+    assert layers.get("application/vnd.cncf.helm.chart.content.v1.tar+gzip") == pub["CHART_LAYER_DIGEST"], manifest
+    # The version tag points at the same manifest: `helm install --version`
+    # and `@sha256:` install the same bytes.
+    tagged, _ = registry_manifest("charts/waf-admission", pub["VERSION"])
+    assert tagged == pub["CHART_DIGEST"]
+    # The archive rendered is the one pulled from there, not the repo's folder.
+    archive = pathlib.Path(pub["CHART_ARCHIVE"])
+    assert archive.parent == DIR / "chart" and archive.suffix == ".tgz", archive
+    assert "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest() == pub["CHART_LAYER_DIGEST"]
+    chart_version = [
+        line.split(":", 1)[1].strip().strip('"')
+        for line in (ROOT / "charts/waf-admission/Chart.yaml").read_text().splitlines()
+        if line.startswith("version:")
+    ]
+    assert chart_version == [pub["VERSION"]]
+    for kind, name in [("deployment", "waf-admission"), ("serviceaccount", "waf-admission"), ("service", "waf-admission")]:
+        labels = kubectl_json("-n", NS, "get", kind, name)["metadata"]["labels"]
+        assert labels["helm.sh/chart"] == f"waf-admission-{pub['VERSION']}", (kind, labels)
+
+
+def test_the_quickstart_checks_then_deny():
+    """README, "Quickstart on AKS", steps 5 and 6, as written there: the
+    policy listed Ready in Warn, a dry run of examples/bad/zone-spread.yaml
+    admitted with the zone-spread Warning, then the baseline patched to Deny
+    and the same dry run refused. The baseline goes back to Warn after."""
+    listed = kubectl("get", "wap")
+    assert listed.ok, listed
+    row = [line.split() for line in listed.out.splitlines() if line.startswith("baseline ")]
+    assert row and "Warn" in row[0] and "True" in row[0], listed
+    assert kubectl("create", "namespace", "ml").ok
+    try:
+        dry_run = ["apply", "--dry-run=server", "-f", str(ROOT / "examples/bad/zone-spread.yaml")]
+        r = kubectl(*dry_run)
+        assert r.ok, r
+        assert "Warning: [zone-spread]" in r.out, r
+        patch = kubectl("patch", "wap", "baseline", "--type", "merge", "-p", '{"spec":{"action":"Deny"}}')
+        assert patch.ok, patch
+        r = poll("Deny in force", lambda: (lambda r: r if not r.ok else None)(kubectl(*dry_run)), timeout=30)
+        assert 'admission webhook "validate.waf-admission.dev" denied the request' in r.out, r
+        assert "[zone-spread]" in r.out, r
+    finally:
+        set_policy({"spec": {"action": "Warn"}}, warned)
+        kubectl("delete", "namespace", "ml", "--wait=false")

@@ -2,9 +2,12 @@
 # A real control plane on loopback, with waf-admission installed as a
 # platform team would: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler (built from their Go modules by build.sh), kwok for five fake
-# nodes, the chart rendered by Helm's SDK and applied with kubectl, and two
-# `waf-admission serve` replicas behind haproxy in TCP mode, each holding only
-# the chart's ServiceAccount token. Stays up until down.sh.
+# nodes, an OCI registry on loopback where ci/publish.sh pushes the release
+# (the image ci/image.sh built and the chart packaged by Helm's SDK), the
+# chart pulled from there by digest, rendered by Helm's SDK with
+# image.repository and image.digest set to the pushed image, and applied with
+# kubectl, and two `waf-admission serve` replicas behind haproxy in TCP mode,
+# each holding only the chart's ServiceAccount token. Stays up until down.sh.
 #
 #   bash tests/cluster/up.sh        # last line: KUBECONFIG=<path>
 #
@@ -17,7 +20,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/cluster/lib.sh
 . "$HERE/lib.sh"
 
-for tool in go curl openssl haproxy python3 cargo; do
+for tool in go curl openssl haproxy python3 cargo docker-registry buildah skopeo; do
   command -v "$tool" >/dev/null || die "tests/cluster/up.sh needs $tool"
 done
 python3 -c 'import helm_python, yaml' 2>/dev/null || die "tests/cluster/up.sh needs the Python packages helm-python-sdk and pyyaml"
@@ -74,6 +77,30 @@ else
   (cd "$ROOT" && cargo build --locked --bin waf-admission)
   cp "$target/debug/waf-admission" "$DIR/bin/waf-admission"
 fi
+
+log "the release published: image and chart pushed to an OCI registry on 127.0.0.1:$REGISTRY_PORT (ci/publish.sh)"
+cat >"$DIR/registry.yml" <<YML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $DIR/registry
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+YML
+start registry docker-registry serve "$DIR/registry.yml"
+wait_for 30 "the OCI registry" curl -fsS "http://127.0.0.1:$REGISTRY_PORT/v2/"
+PLAIN_HTTP=1 bash "$ROOT/ci/publish.sh" "127.0.0.1:$REGISTRY_PORT" "$DIR/published.env"
+# shellcheck disable=SC1091  # written by ci/publish.sh just above
+. "$DIR/published.env"
+# What a platform team's `helm install oci://…@sha256:…` fetches: the chart
+# by its manifest's digest, from the registry, not the folder in this repo.
+chart=$(python3 "$HERE/render.py" pull "$CHART_REF" "$DIR/chart")
+echo "CHART_ARCHIVE=$chart" >>"$DIR/published.env"
+log "chart pulled: $CHART_REF -> $chart; image $IMAGE_REF"
+render() {
+  python3 "$HERE/render.py" --chart "$chart" \
+    --image-repository "$IMAGE_REPOSITORY" --image-digest "$IMAGE_DIGEST" "$@"
+}
 
 log "certificates and keys in $PKI"
 (
@@ -229,7 +256,7 @@ node gpu-2 2 gpu
 kc wait --for=condition=Ready node --all --timeout=60s >/dev/null
 
 log "waf-admission: the chart's CRDs, ServiceAccount and RBAC"
-python3 "$HERE/render.py" base | kc apply -f - >"$LOGS/install.log"
+render base | kc apply -f - >"$LOGS/install.log"
 kc wait --for=condition=Established crd --all --timeout=60s >/dev/null
 token=$(kc -n "$NS" create token "$SA" --duration 48h)
 kubeconfig "$DIR/serve.kubeconfig" "system:serviceaccount:$NS:$SA" "$token"
@@ -264,13 +291,17 @@ start haproxy haproxy -db -f "$DIR/haproxy.cfg"
 wait_for 30 haproxy curl -fsS --cacert "$PKI/webhook-ca.crt" "https://127.0.0.1:$WEBHOOK_PORT/readyz"
 
 log "waf-admission: webhook configurations (url + caBundle) and the default policy"
-python3 "$HERE/render.py" webhooks --url "https://127.0.0.1:$WEBHOOK_PORT" --ca-file "$PKI/webhook-ca.crt" |
+render webhooks --url "https://127.0.0.1:$WEBHOOK_PORT" --ca-file "$PKI/webhook-ca.crt" |
   kc apply -f - >>"$LOGS/install.log"
-python3 "$HERE/render.py" policy --action "${WAF_POLICY_ACTION:-Warn}" | kc apply -f - >>"$LOGS/install.log"
+render policy --action "${WAF_POLICY_ACTION:-Warn}" | kc apply -f - >>"$LOGS/install.log"
 policy_ready() {
   [ "$(kc get wap baseline -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 wait_for 60 "policy baseline Ready" policy_ready
+log "waf-admission: the chart's Deployment (the published image by digest), Service, HPA, PDB, NetworkPolicy"
+# Their pods land on kwok's fake nodes and run nothing (no kubelet): the
+# replicas that answer are the host processes above.
+render workload | kc apply -f - >>"$LOGS/install.log"
 
 cat >"$DIR/env" <<ENV
 WAF_CLUSTER_DIR=$DIR
@@ -279,6 +310,7 @@ WEBHOOK_PORT=$WEBHOOK_PORT
 REPLICA_PORTS="${REPLICA_PORTS[*]}"
 REPLICA_METRICS_PORTS="${REPLICA_METRICS_PORTS[*]}"
 API_PORT=$API_PORT
+REGISTRY_PORT=$REGISTRY_PORT
 ENV
 log "up in $(($(date +%s) - up_started))s; logs of every component in $LOGS"
 log "try: kubectl --kubeconfig $DIR/admin.kubeconfig get nodes,wap"
