@@ -11,7 +11,7 @@ mkdir -p "$out"/{admission_review,check_load,image_ref,quantity,policy_compile,p
 
 # Manifests: examples, the rule fixtures' failing cases, a few real-world
 # files from the corpus (a List, multi-document, JSON, odd YAML).
-manifests=(examples/bad/*.yaml examples/good/*.yaml examples/exception.yaml
+manifests=(examples/bad/*.yaml examples/good/*.yaml examples/exceptions/*.yaml
   tests/fixtures/rules/*/fail-*.yaml
   tests/fixtures/corpus/kubernetes-testdata-list-service-deployment.yaml
   tests/fixtures/corpus/kubernetes-fixture-multi-pod.yaml
@@ -44,7 +44,7 @@ out = sys.argv[1]
 kinds = {"Deployment": ("apps", "deployments", 0), "StatefulSet": ("apps", "statefulsets", 1),
          "Pod": ("", "pods", 2), "WellArchitectedPolicy": ("waf-admission.dev", "wellarchitectedpolicies", 6),
          "WellArchitectedException": ("waf-admission.dev", "wellarchitectedexceptions", 7)}
-files = sorted(glob.glob("examples/bad/*.yaml")) + ["examples/good/llm-gpu.yaml", "examples/exception.yaml",
+files = sorted(glob.glob("examples/bad/*.yaml")) + ["examples/good/llm-gpu.yaml", "examples/exceptions/ollama-research.yaml",
          "manifests/policies/strict.yaml"]
 for n, f in enumerate(files):
     docs = [d for d in yaml.safe_load_all(open(f)) if d]

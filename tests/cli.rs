@@ -673,22 +673,17 @@ fn several_policies_combine_and_the_strictest_action_wins() {
 #[test]
 fn exceptions_exempt_until_they_expire() {
     let dir = TempDir::new("exceptions");
-    let active = std::fs::read_to_string(root().join("examples/exception.yaml")).unwrap();
+    // The example holds the workload and the exception that exempts it.
+    let example = "examples/exceptions/ollama-research.yaml";
+    let active = std::fs::read_to_string(root().join(example)).unwrap();
     let expired = active
         .replace("ollama-mirror-pending", "old-one")
         .replace("2099-01-01T00:00:00Z", "2020-01-01T00:00:00Z");
-    let a = dir.write("active.yaml", &active);
     let x = dir.write("expired.yaml", &expired);
 
-    let out = run(&[
-        "check",
-        "-o",
-        "json",
-        "examples/bad/image-provenance.yaml",
-        &a,
-    ]);
+    let out = run(&["check", "-o", "json", example]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let ollama = result(&json(&out), "ollama").clone();
+    let ollama = result(&json(&out), "ollama-research").clone();
     assert_eq!(ollama["violations"], Value::Array(vec![]));
     assert_eq!(ollama["exemptions"][0]["rule"], "image-provenance");
     assert_eq!(
@@ -698,21 +693,56 @@ fn exceptions_exempt_until_they_expire() {
     // One finding: the registry and the floating tag have one fix.
     assert_eq!(ollama["exemptions"][0]["suppressed"], 1);
 
-    let out = run(&[
-        "check",
-        "-o",
-        "json",
-        "examples/bad/image-provenance.yaml",
-        &x,
-    ]);
+    let out = run(&["check", "-o", "json", &x]);
     assert_eq!(out.status.code(), Some(1));
-    let ollama = result(&json(&out), "ollama").clone();
+    let ollama = result(&json(&out), "ollama-research").clone();
     assert_eq!(ollama["violations"][0]["rule"], "image-provenance");
     assert!(
         ollama["expiredExceptions"][0]
             .as_str()
             .unwrap()
             .starts_with("ml/old-one (expired 2020-01-01")
+    );
+}
+
+#[test]
+fn examples_show_what_their_folders_say_and_a_name_twice_is_said() {
+    // bad/ only denies or warns, good/ only passes, exceptions/ passes by
+    // an exemption; no workload is defined twice across examples/.
+    let out = run(&["check", "-o", "json", "examples/"]);
+    let report = json(&out);
+    assert!(report.get("notes").is_none(), "{report:#}");
+    for r in report["results"].as_array().unwrap() {
+        let source = r["source"].as_str().unwrap();
+        let violations = r["violations"].as_array().unwrap();
+        if source.starts_with("examples/bad/") {
+            assert!(!violations.is_empty(), "{source} passes");
+        } else if source.starts_with("examples/good/") {
+            assert!(
+                violations.is_empty() && r["allowed"] == true,
+                "{source}: {r:#}"
+            );
+        } else {
+            assert!(source.starts_with("examples/exceptions/"), "{source}");
+            assert!(
+                violations.is_empty() && r.get("exemptions").is_some(),
+                "{r:#}"
+            );
+        }
+    }
+    let dir = TempDir::new("twice");
+    let copy = dir.write(
+        "copy.yaml",
+        &std::fs::read_to_string(root().join("examples/bad/probes.yaml")).unwrap(),
+    );
+    let out = run(&["check", "examples/bad/probes.yaml", &copy]);
+    assert!(
+        text(&out).contains(&format!(
+            "note: Deployment ml/translate is in both examples/bad/probes.yaml#0 and {copy}#0: \
+             kubectl apply keeps the last"
+        )),
+        "{}",
+        text(&out)
     );
 }
 

@@ -55,6 +55,9 @@ pub fn run_with(
     // Where the autoscalers, budgets and exceptions are, so a finding
     // about one points at its own lines.
     let mut located: Located = BTreeMap::new();
+    // Where each named object was first seen: the same object twice in one
+    // input is said (kubectl apply keeps the last).
+    let mut seen: BTreeMap<(String, String, String), String> = BTreeMap::new();
     for mut doc in loaded.documents {
         let kind = doc
             .value
@@ -62,6 +65,23 @@ pub fn run_with(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        if let Some(name) = doc.value.pointer("/metadata/name").and_then(Value::as_str) {
+            let namespace = doc
+                .value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            let key = (kind.clone(), namespace.to_owned(), name.to_owned());
+            if let Some(first) = seen.get(&key) {
+                report.notes.push(format!(
+                    "{kind} {namespace}/{name} is in both {first} and {}: kubectl apply keeps the \
+                     last; each is judged here",
+                    doc.source
+                ));
+            } else {
+                seen.insert(key, doc.source.clone());
+            }
+        }
         let api_version = doc
             .value
             .get("apiVersion")

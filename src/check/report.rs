@@ -17,6 +17,9 @@ pub struct Report {
     pub results: Vec<WorkloadResult>,
     pub errors: Vec<Error>,
     pub skipped: Vec<(String, String)>,
+    /// What the reader should know about the input: an object defined
+    /// twice, say.
+    pub notes: Vec<String>,
     /// Objects that are not workloads, by kind (Services, HPAs, …).
     pub other_objects: BTreeMap<String, usize>,
     /// The policies applied and the rule set each pins.
@@ -28,6 +31,8 @@ pub struct JsonReport<'a> {
     pub results: &'a [WorkloadResult],
     pub errors: Vec<String>,
     pub skipped: Vec<Skipped<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub notes: &'a [String],
     pub policies: &'a [PolicyOut],
 }
 
@@ -294,6 +299,7 @@ impl Report {
                 .iter()
                 .map(|(source, reason)| Skipped { source, reason })
                 .collect(),
+            notes: &self.notes,
             policies: &self.policies,
         }
     }
@@ -384,6 +390,9 @@ impl Report {
         }
         for (source, why) in &self.skipped {
             let _ = writeln!(out, "- skipped {source}: {why}");
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
         }
         for p in &self.policies {
             let _ = write!(out, "\npolicy {}: rule set {}", p.name, p.rule_set);
