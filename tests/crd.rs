@@ -172,7 +172,9 @@ fn exception_schema() -> Value {
 fn exceptions_that_name_no_workload_are_refused_by_the_apiserver_rule() {
     let schema = exception_schema();
     let cel = kube::core::cel::Validator::new();
-    let sample = yaml_docs(&root().join("examples/exceptions/ollama-research.yaml")).pop().unwrap();
+    let sample = yaml_docs(&root().join("examples/exceptions/ollama-research.yaml"))
+        .pop()
+        .unwrap();
     cel.validate(&schema, &sample, None)
         .unwrap_or_else(|e| panic!("the shipped exception is refused: {e}"));
     let mut by_selector = sample.clone();

@@ -302,3 +302,61 @@ fn a_finding_about_an_autoscaler_points_at_its_lines_in_every_output() {
         "{text_out}"
     );
 }
+
+/// Issue 24's user: a vLLM server from Docker Hub, fixed from the messages
+/// in one round. The fixes agree (one image fix: import into ACR and pin
+/// the copy), every other fix is data, and with the image's placeholders
+/// filled as its fix says the workload passes.
+#[test]
+fn the_first_vllm_deployment_passes_after_one_round_of_its_own_fixes() {
+    let set = PolicySet::baseline().unwrap();
+    let file = repo().join("tests/fixtures/workloads/vllm-first-try.yaml");
+    let loaded = check::load(std::slice::from_ref(&file));
+    let before = judge(&set, check::load(std::slice::from_ref(&file)));
+    let r = &before.results[0];
+    assert!(!r.allowed);
+    let image: Vec<&ViolationOut> = r
+        .violations
+        .iter()
+        .filter(|v| v.rule == "image-provenance")
+        .collect();
+    assert_eq!(image.len(), 1, "one image fix, not two that contradict");
+    for v in r.violations.iter().filter(|v| v.rule != "image-provenance") {
+        assert!(has_fix(v), "{}: {} has no fix as data", v.rule, v.message);
+        assert!(
+            !v.fix.contains("kubectl "),
+            "a fix needing a cluster: {}",
+            v.fix
+        );
+        assert!(
+            !v.fix.to_lowercase().contains("cpu"),
+            "CPU scaling for a GPU server: {}",
+            v.fix
+        );
+    }
+    let fix = &image[0].fix;
+    assert!(
+        fix.contains(
+            "az acr import --name <registry> --source docker.io/vllm/vllm-openai:<version>"
+        ),
+        "{fix}"
+    );
+    let pinned = fix
+        .split("then use ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no reference to use in {fix}"))
+        .replace("<registry>", "contoso")
+        .replace("<version>", "v0.11.0")
+        .replace("<digest>", &"a1".repeat(32));
+    let (mut text, _) = fixed(&loaded, &before);
+    text = text.replace("docker.io/vllm/vllm-openai:latest", &pinned);
+    let mut again = Loaded::default();
+    check::load::parse_text(&text, "fixed.yaml", &mut again);
+    let after = judge(&set, again);
+    let r = &after.results[0];
+    let left: Vec<&str> = r.violations.iter().map(|v| v.message.as_str()).collect();
+    assert!(r.allowed && left.is_empty(), "{left:?}\n{text}");
+    assert_eq!(after.other_objects.get("ScaledObject"), Some(&1));
+    assert_eq!(after.other_objects.get("PodDisruptionBudget"), Some(&1));
+}
