@@ -236,7 +236,6 @@ fn locate(located: &mut Located, doc: &Document, kind: &str) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn judge_document(
     set: &PolicySet,
     ctx: &Context,
