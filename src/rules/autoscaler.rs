@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::command_line::{literal_env, words};
-use super::{Edit, Finding, ObjectRef, Outcome, PolicyFacts, Rule, Subject, add, pointer, two};
+use super::{Edit, Finding, Outcome, PolicyFacts, Rule, Subject, on_scaler, two};
 use crate::gpu::GpuResources;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
@@ -91,66 +91,37 @@ impl Rule for Autoscaler {
             return out;
         }
         for sc in scalers {
-            let object = ObjectRef::from(*sc);
-            let min_path = format!("/spec/{}", sc.kind.min_field());
             if sc.min_replicas < s.min_replicas {
-                out.findings.push(
-                    Finding::new(
-                        format!(
-                            "{} {} has {} {}; the policy needs at least {}",
-                            sc.kind,
-                            sc.name,
-                            sc.kind.min_field(),
-                            sc.min_replicas,
-                            s.min_replicas
-                        ),
-                        format!(
-                            "set spec.{}: {} on {} {}/{}",
-                            sc.kind.min_field(),
-                            s.min_replicas,
-                            sc.kind,
-                            sc.namespace,
-                            sc.name
-                        ),
-                        min_path.clone(),
-                    )
-                    .on(object.clone())
-                    .edit(Edit::Patch(vec![add(
-                        pointer(&min_path, &[]),
-                        json!(s.min_replicas),
-                    )])),
-                );
+                out.findings.push(on_scaler(
+                    sc,
+                    sc.kind.min_field(),
+                    s.min_replicas,
+                    format!(
+                        "{} {} has {} {}; the policy needs at least {}",
+                        sc.kind,
+                        sc.name,
+                        sc.kind.min_field(),
+                        sc.min_replicas,
+                        s.min_replicas
+                    ),
+                ));
             }
             let floor = sc.min_replicas.max(s.min_replicas);
             if sc.max_replicas <= floor {
-                let max_path = format!("/spec/{}", sc.kind.max_field());
-                out.findings.push(
-                    Finding::new(
-                        format!(
-                            "{} {} has {} {} and {} {}: it has no room to scale",
-                            sc.kind,
-                            sc.name,
-                            sc.kind.min_field(),
-                            sc.min_replicas,
-                            sc.kind.max_field(),
-                            sc.max_replicas
-                        ),
-                        format!(
-                            "set spec.{}: {} on {} {}/{}",
-                            sc.kind.max_field(),
-                            ceiling(floor),
-                            sc.kind,
-                            sc.namespace,
-                            sc.name
-                        ),
-                        max_path.clone(),
-                    )
-                    .on(object)
-                    .edit(Edit::Patch(vec![add(
-                        pointer(&max_path, &[]),
-                        json!(ceiling(floor)),
-                    )])),
-                );
+                out.findings.push(on_scaler(
+                    sc,
+                    sc.kind.max_field(),
+                    ceiling(floor),
+                    format!(
+                        "{} {} has {} {} and {} {}: it has no room to scale",
+                        sc.kind,
+                        sc.name,
+                        sc.kind.min_field(),
+                        sc.min_replicas,
+                        sc.kind.max_field(),
+                        sc.max_replicas
+                    ),
+                ));
             }
         }
         out
@@ -205,11 +176,11 @@ fn missing(w: &Workload, s: &Settings) -> Finding {
                 "sum({metric}{{namespace=\"{}\",pod=~\"{}-.*\"}})",
                 w.namespace, w.name
             );
-            let scaled_object = json!({
-                "apiVersion": "keda.sh/v1alpha1",
-                "kind": "ScaledObject",
-                "metadata": {"name": w.name, "namespace": w.namespace},
-                "spec": {
+            let scaled_object = beside(
+                w,
+                "keda.sh/v1alpha1",
+                "ScaledObject",
+                json!({
                     "scaleTargetRef": target,
                     "minReplicaCount": floor,
                     "maxReplicaCount": max,
@@ -221,8 +192,8 @@ fn missing(w: &Workload, s: &Settings) -> Finding {
                             "threshold": QUEUE_THRESHOLD,
                         },
                     }],
-                },
-            });
+                }),
+            );
             finding(format!(
                 "add a KEDA ScaledObject {} for {} {}/{} on the {server} queue ({metric}, \
                  {QUEUE_THRESHOLD} waiting per replica), minReplicaCount {floor}, maxReplicaCount {max}",
@@ -232,18 +203,18 @@ fn missing(w: &Workload, s: &Settings) -> Finding {
         }
         (None, false) => {
             let floor = floor.max(1);
-            let hpa = json!({
-                "apiVersion": "autoscaling/v2",
-                "kind": "HorizontalPodAutoscaler",
-                "metadata": {"name": w.name, "namespace": w.namespace},
-                "spec": {
+            let hpa = beside(
+                w,
+                "autoscaling/v2",
+                "HorizontalPodAutoscaler",
+                json!({
                     "scaleTargetRef": target,
                     "minReplicas": floor,
                     "maxReplicas": ceiling(floor),
                     "metrics": [{"type": "Resource", "resource": {"name": "cpu",
                         "target": {"type": "Utilization", "averageUtilization": 70}}}],
-                },
-            });
+                }),
+            );
             finding(format!(
                 "add a HorizontalPodAutoscaler {} for {} {}/{} on CPU (it requests no GPU), \
                  minReplicas {floor}, maxReplicas {}",
@@ -263,6 +234,21 @@ fn missing(w: &Workload, s: &Settings) -> Finding {
             w.kind, w.namespace, w.name
         )),
     }
+}
+
+/// An object named as the workload, beside it.
+fn beside(
+    w: &Workload,
+    api_version: &str,
+    kind: &str,
+    spec: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": w.name, "namespace": w.namespace},
+        "spec": spec,
+    })
 }
 
 /// Requests waiting per replica before KEDA adds one (vLLM's production

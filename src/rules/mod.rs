@@ -346,6 +346,26 @@ impl Edit {
     }
 }
 
+/// A finding about an autoscaler's `field` (`minReplicas`,
+/// `maxReplicaCount`, …) whose fix sets it to `value`: on that object, at
+/// its line, with the patch.
+pub(crate) fn on_scaler(sc: &ScalerRef, field: &str, value: i32, message: String) -> Finding {
+    let path = format!("/spec/{field}");
+    Finding::new(
+        message,
+        format!(
+            "set spec.{field}: {value} on {} {}/{}",
+            sc.kind, sc.namespace, sc.name
+        ),
+        path.clone(),
+    )
+    .on(ObjectRef::from(sc))
+    .edit(Edit::Patch(vec![add(
+        pointer(&path, &[]),
+        serde_json::json!(value),
+    )]))
+}
+
 /// A fix a tool can apply: `check -o json` prints it beside the words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Edit, Finding, ObjectRef, Outcome, PolicyFacts, Rule, Subject, add, flow_map, one, pointer,
+    Edit, Finding, Outcome, PolicyFacts, Rule, Subject, add, flow_map, on_scaler, one, pointer,
     replace, two,
 };
 use crate::context::ScalerRef;
@@ -115,7 +115,10 @@ impl Rule for ZoneSpread {
         let floor = replica_floor(w, scalers);
         if floor < s.min_replicas {
             let finding = match scalers.iter().min_by_key(|sc| sc.min_replicas) {
-                Some(sc) => Finding::new(
+                Some(sc) => on_scaler(
+                    sc,
+                    sc.kind.min_field(),
+                    s.min_replicas,
                     format!(
                         "{} {} lets it scale down to {floor} replica{}; one zone or node failure \
                      then takes the model offline (needs at least {})",
@@ -124,21 +127,7 @@ impl Rule for ZoneSpread {
                         if floor == 1 { "" } else { "s" },
                         s.min_replicas
                     ),
-                    format!(
-                        "set spec.{}: {} on {} {}/{}",
-                        sc.kind.min_field(),
-                        s.min_replicas,
-                        sc.kind,
-                        sc.namespace,
-                        sc.name
-                    ),
-                    format!("/spec/{}", sc.kind.min_field()),
-                )
-                .on(ObjectRef::from(*sc))
-                .edit(Edit::Patch(vec![add(
-                    pointer(&format!("/spec/{}", sc.kind.min_field()), &[]),
-                    json!(s.min_replicas),
-                )])),
+                ),
                 None => Finding::new(
                     format!(
                         "runs {floor} replica{}{}; one zone or node failure takes the model offline \
