@@ -692,6 +692,19 @@ fn exceptions_exempt_until_they_expire() {
     );
     // One finding: the registry and the floating tag have one fix.
     assert_eq!(ollama["exemptions"][0]["suppressed"], 1);
+    // The exemption points at the exception's rules, where it says so.
+    let rules_line = active
+        .lines()
+        .position(|l| l.starts_with("  rules:"))
+        .unwrap()
+        + 1;
+    assert_eq!(ollama["exemptions"][0]["line"], rules_line, "{ollama:#}");
+    assert!(
+        ollama["exemptions"][0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with(example)
+    );
 
     let out = run(&["check", "-o", "json", &x]);
     assert_eq!(out.status.code(), Some(1));

@@ -122,6 +122,75 @@ async fn denials_become_events_but_dry_runs_do_not() {
     );
 }
 
+/// Issue 24: in Warn (the chart's default) every warning carries its fix or
+/// says where the whole one is, in words that do not assume our CLI, and
+/// the Event there holds the object to add.
+#[tokio::test]
+async fn warnings_carry_their_fix_or_name_the_event_that_does() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let state = Arc::new(State::for_cluster(tx));
+    let router = webhook::router(Arc::new(App {
+        state: state.clone(),
+        metrics: Arc::new(Metrics::new()),
+        registry: None,
+    }));
+    let spec = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/policies/baseline.yaml"),
+    )
+    .unwrap()
+    .replace("  action: Deny\n", "  action: Warn\n");
+    let dir = std::env::temp_dir().join(format!("waf-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("warn.yaml"), spec).unwrap();
+    let warn = waf_admission::check::load_policies(&[dir.join("warn.yaml")])
+        .unwrap()
+        .policies()
+        .to_vec();
+    state.store(Snapshot {
+        policies: PolicySet::new(warn),
+        context: Default::default(),
+    });
+    state.set_synced();
+    let object = common::yaml_file("tests/fixtures/workloads/vllm-first-try.yaml").remove(0);
+    let review = serde_json::to_vec(&common::review("CREATE", Some(&object), false)).unwrap();
+    let (_, body) = call(&router, "POST", "/validate", review).await;
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let warnings: Vec<&str> = answer["response"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(warnings.len() >= 5, "{warnings:#?}");
+    for w in &warnings {
+        assert!(w.chars().count() <= 256, "{w}");
+        assert!(w.contains("Fix: "), "a warning without its fix: {w}");
+        assert!(!w.contains("waf-admission check"), "assumes the CLI: {w}");
+    }
+    let autoscaler = warnings
+        .iter()
+        .find(|w| w.starts_with("[autoscaler]"))
+        .unwrap();
+    assert!(
+        autoscaler.contains("Fix: see `kubectl describe deployment qwen-chat -n ml` (Events)"),
+        "{autoscaler}"
+    );
+    let event = rx.try_recv().expect("an event for the warnings");
+    assert_eq!(event.action, Action::Warn);
+    let object_line = event
+        .message
+        .lines()
+        .find(|l| {
+            l.trim_start()
+                .starts_with("{\"apiVersion\":\"keda.sh/v1alpha1\"")
+        })
+        .unwrap_or_else(|| panic!("no ScaledObject in the Event: {}", event.message));
+    let so: Value = serde_json::from_str(object_line.trim()).unwrap();
+    assert_eq!(so["spec"]["scaleTargetRef"]["name"], "qwen-chat");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Collects what the webhook logs, to look for a credential in it.
 #[derive(Clone, Default)]
 struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);

@@ -269,6 +269,20 @@ fn judge_document(
                 };
                 v.line = at.map(|d| d.line_near(&v.path) as u32);
             }
+            // An exemption is at its exception's `rules`.
+            for e in &mut result.exemptions {
+                if let Some((namespace, name)) = e.exception.split_once('/') {
+                    let key = (
+                        "WellArchitectedException".to_owned(),
+                        namespace.to_owned(),
+                        name.to_owned(),
+                    );
+                    if let Some(d) = located.get(&key) {
+                        e.source = Some(d.source.clone());
+                        e.line = Some(d.line_near("/spec/rules") as u32);
+                    }
+                }
+            }
             Judged::Result(Box::new(result))
         }
         Ok(None) => Judged::Other(kind),

@@ -212,7 +212,13 @@ impl ObjectOut {
 #[serde(rename_all = "camelCase")]
 pub struct ExemptionOut {
     pub rule: &'static str,
+    /// `namespace/name` of the exception.
     pub exception: String,
+    /// Where the input holds the exception, and the line of its `rules`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
     pub reason: String,
     pub expires: String,
     pub suppressed: usize,
@@ -268,6 +274,8 @@ pub(super) fn result(
             .map(|e| ExemptionOut {
                 rule: e.rule.as_str(),
                 exception: e.exception,
+                source: None,
+                line: None,
                 reason: e.reason,
                 expires: e.expires.to_string(),
                 suppressed: e.suppressed,
@@ -378,9 +386,13 @@ impl Report {
                 }
             }
             for e in &r.exemptions {
+                let at = match (&e.source, e.line) {
+                    (Some(source), Some(line)) => format!("  ({source}, line {line})"),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     out,
-                    "    exempt {} by {} until {}: {}",
+                    "    exempt {} by {} until {}: {}{at}",
                     e.rule, e.exception, e.expires, e.reason
                 );
             }
