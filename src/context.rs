@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::exception::owner_kinds;
 use crate::exception::{OwnerKind, WellArchitectedException, WorkloadRef};
+use crate::placement::NodeRef;
 use crate::rule_list::RuleId;
 use crate::workload::{Workload, WorkloadKind, typed};
 
@@ -483,9 +484,28 @@ pub struct Context {
     /// proves an owner (see `ownership::judged_through`). Empty on the
     /// request path, where the requester proves who made an object.
     workloads: HashMap<(WorkloadKind, String, String), Option<String>>,
+    /// The Nodes (the cluster's, or Node objects in `check`'s input): where
+    /// pods can run. Empty: not known, judged as before.
+    nodes: Vec<NodeRef>,
 }
 
 impl Context {
+    pub fn add_node(&mut self, n: NodeRef) {
+        self.nodes.retain(|have| have.name != n.name);
+        self.nodes.push(n);
+    }
+
+    /// Every Node known, in the order added.
+    pub fn nodes(&self) -> &[NodeRef] {
+        &self.nodes
+    }
+
+    /// The Nodes the workload's pods may be scheduled on: selector and
+    /// required affinity admit them and their taints are tolerated.
+    pub fn nodes_for(&self, w: &Workload) -> Vec<&NodeRef> {
+        self.nodes.iter().filter(|n| n.admits(&w.pod)).collect()
+    }
+
     /// A workload that exists beside the one judged: an owner it can
     /// prove.
     pub fn add_workload(

@@ -19,6 +19,7 @@ pub mod log_format;
 pub mod log_writer;
 pub mod metrics;
 pub mod ownership;
+pub mod placement;
 pub mod policy;
 pub mod problems;
 pub mod provenance;

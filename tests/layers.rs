@@ -35,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "gpu",
             "inference",
             "ownership",
+            "placement",
             "provenance",
             "provenance::cosign",
             "provenance::keys",

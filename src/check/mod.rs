@@ -19,6 +19,7 @@ use crate::context::{
 };
 use crate::decision::{Evaluation, evaluate_with, registry_queries};
 use crate::error::Error;
+use crate::placement::NodeRef;
 use crate::policy::compiled::PolicySet;
 use crate::policy::{API_VERSION, WellArchitectedException};
 use crate::provenance::{self, Facts, Query};
@@ -147,6 +148,14 @@ pub fn run_with(
                     &doc.source,
                 ) {
                     Ok(c) => ctx.add_device_claim(c),
+                    Err(e) => report.errors.push(at_document(&doc, e)),
+                }
+                *others.entry(kind).or_default() += 1;
+            }
+            // Where pods can run: the node pools' labels, taints and GPUs.
+            ("v1", "Node") => {
+                match NodeRef::from_value(std::mem::take(&mut doc.value), &doc.source) {
+                    Ok(n) => ctx.add_node(n),
                     Err(e) => report.errors.push(at_document(&doc, e)),
                 }
                 *others.entry(kind).or_default() += 1;
