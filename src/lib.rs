@@ -3,6 +3,7 @@
 //! synchronous; the CLI's `check`, the webhook and the background audit all
 //! call it, which is what makes the CLI's verdict the cluster's verdict.
 
+pub mod catalog;
 pub mod check;
 pub mod cluster;
 pub mod context;

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cluster context",
         &[
+            "catalog",
             "context",
             "exception",
             "gpu",
