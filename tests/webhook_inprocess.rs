@@ -178,16 +178,26 @@ async fn warnings_carry_their_fix_or_name_the_event_that_does() {
     );
     let event = rx.try_recv().expect("an event for the warnings");
     assert_eq!(event.action, Action::Warn);
-    let object_line = event
-        .message
-        .lines()
-        .find(|l| {
-            l.trim_start()
-                .starts_with("{\"apiVersion\":\"keda.sh/v1alpha1\"")
-        })
-        .unwrap_or_else(|| panic!("no ScaledObject in the Event: {}", event.message));
-    let so: Value = serde_json::from_str(object_line.trim()).unwrap();
-    assert_eq!(so["spec"]["scaleTargetRef"]["name"], "qwen-chat");
+    assert!(
+        event
+            .message
+            .contains("[autoscaler] no HorizontalPodAutoscaler"),
+        "{}",
+        event.message
+    );
+    // Each object to add has an Event of its own, within the API's 1 KiB.
+    let mut objects = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        assert!(e.message.len() <= 1024, "{}", e.message);
+        let json = e.message.split_once(":\n").unwrap().1;
+        objects.push(serde_json::from_str::<Value>(json).unwrap());
+    }
+    let kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ScaledObject", "PodDisruptionBudget"]);
+    assert_eq!(objects[0]["spec"]["scaleTargetRef"]["name"], "qwen-chat");
     std::fs::remove_dir_all(&dir).ok();
 }
 

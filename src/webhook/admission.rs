@@ -555,28 +555,29 @@ fn validate(
     }
     let strictest = d.violations.iter().map(|v| v.action).max();
     if !req.dry_run && matches!(strictest, Some(Action::Deny | Action::Warn)) {
-        state.record(DecisionEvent {
+        let event = |message: String| DecisionEvent {
             api_version: w.kind.api_version().into(),
             kind: w.kind.as_str().into(),
             namespace: w.namespace.clone(),
             name: w.name.clone(),
             action: strictest.unwrap_or(Action::Warn),
             reason: EventReason::PolicyViolation,
-            message: d
-                .violations
-                .iter()
-                .filter(|v| v.action >= Action::Warn)
-                .map(|v| {
-                    // An object to add goes in whole, as one line of JSON.
-                    let object = match &v.edit {
-                        Some(crate::rules::Edit::Create(o)) => format!("\n  {o}"),
-                        _ => String::new(),
-                    };
-                    format!("[{}] {}. Fix: {}{object}", v.rule, v.message, v.fix)
-                })
+            message,
+        };
+        let standing = || d.violations.iter().filter(|v| v.action >= Action::Warn);
+        state.record(event(
+            standing()
+                .map(|v| format!("[{}] {}. Fix: {}", v.rule, v.message, v.fix))
                 .collect::<Vec<_>>()
                 .join("\n"),
-        });
+        ));
+        // An object to add, whole, in an Event of its own so that the
+        // note's 1 KiB holds it (a ScaledObject is about 400 bytes).
+        for v in standing() {
+            if let Some(crate::rules::Edit::Create(object)) = &v.edit {
+                state.record(event(format!("[{}] {}:\n{object}", v.rule, v.fix)));
+            }
+        }
     }
     (
         response,
