@@ -740,8 +740,7 @@ fn gguf_type(name: &str) -> Option<String> {
         .or_else(|| name.strip_suffix(".GGUF"))
         .unwrap_or(name);
     stem.split(['-', '.', ':'])
-        .filter(|t| is_gguf_type(&t.to_ascii_uppercase()))
-        .next_back()
+        .rfind(|t| is_gguf_type(&t.to_ascii_uppercase()))
         .map(str::to_ascii_uppercase)
 }
 
@@ -785,5 +784,483 @@ fn ollama(a: &Args, pulled: Option<String>) -> Launch {
         cpu_offload_gb: Setting::Unknown(Why::ServerDecides),
         gpu_layers: None,
         spills_to_cpu: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn read(c: Value) -> Launch {
+        let c: Container = serde_json::from_value(c).expect("a container");
+        launch(&c).expect("a server")
+    }
+
+    fn given<T>(value: T, from: &str) -> Setting<T> {
+        Setting::Given {
+            value,
+            from: from.to_owned(),
+        }
+    }
+
+    #[test]
+    fn vllm_serve_with_the_model_positional() {
+        let l = read(json!({
+            "name": "vllm",
+            "image": "vllm/vllm-openai:v0.8.5",
+            "command": ["vllm", "serve", "meta-llama/Llama-3.1-70B-Instruct"],
+            "args": ["--tensor-parallel-size", "4", "--max-model-len=32768",
+                     "--gpu-memory-utilization", "0.85", "--quantization", "fp8",
+                     "--dtype", "bfloat16", "-pp", "2", "--cpu-offload-gb", "8"],
+        }));
+        assert_eq!(l.server, Server::Vllm);
+        assert_eq!(
+            l.model,
+            given(
+                "meta-llama/Llama-3.1-70B-Instruct".to_owned(),
+                "vllm serve meta-llama/Llama-3.1-70B-Instruct"
+            )
+        );
+        assert_eq!(l.tensor_parallel, given(4, "--tensor-parallel-size 4"));
+        assert_eq!(l.pipeline_parallel, given(2, "-pp 2"));
+        assert_eq!(l.data_parallel, Setting::Default(1));
+        assert_eq!(l.max_context, given(32768, "--max-model-len=32768"));
+        assert_eq!(
+            l.memory_fraction,
+            given(0.85, "--gpu-memory-utilization 0.85")
+        );
+        assert_eq!(
+            l.quantization,
+            given("fp8".to_owned(), "--quantization fp8")
+        );
+        assert_eq!(l.dtype, given("bfloat16".to_owned(), "--dtype bfloat16"));
+        assert_eq!(l.cpu_offload_gb, given(8.0, "--cpu-offload-gb 8"));
+        assert!(!l.spills_to_cpu);
+        assert_eq!(l.gpu_layers, None);
+    }
+
+    #[test]
+    fn vllm_defaults_are_the_documented_ones_and_unknowns_stay_unknown() {
+        let l = read(json!({
+            "name": "vllm",
+            "image": "vllm/vllm-openai:latest",
+            "command": ["vllm", "serve", "Qwen/Qwen2.5-7B-Instruct"],
+        }));
+        assert_eq!(l.tensor_parallel, Setting::Default(1));
+        assert_eq!(l.pipeline_parallel, Setting::Default(1));
+        assert_eq!(l.memory_fraction, Setting::Default(0.92));
+        assert_eq!(l.dtype, Setting::Default("auto".to_owned()));
+        assert_eq!(l.cpu_offload_gb, Setting::Default(0.0));
+        assert_eq!(l.quantization, Setting::Unknown(Why::ModelConfig));
+        assert_eq!(l.max_context, Setting::Unknown(Why::ModelConfig));
+        assert_eq!(l.memory_fraction.stated_by(), None);
+    }
+
+    #[test]
+    fn vllm_image_entrypoint_takes_args_alone_with_the_model_first() {
+        let l = read(json!({
+            "name": "llm",
+            "image": "docker.io/vllm/vllm-openai:v0.10.1",
+            "args": ["mistralai/Mistral-7B-Instruct-v0.3", "-tp", "2",
+                     "--tensor_parallel_size=2", "--max-model-len", "8192"],
+        }));
+        assert_eq!(l.server, Server::Vllm);
+        assert_eq!(
+            l.model,
+            given(
+                "mistralai/Mistral-7B-Instruct-v0.3".to_owned(),
+                "vllm serve mistralai/Mistral-7B-Instruct-v0.3"
+            )
+        );
+        // Underscores read as dashes, as vLLM's parser does; the last wins.
+        assert_eq!(l.tensor_parallel, given(2, "--tensor-parallel-size=2"));
+        assert_eq!(l.max_context, given(8192, "--max-model-len 8192"));
+    }
+
+    #[test]
+    fn vllm_python_module_reads_model_from_the_flag() {
+        let l = read(json!({
+            "name": "llm",
+            "image": "myacr.azurecr.io/llm-runtime:1.2",
+            "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+            "args": ["--model=/models/llama", "--tensor-parallel-size=8"],
+        }));
+        assert_eq!(l.server, Server::Vllm);
+        assert_eq!(
+            l.model,
+            given("/models/llama".to_owned(), "--model=/models/llama")
+        );
+        assert_eq!(l.tensor_parallel, given(8, "--tensor-parallel-size=8"));
+    }
+
+    #[test]
+    fn vllm_in_a_shell_string_with_quotes_and_env() {
+        let l = read(json!({
+            "name": "llm",
+            "image": "vllm/vllm-openai:v0.9.0",
+            "command": ["/bin/bash", "-c"],
+            "args": ["set -e; huggingface-cli login --token \"$HF_TOKEN\" && exec vllm serve \"$(MODEL)\" \
+                      --chat-template '{{ messages }} x' --tensor-parallel-size ${TP} --max-model-len $CTX"],
+            "env": [
+                {"name": "MODEL", "value": "meta-llama/Llama-3.1-8B-Instruct"},
+                {"name": "TP", "value": "2"},
+                {"name": "CTX", "valueFrom": {"configMapKeyRef": {"name": "llm", "key": "ctx"}}},
+                {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            ],
+        }));
+        assert_eq!(l.server, Server::Vllm);
+        assert_eq!(
+            l.model,
+            given(
+                "meta-llama/Llama-3.1-8B-Instruct".to_owned(),
+                "vllm serve meta-llama/Llama-3.1-8B-Instruct"
+            )
+        );
+        assert_eq!(l.tensor_parallel, given(2, "--tensor-parallel-size 2"));
+        assert_eq!(
+            l.max_context,
+            Setting::Unknown(Why::Runtime { var: "CTX".into() })
+        );
+    }
+
+    #[test]
+    fn vllm_flag_from_a_value_from_env_is_unknown() {
+        let l = read(json!({
+            "name": "llm",
+            "image": "vllm/vllm-openai:v0.9.0",
+            "args": ["$(MODEL)", "--tensor-parallel-size", "$(TP)"],
+            "env": [
+                {"name": "MODEL", "valueFrom": {"configMapKeyRef": {"name": "llm", "key": "model"}}},
+                {"name": "TP", "valueFrom": {"configMapKeyRef": {"name": "llm", "key": "tp"}}},
+            ],
+        }));
+        assert_eq!(
+            l.model,
+            Setting::Unknown(Why::Runtime {
+                var: "MODEL".into()
+            })
+        );
+        assert_eq!(
+            l.tensor_parallel,
+            Setting::Unknown(Why::Runtime { var: "TP".into() })
+        );
+        // Nothing hides the other settings: their defaults hold.
+        assert_eq!(l.memory_fraction, Setting::Default(0.92));
+    }
+
+    #[test]
+    fn a_config_file_hides_every_setting_not_on_the_command_line() {
+        let l = read(json!({
+            "name": "llm",
+            "image": "vllm/vllm-openai:v0.9.0",
+            "args": ["--config", "/etc/vllm/config.yaml", "--tensor-parallel-size", "2"],
+        }));
+        let hidden = Why::ConfigFile {
+            file: "/etc/vllm/config.yaml".into(),
+        };
+        assert_eq!(l.tensor_parallel, given(2, "--tensor-parallel-size 2"));
+        assert_eq!(l.model, Setting::Unknown(hidden.clone()));
+        assert_eq!(l.pipeline_parallel, Setting::Unknown(hidden.clone()));
+        assert_eq!(l.memory_fraction, Setting::Unknown(hidden.clone()));
+        assert_eq!(l.max_context, Setting::Unknown(hidden));
+    }
+
+    #[test]
+    fn a_run_time_word_hides_the_flags_before_it() {
+        let l = read(json!({
+            "name": "llm",
+            "image": "vllm/vllm-openai:v0.9.0",
+            "command": ["sh", "-c", "vllm serve org/m --tensor-parallel-size 2 $EXTRA_ARGS --max-model-len 4096"],
+            "env": [{"name": "EXTRA_ARGS", "valueFrom": {"configMapKeyRef": {"name": "llm", "key": "args"}}}],
+        }));
+        let hidden = Why::Hidden {
+            word: "$EXTRA_ARGS".into(),
+        };
+        assert_eq!(l.tensor_parallel, Setting::Unknown(hidden.clone()));
+        assert_eq!(l.memory_fraction, Setting::Unknown(hidden));
+        assert_eq!(l.max_context, given(4096, "--max-model-len 4096"));
+        assert_eq!(l.model, given("org/m".to_owned(), "vllm serve org/m"));
+    }
+
+    #[test]
+    fn tgi_reads_env_and_flags_and_the_flag_wins() {
+        let l = read(json!({
+            "name": "tgi",
+            "image": "ghcr.io/huggingface/text-generation-inference:3.0.1",
+            "args": ["--num-shard", "4"],
+            "env": [
+                {"name": "MODEL_ID", "value": "mistralai/Mixtral-8x7B-Instruct-v0.1"},
+                {"name": "NUM_SHARD", "value": "2"},
+                {"name": "QUANTIZE", "value": "awq"},
+                {"name": "CUDA_MEMORY_FRACTION", "value": "0.8"},
+                {"name": "MAX_TOTAL_TOKENS", "value": "8192"},
+                {"name": "DTYPE", "valueFrom": {"configMapKeyRef": {"name": "tgi", "key": "dtype"}}},
+            ],
+        }));
+        assert_eq!(l.server, Server::Tgi);
+        assert_eq!(
+            l.model,
+            given(
+                "mistralai/Mixtral-8x7B-Instruct-v0.1".to_owned(),
+                "MODEL_ID=mistralai/Mixtral-8x7B-Instruct-v0.1"
+            )
+        );
+        assert_eq!(l.tensor_parallel, given(4, "--num-shard 4"));
+        assert_eq!(l.quantization, given("awq".to_owned(), "QUANTIZE=awq"));
+        assert_eq!(l.memory_fraction, given(0.8, "CUDA_MEMORY_FRACTION=0.8"));
+        assert_eq!(l.max_context, given(8192, "MAX_TOTAL_TOKENS=8192"));
+        assert_eq!(
+            l.dtype,
+            Setting::Unknown(Why::Runtime {
+                var: "DTYPE".into()
+            })
+        );
+    }
+
+    #[test]
+    fn tgi_without_num_shard_uses_every_gpu_and_its_memory_default_is_one() {
+        let l = read(json!({
+            "name": "tgi",
+            "image": "ghcr.io/huggingface/text-generation-inference:2.4.0",
+            "command": ["text-generation-launcher"],
+            "args": ["--model-id", "HuggingFaceH4/zephyr-7b-beta"],
+            "env": [{"name": "NUM_SHARD", "value": "2"}],
+        }));
+        assert_eq!(l.tensor_parallel, given(2, "NUM_SHARD=2"));
+        let l = read(json!({
+            "name": "tgi",
+            "image": "ghcr.io/huggingface/text-generation-inference:2.4.0",
+            "args": ["--model-id=HuggingFaceH4/zephyr-7b-beta"],
+        }));
+        assert_eq!(
+            l.model,
+            given(
+                "HuggingFaceH4/zephyr-7b-beta".to_owned(),
+                "--model-id=HuggingFaceH4/zephyr-7b-beta"
+            )
+        );
+        assert_eq!(l.tensor_parallel, Setting::Unknown(Why::EveryGpu));
+        assert_eq!(l.memory_fraction, Setting::Default(1.0));
+        assert_eq!(l.max_context, Setting::Unknown(Why::ServerDecides));
+        let l = read(json!({
+            "name": "tgi",
+            "image": "ghcr.io/huggingface/text-generation-inference:2.4.0",
+            "env": [{"name": "MODEL_ID", "value": "m"}, {"name": "SHARDED", "value": "false"}],
+        }));
+        assert_eq!(l.tensor_parallel, given(1, "SHARDED=false"));
+    }
+
+    #[test]
+    fn tgi_env_from_a_config_map_leaves_unset_settings_unknown() {
+        let l = read(json!({
+            "name": "tgi",
+            "image": "ghcr.io/huggingface/text-generation-inference:3.0.1",
+            "envFrom": [{"configMapRef": {"name": "tgi-settings"}}],
+            "env": [{"name": "MODEL_ID", "value": "google/gemma-2-9b-it"}],
+        }));
+        assert_eq!(
+            l.model,
+            given(
+                "google/gemma-2-9b-it".to_owned(),
+                "MODEL_ID=google/gemma-2-9b-it"
+            )
+        );
+        assert_eq!(
+            l.tensor_parallel,
+            Setting::Unknown(Why::Runtime {
+                var: "NUM_SHARD".into()
+            })
+        );
+        assert_eq!(
+            l.memory_fraction,
+            Setting::Unknown(Why::Runtime {
+                var: "CUDA_MEMORY_FRACTION".into()
+            })
+        );
+    }
+
+    #[test]
+    fn tgi_prefix_assignments_in_a_script_are_its_env() {
+        let l = read(json!({
+            "name": "tgi",
+            "image": "ghcr.io/huggingface/text-generation-inference:3.0.1",
+            "command": ["sh", "-c", "NUM_SHARD=2 exec text-generation-launcher --model-id 'tiiuae/falcon-7b'"],
+        }));
+        assert_eq!(l.tensor_parallel, given(2, "NUM_SHARD=2"));
+        assert_eq!(
+            l.model,
+            given("tiiuae/falcon-7b".to_owned(), "--model-id tiiuae/falcon-7b")
+        );
+    }
+
+    #[test]
+    fn sglang_reads_its_own_flags_and_has_no_memory_default() {
+        let l = read(json!({
+            "name": "sglang",
+            "image": "lmsysorg/sglang:v0.4.6-cu124",
+            "command": ["python3", "-m", "sglang.launch_server"],
+            "args": ["--model-path", "Qwen/Qwen2.5-72B-Instruct", "--tp", "4", "--dp-size=2",
+                     "--mem-fraction-static", "0.8", "--context-length", "32768", "--host", "0.0.0.0"],
+        }));
+        assert_eq!(l.server, Server::Sglang);
+        assert_eq!(
+            l.model,
+            given(
+                "Qwen/Qwen2.5-72B-Instruct".to_owned(),
+                "--model-path Qwen/Qwen2.5-72B-Instruct"
+            )
+        );
+        assert_eq!(l.tensor_parallel, given(4, "--tp 4"));
+        assert_eq!(l.data_parallel, given(2, "--dp-size=2"));
+        assert_eq!(l.pipeline_parallel, Setting::Default(1));
+        assert_eq!(l.memory_fraction, given(0.8, "--mem-fraction-static 0.8"));
+        assert_eq!(l.max_context, given(32768, "--context-length 32768"));
+        let l = read(json!({
+            "name": "sglang",
+            "image": "lmsysorg/sglang:latest",
+            "command": ["python", "-m", "sglang.launch_server", "--model-path", "m", "--tp-size", "2"],
+        }));
+        assert_eq!(l.tensor_parallel, given(2, "--tp-size 2"));
+        assert_eq!(l.memory_fraction, Setting::Unknown(Why::ServerDecides));
+        assert_eq!(l.max_context, Setting::Unknown(Why::ModelConfig));
+    }
+
+    #[test]
+    fn kserve_huggingface_server_passes_vllm_flags_through() {
+        let l = read(json!({
+            "name": "kserve-container",
+            "image": "kserve/huggingfaceserver:v0.15.0-gpu",
+            "args": ["--model_name=llama3", "--model_id=meta-llama/Meta-Llama-3-8B-Instruct",
+                     "--backend=vllm", "--tensor-parallel-size", "2", "--max-model-len=16384"],
+        }));
+        assert_eq!(l.server, Server::KserveHuggingface);
+        assert_eq!(
+            l.model,
+            given(
+                "meta-llama/Meta-Llama-3-8B-Instruct".to_owned(),
+                "--model-id=meta-llama/Meta-Llama-3-8B-Instruct"
+            )
+        );
+        assert_eq!(l.tensor_parallel, given(2, "--tensor-parallel-size 2"));
+        assert_eq!(l.max_context, given(16384, "--max-model-len=16384"));
+        assert_eq!(l.memory_fraction, Setting::Default(0.92));
+        let l = read(json!({
+            "name": "kserve-container",
+            "image": "registry.example/serving:1",
+            "command": ["python", "-m", "huggingfaceserver"],
+            "args": ["--model_id", "org/m"],
+        }));
+        assert_eq!(l.model, given("org/m".to_owned(), "--model-id org/m"));
+        // Without `--backend vllm` it may run Transformers: no vLLM default.
+        assert_eq!(l.tensor_parallel, Setting::Unknown(Why::ServerDecides));
+        assert_eq!(l.memory_fraction, Setting::Unknown(Why::ServerDecides));
+    }
+
+    #[test]
+    fn llama_cpp_takes_its_quantization_from_the_gguf_name_and_spills_to_cpu() {
+        let l = read(json!({
+            "name": "llama",
+            "image": "ghcr.io/ggml-org/llama.cpp:server-cuda",
+            "args": ["-m", "/models/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", "-ngl", "99", "-c", "8192"],
+        }));
+        assert_eq!(l.server, Server::LlamaCpp);
+        assert_eq!(
+            l.quantization,
+            given(
+                "Q4_K_M".to_owned(),
+                "-m /models/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"
+            )
+        );
+        assert_eq!(l.gpu_layers, Some(given("99".to_owned(), "-ngl 99")));
+        assert_eq!(l.max_context, given(8192, "-c 8192"));
+        assert_eq!(l.memory_fraction, Setting::Unknown(Why::ServerDecides));
+        assert!(l.spills_to_cpu);
+        let l = read(json!({
+            "name": "llama",
+            "image": "example/llama:1",
+            "command": ["/app/llama-server", "--model", "/m/qwen2.5-7b-instruct-q8_0.gguf"],
+        }));
+        assert_eq!(l.quantization.value().map(String::as_str), Some("Q8_0"));
+        let l = read(json!({
+            "name": "llama",
+            "image": "example/llama:1",
+            "command": ["llama-server"],
+            "env": [{"name": "LLAMA_ARG_MODEL", "value": "/m/mistral-7b-instruct-v0.2.F16.gguf"}],
+        }));
+        assert_eq!(
+            l.quantization,
+            given(
+                "F16".to_owned(),
+                "LLAMA_ARG_MODEL=/m/mistral-7b-instruct-v0.2.F16.gguf"
+            )
+        );
+        let l = read(json!({
+            "name": "llama",
+            "image": "example/llama:1",
+            "command": ["llama-server", "-m", "/m/model.gguf"],
+        }));
+        assert_eq!(l.quantization, Setting::Unknown(Why::ModelConfig));
+    }
+
+    #[test]
+    fn gguf_types_are_read_from_names_and_never_from_sizes() {
+        assert_eq!(
+            gguf_type("Llama-3.2-3B-Instruct-IQ2_XXS.gguf").as_deref(),
+            Some("IQ2_XXS")
+        );
+        assert_eq!(
+            gguf_type("llama-2-7b.Q5_K_S.gguf").as_deref(),
+            Some("Q5_K_S")
+        );
+        assert_eq!(
+            gguf_type("unsloth/Qwen3-8B-GGUF:Q4_K_M").as_deref(),
+            Some("Q4_K_M")
+        );
+        assert_eq!(
+            gguf_type("gpt-oss-20b-mxfp4.gguf").as_deref(),
+            Some("MXFP4")
+        );
+        assert_eq!(
+            gguf_type("Qwen2.5-7B-Instruct-BF16.gguf").as_deref(),
+            Some("BF16")
+        );
+        assert_eq!(gguf_type("Qwen2.5-7B-Instruct.gguf"), None);
+        assert_eq!(gguf_type("Mixtral-8x7B-v0.1.gguf"), None);
+    }
+
+    #[test]
+    fn ollama_spills_to_cpu_and_names_the_model_its_script_pulls() {
+        let l = read(json!({
+            "name": "ollama",
+            "image": "ollama/ollama:0.6.8",
+            "env": [{"name": "OLLAMA_CONTEXT_LENGTH", "value": "8192"}],
+        }));
+        assert_eq!(l.server, Server::Ollama);
+        assert!(l.spills_to_cpu);
+        assert_eq!(l.model, Setting::Unknown(Why::ServerDecides));
+        assert_eq!(l.max_context, given(8192, "OLLAMA_CONTEXT_LENGTH=8192"));
+        let l = read(json!({
+            "name": "ollama",
+            "image": "ollama/ollama:0.6.8",
+            "command": ["/bin/sh", "-c", "ollama serve & sleep 5 && ollama pull llama3.1:8b; wait"],
+        }));
+        assert_eq!(
+            l.model,
+            given("llama3.1:8b".to_owned(), "ollama pull llama3.1:8b")
+        );
+    }
+
+    #[test]
+    fn containers_that_serve_no_known_model_give_none() {
+        for c in [
+            json!({"name": "proxy", "image": "nginx:1.27"}),
+            json!({"name": "sidecar", "image": "busybox", "command": ["sh", "-c", "sleep infinity"]}),
+            json!({"name": "py", "image": "python:3.12", "command": ["python", "-m", "http.server"]}),
+            json!({"name": "bad", "image": "busybox", "command": ["sh", "-c", "vllm serve 'open"]}),
+        ] {
+            let c: Container = serde_json::from_value(c).expect("a container");
+            assert_eq!(launch(&c), None, "{:?}", c.name);
+        }
     }
 }
