@@ -42,7 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "provenance::keys",
         ],
     ),
-    ("rules", &["rules"]),
+    ("rules", &["rules", "rules::command_line", "rules::serving"]),
     ("policy", &["policy"]),
     ("decision", &["decision"]),
     (

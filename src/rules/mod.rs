@@ -26,6 +26,7 @@ use crate::rule_list::{Action, Pillar, RuleId, for_each_rule};
 use crate::workload::Workload;
 
 pub mod command_line;
+pub mod serving;
 
 /// What a rule judges: one workload, with what the cluster holds around it.
 #[derive(Clone, Copy)]
