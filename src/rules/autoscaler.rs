@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::json;
 
-use super::command_line::{literal_env, words};
+use super::serving::{Server, launch};
 use super::{Edit, Finding, Outcome, PolicyFacts, Rule, Subject, on_scaler, two};
 use crate::gpu::GpuResources;
 use crate::release::Release;
@@ -133,25 +133,19 @@ fn ceiling(floor: i32) -> i32 {
     (floor * 2).max(floor + 1).max(2)
 }
 
-/// The model server a workload runs, known by its image or command, and
-/// the Prometheus series of the requests waiting in its queue: what
-/// follows inference load (CPU and GPU utilisation do not).
-pub(crate) fn queue_metric(w: &Workload) -> Option<(&'static str, &'static str)> {
-    const SERVERS: [(&str, &str, &str); 4] = [
-        ("vllm", "vLLM", "vllm:num_requests_waiting"),
-        ("text-generation-inference", "TGI", "tgi_queue_size"),
-        ("text-generation-launcher", "TGI", "tgi_queue_size"),
-        ("sglang", "SGLang", "sglang:num_queue_reqs"),
-    ];
+/// The model server a workload runs (`serving`) and the Prometheus series
+/// of the requests waiting in its queue: what follows inference load (CPU
+/// and GPU utilisation do not). KServe's Hugging Face server runs vLLM.
+pub(crate) fn queue_metric(w: &Workload) -> Option<(Server, &'static str)> {
     w.pod.containers.iter().find_map(|c| {
-        let env = literal_env(c);
-        let mut said = words(c, &env);
-        said.extend(c.image.iter().cloned());
-        SERVERS.iter().find_map(|(needle, server, metric)| {
-            said.iter()
-                .any(|word| word.to_ascii_lowercase().contains(needle))
-                .then_some((*server, *metric))
-        })
+        let server = launch(c)?.server;
+        let metric = match server {
+            Server::Vllm | Server::KserveHuggingface => "vllm:num_requests_waiting",
+            Server::Tgi => "tgi_queue_size",
+            Server::Sglang => "sglang:num_queue_reqs",
+            Server::LlamaCpp | Server::Ollama => return None,
+        };
+        Some((server, metric))
     })
 }
 
