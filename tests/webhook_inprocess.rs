@@ -67,15 +67,25 @@ async fn a_panicking_handler_answers_500_and_the_next_request_is_served() {
     );
 }
 
-#[tokio::test]
-async fn denials_become_events_but_dry_runs_do_not() {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+/// A webhook as the controller runs it, its Events sent to the receiver.
+fn in_cluster() -> (
+    Arc<State>,
+    axum::Router,
+    tokio::sync::mpsc::Receiver<waf_admission::state::DecisionEvent>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
     let state = Arc::new(State::for_cluster(tx));
     let router = webhook::router(Arc::new(App {
         state: state.clone(),
         metrics: Arc::new(Metrics::new()),
         registry: None,
     }));
+    (state, router, rx)
+}
+
+#[tokio::test]
+async fn denials_become_events_but_dry_runs_do_not() {
+    let (state, router, mut rx) = in_cluster();
     // Not ready until the controller says its stores synced, and no
     // verdict either: an empty policy set would admit everything.
     assert_eq!(call(&router, "GET", "/readyz", Vec::new()).await.0, 503);
@@ -127,13 +137,7 @@ async fn denials_become_events_but_dry_runs_do_not() {
 /// the Event there holds the object to add.
 #[tokio::test]
 async fn warnings_carry_their_fix_or_name_the_event_that_does() {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
-    let state = Arc::new(State::for_cluster(tx));
-    let router = webhook::router(Arc::new(App {
-        state: state.clone(),
-        metrics: Arc::new(Metrics::new()),
-        registry: None,
-    }));
+    let (state, router, mut rx) = in_cluster();
     let spec = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/policies/baseline.yaml"),
     )

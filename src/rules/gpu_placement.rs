@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject, add, flow_map, pointer};
 pub use crate::gpu::{GpuResources, GpuUse};
 use crate::gpu::{builtin_device_classes, builtin_resource_names};
+use crate::placement::required_terms;
 use crate::problems::duplicates;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
@@ -359,17 +360,6 @@ fn selects(
                         .is_some_and(|vs| !vs.is_empty() && vs.iter().all(|v| v == value))
             })
         })
-}
-
-fn required_terms(pod: &PodSpec) -> &[k8s_openapi::api::core::v1::NodeSelectorTerm] {
-    pod.affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .map_or(&[], |r| r.node_selector_terms.as_slice())
 }
 
 /// The VM sizes the pod pins itself to, by nodeSelector or required affinity.
