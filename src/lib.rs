@@ -13,6 +13,7 @@ pub mod error;
 pub mod exception;
 pub mod go_base64;
 pub mod gpu;
+pub mod gpu_memory;
 pub mod image;
 pub mod inference;
 pub mod load;

@@ -34,6 +34,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "context",
             "exception",
             "gpu",
+            "gpu_memory",
             "inference",
             "ownership",
             "placement",
