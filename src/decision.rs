@@ -75,9 +75,6 @@ pub struct Decision {
     pub exemptions: Vec<Exemption>,
     /// Exceptions that name this workload but have expired (ignored).
     pub expired_exceptions: Vec<String>,
-    /// The patch of every rule with a violation its patch fixes, written
-    /// whether or not the policy mutates: what [`fixes`] offers for them.
-    pub fix_patch: Vec<PatchOperation>,
 }
 
 impl Decision {
@@ -267,13 +264,6 @@ pub fn judge_with(
             d.patch.extend(outcome.patch.iter().cloned());
             d.patch_rules.push((rule, outcome.patch.len()));
         }
-        if outcome.findings.iter().any(|f| f.fixable) {
-            if !outcome.patch.is_empty() {
-                d.fix_patch.extend(outcome.patch.iter().cloned());
-            } else if let Some((_, _, patching)) = winner.rules.run_patching(rule, &on) {
-                d.fix_patch.extend(patching.patch);
-            }
-        }
     }
     d
 }
@@ -299,18 +289,50 @@ impl Fixes {
     }
 }
 
-/// Composes the decision's fixes for `object`, the workload as submitted.
-/// Each rule writes its operations against the object as submitted, so
-/// two may add the same list (`volumes`, `tolerations`): an `add` whose
-/// list or map is already there adds its items to it instead, and one
-/// that would change nothing is dropped. The result is one patch, the
-/// difference between the object and the object fixed.
-pub fn fixes(object: &Value, d: &Decision) -> Fixes {
+/// Composes the decision's fixes for `object`, the workload as submitted
+/// (`w` read from it, judged in `ctx` with `facts`). Every rule with a
+/// violation its patch fixes runs again under the policy whose action won,
+/// writing its patch whether or not that policy mutates: only `check`
+/// asks, so the webhook's path never pays for it. Each rule writes its
+/// operations against the object as submitted, so two may add the same
+/// list (`volumes`, `tolerations`): an `add` whose list or map is already
+/// there adds its items to it instead, and one that would change nothing
+/// is dropped. The result is one patch, the difference between the object
+/// and the object fixed.
+pub fn fixes(
+    set: &PolicySet,
+    object: &Value,
+    w: &Workload,
+    ctx: &Context,
+    facts: &Facts,
+    d: &Decision,
+) -> Fixes {
     let mut fixed = object.clone();
     let mut edits: Vec<(ObjectRef, Vec<PatchOperation>)> = Vec::new();
     let mut create: Vec<Value> = Vec::new();
-    for op in &d.fix_patch {
-        apply_composing(&mut fixed, object, op);
+    let scalers = ctx.scalers_for(w);
+    let pdbs = ctx.pdbs_for(w);
+    let on = Subject {
+        workload: w,
+        ctx,
+        scalers: &scalers,
+        pdbs: &pdbs,
+        facts,
+    };
+    let mut patched: Vec<RuleId> = Vec::new();
+    for v in &d.violations {
+        if patched.contains(&v.rule) {
+            continue;
+        }
+        patched.push(v.rule);
+        let winner = set.policies().iter().find(|p| p.name == v.policy);
+        if let Some((_, _, outcome)) = winner.and_then(|p| p.rules.run_patching(v.rule, &on))
+            && outcome.findings.iter().any(|f| f.fixable)
+        {
+            for op in &outcome.patch {
+                apply_composing(&mut fixed, object, op);
+            }
+        }
     }
     for v in &d.violations {
         match (&v.edit, &v.object) {

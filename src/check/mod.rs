@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::context::{
     Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, read_secret, secret_data,
 };
-use crate::decision::{Evaluation, evaluate_with, registry_queries};
+use crate::decision::{Evaluation, Fixes, evaluate_with, fixes, registry_queries};
 use crate::error::Error;
 use crate::placement::NodeRef;
 use crate::policy::compiled::PolicySet;
@@ -66,21 +66,17 @@ pub fn run_with(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        if let Some(name) = doc.value.pointer("/metadata/name").and_then(Value::as_str) {
-            let namespace = doc
-                .value
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or("default");
-            let key = (kind.clone(), namespace.to_owned(), name.to_owned());
-            if let Some(first) = seen.get(&key) {
+        let key = object_key(&doc.value, &kind);
+        if let Some(key) = &key {
+            if let Some(first) = seen.get(key) {
+                let (kind, namespace, name) = key;
                 report.notes.push(format!(
                     "{kind} {namespace}/{name} is in both {first} and {}: kubectl apply keeps the \
                      last; each is judged here",
                     doc.source
                 ));
             } else {
-                seen.insert(key, doc.source.clone());
+                seen.insert(key.clone(), doc.source.clone());
             }
         }
         let api_version = doc
@@ -113,7 +109,7 @@ pub fn run_with(
             }
             ("autoscaling/v2" | "autoscaling/v1", "HorizontalPodAutoscaler")
             | ("keda.sh/v1alpha1", "ScaledObject") => {
-                locate(&mut located, &doc, &kind);
+                locate(&mut located, &doc, &key);
                 match ScalerRef::from_value(std::mem::take(&mut doc.value), "default", &doc.source)
                 {
                     Ok(Some(s)) => ctx.add_scaler(s),
@@ -130,7 +126,7 @@ pub fn run_with(
                 ));
             }
             ("policy/v1", "PodDisruptionBudget") => {
-                locate(&mut located, &doc, &kind);
+                locate(&mut located, &doc, &key);
                 match PdbRef::from_value(doc.value, "default", &doc.source) {
                     Ok(p) => ctx.add_pdb(p),
                     Err(e) => report.errors.push(e),
@@ -174,7 +170,7 @@ pub fn run_with(
                 *others.entry(kind).or_default() += 1;
             }
             (API_VERSION, "WellArchitectedException") => {
-                locate(&mut located, &doc, &kind);
+                locate(&mut located, &doc, &key);
                 match typed::<WellArchitectedException>(std::mem::take(&mut doc.value), &doc.source)
                     .map_err(|e| at_document(&doc, e))
                     .and_then(|e| Exception::compile(&e, "default"))
@@ -232,16 +228,17 @@ enum Judged {
 /// Documents by (kind, namespace, name), their values dropped.
 type Located = BTreeMap<(String, String, String), Document>;
 
-fn locate(located: &mut Located, doc: &Document, kind: &str) {
-    let meta = doc.value.get("metadata");
-    let field = |f: &str| meta.and_then(|m| m.get(f)).and_then(Value::as_str);
-    if let Some(name) = field("name") {
-        let key = (
-            kind.to_owned(),
-            field("namespace").unwrap_or("default").to_owned(),
-            name.to_owned(),
-        );
-        located.insert(key, doc.clone_without_value());
+/// (kind, namespace, name) of a named object; no namespace is `default`.
+fn object_key(object: &Value, kind: &str) -> Option<(String, String, String)> {
+    let field = |f: &str| object.pointer(f).and_then(Value::as_str);
+    let name = field("/metadata/name")?;
+    let namespace = field("/metadata/namespace").unwrap_or("default");
+    Some((kind.to_owned(), namespace.to_owned(), name.to_owned()))
+}
+
+fn locate(located: &mut Located, doc: &Document, key: &Option<(String, String, String)>) {
+    if let Some(key) = key {
+        located.insert(key.clone(), doc.clone_without_value());
     }
 }
 
@@ -263,7 +260,9 @@ fn judge_document(
     };
     match evaluate_with(set, &doc.value, "default", ctx, &facts, now) {
         Ok(Some(eval)) => {
-            let mut result = WorkloadResult::new(doc.source.clone(), &doc.value, eval);
+            let fixes = (!eval.decision.violations.is_empty())
+                .then(|| fixes(set, &doc.value, &eval.workload, ctx, &facts, &eval.decision));
+            let mut result = WorkloadResult::new(doc.source.clone(), fixes, eval);
             result.line = Some(doc.line as u32);
             for v in &mut result.violations {
                 // A finding about an autoscaler or a budget is at its line.
@@ -300,7 +299,7 @@ fn judge_document(
 }
 
 impl WorkloadResult {
-    fn new(source: String, object: &Value, eval: Evaluation) -> WorkloadResult {
-        report::result(source, object, eval)
+    fn new(source: String, fixes: Option<Fixes>, eval: Evaluation) -> WorkloadResult {
+        report::result(source, fixes, eval)
     }
 }

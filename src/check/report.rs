@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use json_patch::PatchOperation;
 use serde::Serialize;
 
-use crate::decision::{Evaluation, Fixes, fixes};
+use crate::decision::{Evaluation, Fixes};
 use crate::error::Error;
 use crate::policy::Action;
 use crate::rules::{Edit, ObjectRef};
@@ -224,19 +224,11 @@ pub struct ExemptionOut {
     pub suppressed: usize,
 }
 
-/// `object` is the workload as submitted, what the fixes apply to.
-pub(super) fn result(
-    source: String,
-    object: &serde_json::Value,
-    eval: Evaluation,
-) -> WorkloadResult {
+/// `fixes` are the decision's, composed (see [`crate::decision::fixes`]).
+pub(super) fn result(source: String, fixes: Option<Fixes>, eval: Evaluation) -> WorkloadResult {
     let w = eval.workload;
     let d = eval.decision;
-    let fix = if d.violations.is_empty() {
-        None
-    } else {
-        FixOut::of(fixes(object, &d))
-    };
+    let fix = fixes.and_then(FixOut::of);
     WorkloadResult {
         source,
         line: None,

@@ -104,15 +104,15 @@ fn rule_warning(rule: &str, group: &[(&str, &str)], full: &str) -> String {
         if len(&whole) <= WARNING_MAX {
             return whole;
         }
+        let head = format!("[{rule}] {message}");
         if full.is_empty() {
             // The message matters most (why a tag was not pinned, say).
-            return shorten(&format!("[{rule}] {message}"), WARNING_MAX);
+            return shorten(&head, WARNING_MAX);
         }
         // The message whole (it says why) and where the fix is; a message
         // longer than a line alone keeps the line (why a registry failed,
         // say: the Events have the fix); else the fix whole and the
         // message shortened before it; else both cut.
-        let head = format!("[{rule}] {message}");
         if len(&head) + len(&see) <= WARNING_MAX {
             return format!("{head}{see}");
         }
@@ -124,10 +124,7 @@ fn rule_warning(rule: &str, group: &[(&str, &str)], full: &str) -> String {
             return format!("{}{tail}", shorten(&head, WARNING_MAX - len(&tail)));
         }
         let see = shorten(&see, WARNING_MAX / 2);
-        return format!(
-            "{}{see}",
-            shorten(&format!("[{rule}] {message}"), WARNING_MAX - len(&see))
-        );
+        return format!("{}{see}", shorten(&head, WARNING_MAX - len(&see)));
     }
     // A fix shared by every finding (the mutating webhook's note, say) is
     // kept, and the messages fill the room before it; different fixes are
