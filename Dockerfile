@@ -6,11 +6,11 @@
 #   RUSTFLAGS="-C target-feature=+crt-static" \
 #     cargo build --release --target x86_64-unknown-linux-gnu
 #   buildah bud --build-arg BINARY=target/x86_64-unknown-linux-gnu/release/waf-admission \
-#     --build-arg VERSION=0.2.0 --build-arg REVISION=$(git rev-parse HEAD) -t waf-admission .
+#     --build-arg VERSION=0.3.0 --build-arg REVISION=$(git rev-parse HEAD) -t waf-admission .
 FROM scratch
 
 ARG BINARY=target/x86_64-unknown-linux-gnu/release/waf-admission
-ARG VERSION=0.2.0
+ARG VERSION=0.3.0
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/waf-admission/waf-admission
 

@@ -14,6 +14,7 @@ pub struct Release {
 impl Release {
     pub const V0_1: Release = Release::new(0, 1);
     pub const V0_2: Release = Release::new(0, 2);
+    pub const V0_3: Release = Release::new(0, 3);
 
     /// This binary's release, from the crate's version.
     pub const CURRENT: Release = Release::new(
