@@ -372,7 +372,22 @@ impl Catalog {
         }
         name_lower_bound(short(id.trim().trim_end_matches('/')))
     }
+    /// Bytes per parameter a name's weights have at least, for a name
+    /// [`Catalog::lower_bound_params`] reads: 1 where it names 8-bit
+    /// weights (`FP8`, `INT8`, `W8A8`, `8bit`, GGUF `Q8_0`), else 2 (16
+    /// bits: a 32-bit checkpoint is served in 16 unless the server is told
+    /// otherwise).
+    pub fn name_weight_bytes(&self, id: &str) -> f64 {
+        let lower = short(id.trim().trim_end_matches('/')).to_ascii_lowercase();
+        let eight_bit = lower
+            .split(['-', '_', ' ', ':', '.'])
+            .any(|t| EIGHT_BIT_TOKENS.contains(&t));
+        if eight_bit { 1.0 } else { 2.0 }
+    }
 }
+
+/// Name tokens that mean weights of 8 bits.
+const EIGHT_BIT_TOKENS: &[&str] = &["fp8", "int8", "w8a8", "w8a16", "8bit", "q8", "fp8dynamic"];
 
 /// The part of an id after its organisation.
 fn short(id: &str) -> &str {

@@ -137,6 +137,33 @@ impl GpuResources {
             .min_by(|(a, _), (b, _)| a.name.cmp(b.name))
     }
 
+    /// How many GPUs one container gets and the resource it names: the
+    /// sum of its GPU resources' limits (requests where it sets no limit;
+    /// for extended resources the two are equal). None when it asks for no
+    /// GPU, or a count is not a whole number (the apiserver refuses those).
+    pub fn count_in(&self, c: &k8s_openapi::api::core::v1::Container) -> Option<(u32, String)> {
+        let r = c.resources.as_ref()?;
+        let mut names: Vec<&String> = r
+            .limits
+            .iter()
+            .chain(r.requests.iter())
+            .flat_map(|m| m.keys())
+            .filter(|n| self.matches(n))
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut total = 0u32;
+        for name in &names {
+            let q = r
+                .limits
+                .as_ref()
+                .and_then(|l| l.get(*name))
+                .or_else(|| r.requests.as_ref().and_then(|l| l.get(*name)))?;
+            total = total.checked_add(q.0.trim().parse::<u32>().ok()?)?;
+        }
+        (total > 0).then(|| (total, names[0].clone()))
+    }
+
     /// How the pod gets a GPU, if it does: a GPU resource first (as
     /// [`GpuResources::requested_by`]), else a DRA claim of a GPU class.
     pub fn used_by<'a>(&self, w: &'a Workload, ctx: &'a Context) -> Option<GpuUse<'a>> {

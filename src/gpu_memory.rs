@@ -30,7 +30,7 @@ pub struct GpuMemory {
     /// MiB of one GPU (or of the MIG slice).
     pub mib: u64,
     /// What says so, for messages: `MIG nvidia.com/mig-3g.40gb`,
-    /// `Standard_NC24ads_A100_v4 (NVIDIA A100 80 GB)`, …
+    /// `Standard_NC24ads_A100_v4: NVIDIA A100 80GB PCIe`, …
     pub source: String,
 }
 
@@ -111,14 +111,14 @@ fn mig(c: &Container, catalog: &Catalog) -> Option<GpuMemory> {
 fn product(label: &str, catalog: &Catalog) -> Option<GpuMemory> {
     catalog.gpu_product(label).map(|p| GpuMemory {
         mib: gib_to_mib(p.memory_gb),
-        source: format!("{PRODUCT_LABEL}={label} ({}, {} GB)", p.gpu, p.memory_gb),
+        source: format!("{PRODUCT_LABEL}={label}: {}", p.gpu),
     })
 }
 
 fn vm_size(name: &str, catalog: &Catalog) -> Option<GpuMemory> {
     catalog.vm_size(name).map(|s| GpuMemory {
         mib: gib_to_mib(s.memory_per_gpu_gb),
-        source: format!("{name} ({} × {} {} GB)", s.gpus, s.gpu, s.memory_per_gpu_gb),
+        source: format!("{name}: {}", s.gpu),
     })
 }
 
@@ -218,7 +218,7 @@ mod tests {
         let m = judge(&p, &Context::default()).unwrap();
         assert_eq!(m.gib(), 80.0);
         assert!(
-            m.source.starts_with("Standard_NC24ads_A100_v4 (1 × "),
+            m.source == "Standard_NC24ads_A100_v4: NVIDIA A100 80GB PCIe",
             "{}",
             m.source
         );

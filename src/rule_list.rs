@@ -32,6 +32,8 @@ macro_rules! for_each_rule {
             DisruptionBudget disruption_budget "disruption-budget",
             SecretEnv secret_env "secret-env",
             HostIsolation host_isolation "host-isolation",
+            ModelFit model_fit "model-fit",
+            GpuRightSize gpu_right_size "gpu-right-size",
         }
     };
 }

@@ -65,6 +65,8 @@ mod tests {
         );
         assert_eq!(compiled.rules.secret_env.unwrap().action, Action::Warn);
         assert_eq!(compiled.rules.host_isolation.unwrap().action, Action::Warn);
+        assert_eq!(compiled.rules.model_fit.unwrap().action, Action::Warn);
+        assert_eq!(compiled.rules.gpu_right_size.unwrap().action, Action::Warn);
     }
 
     #[test]
@@ -87,6 +89,8 @@ mod tests {
             &mut rules.disruption_budget.action,
             &mut rules.secret_env.action,
             &mut rules.host_isolation.action,
+            &mut rules.model_fit.action,
+            &mut rules.gpu_right_size.action,
         ] {
             assert_eq!(
                 *warns,

@@ -129,6 +129,105 @@ pub struct Launch {
     /// The server runs what does not fit on the CPU (llama.cpp, Ollama):
     /// too little GPU memory makes it slow, not failed.
     pub spills_to_cpu: bool,
+    /// The KV cache's type (`auto`: the model's dtype; `fp8`, …).
+    pub kv_cache_dtype: Setting<String>,
+    /// The server refuses to start unless its KV cache holds one sequence
+    /// of its full context (vLLM: "To serve at least one request with the
+    /// model's max seq len …" [S24]); KServe's server with `--backend vllm`.
+    pub kv_cache_at_start: bool,
+}
+
+/// How many GPUs a server spreads one copy of its model over (tensor ×
+/// pipeline parallel) and uses in all (× data parallel), with the words
+/// that say so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parallel {
+    pub shards: u32,
+    pub total: u32,
+    /// `--tensor-parallel-size 4`, `NUM_SHARD=2 × …`, or what the default is.
+    pub how: String,
+}
+
+impl Launch {
+    /// The GPUs the server uses in a container that gets `gpus` of them;
+    /// None where a setting is unknown (or the server decides, as llama.cpp
+    /// and Ollama do).
+    pub fn parallel(&self, gpus: u32) -> Option<Parallel> {
+        if self.server == Server::Tgi
+            && matches!(self.tensor_parallel, Setting::Unknown(Why::EveryGpu))
+        {
+            return Some(Parallel {
+                shards: gpus,
+                total: gpus,
+                how: "TGI shards over every GPU it sees (no NUM_SHARD)".into(),
+            });
+        }
+        let tp = *self.tensor_parallel.value()?;
+        let pp = *self.pipeline_parallel.value()?;
+        let dp = *self.data_parallel.value()?;
+        let shards = tp.checked_mul(pp)?;
+        let total = shards.checked_mul(dp)?;
+        let stated: Vec<&str> = [
+            &self.tensor_parallel,
+            &self.pipeline_parallel,
+            &self.data_parallel,
+        ]
+        .into_iter()
+        .filter_map(Setting::stated_by)
+        .collect();
+        let how = if stated.is_empty() {
+            format!("{} 1 by default", self.server.flags().tensor_parallel)
+        } else {
+            stated.join(" × ")
+        };
+        Some(Parallel { shards, total, how })
+    }
+}
+
+/// The flags a fix names, as each server spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flags {
+    pub tensor_parallel: &'static str,
+    pub quantization: &'static str,
+    pub context: &'static str,
+    pub memory_fraction: &'static str,
+}
+
+impl Server {
+    pub fn flags(self) -> Flags {
+        match self {
+            Server::Tgi => Flags {
+                tensor_parallel: "--num-shard",
+                quantization: "--quantize",
+                context: "--max-total-tokens",
+                memory_fraction: "--cuda-memory-fraction",
+            },
+            Server::Sglang => Flags {
+                tensor_parallel: "--tp",
+                quantization: "--quantization",
+                context: "--context-length",
+                memory_fraction: "--mem-fraction-static",
+            },
+            Server::LlamaCpp => Flags {
+                tensor_parallel: "--split-mode",
+                quantization: "-m (a smaller GGUF)",
+                context: "--ctx-size",
+                memory_fraction: "-ngl",
+            },
+            Server::Ollama => Flags {
+                tensor_parallel: "OLLAMA_SCHED_SPREAD",
+                quantization: "a smaller tag",
+                context: "OLLAMA_CONTEXT_LENGTH",
+                memory_fraction: "OLLAMA_GPU_OVERHEAD",
+            },
+            Server::Vllm | Server::KserveHuggingface => Flags {
+                tensor_parallel: "--tensor-parallel-size",
+                quantization: "--quantization",
+                context: "--max-model-len",
+                memory_fraction: "--gpu-memory-utilization",
+            },
+        }
+    }
 }
 
 /// The model server `c` runs, or None when it runs none this module knows.
@@ -491,6 +590,8 @@ fn vllm(a: &Args) -> Launch {
         cpu_offload_gb: a.read(&["--cpu-offload-gb"], None, Setting::Default(0.0)),
         gpu_layers: None,
         spills_to_cpu: false,
+        kv_cache_dtype: a.read(&["--kv-cache-dtype"], None, Setting::Default("auto".into())),
+        kv_cache_at_start: true,
     }
 }
 
@@ -556,6 +657,12 @@ fn tgi(a: &Args) -> Launch {
         cpu_offload_gb: Setting::Default(0.0),
         gpu_layers: None,
         spills_to_cpu: false,
+        kv_cache_dtype: a.read(
+            &["--kv-cache-dtype"],
+            Some("KV_CACHE_DTYPE"),
+            Setting::Default("auto".into()),
+        ),
+        kv_cache_at_start: false,
     }
 }
 
@@ -605,6 +712,8 @@ fn sglang(a: &Args) -> Launch {
         cpu_offload_gb: a.read(&["--cpu-offload-gb"], None, Setting::Default(0.0)),
         gpu_layers: None,
         spills_to_cpu: false,
+        kv_cache_dtype: a.read(&["--kv-cache-dtype"], None, Setting::Default("auto".into())),
+        kv_cache_at_start: false,
     }
 }
 
@@ -677,6 +786,8 @@ fn kserve(a: &Args) -> Launch {
         ),
         gpu_layers: None,
         spills_to_cpu: false,
+        kv_cache_dtype: a.read(&["--kv-cache-dtype"], None, Setting::Default("auto".into())),
+        kv_cache_at_start: vllm_backend,
     }
 }
 
@@ -728,6 +839,8 @@ fn llama_cpp(a: &Args) -> Launch {
             Setting::Unknown(Why::ServerDecides),
         )),
         spills_to_cpu: true,
+        kv_cache_dtype: Setting::Unknown(Why::ServerDecides),
+        kv_cache_at_start: false,
     }
 }
 
@@ -784,6 +897,8 @@ fn ollama(a: &Args, pulled: Option<String>) -> Launch {
         cpu_offload_gb: Setting::Unknown(Why::ServerDecides),
         gpu_layers: None,
         spills_to_cpu: true,
+        kv_cache_dtype: Setting::Unknown(Why::ServerDecides),
+        kv_cache_at_start: false,
     }
 }
 
