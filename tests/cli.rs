@@ -102,6 +102,8 @@ fn bad_examples_exit_one_with_every_rule_named() {
         "workload-identity (Security)",
         "shared-memory (Performance Efficiency)",
         "rollout-strategy (Reliability)",
+        "model-fit (Performance Efficiency)",
+        "gpu-right-size (Cost Optimization)",
     ] {
         assert!(t.contains(rule), "missing {rule} in:\n{t}");
     }

@@ -573,7 +573,7 @@ impl Fit<'_> {
         Some(Finding::new(
             format!(
                 "{} cannot serve {} at {} tokens ({}): one sequence's KV cache needs {:.1} GiB \
-                 on each of {} GPU{}, after about {weights:.1} GiB of {} and {ACTIVATIONS_GIB} \
+                 {}, after about {weights:.1} GiB of {} and {ACTIVATIONS_GIB} \
                  GiB of activations; {}. {} stops at start (the KV cache cannot hold one \
                  request of its max length){}",
                 self.who,
@@ -581,8 +581,11 @@ impl Fit<'_> {
                 thousands(kv.context),
                 kv.how,
                 kv.gib(kv.context, self.shards),
-                self.shards,
-                if self.shards == 1 { "" } else { "s" },
+                if self.shards == 1 {
+                    "on its GPU".to_owned()
+                } else {
+                    format!("on each of {} GPUs", self.shards)
+                },
                 self.weights.how,
                 self.gives(),
                 l.server,
@@ -619,8 +622,11 @@ impl Fit<'_> {
                 .partial_cmp(&(b.gpus, b.memory_per_gpu_gb))
                 .unwrap_or(std::cmp::Ordering::Equal)
         };
+        let mig = self.resource.starts_with("nvidia.com/mig-");
+        // One process sees one MIG slice: no tensor parallel over slices.
         if let Some(n) = [2u32, 4, 8]
             .into_iter()
+            .filter(|_| !mig)
             .find(|n| *n > self.shards && fits(*n, self.weights.gib, self.budget()))
         {
             let size = self
@@ -645,19 +651,38 @@ impl Fit<'_> {
                 p * 1e9 / GIB
             ));
         }
+        if mig {
+            let slice = self
+                .catalog
+                .gpus()
+                .mig_profiles
+                .iter()
+                .flat_map(|g| &g.profiles)
+                .filter_map(|p| self.catalog.mig_profile(p))
+                .filter(|p| {
+                    p.memory_gb > self.memory.gib() && fits(self.shards, self.weights.gib, p.memory_gb * u)
+                })
+                .min_by(|a, b| {
+                    (a.memory_gb, a.slices)
+                        .partial_cmp(&(b.memory_gb, b.slices))
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+            if let Some(p) = slice {
+                out.push(format!("a larger MIG slice: nvidia.com/mig-{}", p.profile));
+            }
+        }
+        // The fewest GPUs first (a one-GPU size before an eight-GPU one),
+        // then the least memory.
         let larger = self
             .sizes()
             .into_iter()
             .filter(|v| {
-                v.gpus >= self.shards
+                !mig
+                    && v.gpus >= self.shards
                     && v.memory_per_gpu_gb > self.memory.gib()
                     && fits(self.shards, self.weights.gib, v.memory_per_gpu_gb * u)
             })
-            .min_by(|a, b| {
-                (a.memory_per_gpu_gb, a.gpus)
-                    .partial_cmp(&(b.memory_per_gpu_gb, b.gpus))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            });
+            .min_by(by_size);
         if let Some(v) = larger {
             out.push(format!(
                 "a larger GPU: {} ({} × {} GB)",
@@ -835,8 +860,8 @@ mod tests {
         assert!(
             f.message.contains(
                 "cannot serve meta-llama/Llama-3.1-8B-Instruct at 131,072 tokens (--max-model-len \
-                 by default: the model's context): one sequence's KV cache needs 16.0 GiB on each \
-                 of 1 GPU"
+                 by default: the model's context): one sequence's KV cache needs 16.0 GiB on its \
+                 GPU"
             ),
             "{}",
             f.message
