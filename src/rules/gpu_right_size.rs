@@ -60,9 +60,12 @@ impl Rule for GpuRightSize {
             let tp = l.server.flags().tensor_parallel;
             // The other factors kept, tensor parallel over the rest.
             let others = p.total / l.tensor_parallel.value().copied().unwrap_or(p.total).max(1);
-            let use_all = (gpus % others.max(1) == 0)
-                .then(|| format!(", or use them all: {tp} {}", gpus / others.max(1)))
-                .unwrap_or_default();
+            let others = others.max(1);
+            let use_all = if gpus.is_multiple_of(others) {
+                format!(", or use them all: {tp} {}", gpus / others)
+            } else {
+                String::new()
+            };
             out.findings.push(Finding::new(
                 format!(
                     "container \"{}\" requests {gpus} {resource} but {} uses {} ({}): {idle} \
