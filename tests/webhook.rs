@@ -562,3 +562,70 @@ async fn sigterm_finishes_requests_in_flight_then_exits_cleanly() {
     let status = srv.wait();
     assert!(status.success(), "{status:?}");
 }
+
+/// Issue 25: the webhook denies a model server that cannot load its model,
+/// with the numbers, on vLLM, TGI, SGLang and KServe's server alike, and
+/// admits the same models where they fit.
+#[tokio::test]
+async fn a_model_that_cannot_load_is_denied_with_its_numbers_and_one_that_fits_is_admitted() {
+    install_crypto();
+    let pki = Pki::new("webhook-model-fit");
+    let srv = Server::start(
+        &pki,
+        &["--policy", "tests/fixtures/rules/model-fit/policy.yaml"],
+    );
+    let mut h2 = H2::connect(srv.addr, &pki.ca_pem).await.unwrap();
+    let dir = "tests/fixtures/rules/model-fit";
+    for (file, numbers) in [
+        ("fail-70b-bf16-on-one-a100.yaml", "about 130.4 GiB"),
+        (
+            "fail-tgi-70b-on-one-a100.yaml",
+            "gives 80.0 GiB each at --cuda-memory-fraction 1",
+        ),
+        (
+            "fail-sglang-70b-on-one-a100.yaml",
+            "even if the server took all of it",
+        ),
+        (
+            "fail-kserve-70b-on-one-a100.yaml",
+            "gives 73.6 GiB each at --gpu-memory-utilization 0.92",
+        ),
+        (
+            "fail-8b-full-context-on-a10.yaml",
+            "needs 16.0 GiB on its GPU",
+        ),
+        (
+            "fail-tensor-parallel-above-gpus.yaml",
+            "runs vLLM over 4 GPUs",
+        ),
+        (
+            "fail-8b-on-mig-1g-10gb.yaml",
+            "(MIG nvidia.com/mig-1g.10gb)",
+        ),
+    ] {
+        let rev = review("CREATE", Some(&first(&format!("{dir}/{file}"))), false);
+        let (_, body) = h2.post("/validate", &rev).await;
+        let r = &body["response"];
+        assert_eq!(r["allowed"], false, "{file}: {body}");
+        // The denial wraps at 100 characters: read it as one line.
+        let message = r["status"]["message"].as_str().unwrap();
+        let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            message.contains("[model-fit] (Performance Efficiency)"),
+            "{file}: {message}"
+        );
+        assert!(message.contains(numbers), "{file}: {message}");
+    }
+    for file in [
+        "pass-70b-tensor-parallel-4.yaml",
+        "pass-70b-fp8-short-context-on-h100.yaml",
+        "pass-8b-short-context-on-a10.yaml",
+        "pass-8b-on-mig-3g-40gb.yaml",
+        "pass-sglang-70b-tp4.yaml",
+        "pass-unknown-model.yaml",
+    ] {
+        let rev = review("CREATE", Some(&first(&format!("{dir}/{file}"))), false);
+        let (_, body) = h2.post("/validate", &rev).await;
+        assert_eq!(body["response"]["allowed"], true, "{file}: {body}");
+    }
+}
