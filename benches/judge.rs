@@ -20,6 +20,10 @@ use waf_admission::{PolicySet, evaluate, judge};
 
 const GPU_DEPLOYMENT: &str =
     include_str!("../tests/fixtures/workloads/compliant-gpu-deployment.yaml");
+/// A vLLM Deployment the model-aware rules judge in full: a catalog model,
+/// a pinned VM size, a context that fits.
+const VLLM_ON_A10: &str =
+    include_str!("../tests/fixtures/rules/model-fit/pass-8b-short-context-on-a10.yaml");
 
 fn context() -> Context {
     let mut ctx = Context::default();
@@ -73,6 +77,24 @@ fn bench(c: &mut Criterion) {
     );
     c.bench_function("judge: rules only (parsed workload)", |b| {
         b.iter(|| black_box(judge(&set, black_box(&w), &ctx, now)))
+    });
+    // The model-aware rules' cost: the same Deployment under the baseline
+    // with model-fit and gpu-right-size on (as shipped) and off.
+    let vllm: serde_json::Value = serde_yaml_ng::from_str(VLLM_ON_A10).expect("fixture");
+    let vllm = Workload::from_value(vllm, "ml")
+        .expect("valid")
+        .expect("workload");
+    let mut off = waf_admission::policy::baseline::policy().expect("baseline");
+    off.spec.rules.model_fit.action = Some(waf_admission::policy::Action::Off);
+    off.spec.rules.gpu_right_size.action = Some(waf_admission::policy::Action::Off);
+    let without = PolicySet::new(vec![Policy::compile(&off).expect("compiles")]);
+    let d = judge(&set, &vllm, &ctx, now);
+    assert!(d.violations.is_empty(), "{:?}", d.violations);
+    c.bench_function("judge: vLLM on a pinned A10, model-aware rules on", |b| {
+        b.iter(|| black_box(judge(&set, black_box(&vllm), &ctx, now)))
+    });
+    c.bench_function("judge: vLLM on a pinned A10, model-aware rules off", |b| {
+        b.iter(|| black_box(judge(&without, black_box(&vllm), &ctx, now)))
     });
     c.bench_function(
         "evaluate: GPU Deployment needing a patch (patch + re-judge)",
