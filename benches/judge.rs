@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use waf_admission::context::{Context, PdbRef, ScalerKind, ScalerRef};
+use waf_admission::context::{Context, MetricsField, PdbRef, ScalerKind, ScalerRef, Signal};
 use waf_admission::image::ImageRef;
 use waf_admission::policy::compiled::Policy;
 use waf_admission::provenance::Signed;
@@ -35,6 +35,11 @@ fn context() -> Context {
         target_name: "llm".into(),
         min_replicas: 2,
         max_replicas: 6,
+        signals: vec![Signal {
+            source: "Pods".into(),
+            metric: "vllm:num_requests_waiting".into(),
+        }],
+        metrics: MetricsField::List,
     });
     // Its PodDisruptionBudget, so the compliant Deployment passes every rule.
     let pdb = serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",

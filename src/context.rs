@@ -66,6 +66,44 @@ pub struct ScalerRef {
     pub target_name: String,
     pub min_replicas: i32,
     pub max_replicas: i32,
+    /// What it scales on, as written (an HPA with no `metrics` scales on
+    /// 80 % CPU: one `Resource cpu` signal, and `metrics` is `Defaulted`).
+    pub signals: Vec<Signal>,
+    pub metrics: MetricsField,
+}
+
+/// One thing an autoscaler scales on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signal {
+    /// The HPA metric type (`Resource`, `ContainerResource`, `Pods`,
+    /// `Object`, `External`), or the KEDA trigger type (`cpu`,
+    /// `prometheus`, `kafka`, …).
+    pub source: String,
+    /// The resource (`cpu`), the metric's name, or a KEDA trigger's query
+    /// (else its `metricName`, else its type).
+    pub metric: String,
+}
+
+impl Signal {
+    /// CPU or memory: what a GPU model server's load does not follow.
+    pub fn is_resource(&self) -> bool {
+        matches!(
+            self.source.as_str(),
+            "Resource" | "ContainerResource" | "cpu" | "memory"
+        )
+    }
+}
+
+/// Where a fix adds a signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricsField {
+    /// An autoscaling/v2 HPA's `spec.metrics` or a ScaledObject's
+    /// `spec.triggers`, as a list.
+    List,
+    /// An autoscaling/v2 HPA without `spec.metrics` (80 % CPU).
+    Defaulted,
+    /// An autoscaling/v1 HPA: CPU only, by its schema.
+    V1,
 }
 
 impl ScalerRef {
@@ -84,6 +122,25 @@ impl ScalerRef {
         if kind == "ScaledObject" {
             let so: ScaledObject = typed(object, at)?;
             let target = so.spec.scale_target_ref;
+            let signals = so
+                .spec
+                .triggers
+                .iter()
+                .map(|t| {
+                    let meta = |k: &str| {
+                        t.metadata
+                            .get(k)
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned)
+                    };
+                    Signal {
+                        source: t.type_.clone(),
+                        metric: meta("query")
+                            .or_else(|| meta("metricName"))
+                            .unwrap_or_else(|| t.type_.clone()),
+                    }
+                })
+                .collect();
             return Ok(Some(ScalerRef {
                 kind: ScalerKind::ScaledObject,
                 namespace: so
@@ -96,12 +153,18 @@ impl ScalerRef {
                 // KEDA's own defaults.
                 min_replicas: so.spec.min_replica_count.unwrap_or(0),
                 max_replicas: so.spec.max_replica_count.unwrap_or(100),
+                signals,
+                metrics: MetricsField::List,
             }));
         }
         // autoscaling/v1 is still served, and read as itself: its spec has
         // the same target and bounds (and a CPU target the rules ignore).
         let v1 = object.get("apiVersion").and_then(|v| v.as_str()) == Some("autoscaling/v1");
-        let (metadata, target, min_replicas, max_replicas) = if v1 {
+        let cpu = || Signal {
+            source: "Resource".into(),
+            metric: "cpu".into(),
+        };
+        let (metadata, target, min_replicas, max_replicas, signals, metrics) = if v1 {
             let hpa: v1::HorizontalPodAutoscaler = typed(object, at)?;
             let spec = hpa.spec;
             let target = spec.scale_target_ref;
@@ -110,16 +173,25 @@ impl ScalerRef {
                 (target.kind, target.name),
                 spec.min_replicas,
                 spec.max_replicas,
+                vec![cpu()],
+                MetricsField::V1,
             )
         } else {
             let hpa: v2::HorizontalPodAutoscaler = typed(object, at)?;
             let spec = hpa.spec;
             let target = spec.scale_target_ref;
+            let (signals, metrics) = match spec.metrics.filter(|m| !m.is_empty()) {
+                Some(list) => (list.iter().map(hpa_signal).collect(), MetricsField::List),
+                // "If not set, the default metric will be set to 80% average CPU utilization."
+                None => (vec![cpu()], MetricsField::Defaulted),
+            };
             (
                 hpa.metadata,
                 (target.kind, target.name),
                 spec.min_replicas,
                 spec.max_replicas,
+                signals,
+                metrics,
             )
         };
         let owned_by_keda = metadata
@@ -140,6 +212,8 @@ impl ScalerRef {
             target_name: target.1,
             min_replicas: min_replicas.unwrap_or(1),
             max_replicas,
+            signals,
+            metrics,
         }))
     }
 
@@ -147,6 +221,22 @@ impl ScalerRef {
         self.namespace == w.namespace
             && self.target_name == w.name
             && self.target_kind == w.kind.as_str()
+    }
+}
+
+/// An autoscaling/v2 metric as a signal.
+fn hpa_signal(m: &v2::MetricSpec) -> Signal {
+    let metric = match m.type_.as_str() {
+        "Resource" => m.resource.as_ref().map(|r| r.name.clone()),
+        "ContainerResource" => m.container_resource.as_ref().map(|r| r.name.clone()),
+        "Pods" => m.pods.as_ref().map(|p| p.metric.name.clone()),
+        "Object" => m.object.as_ref().map(|o| o.metric.name.clone()),
+        "External" => m.external.as_ref().map(|e| e.metric.name.clone()),
+        _ => None,
+    };
+    Signal {
+        source: m.type_.clone(),
+        metric: metric.unwrap_or_default(),
     }
 }
 
@@ -162,6 +252,16 @@ struct ScaledObjectSpec {
     scale_target_ref: ScaleTargetRef,
     min_replica_count: Option<i32>,
     max_replica_count: Option<i32>,
+    #[serde(default)]
+    triggers: Vec<Trigger>,
+}
+
+#[derive(Deserialize)]
+struct Trigger {
+    #[serde(rename = "type", default)]
+    type_: String,
+    #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -34,6 +34,7 @@ macro_rules! for_each_rule {
             HostIsolation host_isolation "host-isolation",
             ModelFit model_fit "model-fit",
             GpuRightSize gpu_right_size "gpu-right-size",
+            AutoscalerMetric autoscaler_metric "autoscaler-metric",
         }
     };
 }

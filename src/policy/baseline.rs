@@ -67,6 +67,10 @@ mod tests {
         assert_eq!(compiled.rules.host_isolation.unwrap().action, Action::Warn);
         assert_eq!(compiled.rules.model_fit.unwrap().action, Action::Warn);
         assert_eq!(compiled.rules.gpu_right_size.unwrap().action, Action::Warn);
+        assert_eq!(
+            compiled.rules.autoscaler_metric.unwrap().action,
+            Action::Warn
+        );
     }
 
     #[test]
@@ -91,6 +95,7 @@ mod tests {
             &mut rules.host_isolation.action,
             &mut rules.model_fit.action,
             &mut rules.gpu_right_size.action,
+            &mut rules.autoscaler_metric.action,
         ] {
             assert_eq!(
                 *warns,

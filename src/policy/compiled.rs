@@ -126,6 +126,7 @@ impl Policy {
         let facts = PolicyFacts {
             gpus: &gpus,
             replica_floor,
+            prometheus_server: &r.autoscaler.prometheus_server,
         };
         let rules = Compiled::compile(r, &facts, &default, &mut problems);
         if !problems.is_empty() {

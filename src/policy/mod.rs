@@ -32,7 +32,8 @@ pub use crate::rules::probes::{ProbeHandler, Probes};
 pub use crate::rules::resources::{ResourceDefaults, Resources};
 pub use crate::rules::zone_spread::{WhenUnsatisfiable, ZoneSpread};
 pub use crate::rules::{
-    autoscaler::Autoscaler, disruption_budget::DisruptionBudget, gpu_right_size::GpuRightSize,
+    autoscaler::Autoscaler, autoscaler_metric::AutoscalerMetric,
+    disruption_budget::DisruptionBudget, gpu_right_size::GpuRightSize,
     graceful_termination::GracefulTermination, host_isolation::HostIsolation, model_fit::ModelFit,
     model_lineage::ModelLineage, rollout_strategy::RolloutStrategy, secret_env::SecretEnv,
     shared_memory::SharedMemory, workload_identity::WorkloadIdentity,

@@ -247,7 +247,7 @@ fn beside(
 
 /// Requests waiting per replica before KEDA adds one (vLLM's production
 /// stack tutorial scales on the same figure).
-const QUEUE_THRESHOLD: &str = "5";
+pub(crate) const QUEUE_THRESHOLD: &str = "5";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {

@@ -754,6 +754,7 @@ mod tests {
             &PolicyFacts {
                 gpus: &GpuResources::builtin(),
                 replica_floor: 2,
+                prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
             },
             "hostIsolation",
             &mut problems,

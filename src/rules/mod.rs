@@ -50,6 +50,9 @@ pub struct PolicyFacts<'a> {
     /// The replicas the policy's zone-spread and autoscaler rules, where
     /// on, ask of a replicated workload (0: neither is on).
     pub replica_floor: i32,
+    /// Where fixes that scale on a model server's queue read it
+    /// (`autoscaler.prometheusServer`).
+    pub prometheus_server: &'a str,
 }
 
 /// One rule: implemented by its policy spec type, which has an `action:

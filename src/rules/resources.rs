@@ -589,6 +589,7 @@ mod tests {
             &PolicyFacts {
                 gpus: &settings().gpus,
                 replica_floor: 2,
+                prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
             },
             "r",
             &mut vec![],
@@ -620,6 +621,7 @@ mod tests {
             &PolicyFacts {
                 gpus: &GpuResources::default(),
                 replica_floor: 2,
+                prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
             },
             "r",
             &mut vec![],
@@ -644,6 +646,7 @@ mod tests {
             &PolicyFacts {
                 gpus: &GpuResources::default(),
                 replica_floor: 2,
+                prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
             },
             "spec.rules.resources",
             &mut problems,

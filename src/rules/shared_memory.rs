@@ -551,6 +551,7 @@ mod tests {
             &PolicyFacts {
                 gpus: &GpuResources::default(),
                 replica_floor: 2,
+                prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
             },
             "spec.rules.sharedMemory",
             &mut problems,

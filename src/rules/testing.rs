@@ -18,6 +18,7 @@ pub fn policy_facts() -> PolicyFacts<'static> {
     PolicyFacts {
         gpus: &GPUS,
         replica_floor: 2,
+        prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
     }
 }
 
@@ -135,5 +136,10 @@ pub fn scaler(target: &str, min: i32, max: i32) -> ScalerRef {
         target_name: target.into(),
         min_replicas: min,
         max_replicas: max,
+        signals: vec![crate::context::Signal {
+            source: "Resource".into(),
+            metric: "cpu".into(),
+        }],
+        metrics: crate::context::MetricsField::List,
     }
 }
