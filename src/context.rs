@@ -587,11 +587,26 @@ pub struct Context {
     /// The Nodes (the cluster's, or Node objects in `check`'s input): where
     /// pods can run. Empty: not known, judged as before.
     nodes: Vec<NodeRef>,
+    /// Where each of `nodes` is, by name: a cluster's thousands of Nodes
+    /// are added in linear time, not by a scan per Node.
+    node_index: HashMap<String, usize>,
 }
 
 impl Context {
+    /// A Node; one added before under the same name is replaced, and the
+    /// new one counts as added last (a later document in `check`'s input
+    /// wins).
     pub fn add_node(&mut self, n: NodeRef) {
-        self.nodes.retain(|have| have.name != n.name);
+        if let Some(at) = self.node_index.remove(&n.name) {
+            // Only for a name given twice: the Nodes after it move up one.
+            self.nodes.remove(at);
+            for i in self.node_index.values_mut() {
+                if *i > at {
+                    *i -= 1;
+                }
+            }
+        }
+        self.node_index.insert(n.name.clone(), self.nodes.len());
         self.nodes.push(n);
     }
 
@@ -808,6 +823,44 @@ pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_added_again_replaces_the_earlier_and_counts_as_added_last() {
+        let node = |name: &str, zone: &str| NodeRef {
+            name: name.into(),
+            labels: BTreeMap::from([("topology.kubernetes.io/zone".into(), zone.into())]),
+            ..NodeRef::default()
+        };
+        let mut ctx = Context::default();
+        for i in 0..5_000 {
+            ctx.add_node(node(&format!("n-{i}"), "1"));
+        }
+        ctx.add_node(node("n-10", "2"));
+        ctx.add_node(node("n-20", "3"));
+        let nodes = ctx.nodes();
+        assert_eq!(nodes.len(), 5_000);
+        assert_eq!(
+            nodes[10].name, "n-11",
+            "the ones after a replaced Node move up"
+        );
+        assert_eq!(
+            nodes[4_998..]
+                .iter()
+                .map(|n| (
+                    n.name.as_str(),
+                    n.labels["topology.kubernetes.io/zone"].as_str()
+                ))
+                .collect::<Vec<_>>(),
+            [("n-10", "2"), ("n-20", "3")]
+        );
+        // Replaced again after the shift: still one of each name.
+        ctx.add_node(node("n-4999", "3"));
+        ctx.add_node(node("n-10", "1"));
+        let names: std::collections::BTreeSet<&str> =
+            ctx.nodes().iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names.len(), 5_000);
+        assert_eq!(ctx.nodes().last().map(|n| n.name.as_str()), Some("n-10"));
+    }
 
     fn refused(spec: &str) -> String {
         let e: WellArchitectedException = serde_yaml_ng::from_str(&format!(

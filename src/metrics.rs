@@ -98,6 +98,7 @@ pub struct Metrics {
     tls_expiry: Gauge,
     synced: Gauge,
     ready: Gauge,
+    cluster_nodes: Gauge,
     audit_last_run: Gauge,
     audit_violations: Family<PolicyLabels, Gauge>,
     audit_workloads: Family<PolicyLabels, Gauge>,
@@ -203,6 +204,12 @@ impl Metrics {
             "1 while /readyz answers 200: synced and not shutting down",
             ready.clone(),
         );
+        let cluster_nodes = Gauge::default();
+        registry.register(
+            "cluster_nodes",
+            "Nodes in the policy snapshot in force, read by the rules that look at where pods can run (0 standalone, or when the ServiceAccount may not list Nodes)",
+            cluster_nodes.clone(),
+        );
         let started: Gauge = Gauge::default();
         started.set(unix_seconds(SystemTime::now()));
         registry.register(
@@ -270,6 +277,7 @@ impl Metrics {
             tls_expiry,
             synced,
             ready,
+            cluster_nodes,
             audit_last_run,
             audit_violations,
             audit_workloads,
@@ -367,6 +375,12 @@ impl Metrics {
     pub fn readiness(&self, synced: bool, ready: bool) {
         self.synced.set(i64::from(synced));
         self.ready.set(i64::from(ready));
+    }
+
+    /// How many Nodes the snapshot now in force knows.
+    pub fn cluster_nodes(&self, count: usize) {
+        self.cluster_nodes
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// One background audit run's counts, per policy; policies no longer

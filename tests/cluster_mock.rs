@@ -1,6 +1,7 @@
 //! The controller against kube's mocked API service (tower-test): it lists
-//! and watches what it needs, copes with KEDA being absent, takes its Lease,
-//! turns ready, puts the cluster's policies in force, and writes status.
+//! and watches what it needs, copes with KEDA being absent and with Nodes
+//! it may not list, takes its Lease, turns ready, puts the cluster's
+//! policies in force, and writes status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,12 @@ fn respond(send: mock::SendResponse<Response<Body>>, status: StatusCode, body: &
         .body(Body::from(serde_json::to_vec(body).unwrap()))
         .unwrap();
     send.send_response(response);
+}
+
+fn forbidden(resource: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": format!("{resource} is forbidden: User \"system:serviceaccount:waf-admission:waf-admission\" cannot list resource \"{resource}\" in API group \"\" at the cluster scope"),
+        "details": {"kind": resource}})
 }
 
 fn not_found() -> Value {
@@ -65,12 +72,15 @@ struct Seen {
 
 /// Answers the controller until it writes a policy's Ready condition.
 /// WATCH requests are held open; KEDA and the Lease do not exist yet; DRA
-/// (resource.k8s.io/v1) is served only with `claim_templates` given.
+/// (resource.k8s.io/v1) is served only with `claim_templates` given; Nodes
+/// are listed as `nodes`, or forbidden (as without the chart's RBAC) when
+/// None.
 async fn serve_until_ready_condition(
     mut handle: Handle,
     policies: Value,
     webhooks: Value,
     claim_templates: Option<Value>,
+    nodes: Option<Value>,
 ) -> Seen {
     let mut held = Vec::new();
     let mut requests = Vec::new();
@@ -181,6 +191,13 @@ async fn serve_until_ready_condition(
                 continue;
             }
         }
+        if method == Method::GET && path == "/api/v1/nodes" {
+            match &nodes {
+                Some(items) => respond(send, StatusCode::OK, &list("Node", "v1", items.clone())),
+                None => respond(send, StatusCode::FORBIDDEN, &forbidden("nodes")),
+            }
+            continue;
+        }
         if method == Method::GET
             && let Some((_, kind, api_version, items)) = lists.iter().find(|l| l.0 == path)
         {
@@ -250,6 +267,7 @@ async fn run_with(policies: Value, options: ClusterOptions) -> (Arc<State>, Seen
         options,
         json!([chart_webhook_configuration()]),
         None,
+        Some(json!([])),
     )
     .await
 }
@@ -259,7 +277,7 @@ async fn run_with_webhooks(
     options: ClusterOptions,
     webhooks: Value,
 ) -> (Arc<State>, Seen) {
-    run_served(policies, options, webhooks, None).await
+    run_served(policies, options, webhooks, None, Some(json!([]))).await
 }
 
 async fn run_served(
@@ -267,6 +285,7 @@ async fn run_served(
     options: ClusterOptions,
     webhooks: Value,
     claim_templates: Option<Value>,
+    nodes: Option<Value>,
 ) -> (Arc<State>, Seen) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
@@ -276,7 +295,7 @@ async fn run_served(
     tokio::spawn(cluster::run(client, state.clone(), rx, options));
     let seen = tokio::time::timeout(
         Duration::from_secs(10),
-        serve_until_ready_condition(handle, policies, webhooks, claim_templates),
+        serve_until_ready_condition(handle, policies, webhooks, claim_templates, nodes),
     )
     .await
     .expect("the controller wrote a policy status within 10 s");
@@ -359,6 +378,7 @@ async fn dra_claim_templates_are_watched_where_served_and_make_gpu_workloads() {
         options(stopping),
         json!([chart_webhook_configuration()]),
         Some(templates),
+        Some(json!([])),
     )
     .await;
     for needed in [
@@ -393,6 +413,94 @@ async fn dra_claim_templates_are_watched_where_served_and_make_gpu_workloads() {
             "the pod claims a GPU through DRA (ResourceClaimTemplate \"one-gpu\", device class \
              gpu.nvidia.com)"
         )
+    );
+}
+
+/// A GPU Node as the API server lists it: what the engine reads (labels,
+/// taint, allocatable) and a kubelet's status besides.
+fn gpu_node() -> Value {
+    json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "gpu-1", "resourceVersion": "7",
+            "labels": {"nvidia.com/gpu.memory": "24576", "topology.kubernetes.io/zone": "1",
+                "node.kubernetes.io/instance-type": "Standard_NC24ads_A100_v4"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+        "spec": {"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
+        "status": {"allocatable": {"nvidia.com/gpu": "1", "cpu": "24"},
+            "capacity": {"nvidia.com/gpu": "1", "cpu": "24"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.7"}]}})
+}
+
+#[tokio::test]
+async fn the_cluster_nodes_reach_the_snapshot_and_are_counted() {
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
+         "spec": {"action": "Warn"}}
+    ]);
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let opts = options(stopping);
+    let metrics = opts.metrics.clone();
+    let (state, seen) = run_served(
+        policies,
+        opts,
+        json!([chart_webhook_configuration()]),
+        None,
+        Some(json!([gpu_node()])),
+    )
+    .await;
+    assert!(state.is_ready());
+    let snapshot = state.load();
+    let nodes = snapshot.context.nodes();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].name, "gpu-1");
+    assert_eq!(nodes[0].labels["nvidia.com/gpu.memory"], "24576");
+    assert_eq!(nodes[0].taints[0].key, "sku");
+    assert_eq!(nodes[0].allocatable["nvidia.com/gpu"], "1");
+    assert!(
+        metrics.encode().contains("waf_admission_cluster_nodes 1\n"),
+        "{}",
+        metrics.encode()
+    );
+    assert!(
+        seen.requests.iter().any(|r| r == "GET /api/v1/nodes"),
+        "{:?}",
+        seen.requests
+    );
+}
+
+#[tokio::test]
+async fn without_rbac_on_nodes_the_controller_turns_ready_and_judges_without_them() {
+    let policies = json!([
+        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
+         "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
+         "spec": {"action": "Warn"}}
+    ]);
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    let opts = options(stopping);
+    let metrics = opts.metrics.clone();
+    let (state, seen) = run_served(
+        policies,
+        opts,
+        json!([chart_webhook_configuration()]),
+        None,
+        None,
+    )
+    .await;
+    assert!(state.is_ready(), "ready without the Nodes");
+    let snapshot = state.load();
+    assert!(snapshot.context.nodes().is_empty());
+    assert_eq!(snapshot.policies.policies().len(), 1, "the policy in force");
+    assert!(metrics.encode().contains("waf_admission_cluster_nodes 0\n"));
+    // Asked once; no watch retrying a list it may not make.
+    assert_eq!(
+        seen.requests
+            .iter()
+            .filter(|r| r.contains("/api/v1/nodes"))
+            .count(),
+        1,
+        "{:?}",
+        seen.requests
     );
 }
 

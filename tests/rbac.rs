@@ -43,6 +43,8 @@ const USED: &[(&str, &str, &[&str])] = &[
         "resourceclaimtemplates",
         &["get", "list", "watch"],
     ),
+    // Nodes' labels, taints and allocatable: where a pod can run.
+    ("", "nodes", &["get", "list", "watch"]),
     ("apps", "deployments", &["get", "list", "watch"]),
     ("apps", "statefulsets", &["get", "list", "watch"]),
     // The workload cache: every kind, for the audit and for judging a

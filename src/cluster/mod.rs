@@ -1,7 +1,9 @@
 //! In the cluster: kube-runtime reflectors keep policies, exceptions,
 //! namespaces, HPAs, PodDisruptionBudgets, (when KEDA is installed)
-//! ScaledObjects and (when resource.k8s.io/v1 is served) DRA
-//! ResourceClaims and ResourceClaimTemplates in memory;
+//! ScaledObjects, (when resource.k8s.io/v1 is served) DRA
+//! ResourceClaims and ResourceClaimTemplates and (when the ServiceAccount
+//! may list them) Nodes, slimmed to their labels, taints and allocatable
+//! resources, in memory;
 //! a change to anything the engine reads rebuilds the snapshot the webhook
 //! reads (see `state.rs`), so the request path never calls the API server.
 //! Policy status says whether each policy is in force (and, from the
@@ -37,12 +39,15 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ReplicationController, Secret};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, NodeSpec, NodeStatus, Pod, ReplicationController, Secret,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DeserializeGuard, DynamicObject, GroupVersionKind};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{Notify, mpsc, watch};
@@ -246,6 +251,13 @@ pub async fn run(
             }
             None => (None, None),
         };
+    let nodes = match nodes(&client, changed.clone()).await {
+        Some((store, task)) => {
+            spawn(task);
+            Some(store)
+        }
+        None => None,
+    };
     spawn((
         "Event publisher",
         events::publish(client.clone(), events, opts.pod_name.clone()).boxed(),
@@ -335,6 +347,7 @@ pub async fn run(
         scaled_objects,
         resource_claims,
         resource_claim_templates,
+        nodes,
         secrets,
         webhooks,
     };
@@ -364,6 +377,8 @@ struct Stores {
     scaled_objects: Option<Store<DynamicObject>>,
     resource_claims: Option<Store<ResourceClaim>>,
     resource_claim_templates: Option<Store<ResourceClaimTemplate>>,
+    /// None when the ServiceAccount may not list Nodes.
+    nodes: Option<Store<Node>>,
     secrets: Vec<Store<Secret>>,
     webhooks: Store<ValidatingWebhookConfiguration>,
 }
@@ -383,6 +398,9 @@ impl Stores {
             s.wait_until_ready().await.ok();
         }
         if let Some(s) = &self.resource_claim_templates {
+            s.wait_until_ready().await.ok();
+        }
+        if let Some(s) = &self.nodes {
             s.wait_until_ready().await.ok();
         }
         for s in &self.secrets {
@@ -420,6 +438,7 @@ impl Stores {
                 .as_ref()
                 .map(Store::state)
                 .unwrap_or_default(),
+            nodes: self.nodes.as_ref().map(Store::state).unwrap_or_default(),
             secrets: self.secrets.iter().flat_map(Store::state).collect(),
             webhooks: self.webhooks.state(),
         }
@@ -467,7 +486,11 @@ async fn keep_snapshot(
     policy_reports: watch::Sender<Vec<PolicyReport>>,
 ) {
     stores.synced().await;
-    tracing::info!(keda = stores.scaled_objects.is_some(), "caches synced");
+    tracing::info!(
+        keda = stores.scaled_objects.is_some(),
+        nodes = stores.nodes.is_some(),
+        "caches synced"
+    );
     let mut builder = Builder::default();
     let mut reported_as_leader = false;
     loop {
@@ -481,6 +504,7 @@ async fn keep_snapshot(
                     unreadable = inputs.unreadable.len(),
                     "policy snapshot in force"
                 );
+                metrics.cluster_nodes(snapshot.context.nodes().len());
                 state.store(snapshot.clone());
                 state.set_synced();
                 policy_reports.send_replace(builder.reports().to_vec());
@@ -588,6 +612,111 @@ async fn device_claims(
         "ResourceClaimTemplate watch",
     );
     Some((claims, templates, [claims_task, templates_task]))
+}
+
+/// The cluster's Nodes, when the ServiceAccount may list them: where pods
+/// can run, for the rules that read GPU memory and zones from the Nodes a
+/// pod can use. Without that grant (RBAC not given, a namespaced install)
+/// the webhook judges as before, with no Nodes, and says so once; a watch
+/// that can never list would keep the replica unready for good. A grant
+/// given later is seen at the next start.
+async fn nodes(client: &Client, changed: Arc<Notify>) -> Option<(Store<Node>, Task)> {
+    let api: Api<Node> = Api::all(client.clone());
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Err(kube::Error::Api(status)) if status.is_forbidden() => {
+            tracing::warn!(
+                reason = %status.message,
+                "may not list Nodes (grant list and watch on nodes, as the chart's ClusterRole does): judging without them, no GPU memory or zones read from Nodes"
+            );
+            return None;
+        }
+        // Anything else (the API server not reachable yet) is the watch's
+        // to retry, as for every other store.
+        _ => {}
+    }
+    let (store, writer) = reflector::store::<Node>();
+    let mut writer = NodeWriter {
+        writer,
+        store: store.clone(),
+    };
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let task = async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    if writer.apply(event) {
+                        changed.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, what = "Node watch", "watch failed; retrying with backoff, the last good view stays")
+                }
+            }
+        }
+    };
+    Some((store, ("Node watch", task.boxed())))
+}
+
+/// Keeps the Node store, each Node [`slim_node`]med, and says which events
+/// change what the engine reads: kubelets rewrite every Node's status (a
+/// heartbeat, conditions) every few seconds, and a snapshot rebuild per
+/// heartbeat would be most of a large cluster's work.
+struct NodeWriter {
+    writer: reflector::store::Writer<Node>,
+    store: Store<Node>,
+}
+
+impl NodeWriter {
+    /// Applies one watch event; true when the Nodes the engine reads
+    /// changed: a Node added, deleted, or different once slimmed, or a
+    /// (re)list done, which replaces the store whole.
+    fn apply(&mut self, event: watcher::Event<Node>) -> bool {
+        let event = event.modify(slim_node);
+        let changed = match &event {
+            watcher::Event::Apply(node) => self
+                .store
+                .get(&ObjectRef::from_obj(node))
+                .is_none_or(|old| *old != *node),
+            watcher::Event::Delete(_) | watcher::Event::InitDone => true,
+            watcher::Event::Init | watcher::Event::InitApply(_) => false,
+        };
+        self.writer.apply_watcher_event(&event);
+        changed
+    }
+}
+
+/// Keeps of a Node only what the engine reads (`placement::NodeRef`): its
+/// name, labels, taints and allocatable resources, an empty list or map
+/// the same as none. The rest (status conditions, images and addresses,
+/// annotations, managedFields, resourceVersion) is most of a Node's size
+/// and all of its churn, so two slimmed Nodes are equal exactly when the
+/// engine reads them the same.
+fn slim_node(node: &mut Node) {
+    let taints = node
+        .spec
+        .take()
+        .and_then(|s| s.taints)
+        .filter(|t| !t.is_empty());
+    let allocatable = node
+        .status
+        .take()
+        .and_then(|s| s.allocatable)
+        .filter(|a| !a.is_empty());
+    let meta = std::mem::take(&mut node.metadata);
+    node.metadata = ObjectMeta {
+        name: meta.name,
+        labels: meta.labels.filter(|l| !l.is_empty()),
+        ..ObjectMeta::default()
+    };
+    node.spec = taints.map(|taints| NodeSpec {
+        taints: Some(taints),
+        ..NodeSpec::default()
+    });
+    node.status = allocatable.map(|allocatable| NodeStatus {
+        allocatable: Some(allocatable),
+        ..NodeStatus::default()
+    });
 }
 
 /// Renews or takes the Lease every few seconds; a replica that gains it
@@ -855,6 +984,136 @@ mod tests {
         assert_eq!(run.judged, 1);
         let (summary, reports) = run.finish();
         (summary, reports.finish(&[]))
+    }
+
+    /// A GPU Node as a kubelet and kubectl leave it: the labels, taint
+    /// and allocatable the engine reads, and the rest.
+    fn gpu_node() -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "gpu-1", "uid": "9f1c", "resourceVersion": "100",
+                "creationTimestamp": "2026-12-01T10:00:00Z",
+                "labels": {"nvidia.com/gpu.memory": "24576",
+                    "topology.kubernetes.io/zone": "westeurope-1"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0",
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update",
+                    "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]},
+            "spec": {"podCIDR": "10.244.1.0/24", "providerID": "azure:///vm/gpu-1",
+                "taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
+            "status": {
+                "capacity": {"cpu": "24", "nvidia.com/gpu": "1"},
+                "allocatable": {"cpu": "23500m", "nvidia.com/gpu": "1"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "lastHeartbeatTime": "2026-12-01T10:00:00Z",
+                    "lastTransitionTime": "2026-12-01T09:00:00Z"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.7"}],
+                "images": [{"names": ["nvcr.io/nvidia/tritonserver:24.08-py3"], "sizeBytes": 17000000000_u64}],
+                "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b",
+                    "kernelVersion": "6.8", "osImage": "Ubuntu", "containerRuntimeVersion": "containerd://2.0",
+                    "kubeletVersion": "v1.34.0", "kubeProxyVersion": "", "operatingSystem": "linux",
+                    "architecture": "amd64"}}})
+    }
+
+    fn node(value: serde_json::Value) -> Node {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_cached_node_keeps_its_name_labels_taints_and_allocatable_only() {
+        let whole = gpu_node();
+        let mut slim = node(whole.clone());
+        slim_node(&mut slim);
+        assert_eq!(
+            serde_json::to_value(&slim).unwrap(),
+            serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "gpu-1", "labels": {"nvidia.com/gpu.memory": "24576",
+                    "topology.kubernetes.io/zone": "westeurope-1"}},
+                "spec": {"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
+                "status": {"allocatable": {"cpu": "23500m", "nvidia.com/gpu": "1"}}})
+        );
+        // The engine reads it as it reads the whole Node.
+        assert_eq!(
+            crate::placement::NodeRef::from(&slim),
+            crate::placement::NodeRef::from(&node(whole))
+        );
+        // Nothing to keep: nothing left but the name.
+        let mut bare = node(serde_json::json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n", "labels": {}}, "spec": {"taints": []},
+            "status": {"allocatable": {}, "phase": "Running"}}));
+        slim_node(&mut bare);
+        assert_eq!(
+            serde_json::to_value(&bare).unwrap(),
+            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_heartbeat_changes_nothing_the_engine_reads_and_a_label_taint_or_allocatable_change_does()
+     {
+        let (store, writer) = reflector::store::<Node>();
+        let mut writer = NodeWriter {
+            writer,
+            store: store.clone(),
+        };
+        let first = node(gpu_node());
+        assert!(!writer.apply(watcher::Event::Init));
+        assert!(!writer.apply(watcher::Event::InitApply(first.clone())));
+        assert!(writer.apply(watcher::Event::InitDone), "the first list");
+        store.wait_until_ready().await.unwrap();
+        assert_eq!(store.len(), 1);
+        assert!(
+            !writer.apply(watcher::Event::Apply(first.clone())),
+            "the same Node again"
+        );
+
+        // The kubelet's heartbeat, a new condition, an annotation, and
+        // the resourceVersion and managedFields that come with each.
+        let mut heartbeat = gpu_node();
+        heartbeat["metadata"]["resourceVersion"] = "101".into();
+        heartbeat["metadata"]["annotations"]["csi.volume.kubernetes.io/nodeid"] = "{}".into();
+        heartbeat["metadata"]["managedFields"][0]["time"] = "2026-12-01T10:00:40Z".into();
+        heartbeat["status"]["conditions"][0]["lastHeartbeatTime"] = "2026-12-01T10:00:40Z".into();
+        heartbeat["status"]["conditions"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "MemoryPressure", "status": "False"}));
+        heartbeat["status"]["images"] = serde_json::json!([]);
+        heartbeat["status"]["capacity"]["cpu"] = "32".into();
+        assert!(!writer.apply(watcher::Event::Apply(node(heartbeat.clone()))));
+
+        // JSON pointers: `~1` is a `/` in a key.
+        let changes = [
+            (
+                "a label",
+                "/metadata/labels/topology.kubernetes.io~1zone",
+                "westeurope-2",
+            ),
+            ("a taint", "/spec/taints/0/effect", "NoExecute"),
+            ("allocatable", "/status/allocatable/nvidia.com~1gpu", "0"),
+        ];
+        for (what, at, value) in changes {
+            let mut changed = heartbeat.clone();
+            *changed.pointer_mut(at).unwrap() = value.into();
+            assert!(
+                writer.apply(watcher::Event::Apply(node(changed))),
+                "{what} changed"
+            );
+            assert!(
+                writer.apply(watcher::Event::Apply(node(heartbeat.clone()))),
+                "{what} changed back"
+            );
+        }
+        let mut new = gpu_node();
+        new["metadata"]["name"] = "gpu-2".into();
+        assert!(writer.apply(watcher::Event::Apply(node(new))), "a new Node");
+        assert_eq!(store.len(), 2);
+        assert!(writer.apply(watcher::Event::Delete(first)), "a Node gone");
+        assert_eq!(store.len(), 1);
+        // What the store holds is slimmed.
+        let kept = store.state();
+        assert!(kept[0].metadata.annotations.is_none());
+        assert!(kept[0].metadata.resource_version.is_none());
+        assert!(kept[0].status.as_ref().unwrap().conditions.is_none());
     }
 
     #[tokio::test]

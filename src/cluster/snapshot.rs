@@ -2,14 +2,17 @@
 //! feed it objects, the controller feeds it its stores. A policy that
 //! cannot be used is refused and its last good version stays in force;
 //! a deleted policy is gone. A policy in force that lists kinds the live
-//! webhook configuration does not send is reported as such.
+//! webhook configuration does not send is reported as such. Nodes reach
+//! the context as `placement::NodeRef`s; the key that decides a rebuild
+//! holds a digest of them, not a second copy.
 
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::ResourceExt;
@@ -18,6 +21,7 @@ use kube::core::DynamicObject;
 use super::webhooks::{Coverage, KindsNotSent};
 use crate::context::{Context, DeviceClaimRef, Exception, PdbRef, ScalerRef, secret_data};
 use crate::error::Error;
+use crate::placement::NodeRef;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::release::RuleSet;
 use crate::policy::{RuleId, WellArchitectedException, WellArchitectedPolicy};
@@ -38,6 +42,9 @@ pub struct Inputs {
     /// DRA claims and claim templates (resource.k8s.io/v1), when served.
     pub resource_claims: Vec<Arc<ResourceClaim>>,
     pub resource_claim_templates: Vec<Arc<ResourceClaimTemplate>>,
+    /// The cluster's Nodes, slimmed to what the engine reads (none when the
+    /// ServiceAccount may not list them).
+    pub nodes: Vec<Arc<Node>>,
     /// The Secrets of the controller's namespace that `--registry-secret`
     /// names (pull secrets, signing keys).
     pub secrets: Vec<Arc<Secret>>,
@@ -99,6 +106,9 @@ struct Key {
     device_claims: Vec<DeviceClaimRef>,
     /// Secrets by resourceVersion (they have no generation).
     secrets: Vec<(String, Option<String>)>,
+    /// A digest of the Nodes' names, labels, taints and allocatable: a
+    /// cluster's thousands of Nodes are not kept twice.
+    nodes: u64,
     /// What the webhook configurations send, not the objects: cert-manager
     /// rewriting a caBundle changes nothing a status says.
     webhooks: Coverage,
@@ -256,6 +266,9 @@ impl Builder {
         for c in claims {
             context.add_device_claim(c);
         }
+        for node in &inputs.nodes {
+            context.add_node(NodeRef::from(node.as_ref()));
+        }
         for pdb in &inputs.pdbs {
             let value = serde_json::to_value(pdb.as_ref());
             match value.map(|v| PdbRef::from_value(v, "default", "PodDisruptionBudget")) {
@@ -333,6 +346,37 @@ fn device_claims(inputs: &Inputs) -> Vec<DeviceClaimRef> {
     out
 }
 
+/// What the engine reads of the Nodes (see `NodeRef`), in name order,
+/// hashed.
+fn nodes_digest(nodes: &[Arc<Node>]) -> u64 {
+    let mut sorted: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
+    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut h = DefaultHasher::new();
+    // Each list and map is hashed with its length first, so no two
+    // different Node lists feed the hasher the same bytes.
+    for node in sorted {
+        node.metadata.name.hash(&mut h);
+        let labels = node.metadata.labels.as_ref();
+        h.write_usize(labels.map_or(0, BTreeMap::len));
+        for label in labels.into_iter().flatten() {
+            label.hash(&mut h);
+        }
+        let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref());
+        let taints = taints.unwrap_or_default();
+        h.write_usize(taints.len());
+        for t in taints {
+            (&t.key, &t.value, &t.effect).hash(&mut h);
+            t.time_added.as_ref().map(|at| at.0).hash(&mut h);
+        }
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        h.write_usize(allocatable.map_or(0, BTreeMap::len));
+        for (resource, quantity) in allocatable.into_iter().flatten() {
+            (resource, &quantity.0).hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
 impl Key {
     fn of(inputs: &Inputs, scalers: &[ScalerRef], device_claims: &[DeviceClaimRef]) -> Key {
         let mut policies: Vec<_> = inputs
@@ -370,6 +414,7 @@ impl Key {
             .collect();
         secrets.sort();
         Key {
+            nodes: nodes_digest(&inputs.nodes),
             policies,
             exceptions,
             unreadable,
@@ -526,6 +571,70 @@ mod tests {
             b.build_if_changed(&inputs).is_none(),
             "allocation and per-pod claims rebuild nothing"
         );
+    }
+
+    #[test]
+    fn nodes_from_the_store_reach_the_context_and_only_what_the_engine_reads_rebuilds() {
+        let gpu_node = |name: &str, zone: &str, memory: &str| -> Arc<Node> {
+            Arc::new(
+                serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": {"nvidia.com/gpu.memory": memory,
+                        "kubernetes.azure.com/accelerator": "nvidia",
+                        "topology.kubernetes.io/zone": zone}},
+                    "spec": {"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]},
+                    "status": {"allocatable": {"nvidia.com/gpu": "1"}}}))
+                .unwrap(),
+            )
+        };
+        let cpu_node: Arc<Node> = Arc::new(
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": "cpu-1", "labels": {"topology.kubernetes.io/zone": "1"}},
+                "status": {"allocatable": {"cpu": "8"}}}))
+            .unwrap(),
+        );
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            nodes: vec![
+                gpu_node("gpu-2", "2", "81920"),
+                cpu_node,
+                gpu_node("gpu-1", "1", "24576"),
+            ],
+            ..inputs()
+        };
+        let sorted = |mut names: Vec<&str>| {
+            names.sort_unstable();
+            names.join(" ")
+        };
+        let (snapshot, _) = b.build_if_changed(&inputs).expect("the first build");
+        let ctx = &snapshot.context;
+        assert_eq!(
+            sorted(ctx.nodes().iter().map(|n| n.name.as_str()).collect()),
+            "cpu-1 gpu-1 gpu-2"
+        );
+        let gpu_1 = ctx.nodes().iter().find(|n| n.name == "gpu-1").unwrap();
+        assert_eq!(gpu_1.labels["nvidia.com/gpu.memory"], "24576");
+        assert_eq!(gpu_1.taints[0].key, "sku");
+        assert_eq!(gpu_1.allocatable["nvidia.com/gpu"], "1");
+        // The llm Deployment selects the GPU nodes and tolerates their taint.
+        let usable = ctx.nodes_for(&llm());
+        assert_eq!(
+            sorted(usable.iter().map(|n| n.name.as_str()).collect()),
+            "gpu-1 gpu-2"
+        );
+
+        inputs.nodes.reverse();
+        assert!(
+            b.build_if_changed(&inputs).is_none(),
+            "the same Nodes in another order"
+        );
+        assert_eq!(inputs.nodes[0].metadata.name.as_deref(), Some("gpu-1"));
+        inputs.nodes[0] = gpu_node("gpu-1", "3", "24576");
+        let (snapshot, _) = b.build_if_changed(&inputs).expect("a zone changed");
+        let gpu_1 = snapshot.context.nodes().iter().find(|n| n.name == "gpu-1");
+        assert_eq!(gpu_1.unwrap().labels["topology.kubernetes.io/zone"], "3");
+        inputs.nodes.pop();
+        let (snapshot, _) = b.build_if_changed(&inputs).expect("a Node gone");
+        assert_eq!(snapshot.context.nodes().len(), 2);
     }
 
     #[test]
