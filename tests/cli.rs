@@ -104,6 +104,7 @@ fn bad_examples_exit_one_with_every_rule_named() {
         "rollout-strategy (Reliability)",
         "model-fit (Performance Efficiency)",
         "gpu-right-size (Cost Optimization)",
+        "autoscaler-metric (Performance Efficiency)",
     ] {
         assert!(t.contains(rule), "missing {rule} in:\n{t}");
     }

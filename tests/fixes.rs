@@ -244,7 +244,11 @@ fn a_finding_about_an_autoscaler_points_at_its_lines_in_every_output() {
         .unwrap() as u32;
     let report = judge(&set, check::load(&[file]));
     let r = &report.results[0];
-    let on_hpa: Vec<_> = r.violations.iter().filter(|v| v.object.is_some()).collect();
+    let on_hpa: Vec<_> = r
+        .violations
+        .iter()
+        .filter(|v| v.object.is_some() && v.rule == "autoscaler")
+        .collect();
     assert!(!on_hpa.is_empty());
     for v in &on_hpa {
         let line = v.line.unwrap();
@@ -267,10 +271,11 @@ fn a_finding_about_an_autoscaler_points_at_its_lines_in_every_output() {
         .unwrap()
         .iter()
         .filter(|x| {
-            x["message"]["text"]
-                .as_str()
-                .unwrap()
-                .contains("HorizontalPodAutoscaler chat")
+            x["ruleId"] == "autoscaler"
+                && x["message"]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("HorizontalPodAutoscaler chat")
         })
         .collect();
     assert!(!hpa_results.is_empty());

@@ -487,7 +487,9 @@ mod tests {
             serde_json::from_value(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
                 "metadata": {"name": "llm", "namespace": "ml"},
                 "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
-                    "minReplicas": min, "maxReplicas": 6}}))
+                    "minReplicas": min, "maxReplicas": 6,
+                    "metrics": [{"type": "Pods", "pods": {"metric": {"name": "vllm:num_requests_waiting"},
+                        "target": {"type": "AverageValue", "averageValue": "5"}}}]}}))
             .unwrap(),
         )
     }
