@@ -62,6 +62,10 @@ def gpu_pools(ns):
     assert r.ok, r
     yield
     kubectl("delete", "wap", POLICY, "--ignore-not-found")
+    # The admitted servers' pods sit on Nodes with no kubelet to stop them:
+    # gone by force, so the namespace goes at once.
+    kubectl("-n", ns, "delete", "deployments", "--all", "--wait=false")
+    kubectl("-n", ns, "delete", "pods", "--all", "--force", "--grace-period=0")
     for pool in POOLS:
         kubectl("delete", "node", f"waf-test-{pool}-{SUFFIX}", "--ignore-not-found")
 
