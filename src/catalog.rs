@@ -13,6 +13,7 @@
 //! - A policy's entries (`Catalog::with`) come before the built-in ones, so
 //!   a policy can correct or add a model or a VM size.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use schemars::JsonSchema;
@@ -213,6 +214,12 @@ pub struct MigProfile {
 pub struct Catalog {
     models: Vec<Model>,
     gpus: Gpus,
+    /// Lower-cased id, and name without organisation, to the first entry
+    /// that has it: the lookups run on the webhook's request path.
+    by_id: HashMap<String, usize>,
+    by_name: HashMap<String, usize>,
+    /// Lower-cased VM size names and aliases to the first size.
+    by_size: HashMap<String, usize>,
 }
 
 static BUILTIN: LazyLock<Catalog> = LazyLock::new(|| Catalog::parse().unwrap_or_default());
@@ -252,10 +259,7 @@ impl Catalog {
     pub fn parse() -> Result<Catalog, String> {
         let models: Models = from_yaml("data/models.yaml", MODELS_YAML)?;
         let gpus: Gpus = from_yaml("data/gpus.yaml", GPUS_YAML)?;
-        Ok(Catalog {
-            models: models.models,
-            gpus,
-        })
+        Ok(Catalog::indexed(models.models, gpus))
     }
 
     /// This catalog with a policy's models and GPUs in front: they win over
@@ -264,13 +268,36 @@ impl Catalog {
         fn front<T: Clone>(first: &[T], then: &[T]) -> Vec<T> {
             first.iter().chain(then).cloned().collect()
         }
-        Catalog {
-            models: front(extra_models, &self.models),
-            gpus: Gpus {
+        Catalog::indexed(
+            front(extra_models, &self.models),
+            Gpus {
                 vm_sizes: front(&extra_gpus.vm_sizes, &self.gpus.vm_sizes),
                 products: front(&extra_gpus.products, &self.gpus.products),
                 mig_profiles: front(&extra_gpus.mig_profiles, &self.gpus.mig_profiles),
             },
+        )
+    }
+
+    /// The entries with their indices; the first of a key wins.
+    fn indexed(models: Vec<Model>, gpus: Gpus) -> Catalog {
+        let mut by_id = HashMap::new();
+        let mut by_name = HashMap::new();
+        for (i, m) in models.iter().enumerate() {
+            by_id.entry(m.id.to_ascii_lowercase()).or_insert(i);
+            by_name.entry(m.name().to_ascii_lowercase()).or_insert(i);
+        }
+        let mut by_size = HashMap::new();
+        for (i, v) in gpus.vm_sizes.iter().enumerate() {
+            for n in std::iter::once(&v.name).chain(&v.aliases) {
+                by_size.entry(n.to_ascii_lowercase()).or_insert(i);
+            }
+        }
+        Catalog {
+            models,
+            gpus,
+            by_id,
+            by_name,
+            by_size,
         }
     }
 
@@ -292,24 +319,21 @@ impl Catalog {
         if id.is_empty() {
             return None;
         }
-        if let Some(m) = self.models.iter().find(|m| m.id.eq_ignore_ascii_case(id)) {
-            return Some(m);
+        let lower = id.to_ascii_lowercase();
+        if let Some(&i) = self.by_id.get(&lower) {
+            return self.models.get(i);
         }
         if id.contains('/') {
             return None;
         }
-        self.models
-            .iter()
-            .find(|m| m.name().eq_ignore_ascii_case(id))
+        self.by_name.get(&lower).and_then(|&i| self.models.get(i))
     }
 
     /// A VM size by name or alias, case-insensitively.
     pub fn vm_size(&self, name: &str) -> Option<&VmSize> {
-        let name = name.trim();
-        self.gpus.vm_sizes.iter().find(|v| {
-            v.name.eq_ignore_ascii_case(name)
-                || v.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-        })
+        self.by_size
+            .get(&name.trim().to_ascii_lowercase())
+            .and_then(|&i| self.gpus.vm_sizes.get(i))
     }
 
     /// A GPU by its `nvidia.com/gpu.product` label, case-insensitively. A
