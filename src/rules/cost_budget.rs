@@ -155,18 +155,30 @@ impl Rule for CostBudget {
                 ),
                 w.pod_path,
             ),
+            Some(sc) if fit < sc.min_replicas => {
+                // A maximum below its floor is no autoscaler: no edit.
+                let mut f = on_scaler(sc, sc.kind.max_field(), fit, message);
+                f.edit = None;
+                f.fix = format!(
+                    "{fit} replica{} fit{} the budget ({} each a month), fewer than {} {}'s {} \
+                     {}: {others}",
+                    if fit == 1 { "" } else { "s" },
+                    if fit == 1 { "s" } else { "" },
+                    dollars(per_replica),
+                    sc.kind,
+                    sc.name,
+                    sc.kind.min_field(),
+                    sc.min_replicas
+                );
+                f
+            }
             Some(sc) => {
-                let within = format!(
+                let mut f = on_scaler(sc, sc.kind.max_field(), fit, message);
+                f.fix.push_str(&format!(
                     " ({fit} × {} = {}/month), {others}",
                     dollars(per_replica),
                     dollars(f64::from(fit) * per_replica)
-                );
-                let mut f = on_scaler(sc, sc.kind.max_field(), fit, message);
-                if fit < sc.min_replicas {
-                    // Below its floor the autoscaler is refused: no edit.
-                    f.edit = None;
-                }
-                f.fix.push_str(&within);
+                ));
                 f
             }
             None => Finding::new(
@@ -468,6 +480,16 @@ mod tests {
         assert!(f[0].message.contains("= $17,520.00/month"), "{}", f[0].message);
         assert_eq!(f[0].path, "/spec/replicas");
         assert!(f[0].fix.starts_with("set spec.replicas: 1 ("), "{}", f[0].fix);
+        // Under an autoscaler whose floor is above what fits: no edit.
+        let hpa = scaler("llm", 2, 3);
+        let f = judge(&pinned(A100X4, "2"), &priced(), &[&hpa], 10_000.0);
+        assert_eq!(
+            f[0].fix,
+            "1 replica fits the budget ($5,840.00 each a month), fewer than \
+             HorizontalPodAutoscaler llm's minReplicas 2: choose a smaller VM size, or raise \
+             costBudget.maxMonthly"
+        );
+        assert!(f[0].edit.is_none());
     }
 
     #[test]
