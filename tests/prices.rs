@@ -30,15 +30,12 @@ async fn serve(status: StatusCode) -> (SocketAddr, Asked) {
         let text = std::fs::read_to_string(fixtures().join("prices").join(&name)).unwrap();
         text.replace("NEXT/", &format!("http://{addr}/next/"))
     };
-    let first = {
-        let page = page.clone();
-        move |State(asked): State<Asked>, RawQuery(q): RawQuery| async move {
-            asked
-                .lock()
-                .unwrap()
-                .push(format!("/api/retail/prices?{}", q.unwrap_or_default()));
-            (status, page("page1.json".into()))
-        }
+    let first = move |State(asked): State<Asked>, RawQuery(q): RawQuery| async move {
+        asked
+            .lock()
+            .unwrap()
+            .push(format!("/api/retail/prices?{}", q.unwrap_or_default()));
+        (status, page("page1.json".into()))
     };
     let next = move |State(asked): State<Asked>, UrlPath(name): UrlPath<String>| async move {
         asked.lock().unwrap().push(format!("/next/{name}"));

@@ -56,6 +56,9 @@ pub struct Inputs {
     pub prices: Option<PricesInput>,
 }
 
+/// A ConfigMap's uid and resourceVersion: what says it changed.
+type PricesVersion = (Option<String>, Option<String>);
+
 /// The price table's ConfigMap as the store holds it.
 #[derive(Clone, Debug, Default)]
 pub struct PricesInput {
@@ -67,7 +70,7 @@ pub struct PricesInput {
 
 impl PricesInput {
     /// What says the table changed: the ConfigMap's uid and resourceVersion.
-    fn version(&self) -> Option<(Option<String>, Option<String>)> {
+    fn version(&self) -> Option<PricesVersion> {
         self.configmap
             .as_ref()
             .map(|c| (c.uid(), c.resource_version()))
@@ -158,7 +161,7 @@ struct Key {
     /// rewriting a caBundle changes nothing a status says.
     webhooks: Coverage,
     /// The price table's ConfigMap by uid and resourceVersion.
-    prices: Option<Option<(Option<String>, Option<String>)>>,
+    prices: Option<Option<PricesVersion>>,
 }
 
 type Identity = (Option<String>, Option<String>, String, Option<i64>);
@@ -168,10 +171,7 @@ pub struct Builder {
     last_good: BTreeMap<String, Policy>,
     /// The price table read from the ConfigMap of this version: read (and
     /// its problems logged) once per change, not per rebuild.
-    prices: Option<(
-        Option<(Option<String>, Option<String>)>,
-        Option<Arc<PriceTable>>,
-    )>,
+    prices: Option<(Option<PricesVersion>, Option<Arc<PriceTable>>)>,
     key: Option<Key>,
     reports: Vec<PolicyReport>,
     problems: Vec<ObjectProblem>,

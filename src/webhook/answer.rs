@@ -59,7 +59,8 @@ pub(super) fn rule_list(d: &Decision) -> String {
 /// one thing, `[rule] first; second (+N more)` for a rule that found
 /// several (one per container, say), so a workload that breaks many rules
 /// still gets a line for each. Every line is within the apiserver's
-/// 256-character limit and all of them within 4 KiB: written to fit rather
+/// 256-character limit (and its share of the whole, when many rules fire)
+/// and all of them within 4 KiB: written to fit rather
 /// than cut by the apiserver. A fix that does not fit is not cut: the line
 /// says where the whole one is (`full`: the workload's Events, say); with
 /// `full` empty the message is kept and a fix that does not fit dropped.
@@ -78,8 +79,11 @@ pub fn warnings<'a>(
     let mut total = 0;
     // Room for the last line that says how many did not fit.
     let reserve = 200;
+    // Every rule its share of the whole, when all lines at the apiserver's
+    // limit would not fit (18 rules × 256 is more than 4 KiB).
+    let max = WARNING_MAX.min((WARNINGS_TOTAL_MAX - reserve) / groups.len().max(1));
     for (i, (rule, group)) in groups.iter().enumerate() {
-        let line = rule_warning(rule, group, full);
+        let line = rule_warning(rule, group, full, max);
         if total + line.len() > WARNINGS_TOTAL_MAX - reserve {
             out.push(shorten(
                 &format!(
@@ -96,45 +100,45 @@ pub fn warnings<'a>(
     out
 }
 
-fn rule_warning(rule: &str, group: &[(&str, &str)], full: &str) -> String {
+fn rule_warning(rule: &str, group: &[(&str, &str)], full: &str, max: usize) -> String {
     let len = |s: &str| s.chars().count();
     let see = format!(". Fix: see {full}");
     if let [(message, fix)] = group {
         let whole = format!("[{rule}] {message}. Fix: {fix}");
-        if len(&whole) <= WARNING_MAX {
+        if len(&whole) <= max {
             return whole;
         }
         let head = format!("[{rule}] {message}");
         if full.is_empty() {
             // The message matters most (why a tag was not pinned, say).
-            return shorten(&head, WARNING_MAX);
+            return shorten(&head, max);
         }
         // The message whole (it says why) and where the fix is; a message
         // longer than a line alone keeps the line (why a registry failed,
         // say: the Events have the fix); else the fix whole and the
         // message shortened before it; else both cut.
-        if len(&head) + len(&see) <= WARNING_MAX {
+        if len(&head) + len(&see) <= max {
             return format!("{head}{see}");
         }
-        if len(&head) > WARNING_MAX {
-            return shorten(&head, WARNING_MAX);
+        if len(&head) > max {
+            return shorten(&head, max);
         }
         let tail = format!(". Fix: {fix}");
-        if len(&tail) <= WARNING_MAX / 2 {
-            return format!("{}{tail}", shorten(&head, WARNING_MAX - len(&tail)));
+        if len(&tail) <= max / 2 {
+            return format!("{}{tail}", shorten(&head, max - len(&tail)));
         }
-        let see = shorten(&see, WARNING_MAX / 2);
-        return format!("{}{see}", shorten(&head, WARNING_MAX - len(&see)));
+        let see = shorten(&see, max / 2);
+        return format!("{}{see}", shorten(&head, max - len(&see)));
     }
     // A fix shared by every finding (the mutating webhook's note, say) is
     // kept, and the messages fill the room before it; different fixes are
     // where `full` says.
     let shared = group.iter().all(|(_, fix)| *fix == group[0].1);
     let tail = Some(format!(". Fix: {}", group[0].1))
-        .filter(|f| shared && len(f) <= WARNING_MAX / 2)
-        .unwrap_or_else(|| shorten(&see, WARNING_MAX / 2));
+        .filter(|f| shared && len(f) <= max / 2)
+        .unwrap_or_else(|| shorten(&see, max / 2));
     // The longest count: " (+NN more)".
-    let room = WARNING_MAX - 12 - len(&tail);
+    let room = max - 12 - len(&tail);
     let mut line = shorten(&format!("[{rule}] {}", group[0].0), room);
     let mut shown = 1;
     for (message, _) in &group[1..] {
