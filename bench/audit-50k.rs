@@ -443,6 +443,7 @@ fn main() -> anyhow::Result<()> {
             metrics: Arc::new(Metrics::new()),
             reports: ReportFormat::OpenReports,
             secrets: vec![],
+            prices_configmap: None,
         };
         let controller = tokio::spawn(cluster::run(client, state, rx, options));
         let seen = serve(handle, n).await;

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::autoscaling::{v1, v2};
@@ -20,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::exception::owner_kinds;
 use crate::exception::{OwnerKind, WellArchitectedException, WorkloadRef};
 use crate::placement::NodeRef;
+use crate::prices::PriceTable;
 use crate::rule_list::RuleId;
 use crate::workload::{Workload, WorkloadKind, typed};
 
@@ -590,9 +592,22 @@ pub struct Context {
     /// Where each of `nodes` is, by name: a cluster's thousands of Nodes
     /// are added in linear time, not by a scan per Node.
     node_index: HashMap<String, usize>,
+    /// VM prices (`check --prices`, the ConfigMap `serve` watches). None:
+    /// no table, and no rule says what anything costs.
+    prices: Option<Arc<PriceTable>>,
 }
 
 impl Context {
+    /// The price table the cost rules read (whether it is fresh enough is
+    /// theirs to judge: they get `now`).
+    pub fn set_prices(&mut self, table: Option<Arc<PriceTable>>) {
+        self.prices = table;
+    }
+
+    pub fn prices(&self) -> Option<&PriceTable> {
+        self.prices.as_deref()
+    }
+
     /// A Node; one added before under the same name is replaced, and the
     /// new one counts as added last (a later document in `check`'s input
     /// wins).

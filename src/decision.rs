@@ -184,6 +184,7 @@ pub fn judge_with(
         scalers: &scalers,
         pdbs: &pdbs,
         facts,
+        now,
     };
     for rule in RuleId::ALL {
         // (policy, action, mutate, outcome) for each policy where the rule found something.
@@ -306,6 +307,7 @@ pub fn fixes(
     ctx: &Context,
     facts: &Facts,
     d: &Decision,
+    now: jiff::Timestamp,
 ) -> Fixes {
     let mut fixed = object.clone();
     let mut edits: Vec<(ObjectRef, Vec<PatchOperation>)> = Vec::new();
@@ -318,6 +320,7 @@ pub fn fixes(
         scalers: &scalers,
         pdbs: &pdbs,
         facts,
+        now,
     };
     let mut patched: Vec<RuleId> = Vec::new();
     for v in &d.violations {

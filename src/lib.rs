@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod placement;
 pub mod policy;
+pub mod prices;
 pub mod problems;
 pub mod provenance;
 pub mod quantity;

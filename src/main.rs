@@ -55,6 +55,58 @@ enum Command {
     },
     /// Print the built-in baseline policy (used when no --policy is given).
     Baseline,
+    /// Fetch one region's GPU VM prices from the Azure Retail Prices API:
+    /// the price table cost-budget judges with.
+    #[command(after_help = PRICES_EXAMPLES)]
+    Prices(Box<PricesArgs>),
+}
+
+const PRICES_EXAMPLES: &str = "\
+Examples:
+  waf-admission prices --region eastus --out prices.yaml     the table, for check --prices
+  waf-admission prices --region eastus --configmap waf-gpu-prices --namespace waf-admission
+                                                             the ConfigMap, to kubectl apply -f -
+  ... --configmap waf-gpu-prices --namespace waf-admission --apply   applied (the chart's CronJob)
+
+Only Linux pay-as-you-go hourly meters (type Consumption, unitOfMeasure 1 Hour) of the GPU
+VM sizes the catalog knows are kept: no Spot, Low Priority, Windows or reservation prices.";
+
+#[derive(clap::Args)]
+struct PricesArgs {
+    /// The region, as the API names it (armRegionName: eastus, westeurope).
+    #[arg(long)]
+    region: String,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The API's address.
+    #[arg(long, value_name = "URL", default_value = waf_admission::prices::API)]
+    api: String,
+    /// Write a whole ConfigMap of this name (the data under prices.yaml).
+    #[arg(long, value_name = "NAME")]
+    configmap: Option<String>,
+    /// The ConfigMap's namespace.
+    #[arg(
+        long,
+        value_name = "NS",
+        requires = "configmap",
+        default_value = "waf-admission"
+    )]
+    namespace: String,
+    /// Server-side apply the ConfigMap to the cluster (in-cluster
+    /// ServiceAccount or kubeconfig) instead of printing it.
+    #[arg(long, requires = "configmap")]
+    apply: bool,
+    /// Each page's timeout.
+    #[arg(long, default_value = "30s", value_parser = waf_admission::duration::parse)]
+    timeout: std::time::Duration,
+    /// Pages followed at most (the API answers 100 items a page).
+    #[arg(long, default_value_t = 1000)]
+    max_pages: usize,
+    /// PEM CA certificates to trust beside the system's (repeatable): the
+    /// container image has none of its own.
+    #[arg(long, value_name = "FILE")]
+    ca: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -81,6 +133,11 @@ struct CheckArgs {
     /// Pull secrets and key Secrets the policies name are read from the input.
     #[arg(long)]
     resolve_digests: bool,
+    /// VM prices for cost-budget (repeatable): the table `waf-admission
+    /// prices` writes (or its ConfigMap), or Azure Retail Prices API JSON
+    /// pages.
+    #[arg(long = "prices", value_name = "FILE")]
+    prices: Vec<PathBuf>,
     #[command(flatten)]
     registry: serve::RegistryArgs,
 }
@@ -105,6 +162,75 @@ fn main() -> ExitCode {
         }
         Command::Crd { out_dir, .. } => print_crds(out_dir),
         Command::Baseline => print_out(baseline::BASELINE_YAML),
+        Command::Prices(args) => run_prices(*args),
+    }
+}
+
+fn run_prices(args: PricesArgs) -> ExitCode {
+    use waf_admission::prices::fetch;
+    let mut extra_roots = Vec::new();
+    for path in &args.ca {
+        match std::fs::read(path) {
+            Ok(pem) => extra_roots.push(pem),
+            Err(e) => {
+                eprintln!("error: --ca {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let opts = fetch::FetchOptions {
+        api: args.api,
+        region: args.region,
+        timeout: args.timeout,
+        max_pages: args.max_pages,
+        extra_roots,
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the HTTP client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let table = match runtime.block_on(fetch::fetch(&opts, jiff::Timestamp::now())) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!("{} GPU VM size(s) priced in {}", table.len(), opts.region);
+    let text = match &args.configmap {
+        Some(name) if args.apply => {
+            return match runtime.block_on(fetch::apply(&table, name, &args.namespace)) {
+                Ok(()) => {
+                    eprintln!("applied ConfigMap {}/{name}", args.namespace);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Some(name) => {
+            serde_yaml_ng::to_string(&table.to_configmap(name, &args.namespace)).unwrap_or_default()
+        }
+        None => table.to_yaml(),
+    };
+    match args.out {
+        None => print_out(&text),
+        Some(path) => match std::fs::write(&path, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -141,6 +267,15 @@ fn run_check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let prices = match check::read_prices(&args.prices) {
+        Ok(table) => table.map(std::sync::Arc::new),
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: --prices {e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
     let loaded = check::load(&inputs);
     let report = if args.resolve_digests && set.needs_registry() {
         let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -167,9 +302,9 @@ fn run_check(args: CheckArgs) -> ExitCode {
         let gather = |queries: &[waf_admission::provenance::Query]| {
             runtime.block_on(registry.gather(queries, std::time::Instant::now() + timeout))
         };
-        check::run_with(&set, loaded, jiff::Timestamp::now(), Some(&gather))
+        check::run_priced(&set, loaded, jiff::Timestamp::now(), Some(&gather), prices)
     } else {
-        check::run(&set, loaded, jiff::Timestamp::now())
+        check::run_priced(&set, loaded, jiff::Timestamp::now(), None, prices)
     };
     // Buffered: stdout is line-buffered, and a pretty-printed report of
     // thousands of workloads would be a write call per line.

@@ -35,6 +35,7 @@ macro_rules! for_each_rule {
             ModelFit model_fit "model-fit",
             GpuRightSize gpu_right_size "gpu-right-size",
             AutoscalerMetric autoscaler_metric "autoscaler-metric",
+            CostBudget cost_budget "cost-budget",
         }
     };
 }

@@ -253,6 +253,7 @@ fn options(stopping: tokio::sync::watch::Receiver<bool>) -> ClusterOptions {
         metrics: Arc::new(waf_admission::webhook::metrics::Metrics::new()),
         reports: waf_admission::cluster::reports::ReportFormat::Off,
         secrets: vec![],
+        prices_configmap: None,
     }
 }
 

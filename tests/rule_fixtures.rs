@@ -6,15 +6,20 @@
 //! Fixtures are judged with the baseline, plus the folder's own `policy.yaml`
 //! where it has one (all policies apply, the strictest action wins): so a
 //! rule that is Off in the baseline, a setting that is off by default, or a
-//! patch that only a Deny policy applies still has failing fixtures.
+//! patch that only a Deny policy applies still has failing fixtures. A
+//! folder's `prices.yaml` is the price table its fixtures are judged with,
+//! on the day after it was made (so it never goes stale).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use waf_admission::check::{self, Loaded};
 use waf_admission::policy::RuleId;
+use waf_admission::prices::PriceTable;
 use waf_admission::{PolicySet, check::Report};
 
 const FOLDER_POLICY: &str = "policy.yaml";
+const FOLDER_PRICES: &str = "prices.yaml";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules")
@@ -27,7 +32,9 @@ fn fixtures() -> Vec<(String, PathBuf)> {
         let rule = rule_dir.file_name().unwrap().to_str().unwrap().to_owned();
         for f in std::fs::read_dir(&rule_dir).unwrap() {
             let f = f.unwrap().path();
-            if f.file_name().is_some_and(|n| n != FOLDER_POLICY) {
+            if f.file_name()
+                .is_some_and(|n| n != FOLDER_POLICY && n != FOLDER_PRICES)
+            {
                 out.push((rule.clone(), f));
             }
         }
@@ -48,8 +55,26 @@ fn policies_for(rule: &str) -> PolicySet {
     PolicySet::new(all)
 }
 
-fn judge(set: &PolicySet, loaded: Loaded) -> Report {
-    check::run(set, loaded, jiff::Timestamp::now())
+/// The rule folder's price table, if it has one.
+fn prices_for(rule: &str) -> Option<Arc<PriceTable>> {
+    let path = root().join(rule).join(FOLDER_PRICES);
+    path.exists().then(|| {
+        let table = check::read_prices(std::slice::from_ref(&path))
+            .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+        Arc::new(table.expect("a price table"))
+    })
+}
+
+/// Judges with the folder's prices, the day after they were made; now
+/// where there are none.
+fn judge(rule: &str, set: &PolicySet, loaded: Loaded) -> Report {
+    match prices_for(rule) {
+        None => check::run(set, loaded, jiff::Timestamp::now()),
+        Some(table) => {
+            let now = table.generated_at + jiff::SignedDuration::from_hours(24);
+            check::run_priced(set, loaded, now, None, Some(table))
+        }
+    }
 }
 
 fn load_text(text: &str, name: &str) -> Loaded {
@@ -83,7 +108,7 @@ fn fixtures_pass_or_fail_exactly_their_rule() {
     for (rule, path) in fixtures() {
         let set = policies_for(&rule);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let report = judge(&set, check::load(std::slice::from_ref(&path)));
+        let report = judge(&rule, &set, check::load(std::slice::from_ref(&path)));
         assert!(report.errors.is_empty(), "{name}: {:?}", report.errors);
         let r = report
             .results
@@ -132,7 +157,7 @@ fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
         let set = policies_for(&rule);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).unwrap();
-        let report = judge(&set, load_text(&text, &name));
+        let report = judge(&rule, &set, load_text(&text, &name));
         for r in report.results.iter().filter(|r| !r.patch.is_empty()) {
             patched_count += 1;
             // Apply the patch to the document as written, as the apiserver would.
@@ -152,7 +177,7 @@ fn every_patch_applies_and_the_patched_object_passes_what_it_fixed() {
                 .iter()
                 .map(|d| format!("---\n{}", serde_yaml_ng::to_string(d).unwrap()))
                 .collect();
-            let second = judge(&set, load_text(&yaml, &name));
+            let second = judge(&rule, &set, load_text(&yaml, &name));
             let after = second
                 .results
                 .iter()
@@ -190,7 +215,7 @@ fn a_folder_policy_is_what_makes_its_failing_fixtures_fail() {
     // probes/policy.yaml asks for minLivenessFailureSeconds, off in the baseline.
     let path = root().join("probes/fail-liveness-restarts-a-busy-engine.yaml");
     let of_probes = |set: &PolicySet| {
-        judge(set, check::load(std::slice::from_ref(&path))).results[0]
+        judge("probes", set, check::load(std::slice::from_ref(&path))).results[0]
             .violations
             .iter()
             .filter(|v| v.rule == "probes")
@@ -198,4 +223,59 @@ fn a_folder_policy_is_what_makes_its_failing_fixtures_fail() {
     };
     assert_eq!(of_probes(&PolicySet::baseline().unwrap()), 0);
     assert_eq!(of_probes(&policies_for("probes")), 1);
+}
+
+#[test]
+fn cost_budget_judges_only_with_a_fresh_price_table() {
+    let path = root().join("cost-budget/fail-hpa-max-over-budget.yaml");
+    let set = policies_for("cost-budget");
+    let table = prices_for("cost-budget").unwrap();
+    let cost = |report: &Report| {
+        report.results[0]
+            .violations
+            .iter()
+            .filter(|v| v.rule == "cost-budget")
+            .count()
+    };
+    let day = jiff::SignedDuration::from_hours(24);
+    let load = || check::load(std::slice::from_ref(&path));
+    let fresh = check::run_priced(
+        &set,
+        load(),
+        table.generated_at + day,
+        None,
+        Some(table.clone()),
+    );
+    assert_eq!(cost(&fresh), 1);
+    assert!(
+        fresh.notes.iter().all(|n| !n.contains("price table")),
+        "{:?}",
+        fresh.notes
+    );
+    // 46 days on, past the default maxAgeDays of 45: no verdict, and a note.
+    let stale = check::run_priced(
+        &set,
+        load(),
+        table.generated_at + day * 46,
+        None,
+        Some(table),
+    );
+    assert_eq!(cost(&stale), 0);
+    assert!(
+        stale
+            .notes
+            .iter()
+            .any(|n| n.starts_with("cost-budget judged nothing: the price table of 2026-12-01")),
+        "{:?}",
+        stale.notes
+    );
+    let none = check::run(&set, load(), jiff::Timestamp::now());
+    assert_eq!(cost(&none), 0);
+    assert!(
+        none.notes
+            .iter()
+            .any(|n| n.contains("no price table was given")),
+        "{:?}",
+        none.notes
+    );
 }

@@ -9,6 +9,8 @@ pub mod report;
 pub mod sarif;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 use rayon::prelude::*;
@@ -22,6 +24,7 @@ use crate::error::Error;
 use crate::placement::NodeRef;
 use crate::policy::compiled::PolicySet;
 use crate::policy::{API_VERSION, WellArchitectedException};
+use crate::prices::{self, PriceTable};
 use crate::provenance::{self, Facts, Query};
 use crate::workload::{Workload, WorkloadKind, typed};
 
@@ -44,13 +47,28 @@ pub fn run_with(
     now: jiff::Timestamp,
     gather: Option<Gather<'_>>,
 ) -> Report {
+    run_priced(set, loaded, now, gather, None)
+}
+
+/// [`run_with`], with the VM prices of `--prices` in the context.
+pub fn run_priced(
+    set: &PolicySet,
+    loaded: Loaded,
+    now: jiff::Timestamp,
+    gather: Option<Gather<'_>>,
+    prices: Option<Arc<PriceTable>>,
+) -> Report {
     let mut report = Report {
         errors: loaded.errors,
         skipped: loaded.skipped,
         policies: set.policies().iter().map(report::PolicyOut::of).collect(),
         ..Report::default()
     };
+    if let Some(note) = prices_note(set, prices.as_deref(), now) {
+        report.notes.push(note);
+    }
     let mut ctx = Context::default();
+    ctx.set_prices(prices);
     let mut workloads = Vec::new();
     let mut others: BTreeMap<String, usize> = BTreeMap::new();
     // Where the autoscalers, budgets and exceptions are, so a finding
@@ -217,6 +235,70 @@ pub fn run_with(
     report
 }
 
+/// Why cost-budget, where a policy turns it on, judges nothing: no table,
+/// or one older than the policy allows. The rule itself says nothing then
+/// (the webhook has no one to tell); `check` has.
+fn prices_note(
+    set: &PolicySet,
+    prices: Option<&PriceTable>,
+    now: jiff::Timestamp,
+) -> Option<String> {
+    let max_age = set
+        .policies()
+        .iter()
+        .filter_map(|p| p.rules.cost_budget.as_ref())
+        .map(|r| r.settings.max_age_days)
+        .min()?;
+    match prices {
+        None => Some(
+            "cost-budget is on but no price table was given (--prices FILE): it judged nothing"
+                .into(),
+        ),
+        Some(t) if t.is_stale(now, max_age) => Some(format!(
+            "cost-budget judged nothing: the price table of {} ({}) is older than \
+             costBudget.maxAgeDays {max_age}; fetch it again with waf-admission prices",
+            t.date(),
+            t.source
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Reads `--prices` files: Retail Prices API pages, tables, or the
+/// ConfigMap `waf-admission prices --configmap` writes. An API page is as
+/// old as its file.
+pub fn read_prices(paths: &[PathBuf]) -> Result<Option<PriceTable>, Vec<Error>> {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let read = std::fs::read_to_string(path).and_then(|text| {
+            let modified = std::fs::metadata(path)?.modified()?;
+            Ok((text, modified))
+        });
+        let (text, modified) = match read {
+            Ok(r) => r,
+            Err(source) => {
+                errors.push(Error::Io {
+                    path: path.clone(),
+                    source,
+                });
+                continue;
+            }
+        };
+        let written = jiff::Timestamp::try_from(modified).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        match prices::Document::parse(&text, &name) {
+            Ok(doc) => docs.push((doc, name, written)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(prices::combine(docs))
+    } else {
+        Err(errors)
+    }
+}
+
 /// What became of one workload document.
 enum Judged {
     Result(Box<WorkloadResult>),
@@ -260,8 +342,17 @@ fn judge_document(
     };
     match evaluate_with(set, &doc.value, "default", ctx, &facts, now) {
         Ok(Some(eval)) => {
-            let fixes = (!eval.decision.violations.is_empty())
-                .then(|| fixes(set, &doc.value, &eval.workload, ctx, &facts, &eval.decision));
+            let fixes = (!eval.decision.violations.is_empty()).then(|| {
+                fixes(
+                    set,
+                    &doc.value,
+                    &eval.workload,
+                    ctx,
+                    &facts,
+                    &eval.decision,
+                    now,
+                )
+            });
             let mut result = WorkloadResult::new(doc.source.clone(), fixes, eval);
             result.line = Some(doc.line as u32);
             for v in &mut result.violations {

@@ -3,7 +3,7 @@
 //! ScaledObjects, (when resource.k8s.io/v1 is served) DRA
 //! ResourceClaims and ResourceClaimTemplates and (when the ServiceAccount
 //! may list them) Nodes, slimmed to their labels, taints and allocatable
-//! resources, in memory;
+//! resources, and (when named) the price table's ConfigMap, in memory;
 //! a change to anything the engine reads rebuilds the snapshot the webhook
 //! reads (see `state.rs`), so the request path never calls the API server.
 //! Policy status says whether each policy is in force (and, from the
@@ -40,7 +40,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, NodeSpec, NodeStatus, Pod, ReplicationController, Secret,
+    ConfigMap, Namespace, Node, NodeSpec, NodeStatus, Pod, ReplicationController, Secret,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
@@ -53,7 +53,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{Notify, mpsc, watch};
 
 use self::reports::{ReportDoc, ReportFormat};
-use self::snapshot::{Builder, Inputs, PolicyReport, Unreadable};
+use self::snapshot::{Builder, Inputs, PolicyReport, PricesInput, Unreadable};
 use crate::metrics::Metrics;
 use crate::policy::{API_VERSION, WellArchitectedException, WellArchitectedPolicy};
 use crate::state::{DecisionEvent, EventReason, State};
@@ -85,6 +85,9 @@ pub struct ClusterOptions {
     /// Secrets of `namespace` that policies may name (pull secrets,
     /// signing keys): each watched alone, by name, as the Role allows.
     pub secrets: Vec<String>,
+    /// The ConfigMap (namespace, name) holding the VM price table, watched
+    /// alone by name; cost-budget judges nothing without it.
+    pub prices_configmap: Option<(String, String)>,
 }
 
 /// A task that keeps a reflector store in sync and pokes `changed` on every
@@ -234,6 +237,19 @@ pub async fn run(
         ));
         secrets.push(store);
     }
+    // The price table: one ConfigMap, by name. Not waited for: a missing
+    // or forbidden one leaves cost-budget silent, never the replica unready.
+    let prices = opts.prices_configmap.as_ref().map(|(namespace, name)| {
+        let (store, w) = reflector::store::<ConfigMap>();
+        spawn(watch_with(
+            Api::namespaced(client.clone(), namespace),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+            w,
+            changed.clone(),
+            "ConfigMap watch (price table)",
+        ));
+        (format!("{namespace}/{name}"), store)
+    });
     let scaled_objects = match scaled_objects(&client, changed.clone()).await {
         Some((store, task)) => {
             spawn(task);
@@ -349,6 +365,7 @@ pub async fn run(
         resource_claim_templates,
         nodes,
         secrets,
+        prices,
         webhooks,
     };
     let keeper = keep_snapshot(
@@ -380,6 +397,8 @@ struct Stores {
     /// None when the ServiceAccount may not list Nodes.
     nodes: Option<Store<Node>>,
     secrets: Vec<Store<Secret>>,
+    /// The price table's ConfigMap (`namespace/name`), when one is named.
+    prices: Option<(String, Store<ConfigMap>)>,
     webhooks: Store<ValidatingWebhookConfiguration>,
 }
 
@@ -440,6 +459,10 @@ impl Stores {
                 .unwrap_or_default(),
             nodes: self.nodes.as_ref().map(Store::state).unwrap_or_default(),
             secrets: self.secrets.iter().flat_map(Store::state).collect(),
+            prices: self.prices.as_ref().map(|(name, store)| PricesInput {
+                name: name.clone(),
+                configmap: store.state().into_iter().next(),
+            }),
             webhooks: self.webhooks.state(),
         }
     }

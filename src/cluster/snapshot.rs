@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceClaimTemplate};
 use kube::ResourceExt;
@@ -25,6 +25,7 @@ use crate::placement::NodeRef;
 use crate::policy::compiled::{Policy, PolicySet};
 use crate::policy::release::RuleSet;
 use crate::policy::{RuleId, WellArchitectedException, WellArchitectedPolicy};
+use crate::prices::{CONFIGMAP_KEY, PriceTable};
 use crate::state::Snapshot;
 
 /// What the stores hold right now.
@@ -51,6 +52,53 @@ pub struct Inputs {
     /// The cluster's ValidatingWebhookConfigurations: which kinds reach
     /// the webhook (see `webhooks.rs`).
     pub webhooks: Vec<Arc<ValidatingWebhookConfiguration>>,
+    /// The price table's ConfigMap, when `--prices-configmap` names one.
+    pub prices: Option<PricesInput>,
+}
+
+/// A ConfigMap's uid and resourceVersion: what says it changed.
+type PricesVersion = (Option<String>, Option<String>);
+
+/// The price table's ConfigMap as the store holds it.
+#[derive(Clone, Debug, Default)]
+pub struct PricesInput {
+    /// `namespace/name`, for logs.
+    pub name: String,
+    /// None: it does not exist (yet).
+    pub configmap: Option<Arc<ConfigMap>>,
+}
+
+impl PricesInput {
+    /// What says the table changed: the ConfigMap's uid and resourceVersion.
+    fn version(&self) -> Option<PricesVersion> {
+        self.configmap
+            .as_ref()
+            .map(|c| (c.uid(), c.resource_version()))
+    }
+
+    /// The table, or None with the reason logged: missing, or unreadable.
+    fn read(&self) -> Option<Arc<PriceTable>> {
+        let name = &self.name;
+        let Some(cm) = &self.configmap else {
+            tracing::warn!(configmap = %name, "the price table's ConfigMap does not exist (yet): cost-budget judges nothing until it does");
+            return None;
+        };
+        let text = cm.data.as_ref().and_then(|d| d.get(CONFIGMAP_KEY));
+        let Some(text) = text else {
+            tracing::warn!(configmap = %name, "the price table's ConfigMap has no {CONFIGMAP_KEY}: cost-budget judges nothing");
+            return None;
+        };
+        match PriceTable::parse(text, &format!("ConfigMap {name} {CONFIGMAP_KEY}")) {
+            Ok(t) => {
+                tracing::info!(configmap = %name, sizes = t.len(), generated_at = %t.generated_at, "price table in force");
+                Some(Arc::new(t))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "price table unreadable: cost-budget judges nothing");
+                None
+            }
+        }
+    }
 }
 
 /// An object that could not be decoded, with what is known of it.
@@ -112,6 +160,8 @@ struct Key {
     /// What the webhook configurations send, not the objects: cert-manager
     /// rewriting a caBundle changes nothing a status says.
     webhooks: Coverage,
+    /// The price table's ConfigMap by uid and resourceVersion.
+    prices: Option<Option<PricesVersion>>,
 }
 
 type Identity = (Option<String>, Option<String>, String, Option<i64>);
@@ -119,6 +169,9 @@ type Identity = (Option<String>, Option<String>, String, Option<i64>);
 #[derive(Default)]
 pub struct Builder {
     last_good: BTreeMap<String, Policy>,
+    /// The price table read from the ConfigMap of this version: read (and
+    /// its problems logged) once per change, not per rebuild.
+    prices: Option<(Option<PricesVersion>, Option<Arc<PriceTable>>)>,
     key: Option<Key>,
     reports: Vec<PolicyReport>,
     problems: Vec<ObjectProblem>,
@@ -147,6 +200,24 @@ impl Builder {
         let snapshot = self.assemble(inputs, scalers, claims, &key.webhooks);
         self.key = Some(key);
         Some((snapshot, self.reports.clone()))
+    }
+
+    /// The price table of the inputs, read again only when its ConfigMap
+    /// changed.
+    fn prices_of(&mut self, inputs: &Inputs) -> Option<Arc<PriceTable>> {
+        let Some(input) = &inputs.prices else {
+            self.prices = None;
+            return None;
+        };
+        let version = input.version();
+        match &self.prices {
+            Some((seen, table)) if *seen == version => table.clone(),
+            _ => {
+                let table = input.read();
+                self.prices = Some((version, table.clone()));
+                table
+            }
+        }
     }
 
     /// The policies' reports of the last build.
@@ -269,6 +340,7 @@ impl Builder {
         for node in &inputs.nodes {
             context.add_node(NodeRef::from(node.as_ref()));
         }
+        context.set_prices(self.prices_of(inputs));
         for pdb in &inputs.pdbs {
             let value = serde_json::to_value(pdb.as_ref());
             match value.map(|v| PdbRef::from_value(v, "default", "PodDisruptionBudget")) {
@@ -424,6 +496,7 @@ impl Key {
             device_claims: device_claims.to_vec(),
             secrets,
             webhooks: Coverage::of(&inputs.webhooks),
+            prices: inputs.prices.as_ref().map(PricesInput::version),
         }
     }
 }
@@ -951,5 +1024,61 @@ mod pdb_tests {
             blocked[0].contains("allows 0 disruptions at 2 replicas (minAvailable 100%)"),
             "{blocked:?}"
         );
+    }
+
+    fn prices_configmap(version: &str, table: &str) -> PricesInput {
+        PricesInput {
+            name: "waf/waf-gpu-prices".into(),
+            configmap: Some(Arc::new(
+                serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "waf-gpu-prices", "namespace": "waf", "uid": "u1",
+                        "resourceVersion": version},
+                    "data": {"prices.yaml": table}}))
+                .unwrap(),
+            )),
+        }
+    }
+
+    #[test]
+    fn the_price_configmap_reaches_the_context_and_a_bad_one_gives_none() {
+        let table = "schema: waf-admission.dev/gpu-prices/v1\ncurrency: USD\nhoursPerMonth: 730\n\
+                     source: test\ngeneratedAt: 2026-12-01T00:00:00Z\nregions:\n  eastus:\n    \
+                     Standard_NC24ads_A100_v4: {payg: 4.0}\n";
+        let mut b = Builder::default();
+        let mut inputs = Inputs {
+            prices: Some(prices_configmap("1", table)),
+            ..Inputs::default()
+        };
+        let (snapshot, _) = b.build_if_changed(&inputs).unwrap();
+        let priced = snapshot.context.prices().unwrap();
+        assert_eq!(
+            priced
+                .price("eastus", "Standard_NC24ads_A100_v4")
+                .unwrap()
+                .payg,
+            4.0
+        );
+        // Edited into something unreadable: no table, not the old one.
+        inputs.prices = Some(prices_configmap("2", "schema: nonsense\n"));
+        let (snapshot, _) = b.build_if_changed(&inputs).unwrap();
+        assert!(snapshot.context.prices().is_none());
+        // Deleted: none.
+        inputs.prices = Some(PricesInput {
+            name: "waf/waf-gpu-prices".into(),
+            configmap: None,
+        });
+        let (snapshot, _) = b.build_if_changed(&inputs).unwrap();
+        assert!(snapshot.context.prices().is_none());
+        // Created again: a rebuild with it.
+        inputs.prices = Some(prices_configmap("3", table));
+        assert!(
+            b.build_if_changed(&inputs)
+                .unwrap()
+                .0
+                .context
+                .prices()
+                .is_some()
+        );
+        assert!(b.build_if_changed(&inputs).is_none(), "nothing changed");
     }
 }

@@ -127,6 +127,7 @@ impl Policy {
             gpus: &gpus,
             replica_floor,
             prometheus_server: &r.autoscaler.prometheus_server,
+            price_region: &r.cost_budget.region,
         };
         let rules = Compiled::compile(r, &facts, &default, &mut problems);
         if !problems.is_empty() {

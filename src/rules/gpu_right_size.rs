@@ -4,13 +4,17 @@
 //! (without it, every GPU it sees: never idle); the rest of what the
 //! container requests is allocated to it, billed, and idle. llama.cpp and
 //! Ollama decide at run time: no verdict, as for any setting not stated.
+//! With a price table (see `cost_budget.rs`) the message says what the idle
+//! GPUs cost a month at the cheapest VM size the pod may use.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::cost_budget::{dollars, pod_cost};
 use super::serving::launch;
 use super::{Finding, Outcome, PolicyFacts, Rule, Subject};
 use crate::gpu::GpuResources;
+use crate::prices::DEFAULT_MAX_AGE_DAYS;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
 
@@ -27,6 +31,9 @@ pub struct GpuRightSize {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub gpus: GpuResources,
+    /// Where idle GPUs are priced (`costBudget.region`; empty: the
+    /// table's only region).
+    pub region: String,
 }
 
 impl Rule for GpuRightSize {
@@ -40,12 +47,14 @@ impl Rule for GpuRightSize {
     fn compile(&self, policy: &PolicyFacts, _at: &str, _problems: &mut Vec<String>) -> Settings {
         Settings {
             gpus: policy.gpus.clone(),
+            region: policy.price_region.to_owned(),
         }
     }
 
     fn check(on: &Subject, s: &Settings, _mutate: bool) -> Outcome {
         let w = on.workload;
         let mut out = Outcome::default();
+        let cost = pod_cost(on, &s.gpus, &s.region, DEFAULT_MAX_AGE_DAYS);
         for (i, c) in w.pod.containers.iter().enumerate() {
             let Some(l) = launch(c).filter(|l| !l.spills_to_cpu) else {
                 continue;
@@ -66,10 +75,23 @@ impl Rule for GpuRightSize {
             } else {
                 String::new()
             };
+            let priced = cost.as_ref().map_or(String::new(), |cost| {
+                format!(
+                    ", about {}/month per replica at {}'s ${}/h for {} GPU{} ({}, Linux \
+                     pay-as-you-go, prices of {})",
+                    dollars(f64::from(idle) * cost.gpu_monthly()),
+                    cost.size,
+                    cost.hourly,
+                    cost.size_gpus,
+                    if cost.size_gpus == 1 { "" } else { "s" },
+                    cost.region,
+                    cost.table.date()
+                )
+            });
             out.findings.push(Finding::new(
                 format!(
                     "container \"{}\" requests {gpus} {resource} but {} uses {} ({}): {idle} \
-                     GPU{} allocated and idle",
+                     GPU{} allocated and idle{priced}",
                     c.name,
                     l.server,
                     p.total,
@@ -133,6 +155,33 @@ mod tests {
             "4",
         );
         assert!(findings(&tp4).is_empty());
+    }
+
+    #[test]
+    fn with_a_price_table_the_idle_gpus_have_a_monthly_cost() {
+        use crate::context::Context;
+        use crate::rules::testing::{on, prices_of};
+        let mut d = server(json!(["vllm", "serve"]), json!(["Qwen/Qwen2.5-7B-Instruct"]), json!([]), "4");
+        d["spec"]["template"]["spec"]["nodeSelector"] =
+            json!({"node.kubernetes.io/instance-type": "Standard_NC96ads_A100_v4"});
+        let mut ctx = Context::default();
+        ctx.set_prices(Some(std::sync::Arc::new(prices_of(
+            "eastus",
+            &[("Standard_NC96ads_A100_v4", 16.0)],
+        ))));
+        let w = workload(&d);
+        let priced = Subject { ctx: &ctx, ..on(&w) };
+        let f = GpuRightSize::check(&priced, &defaults::<GpuRightSize>(), false).findings;
+        // 3 idle GPUs of a 4-GPU $16/h size: 3 × $4/h × 730 h.
+        assert_eq!(
+            f[0].message,
+            "container \"llm\" requests 4 nvidia.com/gpu but vLLM uses 1 (--tensor-parallel-size 1 \
+             by default): 3 GPUs allocated and idle, about $8,760.00/month per replica at \
+             Standard_NC96ads_A100_v4's $16/h for 4 GPUs (eastus, Linux pay-as-you-go, prices of \
+             2026-12-01)"
+        );
+        // Without a table, the words of before.
+        assert!(findings(&d)[0].message.ends_with("3 GPUs allocated and idle"));
     }
 
     #[test]

@@ -755,6 +755,7 @@ mod tests {
                 gpus: &GpuResources::builtin(),
                 replica_floor: 2,
                 prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
+                price_region: "",
             },
             "hostIsolation",
             &mut problems,

@@ -39,6 +39,8 @@ pub struct Subject<'a> {
     pub pdbs: &'a [&'a PdbRef],
     /// The registry's answers: digests and signatures.
     pub facts: &'a Facts,
+    /// When it is judged: what a price table's age is measured against.
+    pub now: jiff::Timestamp,
 }
 
 /// What compiling a rule's settings may read of the policy besides the
@@ -53,6 +55,10 @@ pub struct PolicyFacts<'a> {
     /// Where fixes that scale on a model server's queue read it
     /// (`autoscaler.prometheusServer`).
     pub prometheus_server: &'a str,
+    /// The region whose prices say what a workload costs
+    /// (`costBudget.region`, set whether or not that rule is on; empty:
+    /// the price table's only region, if it has one).
+    pub price_region: &'a str,
 }
 
 /// One rule: implemented by its policy spec type, which has an `action:

@@ -552,6 +552,7 @@ mod tests {
                 gpus: &GpuResources::default(),
                 replica_floor: 2,
                 prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
+                price_region: "",
             },
             "spec.rules.sharedMemory",
             &mut problems,

@@ -19,6 +19,7 @@ pub fn policy_facts() -> PolicyFacts<'static> {
         gpus: &GPUS,
         replica_floor: 2,
         prometheus_server: "http://prometheus-operated.monitoring.svc:9090",
+        price_region: "",
     }
 }
 
@@ -35,6 +36,24 @@ pub fn defaults<R: Rule>() -> R::Settings {
     settings_of(&R::default())
 }
 
+/// When tests judge: the day after [`prices_of`]'s table was made.
+pub fn now() -> jiff::Timestamp {
+    jiff::Timestamp::constant(1_796_169_600, 0) // 2026-12-02T00:00:00Z
+}
+
+/// A price table of one region, dated the day before [`now`].
+pub fn prices_of(region: &str, sizes: &[(&str, f64)]) -> crate::prices::PriceTable {
+    let mut yaml = format!(
+        "schema: {}\ncurrency: USD\nhoursPerMonth: 730\nsource: test\n\
+         generatedAt: 2026-12-01T00:00:00Z\nregions:\n  {region}:\n",
+        crate::prices::SCHEMA
+    );
+    for (size, payg) in sizes {
+        yaml.push_str(&format!("    {size}: {{payg: {payg}}}\n"));
+    }
+    crate::prices::PriceTable::parse(&yaml, "test prices").expect("test prices parse")
+}
+
 /// The subject of a rule's check: `w` in an empty cluster (no
 /// autoscalers, budgets or claims; the registry offline). Tests set the
 /// fields they need: `Subject { scalers: &[&hpa], ..on(&w) }`.
@@ -47,6 +66,7 @@ pub fn on(w: &Workload) -> Subject<'_> {
         scalers: &[],
         pdbs: &[],
         facts: &EMPTY.1,
+        now: now(),
     }
 }
 

@@ -82,6 +82,12 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub registry_secrets: Vec<String>,
+    /// Cluster mode: the ConfigMap (NAMESPACE/NAME) holding the VM price
+    /// table under `prices.yaml` (what `waf-admission prices --configmap`
+    /// writes), for cost-budget. Only it is watched; while it is missing or
+    /// unreadable, cost-budget judges nothing.
+    #[arg(long, env = "WAF_PRICES_CONFIGMAP", value_name = "NAMESPACE/NAME")]
+    pub prices_configmap: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[command(flatten)]

@@ -280,6 +280,20 @@ async fn start_state(
             e,
         )
     })?;
+    let prices_configmap = match args.prices_configmap.as_deref() {
+        None => None,
+        Some(named) => match named.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Some((ns.to_owned(), name.to_owned()))
+            }
+            _ => {
+                return Err(Error::start(
+                    "--prices-configmap",
+                    format!("{named:?} is not NAMESPACE/NAME"),
+                ));
+            }
+        },
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let state = Arc::new(State::for_cluster(tx));
     let released = Arc::new(Notify::new());
@@ -293,6 +307,7 @@ async fn start_state(
         metrics: metrics.clone(),
         reports: args.reports,
         secrets: args.registry_secrets.clone(),
+        prices_configmap,
     };
     let controller = crate::cluster::run(client, state.clone(), rx, options);
     tasks.spawn_saying("cluster controller", async move { Some(controller.await) });

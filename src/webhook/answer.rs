@@ -59,7 +59,8 @@ pub(super) fn rule_list(d: &Decision) -> String {
 /// one thing, `[rule] first; second (+N more)` for a rule that found
 /// several (one per container, say), so a workload that breaks many rules
 /// still gets a line for each. Every line is within the apiserver's
-/// 256-character limit and all of them within 4 KiB: written to fit rather
+/// 256-character limit (and its share of the whole, when many rules fire)
+/// and all of them within 4 KiB: written to fit rather
 /// than cut by the apiserver. A fix that does not fit is not cut: the line
 /// says where the whole one is (`full`: the workload's Events, say); with
 /// `full` empty the message is kept and a fix that does not fit dropped.
@@ -78,7 +79,8 @@ pub fn warnings<'a>(
     let mut total = 0;
     // Room for the last line that says how many did not fit.
     let reserve = 200;
-    // Every rule a line: when many fire, each gets its share of the total.
+    // Every rule its share of the whole, when all lines at the apiserver's
+    // limit would not fit (18 rules × 256 is more than 4 KiB).
     let max = WARNING_MAX.min((WARNINGS_TOTAL_MAX - reserve) / groups.len().max(1));
     for (i, (rule, group)) in groups.iter().enumerate() {
         let line = rule_warning(rule, group, full, max);

@@ -70,7 +70,8 @@ WORKLOAD_KINDS = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisrup
 
 # The cluster has no report API of its own: the chart installs the
 # OpenReports CRDs on request, as a platform team without them would.
-BASE_VALUES = {"reports": {"installCRDs": True}, "provenance": {"secrets": ["release-keys"]}}
+BASE_VALUES = {"reports": {"installCRDs": True}, "provenance": {"secrets": ["release-keys"]},
+               "prices": {"configMap": "waf-gpu-prices"}}
 
 
 def base(values=None):

@@ -32,7 +32,8 @@ case $action in
       --log-format text \
       --shutdown-delay "${WAF_SHUTDOWN_DELAY:-2s}" \
       --audit-interval "${WAF_AUDIT_INTERVAL:-10s}" \
-      --registry-secret release-keys
+      --registry-secret release-keys \
+      --prices-configmap "$NS/waf-gpu-prices"
     pid=$(cat "$PIDS/$name")
     # Ready, or gone: a replica that exits at start should not cost the full wait.
     ready_or_gone() { ready || ! kill -0 "$pid" 2>/dev/null; }

@@ -44,6 +44,9 @@ COMBINATIONS = {
         "reports": {"format": "wgpolicyk8s", "installCRDs": True},
         "provenance": {"secrets": ["acr-pull"],
                        "registryCA": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
+        "prices": {"configMap": "waf-gpu-prices",
+                   "cronJob": {"enabled": True, "region": "eastus",
+                               "caBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"}},
     },
 }
 
@@ -317,6 +320,47 @@ def test_registry_secrets_are_readable_by_name_only_and_only_when_listed():
     assert env["WAF_REGISTRY_TIMEOUT"] == "4s"
     with pytest.raises(helm.HelmError):
         render({"provenance": {"secrets": ["Not_A_Name"]}})
+
+
+def test_the_price_table_is_read_by_name_and_refreshed_only_on_request():
+    docs = render()
+    assert not any("configmaps" in r["resources"] for d in docs if d["kind"] in ("Role", "ClusterRole")
+                   for r in d["rules"]), "no ConfigMap is readable unless prices.configMap names it"
+    assert not any(d["kind"] == "CronJob" for d in docs), "the CronJob is off by default"
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    assert "WAF_PRICES_CONFIGMAP" not in {e["name"] for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    docs = render({"prices": {"configMap": "waf-gpu-prices"}})
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WAF_PRICES_CONFIGMAP"] == "waf-admission/waf-gpu-prices"
+    reader = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-prices-reader"))
+    assert reader["metadata"]["namespace"] == "waf-admission"
+    assert reader["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+                                "resourceNames": ["waf-gpu-prices"], "verbs": ["get", "list", "watch"]}]
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == reader["metadata"]["name"])
+    assert binding["subjects"][0]["name"] == "waf-admission"
+    assert not any(d["kind"] == "CronJob" for d in docs)
+
+    docs = render({"prices": {"configMap": "waf-gpu-prices", "cronJob": {"enabled": True, "region": "westeurope"}}})
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["prices", "--region=westeurope", "--configmap=waf-gpu-prices",
+                                            "--namespace=waf-admission", "--apply"]
+    assert pod["serviceAccountName"] == "waf-admission-prices"
+    # The webhook's Service never selects the job's pod.
+    service = next(d for d in docs if d["kind"] == "Service")
+    labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert not all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
+    writer = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-prices-writer"))
+    assert {"resourceNames": ["waf-gpu-prices"], "verbs": ["get", "patch"]}.items() <= writer["rules"][0].items()
+    assert writer["rules"][1] == {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}
+    with pytest.raises(helm.HelmError, match="prices.cronJob.region"):
+        render({"prices": {"configMap": "waf-gpu-prices", "cronJob": {"enabled": True}}})
+    with pytest.raises(helm.HelmError, match="prices.configMap"):
+        render({"prices": {"cronJob": {"enabled": True, "region": "eastus"}}})
+    with pytest.raises(helm.HelmError):
+        render({"prices": {"cronJob": {"region": "East US"}}})
 
 
 def test_versions_agree_and_the_default_policy_pins_the_charts_release():
