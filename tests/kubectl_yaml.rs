@@ -15,6 +15,15 @@ use waf_admission::yaml;
 fn manifests(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        // Price tables (the Retail Prices API's pages, `check --prices`
+        // input) are not Kubernetes objects.
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name == "prices" || name == "prices.yaml" {
+            continue;
+        }
         if path.is_dir() {
             manifests(&path, out);
         } else if matches!(
