@@ -432,18 +432,22 @@ fn gpu_node() -> Value {
             "addresses": [{"type": "InternalIP", "address": "10.0.0.7"}]}})
 }
 
-#[tokio::test]
-async fn the_cluster_nodes_reach_the_snapshot_and_are_counted() {
-    let policies = json!([
+/// One policy in Warn, as the node tests need.
+fn one_warn_policy() -> serde_json::Value {
+    json!([
         {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
          "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
          "spec": {"action": "Warn"}}
-    ]);
+    ])
+}
+
+#[tokio::test]
+async fn the_cluster_nodes_reach_the_snapshot_and_are_counted() {
     let (_, stopping) = tokio::sync::watch::channel(false);
     let opts = options(stopping);
     let metrics = opts.metrics.clone();
     let (state, seen) = run_served(
-        policies,
+        one_warn_policy(),
         opts,
         json!([chart_webhook_configuration()]),
         None,
@@ -472,16 +476,11 @@ async fn the_cluster_nodes_reach_the_snapshot_and_are_counted() {
 
 #[tokio::test]
 async fn without_rbac_on_nodes_the_controller_turns_ready_and_judges_without_them() {
-    let policies = json!([
-        {"apiVersion": "waf-admission.dev/v1alpha1", "kind": "WellArchitectedPolicy",
-         "metadata": {"name": "inference-baseline", "generation": 1, "resourceVersion": "1"},
-         "spec": {"action": "Warn"}}
-    ]);
     let (_, stopping) = tokio::sync::watch::channel(false);
     let opts = options(stopping);
     let metrics = opts.metrics.clone();
     let (state, seen) = run_served(
-        policies,
+        one_warn_policy(),
         opts,
         json!([chart_webhook_configuration()]),
         None,

@@ -24,6 +24,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::workload::typed;
 
 /// The table's format, as its `schema` field names it.
 pub const SCHEMA: &str = "waf-admission.dev/gpu-prices/v1";
@@ -423,19 +424,6 @@ impl PriceTable {
     pub fn date(&self) -> String {
         self.generated_at.strftime("%Y-%m-%d").to_string()
     }
-}
-
-/// Deserializes, naming the field at fault.
-fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value, at: &str) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            Error::input(at, inner.to_string())
-        } else {
-            Error::input(at, format!("field {path}: {inner}"))
-        }
-    })
 }
 
 #[cfg(test)]
