@@ -625,9 +625,11 @@ impl<'a> Zones<'a> {
         let honored = self.pending(true, true);
         if !honored.is_empty() {
             let fix = format!(
-                "{}; nodeTaintsPolicy: Honor alone still counts zone{} {} (nodes there this \
-                 pod tolerates but cannot run on); or whenUnsatisfiable: ScheduleAnyway on {field}",
-                self.select_first(&honored, c.max_skew),
+                "select only the nodes{} (a nodeSelector on {}): nodeTaintsPolicy: Honor alone \
+                 still counts zone{} {}, whose nodes this pod tolerates but cannot run on; or \
+                 whenUnsatisfiable: ScheduleAnyway on {field}",
+                self.with_gpu(),
+                self.pools(),
                 if honored.len() == 1 { "" } else { "s" },
                 join(&honored),
             );
@@ -994,12 +996,12 @@ mod tests {
         );
         assert!(
             f.fix.starts_with(
-                "first select only the nodes with nvidia.com/gpu (a nodeSelector on node pool gpu)"
+                "select only the nodes with nvidia.com/gpu (a nodeSelector on node pool gpu): \
+                 nodeTaintsPolicy: Honor alone still counts zone eastus-3"
             ),
             "{}",
             f.fix
         );
-        assert!(f.fix.contains("nodeTaintsPolicy: Honor alone still counts zone eastus-3"));
         assert!(!f.fixable);
         assert!(out.patch.is_empty());
     }
