@@ -137,3 +137,22 @@ def test_the_patched_constraint_schedules_every_replica(zone_pools):
     # Every replica bound by the real scheduler, two per GPU zone, none Pending.
     poll("four replicas scheduled, none Pending",
          lambda: placed(dev.ns) == (["1", "1", "2", "2"], []), timeout=60)
+
+
+def test_honor_alone_does_not_help_a_pod_that_only_tolerates_the_gpu_taint(zone_pools):
+    """The AKS GPU samples' pod: toleration and GPU request, no nodeSelector.
+    up.sh's untainted CPU workers keep zone 3 counted under Honor too (a
+    node without taints is always tolerated; resources never count), so the
+    rule names the selector as the fix instead of patching."""
+    dev = zone_pools
+    d = server(dev.ns)
+    spec = d["spec"]["template"]["spec"]
+    del spec["nodeSelector"]
+    spec["topologySpreadConstraints"][0]["nodeTaintsPolicy"] = "Honor"
+    r = dev.apply(d)
+    assert r.ok, r
+    assert "[zone-spread]" in r.out and "counts zone 3" in r.out, r.out
+    state = poll("two replicas scheduled, two unschedulable",
+                 lambda: (lambda z, p: (z, p) if z == ["1", "2"] and len(p) == 2 else None)(*placed(dev.ns)),
+                 timeout=60)
+    assert all("topology spread constraints" in m for m in state[1]), state
