@@ -37,7 +37,43 @@ impl NodeRef {
     pub fn admits(&self, pod: &PodSpec) -> bool {
         selected_by(pod, &self.name, &self.labels) && tolerates_taints(pod, &self.taints)
     }
+
+    /// Whether a topology spread constraint counts this node's domain as
+    /// eligible (the scheduler's `matchNodeInclusionPolicies`): its
+    /// nodeSelector and required affinity admit it unless
+    /// `nodeAffinityPolicy: Ignore` (Honor is the default), and the pod
+    /// tolerates its taints only when `nodeTaintsPolicy: Honor` (Ignore is
+    /// the default). Resources never count: a node without the pod's GPU
+    /// is eligible all the same.
+    pub fn counted_by_spread(
+        &self,
+        pod: &PodSpec,
+        honor_affinity: bool,
+        honor_taints: bool,
+    ) -> bool {
+        (!honor_affinity || selected_by(pod, &self.name, &self.labels))
+            && (!honor_taints || tolerates_taints(pod, &self.taints))
+    }
+
+    /// Its AKS node pool: `kubernetes.azure.com/agentpool`, else `agentpool`.
+    pub fn pool(&self) -> Option<&str> {
+        POOL_LABELS
+            .iter()
+            .find_map(|l| self.labels.get(*l))
+            .map(String::as_str)
+    }
+
+    /// Whether its allocatable holds a non-zero amount of `resource`.
+    pub fn has_allocatable(&self, resource: &str) -> bool {
+        self.allocatable
+            .get(resource)
+            .and_then(|v| crate::quantity::Quantity::parse(v).ok())
+            .is_some_and(|q| !q.is_zero())
+    }
 }
+
+/// The labels AKS gives a node's pool name, newest first.
+pub const POOL_LABELS: [&str; 2] = ["kubernetes.azure.com/agentpool", "agentpool"];
 
 impl From<&Node> for NodeRef {
     fn from(node: &Node) -> NodeRef {
