@@ -159,7 +159,10 @@ fn finding(w: &Workload, sc: &ScalerRef, s: &Settings) -> Finding {
                 "/spec/triggers",
             )
             .on(object)
-            .edit(Edit::Patch(vec![add(pointer("/spec/triggers/-", &[]), trigger)]))
+            .edit(Edit::Patch(vec![add(
+                pointer("/spec/triggers/-", &[]),
+                trigger,
+            )]))
         }
         (ScalerKind::HorizontalPodAutoscaler, MetricsField::V1) => Finding::new(
             message,
@@ -205,7 +208,9 @@ fn finding(w: &Workload, sc: &ScalerRef, s: &Settings) -> Finding {
 mod tests {
     use super::*;
     use crate::context::ScalerRef;
-    use crate::rules::testing::{apply, defaults, gpu_deployment, cpu_deployment, with_scalers, workload};
+    use crate::rules::testing::{
+        apply, cpu_deployment, defaults, gpu_deployment, with_scalers, workload,
+    };
     use serde_json::Value;
 
     fn hpa(metrics: Value) -> ScalerRef {
@@ -224,7 +229,10 @@ mod tests {
             "metadata": {"name": "llm", "namespace": "ml"},
             "spec": {"scaleTargetRef": {"name": "llm"}, "minReplicaCount": 2,
                 "maxReplicaCount": 4, "triggers": triggers}});
-        (so.clone(), ScalerRef::from_value(so, "ml", "test").unwrap().unwrap())
+        (
+            so.clone(),
+            ScalerRef::from_value(so, "ml", "test").unwrap().unwrap(),
+        )
     }
 
     fn vllm() -> Value {
@@ -236,8 +244,12 @@ mod tests {
 
     fn findings(d: &Value, sc: &ScalerRef) -> Vec<Finding> {
         let w = workload(d);
-        AutoscalerMetric::check(&with_scalers(&w, &[sc]), &defaults::<AutoscalerMetric>(), false)
-            .findings
+        AutoscalerMetric::check(
+            &with_scalers(&w, &[sc]),
+            &defaults::<AutoscalerMetric>(),
+            false,
+        )
+        .findings
     }
 
     #[test]
@@ -258,7 +270,10 @@ mod tests {
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"},
                 "minReplicas": 2, "maxReplicas": 4}});
         h = apply(&h, ops);
-        assert_eq!(h["spec"]["metrics"][0]["pods"]["metric"]["name"], "vllm:num_requests_waiting");
+        assert_eq!(
+            h["spec"]["metrics"][0]["pods"]["metric"]["name"],
+            "vllm:num_requests_waiting"
+        );
         let fixed = ScalerRef::from_value(h, "ml", "test").unwrap().unwrap();
         assert!(findings(&vllm(), &fixed).is_empty());
     }
@@ -270,7 +285,11 @@ mod tests {
             {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}}},
         ]);
         let f = findings(&vllm(), &hpa(cpu_mem));
-        assert!(f[0].message.contains("scales only on cpu, memory"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("scales only on cpu, memory"),
+            "{}",
+            f[0].message
+        );
         let queue = json!([{"type": "Pods", "pods": {"metric": {"name": "vllm:num_requests_waiting"},
             "target": {"type": "AverageValue", "averageValue": "5"}}}]);
         assert!(findings(&vllm(), &hpa(queue)).is_empty());
@@ -282,7 +301,8 @@ mod tests {
             "target": {"type": "AverageValue", "averageValue": "80"}}}]);
         let f = findings(&vllm(), &hpa(dcgm));
         assert!(
-            f[0].message.contains("DCGM_FI_DEV_GPU_UTIL (GPU utilisation is a duty cycle"),
+            f[0].message
+                .contains("DCGM_FI_DEV_GPU_UTIL (GPU utilisation is a duty cycle"),
             "{}",
             f[0].message
         );
@@ -294,7 +314,10 @@ mod tests {
             "metadata": {"value": "60"}}]));
         let f = findings(&vllm(), &sc);
         assert_eq!(f.len(), 1);
-        assert!(f[0].message.starts_with("ScaledObject llm scales only on cpu"));
+        assert!(
+            f[0].message
+                .starts_with("ScaledObject llm scales only on cpu")
+        );
         let Some(Edit::Patch(ops)) = &f[0].edit else {
             panic!("a patch on the ScaledObject")
         };

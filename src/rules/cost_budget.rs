@@ -144,7 +144,9 @@ impl Rule for CostBudget {
             dollars(monthly),
             dollars(s.max_monthly),
         );
-        let fit = (s.max_monthly / per_replica).floor().min(f64::from(i32::MAX)) as i32;
+        let fit = (s.max_monthly / per_replica)
+            .floor()
+            .min(f64::from(i32::MAX)) as i32;
         let others = "choose a smaller VM size, or raise costBudget.maxMonthly";
         let finding = match replicas.scaler {
             _ if fit < 1 => Finding::new(
@@ -477,9 +479,17 @@ mod tests {
             "{}",
             f[0].message
         );
-        assert!(f[0].message.contains("= $17,520.00/month"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("= $17,520.00/month"),
+            "{}",
+            f[0].message
+        );
         assert_eq!(f[0].path, "/spec/replicas");
-        assert!(f[0].fix.starts_with("set spec.replicas: 1 ("), "{}", f[0].fix);
+        assert!(
+            f[0].fix.starts_with("set spec.replicas: 1 ("),
+            "{}",
+            f[0].fix
+        );
         // Under an autoscaler whose floor is above what fits: no edit.
         let hpa = scaler("llm", 2, 3);
         let f = judge(&pinned(A100X4, "2"), &priced(), &[&hpa], 10_000.0);
@@ -503,7 +513,8 @@ mod tests {
         // One GPU: $4/h on the small size, $4/h (a quarter of $16) on the large.
         let f = judge(&d, &priced(), &[&hpa], 1_000.0);
         assert!(
-            f[0].message.contains("(the cheapest of the 2 sizes it may use)"),
+            f[0].message
+                .contains("(the cheapest of the 2 sizes it may use)"),
             "{}",
             f[0].message
         );

@@ -136,7 +136,12 @@ mod tests {
 
     #[test]
     fn vllm_without_tensor_parallel_leaves_three_of_four_gpus_idle() {
-        let d = server(json!(["vllm", "serve"]), json!(["Qwen/Qwen2.5-7B-Instruct"]), json!([]), "4");
+        let d = server(
+            json!(["vllm", "serve"]),
+            json!(["Qwen/Qwen2.5-7B-Instruct"]),
+            json!([]),
+            "4",
+        );
         let f = findings(&d);
         assert_eq!(f.len(), 1);
         assert_eq!(
@@ -161,7 +166,12 @@ mod tests {
     fn with_a_price_table_the_idle_gpus_have_a_monthly_cost() {
         use crate::context::Context;
         use crate::rules::testing::{on, prices_of};
-        let mut d = server(json!(["vllm", "serve"]), json!(["Qwen/Qwen2.5-7B-Instruct"]), json!([]), "4");
+        let mut d = server(
+            json!(["vllm", "serve"]),
+            json!(["Qwen/Qwen2.5-7B-Instruct"]),
+            json!([]),
+            "4",
+        );
         d["spec"]["template"]["spec"]["nodeSelector"] =
             json!({"node.kubernetes.io/instance-type": "Standard_NC96ads_A100_v4"});
         let mut ctx = Context::default();
@@ -170,7 +180,10 @@ mod tests {
             &[("Standard_NC96ads_A100_v4", 16.0)],
         ))));
         let w = workload(&d);
-        let priced = Subject { ctx: &ctx, ..on(&w) };
+        let priced = Subject {
+            ctx: &ctx,
+            ..on(&w)
+        };
         let f = GpuRightSize::check(&priced, &defaults::<GpuRightSize>(), false).findings;
         // 3 idle GPUs of a 4-GPU $16/h size: 3 × $4/h × 730 h.
         assert_eq!(
@@ -181,7 +194,11 @@ mod tests {
              2026-12-01)"
         );
         // Without a table, the words of before.
-        assert!(findings(&d)[0].message.ends_with("3 GPUs allocated and idle"));
+        assert!(
+            findings(&d)[0]
+                .message
+                .ends_with("3 GPUs allocated and idle")
+        );
     }
 
     #[test]
@@ -197,13 +214,21 @@ mod tests {
         assert!(findings(&server(cmd.clone(), json!([]), env(None), "4")).is_empty());
         let f = findings(&server(cmd, json!([]), env(Some("2")), "4"));
         assert_eq!(f.len(), 1);
-        assert!(f[0].message.contains("but TGI uses 2 (NUM_SHARD=2): 2 GPUs allocated and idle"));
+        assert!(
+            f[0].message
+                .contains("but TGI uses 2 (NUM_SHARD=2): 2 GPUs allocated and idle")
+        );
     }
 
     #[test]
     fn sglang_counts_data_parallel_and_unknowns_say_nothing() {
         let sglang = |args: Value, gpus: &str| {
-            server(json!(["python3", "-m", "sglang.launch_server"]), args, json!([]), gpus)
+            server(
+                json!(["python3", "-m", "sglang.launch_server"]),
+                args,
+                json!([]),
+                gpus,
+            )
         };
         assert!(
             findings(&sglang(
@@ -213,7 +238,10 @@ mod tests {
             .is_empty()
         );
         let f = findings(&sglang(json!(["--model-path", "m", "--tp", "2"]), "8"));
-        assert!(f[0].message.contains("SGLang uses 2 (--tp 2): 6 GPUs"), "{f:#?}");
+        assert!(
+            f[0].message.contains("SGLang uses 2 (--tp 2): 6 GPUs"),
+            "{f:#?}"
+        );
         // A variable sets it at run time: no verdict.
         let hidden = sglang(json!(["--model-path", "m", "--tp", "$(TP)"]), "8");
         assert!(findings(&hidden).is_empty());

@@ -106,7 +106,8 @@ pub struct Settings {
 impl Rule for ModelFit {
     const ID: RuleId = RuleId::ModelFit;
     const PILLAR: Pillar = Pillar::PerformanceEfficiency;
-    const SUMMARY: &'static str = "The model server can load its model on the GPUs its container gets";
+    const SUMMARY: &'static str =
+        "The model server can load its model on the GPUs its container gets";
     const SINCE: Release = Release::V0_3;
 
     type Settings = Settings;
@@ -140,7 +141,9 @@ impl Rule for ModelFit {
         }
         for (i, p) in self.gpus.products.iter().enumerate() {
             if !(p.memory_gb.is_finite() && p.memory_gb > 0.0) {
-                problems.push(format!("{at}.gpus.products[{i}].memoryGB: must be above zero"));
+                problems.push(format!(
+                    "{at}.gpus.products[{i}].memoryGB: must be above zero"
+                ));
             }
         }
         let catalog = if self.models.is_empty() && no_gpus(&self.gpus) {
@@ -231,7 +234,10 @@ impl Kv {
             Setting::Given { value, from } => (*value, from.clone()),
             Setting::Unknown(Why::ModelConfig) => (
                 model.context?,
-                format!("{} by default: the model's context", l.server.flags().context),
+                format!(
+                    "{} by default: the model's context",
+                    l.server.flags().context
+                ),
             ),
             _ => return None,
         };
@@ -528,7 +534,10 @@ impl Fit<'_> {
             format!("{per_gpu:.1} GiB on each of {} GPUs", self.shards)
         };
         let offload = if self.offload > 0.0 {
-            format!(", after {:.1} GiB per GPU offloaded to the CPU", self.offload)
+            format!(
+                ", after {:.1} GiB per GPU offloaded to the CPU",
+                self.offload
+            )
         } else {
             String::new()
         };
@@ -660,7 +669,8 @@ impl Fit<'_> {
                 .flat_map(|g| &g.profiles)
                 .filter_map(|p| self.catalog.mig_profile(p))
                 .filter(|p| {
-                    p.memory_gb > self.memory.gib() && fits(self.shards, self.weights.gib, p.memory_gb * u)
+                    p.memory_gb > self.memory.gib()
+                        && fits(self.shards, self.weights.gib, p.memory_gb * u)
                 })
                 .min_by(|a, b| {
                     (a.memory_gb, a.slices)
@@ -677,8 +687,7 @@ impl Fit<'_> {
             .sizes()
             .into_iter()
             .filter(|v| {
-                !mig
-                    && v.gpus >= self.shards
+                !mig && v.gpus >= self.shards
                     && v.memory_per_gpu_gb > self.memory.gib()
                     && fits(self.shards, self.weights.gib, v.memory_per_gpu_gb * u)
             })
@@ -748,7 +757,14 @@ mod tests {
     /// A Deployment of one model server container: `args` (the image is
     /// vLLM's, whose entrypoint is `vllm serve`), `gpus` of `resource`, on
     /// the nodes `selector` picks.
-    fn server(image: &str, command: Value, args: Value, env: Value, gpus: &str, selector: Value) -> Value {
+    fn server(
+        image: &str,
+        command: Value,
+        args: Value,
+        env: Value,
+        gpus: &str,
+        selector: Value,
+    ) -> Value {
         let resource = if gpus.contains(':') {
             gpus.split(':').next().unwrap_or_default().to_owned()
         } else {
@@ -779,7 +795,14 @@ mod tests {
     }
 
     fn vllm(args: &[&str], gpus: &str, selector: Value) -> Value {
-        server("vllm/vllm-openai:v0.10.1", Value::Null, json!(args), json!([]), gpus, selector)
+        server(
+            "vllm/vllm-openai:v0.10.1",
+            Value::Null,
+            json!(args),
+            json!([]),
+            gpus,
+            selector,
+        )
     }
 
     fn size(name: &str) -> Value {
@@ -830,7 +853,11 @@ mod tests {
     #[test]
     fn seventy_b_fits_where_the_fix_says() {
         let tp4 = vllm(
-            &["meta-llama/Llama-3.1-70B-Instruct", "--tensor-parallel-size", "4"],
+            &[
+                "meta-llama/Llama-3.1-70B-Instruct",
+                "--tensor-parallel-size",
+                "4",
+            ],
             "4",
             size("Standard_NC96ads_A100_v4"),
         );
@@ -871,7 +898,11 @@ mod tests {
         assert!(f.fix.starts_with("--max-model-len 32768"), "{}", f.fix);
         // The fix admits it.
         let short = vllm(
-            &["meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "32768"],
+            &[
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "--max-model-len",
+                "32768",
+            ],
             "1",
             size("Standard_NV36ads_A10_v5"),
         );
@@ -898,7 +929,11 @@ mod tests {
     #[test]
     fn more_parallel_gpus_than_the_container_gets_fails_on_every_server() {
         let d = vllm(
-            &["meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size", "4"],
+            &[
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "--tensor-parallel-size",
+                "4",
+            ],
             "2",
             json!({}),
         );
@@ -918,11 +953,22 @@ mod tests {
             "2",
             json!({}),
         );
-        assert!(one(&tgi).message.contains("runs TGI over 4 GPUs (NUM_SHARD=4)"));
+        assert!(
+            one(&tgi)
+                .message
+                .contains("runs TGI over 4 GPUs (NUM_SHARD=4)")
+        );
         let sglang = server(
             "lmsysorg/sglang:v0.4.9",
             json!(["python3", "-m", "sglang.launch_server"]),
-            json!(["--model-path", "Qwen/Qwen2.5-7B-Instruct", "--tp", "2", "--dp", "2"]),
+            json!([
+                "--model-path",
+                "Qwen/Qwen2.5-7B-Instruct",
+                "--tp",
+                "2",
+                "--dp",
+                "2"
+            ]),
             json!([]),
             "2",
             json!({}),
@@ -948,7 +994,8 @@ mod tests {
         );
         let f = one(&tgi);
         assert!(
-            f.message.contains("gives 80.0 GiB each at --cuda-memory-fraction 1 (TGI's default)"),
+            f.message
+                .contains("gives 80.0 GiB each at --cuda-memory-fraction 1 (TGI's default)"),
             "{}",
             f.message
         );
@@ -971,14 +1018,19 @@ mod tests {
         let kserve = server(
             "kserve/huggingfaceserver:v0.15.2",
             json!(["python", "-m", "huggingfaceserver"]),
-            json!(["--model_name=llama", "--model_id=meta-llama/Llama-3.1-70B-Instruct",
-                   "--backend=vllm"]),
+            json!([
+                "--model_name=llama",
+                "--model_id=meta-llama/Llama-3.1-70B-Instruct",
+                "--backend=vllm"
+            ]),
             json!([]),
             "1",
             size("Standard_NC24ads_A100_v4"),
         );
         assert!(
-            one(&kserve).message.contains("gives 73.6 GiB each at --gpu-memory-utilization 0.92"),
+            one(&kserve)
+                .message
+                .contains("gives 73.6 GiB each at --gpu-memory-utilization 0.92"),
             "{:#?}",
             findings(&kserve)
         );
@@ -988,13 +1040,21 @@ mod tests {
     fn gpu_memory_from_a_mig_slice_a_gfd_label_or_the_nodes_the_pod_can_use() {
         // 15 GiB of Llama-3.1-8B on a 10 GB slice, then on a 40 GB one.
         let small = vllm(
-            &["meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192"],
+            &[
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "--max-model-len",
+                "8192",
+            ],
             "nvidia.com/mig-1g.10gb:1",
             json!({}),
         );
         assert!(one(&small).message.contains("(MIG nvidia.com/mig-1g.10gb)"));
         let large = vllm(
-            &["meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192"],
+            &[
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "--max-model-len",
+                "8192",
+            ],
             "nvidia.com/mig-3g.40gb:1",
             json!({}),
         );
@@ -1005,15 +1065,27 @@ mod tests {
             "1",
             json!({"nvidia.com/gpu.memory": "15360"}),
         );
-        assert!(one(&t4).message.contains("1 × 15.0 GiB GPU (nvidia.com/gpu.memory=15360)"));
+        assert!(
+            one(&t4)
+                .message
+                .contains("1 × 15.0 GiB GPU (nvidia.com/gpu.memory=15360)")
+        );
         let product = vllm(
             &["meta-llama/Llama-3.1-70B-Instruct"],
             "1",
             json!({"nvidia.com/gpu.product": "Tesla-T4"}),
         );
-        assert!(one(&product).message.contains("nvidia.com/gpu.product=Tesla-T4"));
+        assert!(
+            one(&product)
+                .message
+                .contains("nvidia.com/gpu.product=Tesla-T4")
+        );
         // Only the Nodes say: the pod selects a pool whose Nodes carry the label.
-        let d = vllm(&["meta-llama/Llama-3.1-70B-Instruct"], "1", json!({"agentpool": "gpu"}));
+        let d = vllm(
+            &["meta-llama/Llama-3.1-70B-Instruct"],
+            "1",
+            json!({"agentpool": "gpu"}),
+        );
         assert!(findings(&d).is_empty(), "no Nodes: unknown");
         let mut ctx = Context::default();
         for (name, pool, mib) in [("gpu-1", "gpu", "23028"), ("cpu-1", "cpu", "")] {
@@ -1031,7 +1103,8 @@ mod tests {
         let f = ModelFit::check(&in_context(&w, &ctx), &defaults::<ModelFit>(), false).findings;
         assert_eq!(f.len(), 1, "{f:#?}");
         assert!(
-            f[0].message.contains("1 × 22.5 GiB GPU (nvidia.com/gpu.memory=23028 on Node gpu-1)"),
+            f[0].message
+                .contains("1 × 22.5 GiB GPU (nvidia.com/gpu.memory=23028 on Node gpu-1)"),
             "{}",
             f[0].message
         );
@@ -1041,14 +1114,22 @@ mod tests {
     fn no_verdict_where_anything_is_unknown() {
         for d in [
             // A model the catalog and its name do not size.
-            vllm(&["contoso/private-model"], "1", size("Standard_NV36ads_A10_v5")),
+            vllm(
+                &["contoso/private-model"],
+                "1",
+                size("Standard_NV36ads_A10_v5"),
+            ),
             // A mixture-of-experts name gives no lower bound.
             vllm(&["someone/Big-8x22B"], "1", size("Standard_NV36ads_A10_v5")),
             // No GPU memory known.
             vllm(&["meta-llama/Llama-3.1-70B-Instruct"], "1", json!({})),
             // A config file may quantize it.
             vllm(
-                &["meta-llama/Llama-3.1-70B-Instruct", "--config", "/etc/vllm.yaml"],
+                &[
+                    "meta-llama/Llama-3.1-70B-Instruct",
+                    "--config",
+                    "/etc/vllm.yaml",
+                ],
                 "1",
                 size("Standard_NV36ads_A10_v5"),
             ),
@@ -1070,7 +1151,11 @@ mod tests {
     fn quantized_names_and_flags_count_their_bytes() {
         // An FP8 name: 70 GiB-ish, too much for an A10 but not for an H100 NVL.
         let fp8 = vllm(
-            &["someone/Llama-3.3-70B-Instruct-FP8", "--max-model-len", "8192"],
+            &[
+                "someone/Llama-3.3-70B-Instruct-FP8",
+                "--max-model-len",
+                "8192",
+            ],
             "1",
             size("Standard_NC40ads_H100_v5"),
         );
@@ -1080,10 +1165,20 @@ mod tests {
             "1",
             size("Standard_NV36ads_A10_v5"),
         );
-        assert!(one(&a10).message.contains("about 65.2 GiB of 8-bit weights"));
+        assert!(
+            one(&a10)
+                .message
+                .contains("about 65.2 GiB of 8-bit weights")
+        );
         // Offloading to the CPU lowers what the GPU holds.
         let offload = vllm(
-            &["meta-llama/Llama-3.1-70B-Instruct", "--cpu-offload-gb", "60", "--max-model-len", "4096"],
+            &[
+                "meta-llama/Llama-3.1-70B-Instruct",
+                "--cpu-offload-gb",
+                "60",
+                "--max-model-len",
+                "4096",
+            ],
             "1",
             size("Standard_NC24ads_A100_v4"),
         );
@@ -1102,13 +1197,19 @@ mod tests {
         let d = vllm(&["contoso/private-model"], "1", size("Standard_Contoso_L4"));
         let f = ModelFit::check(&on(&workload(&d)), &s, false).findings;
         assert_eq!(f.len(), 1, "{f:#?}");
-        assert!(f[0].message.contains("about 40.0 GiB of 16-bit weights"), "{}", f[0].message);
+        assert!(
+            f[0].message.contains("about 40.0 GiB of 16-bit weights"),
+            "{}",
+            f[0].message
+        );
         let mut problems = vec![];
-        let bad: ModelFit = serde_yaml_ng::from_str(
-            "models: [{id: '', source: x, weightGiB: -1}]",
-        )
-        .unwrap();
-        bad.compile(&crate::rules::testing::policy_facts(), "spec.rules.modelFit", &mut problems);
+        let bad: ModelFit =
+            serde_yaml_ng::from_str("models: [{id: '', source: x, weightGiB: -1}]").unwrap();
+        bad.compile(
+            &crate::rules::testing::policy_facts(),
+            "spec.rules.modelFit",
+            &mut problems,
+        );
         assert_eq!(
             problems,
             [

@@ -556,7 +556,14 @@ impl<'a> Zones<'a> {
             .unwrap_or_default()
             .iter()
             .filter(|t| t.effect != "PreferNoSchedule")
-            .map(|t| format!("{}={}:{}", t.key, t.value.as_deref().unwrap_or_default(), t.effect))
+            .map(|t| {
+                format!(
+                    "{}={}:{}",
+                    t.key,
+                    t.value.as_deref().unwrap_or_default(),
+                    t.effect
+                )
+            })
             .collect();
         format!(
             "az aks nodepool add --cluster-name <cluster> --resource-group <resource-group> \
@@ -618,10 +625,7 @@ impl<'a> Zones<'a> {
             join(&self.runnable),
             self.capacity(c.max_skew),
         );
-        let field = format!(
-            "{}.topologySpreadConstraints[{i}]",
-            spec_field_name(w.kind)
-        );
+        let field = format!("{}.topologySpreadConstraints[{i}]", spec_field_name(w.kind));
         let honored = self.pending(true, true);
         if !honored.is_empty() {
             let fix = format!(
@@ -901,7 +905,8 @@ mod tests {
                 "status": {"allocatable": {"cpu": "8"}}});
             if gpu {
                 n["metadata"]["labels"]["kubernetes.azure.com/accelerator"] = json!("nvidia");
-                n["spec"] = json!({"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]});
+                n["spec"] =
+                    json!({"taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]});
                 n["status"]["allocatable"]["nvidia.com/gpu"] = json!("1");
             }
             NodeRef::from_value(n, "test").unwrap()
@@ -960,7 +965,10 @@ mod tests {
             "{}",
             f.fix
         );
-        assert!(f.fix.ends_with("a WellArchitectedException for zone-spread on Deployment ml/llm"));
+        assert!(
+            f.fix
+                .ends_with("a WellArchitectedException for zone-spread on Deployment ml/llm")
+        );
         assert!(!f.fixable);
         assert!(out.patch.is_empty(), "no patch spreads a one-zone pool");
     }
@@ -968,7 +976,11 @@ mod tests {
     #[test]
     fn a_one_zone_cluster_is_not_blamed_on_its_gpu_pool() {
         let mut ctx = Context::default();
-        for n in cluster(&["1"]).nodes().iter().filter(|n| n.name.ends_with("-1")) {
+        for n in cluster(&["1"])
+            .nodes()
+            .iter()
+            .filter(|n| n.name.ends_with("-1"))
+        {
             ctx.add_node(n.clone());
         }
         assert!(judged_in(&gpu_deployment(), &ctx).is_clean());
@@ -1055,7 +1067,11 @@ mod tests {
             json!("Ignore");
         let out = judged_in(&d, &cluster(&["1", "2"]));
         assert!(out.findings[0].message.contains("counts zone eastus-3"));
-        assert!(out.findings[0].fix.contains("and nodeAffinityPolicy: Honor"));
+        assert!(
+            out.findings[0]
+                .fix
+                .contains("and nodeAffinityPolicy: Honor")
+        );
         let patched = apply(&d, &out.patch);
         assert!(judged_in(&patched, &cluster(&["1", "2"])).is_clean());
     }
@@ -1068,11 +1084,15 @@ mod tests {
         let f = &out.findings[0];
         assert!(f.message.contains("has no topologySpreadConstraint"));
         assert!(
-            f.fix.starts_with("first select only the nodes with nvidia.com/gpu"),
+            f.fix
+                .starts_with("first select only the nodes with nvidia.com/gpu"),
             "{}",
             f.fix
         );
-        assert!(f.fix.contains("; then add to spec.template.spec: topologySpreadConstraints"));
+        assert!(
+            f.fix
+                .contains("; then add to spec.template.spec: topologySpreadConstraints")
+        );
         assert!(!f.fixable);
         assert!(out.patch.is_empty());
         // With the selector, the patch is made and converges.
