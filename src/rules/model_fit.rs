@@ -183,11 +183,12 @@ fn judge(on: &Subject, s: &Settings, c: &Container, cpath: &str) -> Option<Findi
         return Some(too_parallel(&who, &l, &p, gpus, &resource, cpath));
     }
     let model_id = l.model.value()?;
-    let weights = weights(model_id, &l, &s.catalog)?;
+    let model = s.catalog.model(model_id);
+    let weights = weights(model_id, model, &l, &s.catalog)?;
     let memory = gpu_memory(&on.workload.pod, c, on.ctx, &s.catalog)?;
     let fraction = Fraction::of(&l)?;
     let offload = *l.cpu_offload_gb.value().unwrap_or(&0.0);
-    let kv = Kv::of(&l, s.catalog.model(model_id));
+    let kv = Kv::of(&l, model);
     let fit = Fit {
         who,
         launch: &l,
@@ -297,11 +298,10 @@ struct Weights {
     bytes: f64,
 }
 
-/// The weights `model_id` takes in the precision the server loads it in,
-/// at least; None where the model, its precision or the quantization is
-/// unknown.
-fn weights(model_id: &str, l: &Launch, catalog: &Catalog) -> Option<Weights> {
-    let m = catalog.model(model_id);
+/// The weights `model_id` (`m`: its catalog entry, looked up once by the
+/// caller) takes in the precision the server loads it in, at least; None
+/// where the model, its precision or the quantization is unknown.
+fn weights(model_id: &str, m: Option<&Model>, l: &Launch, catalog: &Catalog) -> Option<Weights> {
     let float32 = l
         .dtype
         .value()
