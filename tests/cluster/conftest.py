@@ -196,14 +196,42 @@ def warned(r):
     return r.ok and "Warning: [image-provenance]" in r.out
 
 
+def baseline_action():
+    r = kubectl("get", "wap", "baseline", "-o", "jsonpath={.spec.action}")
+    assert r.ok, r
+    return r.out.strip()
+
+
 @contextlib.contextmanager
 def baseline_in(action):
-    """The baseline in `action` for the duration, back to Deny after."""
-    set_policy({"spec": {"action": action}}, warned if action == "Warn" else denied)
+    """The baseline in `action` (Warn or Deny) for the duration, back to the
+    action it had after (Deny, where the session's `deny` has set it)."""
+    in_force = {"Warn": warned, "Deny": denied}
+    before = baseline_action()
+    assert before in in_force, f"baseline in {before!r}: baseline_in knows Warn and Deny"
+    set_policy({"spec": {"action": action}}, in_force[action])
     try:
         yield
     finally:
-        set_policy({"spec": {"action": "Deny"}}, denied)
+        set_policy({"spec": {"action": before}}, in_force[before])
+
+
+def baseline_for_module(action):
+    """A module fixture, used by the whole file it is assigned in:
+
+        baseline = baseline_for_module("Warn")
+
+    puts the baseline in `action` before the file's first test and back after
+    its last. The suite's earlier files leave it in Deny; a file that judges
+    one rule under a policy of its own wants the rest to warn (Warn), and one
+    that shows `kubectl apply` refused wants the baseline to deny (Deny)."""
+
+    @pytest.fixture(autouse=True, scope="module")
+    def baseline():
+        with baseline_in(action):
+            yield
+
+    return baseline
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,8 @@ set +e
   tests/cluster/test_install.py tests/cluster/test_kubectl.py tests/cluster/test_real_cluster.py \
   tests/cluster/test_enforcement.py tests/cluster/test_reports.py tests/cluster/test_provenance.py \
   tests/cluster/test_status_kinds.py tests/cluster/test_rule_set.py tests/cluster/test_nodes.py \
-  tests/cluster/test_model_fit.py tests/cluster/test_cost_budget.py tests/cluster/test_zone_pools.py)
+  tests/cluster/test_model_fit.py tests/cluster/test_cost_budget.py tests/cluster/test_zone_pools.py \
+  tests/cluster/test_ai_resources.py)
 status=$?
 set -e
 log "cluster suite: pytest exit $status, $(($(date +%s) - suite_started))s including up and down"

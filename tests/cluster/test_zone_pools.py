@@ -13,17 +13,14 @@ import uuid
 
 import pytest
 
-from conftest import baseline_in, kubectl, kubectl_json, load, only, poll, replicas_up
+from conftest import baseline_for_module, kubectl, kubectl_json, load, only, poll, replicas_up
 from test_nodes import nodes_known
 
 
-@pytest.fixture(autouse=True, scope="module")
-def baseline_warns():
-    """The baseline as installed (Warn) for this file: earlier tests of the
-    session leave it in Deny, whose patches (gpu-placement's selector) and
-    denials (zone-spread on a one-zone test pool) are not what it judges."""
-    with baseline_in("Warn"):
-        yield
+# The baseline as installed (Warn) for this file: earlier tests of the
+# session leave it in Deny, whose patches (gpu-placement's selector) and
+# denials (zone-spread on a one-zone test pool) are not what it judges.
+baseline_warns = baseline_for_module("Warn")
 
 SUFFIX = uuid.uuid4().hex[:6]
 POLICY = "zone-pools-test"
