@@ -40,6 +40,7 @@ fn context() -> Context {
             metric: "vllm:num_requests_waiting".into(),
         }],
         metrics: MetricsField::List,
+        own: None,
     });
     // Its PodDisruptionBudget, so the compliant Deployment passes every rule.
     let pdb = serde_json::json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",

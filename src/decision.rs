@@ -75,6 +75,10 @@ pub struct Decision {
     pub exemptions: Vec<Exemption>,
     /// Exceptions that name this workload but have expired (ignored).
     pub expired_exceptions: Vec<String>,
+    /// Rules of the governing policies that give no verdict on this
+    /// object, and why (an InferenceService whose ServingRuntime is not
+    /// known: the image and probes are the runtime's).
+    pub unjudged: Vec<(RuleId, String)>,
 }
 
 impl Decision {
@@ -136,13 +140,17 @@ pub fn judge_with(
     facts: &Facts,
     now: jiff::Timestamp,
 ) -> Decision {
+    // An InferenceService's model container as it will run: merged with
+    // its ServingRuntime.
+    let resolved = crate::ai::merge::resolve(w, ctx);
+    let w = &*resolved;
     let detection = inference::detect(w, set.detection_gpus(), ctx);
     let mut d = Decision {
         inference: detection.reason.clone(),
         opted_out: detection.opted_out,
         ..Decision::default()
     };
-    if let Some(owner) = judged_through(w, ctx) {
+    if let Some(owner) = judged_through(w, ctx).or_else(|| crate::ai::merge::source_in(w, ctx)) {
         d.not_governed = Some(format!(
             "managed by {} {}: judged through its owner",
             owner.kind, owner.name
@@ -176,7 +184,16 @@ pub fn judge_with(
         }
     }
 
-    let scalers = ctx.scalers_for(w);
+    let mut scalers = ctx.scalers_for(w);
+    match &w.own_scaler {
+        Some(own) => scalers.push(own),
+        // KServe's `external` class: the team's own autoscaler targets
+        // the Deployment KServe makes.
+        None if w.kind == crate::workload::WorkloadKind::InferenceService => scalers.extend(
+            ctx.scalers_targeting(&w.namespace, "Deployment", &format!("{}-predictor", w.name)),
+        ),
+        None => {}
+    }
     let pdbs = ctx.pdbs_for(w);
     let on = Subject {
         workload: w,
@@ -186,14 +203,73 @@ pub fn judge_with(
         facts,
         now,
     };
+    judge_rules(&mut d, &governing, &exempt, &on);
+    // Further pod templates of the same object: pod-level rules hold
+    // there too (workload-level ones see `part` and stand aside).
+    for part in &w.parts {
+        let on = Subject {
+            workload: part,
+            ctx,
+            scalers: &[],
+            pdbs: &[],
+            facts,
+            now,
+        };
+        judge_rules(&mut d, &governing, &exempt, &on);
+    }
+    for (rule, why) in &w.unjudged {
+        let on = governing.iter().any(|p| p.rules.enabled().contains(rule));
+        if on && !d.unjudged.iter().any(|(r, _)| r == rule) {
+            d.unjudged.push((*rule, why.clone()));
+        }
+    }
+    // An operator merges these resources into what it runs (a runtime's
+    // container under the model's fields): a patch written against the
+    // merged view could land on a field the resource does not have, so
+    // they are never patched; the fix is given in words.
+    if w.kind.is_ai_resource() {
+        d.patch.clear();
+        d.patch_rules.clear();
+        d.unpatched.clear();
+        for v in &mut d.violations {
+            v.fixable = false;
+            if v.object.is_none() && matches!(v.edit, Some(Edit::Patch(_))) {
+                v.edit = None;
+            }
+        }
+    }
+    d
+}
+
+/// Runs every rule of the governing policies on one view and adds what
+/// they find to `d`.
+fn judge_rules(
+    d: &mut Decision,
+    governing: &[&Policy],
+    exempt: &[(RuleId, &Exception)],
+    on: &Subject,
+) {
+    let w = on.workload;
     for rule in RuleId::ALL {
+        if w.unjudged.iter().any(|(r, _)| *r == rule) {
+            continue;
+        }
         // (policy, action, mutate, outcome) for each policy where the rule found something.
         let mut found: Vec<(&Policy, Action, bool, Outcome)> = Vec::new();
-        for p in &governing {
-            let ran = p.rules.run(rule, &on);
+        for p in governing {
+            let ran = p.rules.run(rule, on);
             if let Some((action, mutate, outcome)) = ran
                 && !outcome.is_clean()
             {
+                // The AI-serving kinds came with 0.3: a policy pinned to an
+                // earlier rule set holds them at most as Warn.
+                let action = if w.kind.is_ai_resource()
+                    && p.rule_set.release() < crate::release::Release::V0_3
+                {
+                    action.min(Action::Warn)
+                } else {
+                    action
+                };
                 found.push((p, action, mutate, outcome));
             }
         }
@@ -201,17 +277,26 @@ pub fn judge_with(
             continue;
         }
         if let Some((_, e)) = exempt.iter().find(|(r, _)| *r == rule) {
-            d.exemptions.push(Exemption {
-                rule,
-                exception: e.qualified_name(),
-                reason: e.reason.clone(),
-                expires: e.expires,
-                suppressed: found
-                    .iter()
-                    .map(|f| f.3.findings.len() + f.3.warnings.len())
-                    .max()
-                    .unwrap_or(0),
-            });
+            let suppressed = found
+                .iter()
+                .map(|f| f.3.findings.len() + f.3.warnings.len())
+                .max()
+                .unwrap_or(0);
+            let name = e.qualified_name();
+            match d
+                .exemptions
+                .iter_mut()
+                .find(|x| x.rule == rule && x.exception == name)
+            {
+                Some(x) => x.suppressed += suppressed,
+                None => d.exemptions.push(Exemption {
+                    rule,
+                    exception: name,
+                    reason: e.reason.clone(),
+                    expires: e.expires,
+                    suppressed,
+                }),
+            }
             continue;
         }
         // The strictest action wins; among equals, the first policy by name
@@ -266,7 +351,6 @@ pub fn judge_with(
             d.patch_rules.push((rule, outcome.patch.len()));
         }
     }
-    d
 }
 
 /// Every fix of a decision that the file can hold, together: what

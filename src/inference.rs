@@ -5,7 +5,7 @@
 use crate::context::Context;
 use crate::gpu::GpuResources;
 use crate::image::ImageRef;
-use crate::workload::Workload;
+use crate::workload::{Workload, WorkloadKind};
 
 /// The label that declares a workload model-serving (`inference`) or, where
 /// a policy allows opting out, not (`false`).
@@ -104,6 +104,16 @@ fn reason<'a>(
 ) -> Option<String> {
     if label(WORKLOAD_LABEL) == Some("inference") {
         return Some(format!("label {WORKLOAD_LABEL}=inference"));
+    }
+    // What these resources are for is serving a model.
+    match w.kind {
+        WorkloadKind::InferenceService | WorkloadKind::LLMInferenceService => {
+            return Some(format!("a KServe {}", w.kind));
+        }
+        WorkloadKind::Workspace | WorkloadKind::InferenceSet => {
+            return Some(format!("a KAITO {}", w.kind));
+        }
+        _ => {}
     }
     if let Some(gpu) = gpus.used_by(w, ctx) {
         return Some(gpu.describe());

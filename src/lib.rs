@@ -3,6 +3,7 @@
 //! synchronous; the CLI's `check`, the webhook and the background audit all
 //! call it, which is what makes the CLI's verdict the cluster's verdict.
 
+pub mod ai;
 pub mod catalog;
 pub mod check;
 pub mod cluster;
@@ -30,6 +31,7 @@ pub mod quantity;
 pub mod release;
 pub mod rule_list;
 pub mod rules;
+pub mod scaler;
 pub mod serve;
 pub mod state;
 pub mod tasks;

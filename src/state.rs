@@ -76,6 +76,9 @@ pub struct State {
     events: Option<mpsc::Sender<DecisionEvent>>,
     /// Set once by the controller; none in standalone mode.
     workloads: OnceLock<Arc<dyn WorkloadIndex>>,
+    /// The identities of the operators that make workloads from AI-serving
+    /// resources (`serve --operator-account`).
+    operators: Vec<String>,
 }
 
 impl State {
@@ -90,7 +93,19 @@ impl State {
             stopping: AtomicBool::new(false),
             events: None,
             workloads: OnceLock::new(),
+            operators: crate::ai::OPERATOR_ACCOUNTS.map(str::to_owned).to_vec(),
         }
+    }
+
+    /// The operators whose writes of objects made from AI-serving
+    /// resources are judged through those resources.
+    pub fn with_operators(mut self, operators: Vec<String>) -> State {
+        self.operators = operators;
+        self
+    }
+
+    pub fn operators(&self) -> &[String] {
+        &self.operators
     }
 
     /// A state that turns ready when the controller says its stores synced.
@@ -106,6 +121,7 @@ impl State {
             stopping: AtomicBool::new(false),
             events: Some(events),
             workloads: OnceLock::new(),
+            operators: crate::ai::OPERATOR_ACCOUNTS.map(str::to_owned).to_vec(),
         }
     }
 

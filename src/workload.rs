@@ -1,5 +1,7 @@
 //! Deployment | StatefulSet | DaemonSet | ReplicaSet | ReplicationController
-//! | Job | CronJob | Pod → one view of the pod template. Rules see only this view, so a rule is written once for
+//! | Job | CronJob | Pod, and the AI-serving resources (KServe
+//! InferenceService and LLMInferenceService, LeaderWorkerSet, KAITO
+//! Workspace and InferenceSet; see `ai`) → one view of the pod template. Rules see only this view, so a rule is written once for
 //! every kind, and each view knows the JSON pointer of its pod spec so that
 //! patches land in the right place.
 
@@ -31,11 +33,16 @@ pub enum WorkloadKind {
     CronJob,
     DaemonSet,
     ReplicationController,
+    InferenceService,
+    LLMInferenceService,
+    LeaderWorkerSet,
+    Workspace,
+    InferenceSet,
 }
 
 impl WorkloadKind {
     /// Every kind, in the order the CRD lists them.
-    pub const ALL: [WorkloadKind; 8] = [
+    pub const ALL: [WorkloadKind; 13] = [
         WorkloadKind::Deployment,
         WorkloadKind::StatefulSet,
         WorkloadKind::Pod,
@@ -44,7 +51,24 @@ impl WorkloadKind {
         WorkloadKind::CronJob,
         WorkloadKind::DaemonSet,
         WorkloadKind::ReplicationController,
+        WorkloadKind::InferenceService,
+        WorkloadKind::LLMInferenceService,
+        WorkloadKind::LeaderWorkerSet,
+        WorkloadKind::Workspace,
+        WorkloadKind::InferenceSet,
     ];
+
+    /// The AI-serving resources: judged in their own fields (see `ai`).
+    pub fn is_ai_resource(self) -> bool {
+        matches!(
+            self,
+            WorkloadKind::InferenceService
+                | WorkloadKind::LLMInferenceService
+                | WorkloadKind::LeaderWorkerSet
+                | WorkloadKind::Workspace
+                | WorkloadKind::InferenceSet
+        )
+    }
 
     /// The kind for an apiVersion/kind pair, if it is a workload the engine
     /// knows. Retired API versions (extensions/v1beta1 …) are not served by
@@ -59,6 +83,22 @@ impl WorkloadKind {
             ("v1", "ReplicationController") => Some(WorkloadKind::ReplicationController),
             ("batch/v1", "Job") => Some(WorkloadKind::Job),
             ("batch/v1", "CronJob") => Some(WorkloadKind::CronJob),
+            ("serving.kserve.io/v1beta1", "InferenceService") => {
+                Some(WorkloadKind::InferenceService)
+            }
+            (
+                "serving.kserve.io/v1alpha1" | "serving.kserve.io/v1alpha2",
+                "LLMInferenceService",
+            ) => Some(WorkloadKind::LLMInferenceService),
+            ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet") => {
+                Some(WorkloadKind::LeaderWorkerSet)
+            }
+            ("kaito.sh/v1beta1" | "kaito.sh/v1alpha1", "Workspace") => {
+                Some(WorkloadKind::Workspace)
+            }
+            ("kaito.sh/v1beta1" | "kaito.sh/v1alpha1", "InferenceSet") => {
+                Some(WorkloadKind::InferenceSet)
+            }
             _ => None,
         }
     }
@@ -90,6 +130,11 @@ impl WorkloadKind {
             WorkloadKind::CronJob => "CronJob",
             WorkloadKind::DaemonSet => "DaemonSet",
             WorkloadKind::ReplicationController => "ReplicationController",
+            WorkloadKind::InferenceService => "InferenceService",
+            WorkloadKind::LLMInferenceService => "LLMInferenceService",
+            WorkloadKind::LeaderWorkerSet => "LeaderWorkerSet",
+            WorkloadKind::Workspace => "Workspace",
+            WorkloadKind::InferenceSet => "InferenceSet",
         }
     }
 
@@ -105,6 +150,11 @@ impl WorkloadKind {
             WorkloadKind::Job => ("batch", "jobs"),
             WorkloadKind::CronJob => ("batch", "cronjobs"),
             WorkloadKind::Pod => ("", "pods"),
+            WorkloadKind::InferenceService => ("serving.kserve.io", "inferenceservices"),
+            WorkloadKind::LLMInferenceService => ("serving.kserve.io", "llminferenceservices"),
+            WorkloadKind::LeaderWorkerSet => ("leaderworkerset.x-k8s.io", "leaderworkersets"),
+            WorkloadKind::Workspace => ("kaito.sh", "workspaces"),
+            WorkloadKind::InferenceSet => ("kaito.sh", "inferencesets"),
         }
     }
 
@@ -116,6 +166,10 @@ impl WorkloadKind {
             | WorkloadKind::DaemonSet => "apps/v1",
             WorkloadKind::Pod | WorkloadKind::ReplicationController => "v1",
             WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
+            WorkloadKind::InferenceService => "serving.kserve.io/v1beta1",
+            WorkloadKind::LLMInferenceService => "serving.kserve.io/v1alpha1",
+            WorkloadKind::LeaderWorkerSet => "leaderworkerset.x-k8s.io/v1",
+            WorkloadKind::Workspace | WorkloadKind::InferenceSet => "kaito.sh/v1beta1",
         }
     }
 
@@ -124,7 +178,9 @@ impl WorkloadKind {
     /// where workload-level rules (replicas, zone spread, autoscaler,
     /// disruption budget) mean something. A DaemonSet runs one pod per
     /// node, a Job runs to completion, a Pod is one pod: none has a
-    /// replica count to hold.
+    /// replica count to hold. A KAITO Workspace is one model instance
+    /// (its StatefulSet's pods are the nodes of that one instance); a
+    /// LeaderWorkerSet's replicas are its groups.
     pub fn is_replicated(self) -> bool {
         matches!(
             self,
@@ -132,6 +188,10 @@ impl WorkloadKind {
                 | WorkloadKind::StatefulSet
                 | WorkloadKind::ReplicaSet
                 | WorkloadKind::ReplicationController
+                | WorkloadKind::InferenceService
+                | WorkloadKind::LLMInferenceService
+                | WorkloadKind::LeaderWorkerSet
+                | WorkloadKind::InferenceSet
         )
     }
 
@@ -200,6 +260,40 @@ pub struct Workload {
     pub pod: PodSpec,
     /// JSON pointer of `pod` inside the object.
     pub pod_path: &'static str,
+    /// JSON pointer of the pod template's metadata (empty: the object's own).
+    pub template_meta_path: &'static str,
+    /// JSON pointer of the replica count (`/spec/replicas`,
+    /// `/spec/predictor/minReplicas`).
+    pub replicas_path: &'static str,
+    /// Pointers of the app containers where they are not
+    /// `{pod_path}/containers/{i}`: an InferenceService's model container
+    /// sits at `/spec/predictor/model`, its other containers after it.
+    pub container_paths: Vec<String>,
+    /// Further pod templates of the same object (a LeaderWorkerSet's
+    /// workers, an InferenceService's transformer), each a view of its
+    /// own: pod-level rules hold there too, workload-level rules once,
+    /// here.
+    pub parts: Vec<Workload>,
+    /// This view is one of [`Workload::parts`]: what it is (`worker
+    /// template`).
+    pub part: Option<&'static str>,
+    /// The autoscaling the resource sets in its own fields (KServe makes
+    /// the HPA or KEDA object from them).
+    pub own_scaler: Option<Box<crate::scaler::ScalerRef>>,
+    /// An AI-serving resource this object was made from (its operator
+    /// wrote it, proven by the requester or by the resource being in the
+    /// input): workload-level rules were judged there, and hold there.
+    pub source: Option<Owner>,
+    /// Rules that cannot be judged on this object, and why (the
+    /// ServingRuntime that supplies the image and probes is unknown).
+    pub unjudged: Vec<(crate::rule_list::RuleId, String)>,
+    /// A KAITO resource's VM size (`resource.instanceType`) and its pointer.
+    pub instance_type: Option<(String, &'static str)>,
+    /// An InferenceService's predictor in its `model:` form: merged with
+    /// its ServingRuntime when judged (see `ai::resolve`).
+    pub kserve: Option<Box<crate::ai::KserveModel>>,
+    /// The ServingRuntime merged into the view (`ServingRuntime ml/x`).
+    pub runtime_source: Option<String>,
 }
 
 /// How a Deployment (`strategy`) or StatefulSet (`updateStrategy`) rolls
@@ -384,6 +478,15 @@ impl Workload {
         at: &str,
         default_namespace: &str,
     ) -> Result<Workload> {
+        if wk.is_ai_resource() {
+            let object = object.value(at)?;
+            let at = if at.is_empty() {
+                format!("{wk} {}", object_name(&object))
+            } else {
+                at.to_owned()
+            };
+            return crate::ai::read(wk, &object, &at, default_namespace);
+        }
         Ok(match wk {
             WorkloadKind::Deployment => {
                 let d: Slim<DeploymentSpec> = object.slim(at)?;
@@ -514,6 +617,17 @@ impl Workload {
                 };
                 Self::assemble(wk, p.metadata, None, None, template, default_namespace, at)?
             }
+            // Read above, from the whole object.
+            WorkloadKind::InferenceService
+            | WorkloadKind::LLMInferenceService
+            | WorkloadKind::LeaderWorkerSet
+            | WorkloadKind::Workspace
+            | WorkloadKind::InferenceSet => {
+                return Err(Error::input(
+                    at,
+                    "an AI-serving resource is read whole (ai::read)",
+                ));
+            }
         })
     }
 
@@ -521,7 +635,7 @@ impl Workload {
     /// the apiserver refuses it too, and every patch a rule would emit
     /// points below a field that is not there, so the patch would not
     /// apply (found by fuzz/admission_review).
-    fn assemble(
+    pub(crate) fn assemble(
         kind: WorkloadKind,
         meta: SlimMeta,
         replicas: Option<i32>,
@@ -585,7 +699,59 @@ impl Workload {
             rollout: None,
             pod,
             pod_path: kind.pod_spec_path(),
+            template_meta_path: match kind {
+                WorkloadKind::Pod => "/metadata",
+                WorkloadKind::CronJob => "/spec/jobTemplate/spec/template/metadata",
+                _ => "/spec/template/metadata",
+            },
+            replicas_path: "/spec/replicas",
+            container_paths: Vec::new(),
+            parts: Vec::new(),
+            part: None,
+            own_scaler: None,
+            source: None,
+            unjudged: Vec::new(),
+            instance_type: None,
+            kserve: None,
+            runtime_source: None,
         })
+    }
+
+    /// Whether workload-level rules (replicas and zone spread, autoscaler,
+    /// disruption budget, rollout) judge this view: a replicated kind,
+    /// not a further template of it, not made by an operator from a
+    /// resource judged itself.
+    pub fn holds_replicas(&self) -> bool {
+        self.kind.is_replicated() && self.part.is_none() && self.source.is_none()
+    }
+
+    /// The replica count's field as a message names it: `spec.replicas`,
+    /// `spec.predictor.minReplicas`.
+    pub fn replicas_field(&self) -> String {
+        self.replicas_path.trim_start_matches('/').replace('/', ".")
+    }
+
+    /// The pod spec's field as a message names it: `spec.template.spec`,
+    /// `spec.predictor`.
+    pub fn pod_field_name(&self) -> String {
+        self.pod_path.trim_start_matches('/').replace('/', ".")
+    }
+
+    /// The pointer of the app container at `index`.
+    pub fn container_path(&self, index: usize) -> String {
+        match self.container_paths.get(index) {
+            Some(p) => p.clone(),
+            None => format!("{}/containers/{index}", self.pod_path),
+        }
+    }
+
+    /// `InferenceService ml/llm`, or `LeaderWorkerSet ml/llm (worker
+    /// template)` for a further view.
+    pub fn describe_view(&self) -> String {
+        match self.part {
+            Some(part) => format!("{} ({part})", self.display_name()),
+            None => self.display_name(),
+        }
     }
 
     /// The owner that manages this object, if any.
@@ -670,7 +836,7 @@ impl Workload {
                 name: &c.name,
                 image: c.image.as_deref(),
                 resources: c.resources.as_ref(),
-                path: format!("{base}/containers/{i}"),
+                path: self.container_path(i),
             });
         let ephemeral = self
             .pod
@@ -703,8 +869,7 @@ impl Workload {
     /// The pointer to the pod template's metadata field: `/spec/template/metadata/labels`
     /// (a bare Pod's own `/metadata/labels`).
     pub fn template_field(&self, field: &str) -> String {
-        let template = self.pod_path.strip_suffix("/spec").unwrap_or_default();
-        format!("{template}/metadata/{field}")
+        format!("{}/{field}", self.template_meta_path)
     }
 
     /// The pointer to a pod spec field: `/spec/template/spec/nodeSelector`.
@@ -732,11 +897,17 @@ fn object_name(object: &serde_json::Value) -> String {
 /// Where a workload's typed form is read from: a parsed tree, or JSON text.
 trait Source {
     fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>>;
+    /// The whole object as a tree (the AI-serving resources are read
+    /// from one; see `ai`).
+    fn value(self, at: &str) -> Result<serde_json::Value>;
 }
 
 impl Source for &serde_json::Value {
     fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>> {
         typed_ref(self, at)
+    }
+    fn value(self, _at: &str) -> Result<serde_json::Value> {
+        Ok(self.clone())
     }
 }
 
@@ -746,6 +917,9 @@ struct JsonText<'a>(&'a str);
 
 impl Source for JsonText<'_> {
     fn slim<S: DeserializeOwned>(self, at: &str) -> Result<Slim<S>> {
+        serde_json::from_str(self.0).map_err(|e| Error::input(at, e.to_string()))
+    }
+    fn value(self, at: &str) -> Result<serde_json::Value> {
         serde_json::from_str(self.0).map_err(|e| Error::input(at, e.to_string()))
     }
 }
@@ -823,6 +997,18 @@ impl<'de, D: serde::Deserializer<'de>> Source for FromDeserializer<'_, D> {
         }
         Ok(slim)
     }
+    fn value(self, at: &str) -> Result<serde_json::Value> {
+        let v =
+            serde_json::Value::deserialize(self.d).map_err(|e| Error::input(at, e.to_string()))?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+        if field("apiVersion") != self.api_version || field("kind") != self.kind {
+            return Err(Error::input(
+                at,
+                "the object is not of the type it was sent as",
+            ));
+        }
+        Ok(v)
+    }
 }
 
 /// A workload object as the engine reads it: the parts of `metadata` it
@@ -848,17 +1034,17 @@ struct Slim<S> {
 /// k8s-openapi's `ObjectMeta` reads it (`null` is absent).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct SlimMeta {
-    name: Option<String>,
-    generate_name: Option<String>,
-    namespace: Option<String>,
-    uid: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
+pub(crate) struct SlimMeta {
+    pub(crate) name: Option<String>,
+    pub(crate) generate_name: Option<String>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) uid: Option<String>,
+    pub(crate) labels: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "annotations")]
-    annotations: Option<BTreeMap<String, String>>,
-    owner_references: Option<Vec<OwnerReference>>,
+    pub(crate) annotations: Option<BTreeMap<String, String>>,
+    pub(crate) owner_references: Option<Vec<OwnerReference>>,
     /// Only whether it is set matters.
-    deletion_timestamp: Option<serde::de::IgnoredAny>,
+    pub(crate) deletion_timestamp: Option<serde::de::IgnoredAny>,
 }
 
 /// kubectl's copy of the whole object it last applied: never judged, so

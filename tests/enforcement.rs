@@ -139,6 +139,26 @@ fn with_bad_template(kind: &str) -> Value {
             json!({"apiVersion": "batch/v1", "kind": kind, "metadata": meta,
                 "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": t}}}})
         }
+        // The AI-serving resources, each with the template where it keeps one.
+        "InferenceService" => {
+            let mut predictor = template["spec"].clone();
+            predictor["minReplicas"] = json!(2);
+            json!({"apiVersion": "serving.kserve.io/v1beta1", "kind": kind, "metadata": meta,
+                "spec": {"predictor": predictor}})
+        }
+        "LLMInferenceService" => json!({"apiVersion": "serving.kserve.io/v1alpha1", "kind": kind,
+            "metadata": meta, "spec": {"replicas": 2, "template": template["spec"]}}),
+        "LeaderWorkerSet" => json!({"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": kind,
+            "metadata": meta,
+            "spec": {"replicas": 2, "leaderWorkerTemplate": {"size": 1, "workerTemplate": template}}}),
+        "Workspace" => json!({"apiVersion": "kaito.sh/v1beta1", "kind": kind, "metadata": meta,
+            "resource": {"instanceType": "Standard_NC24ads_A100_v4",
+                "labelSelector": {"matchLabels": {"apps": "llm"}}},
+            "inference": {"template": template}}),
+        "InferenceSet" => json!({"apiVersion": "kaito.sh/v1beta1", "kind": kind, "metadata": meta,
+            "spec": {"replicas": 2, "labelSelector": {"matchLabels": {"apps": "llm"}},
+                "template": {"resource": {"instanceType": "Standard_NC24ads_A100_v4"},
+                    "inference": {"template": template}}}}),
         _ => json!({"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
             "spec": {"replicas": 2, "selector": selector, "template": template}}),
     }
@@ -159,12 +179,23 @@ async fn every_pod_template_kind_is_denied_with_the_rules_that_hold_at_the_pod()
         )
         .await;
         assert!(!allowed(&body), "{kind}: {body}");
-        for rule in ["[image-provenance]", "[gpu-placement]"] {
-            assert!(message(&body).contains(rule), "{kind} {rule}: {body}");
-        }
+        assert!(
+            message(&body).contains("[image-provenance]"),
+            "{kind}: {body}"
+        );
+        // KAITO places its pods itself (its node affinity and tolerations):
+        // only the VM size it asks for is the user's.
+        let kaito = matches!(kind, WorkloadKind::Workspace | WorkloadKind::InferenceSet);
+        assert_eq!(
+            message(&body).contains("[gpu-placement]"),
+            !kaito,
+            "{kind}: {body}"
+        );
         // Workload-level rules only where they mean something: a DaemonSet,
         // a Job or a Pod has no replica floor and no autoscaler.
-        let replicated = kind.is_replicated();
+        // An InferenceService's autoscaler is the one KServe makes from
+        // its minReplicas (2 here).
+        let replicated = kind.is_replicated() && kind != WorkloadKind::InferenceService;
         assert_eq!(
             message(&body).contains("[autoscaler]")
                 || body["response"]["warnings"]

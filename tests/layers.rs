@@ -26,10 +26,11 @@ const LAYERS: &[(&str, &[&str])] = &[
             "yaml",
         ],
     ),
-    ("workload", &["workload"]),
+    ("workload", &["workload", "scaler", "ai"]),
     (
         "cluster context",
         &[
+            "ai::merge",
             "catalog",
             "context",
             "exception",

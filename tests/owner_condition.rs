@@ -31,10 +31,13 @@ fn the_charts_match_condition_is_the_engines_list() {
 #[test]
 fn the_chart_sends_every_kind_the_engine_judges() {
     let text = chart_file("_helpers.tpl");
-    let start = text
-        .find("{{- define \"waf-admission.workloadRules\" -}}")
-        .unwrap();
-    let rules = &text[start..start + text[start..].find("{{- end -}}").unwrap()];
+    let define = |name: &str| {
+        let start = text
+            .find(&format!("{{{{- define \"waf-admission.{name}\" -}}}}"))
+            .unwrap_or_else(|| panic!("the chart defines waf-admission.{name}"));
+        text[start..start + text[start..].find("{{- end -}}").unwrap()].to_owned()
+    };
+    let rules = define("workloadRules") + &define("aiRules");
     for kind in WorkloadKind::ALL {
         let (group, resource) = kind.resource();
         let group = if group.is_empty() { "\"\"" } else { group };
@@ -109,7 +112,7 @@ fn the_apiserver_sends_exactly_what_the_webhook_would_judge() {
             }
         }
     }
-    assert_eq!(checked, users.len() * 8 * 3);
+    assert_eq!(checked, users.len() * WorkloadKind::ALL.len() * 3);
     // Each controller's own writes, and the controller-manager's.
     assert_eq!(skipped, 7 + 4 + 7);
 }

@@ -55,6 +55,34 @@ const USED: &[(&str, &str, &[&str])] = &[
     ("batch", "cronjobs", &["get", "list", "watch"]),
     ("", "pods", &["get", "list", "watch"]),
     ("", "replicationcontrollers", &["get", "list", "watch"]),
+    // The AI-serving resources (the cache) and KServe's runtimes.
+    (
+        "serving.kserve.io",
+        "inferenceservices",
+        &["get", "list", "watch"],
+    ),
+    (
+        "serving.kserve.io",
+        "llminferenceservices",
+        &["get", "list", "watch"],
+    ),
+    (
+        "serving.kserve.io",
+        "servingruntimes",
+        &["get", "list", "watch"],
+    ),
+    (
+        "serving.kserve.io",
+        "clusterservingruntimes",
+        &["get", "list", "watch"],
+    ),
+    (
+        "leaderworkerset.x-k8s.io",
+        "leaderworkersets",
+        &["get", "list", "watch"],
+    ),
+    ("kaito.sh", "workspaces", &["get", "list", "watch"]),
+    ("kaito.sh", "inferencesets", &["get", "list", "watch"]),
     // Which kinds the webhook is sent, for policy status.
     (
         "admissionregistration.k8s.io",

@@ -187,6 +187,18 @@ pub fn run_priced(
                 }
                 *others.entry(kind).or_default() += 1;
             }
+            ("serving.kserve.io/v1alpha1", "ServingRuntime" | "ClusterServingRuntime") => {
+                match crate::ai::ServingRuntime::from_value(&doc.value, &doc.source) {
+                    Ok(mut r) => {
+                        if r.namespace.is_none() && kind == "ServingRuntime" {
+                            r.namespace = Some("default".into());
+                        }
+                        ctx.add_serving_runtime(r);
+                    }
+                    Err(e) => report.errors.push(at_document(&doc, e)),
+                }
+                *others.entry(kind).or_default() += 1;
+            }
             (API_VERSION, "WellArchitectedException") => {
                 locate(&mut located, &doc, &key);
                 match typed::<WellArchitectedException>(std::mem::take(&mut doc.value), &doc.source)

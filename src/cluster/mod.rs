@@ -331,6 +331,40 @@ pub async fn run(
         WorkloadKind::Pod,
         texts_of::<Pod>(&client, "Pod watch (cache)"),
     );
+    // The AI-serving resources, once their CRDs are served.
+    cache(
+        WorkloadKind::InferenceService,
+        served_texts_of::<texts::InferenceServiceObject>(&client, "InferenceService watch (cache)"),
+    );
+    cache(
+        WorkloadKind::LLMInferenceService,
+        served_texts_of::<texts::LLMInferenceServiceObject>(
+            &client,
+            "LLMInferenceService watch (cache)",
+        ),
+    );
+    cache(
+        WorkloadKind::LeaderWorkerSet,
+        served_texts_of::<texts::LeaderWorkerSetObject>(&client, "LeaderWorkerSet watch (cache)"),
+    );
+    cache(
+        WorkloadKind::Workspace,
+        served_texts_of::<texts::WorkspaceObject>(&client, "Workspace watch (cache)"),
+    );
+    cache(
+        WorkloadKind::InferenceSet,
+        served_texts_of::<texts::InferenceSetObject>(&client, "InferenceSet watch (cache)"),
+    );
+    // KServe's runtimes: what an InferenceService's `model:` runs on.
+    let mut serving_runtimes = Vec::new();
+    for (kind, plural) in [
+        ("ServingRuntime", "servingruntimes"),
+        ("ClusterServingRuntime", "clusterservingruntimes"),
+    ] {
+        let (store, task) = served_store(&client, kind, plural, changed.clone());
+        serving_runtimes.push(store);
+        spawn(task);
+    }
     let workloads = Arc::new(workloads);
     state.set_workloads(workloads.clone());
     let policy_api: Api<WellArchitectedPolicy> = Api::all(client.clone());
@@ -367,6 +401,7 @@ pub async fn run(
         secrets,
         prices,
         webhooks,
+        serving_runtimes,
     };
     let keeper = keep_snapshot(
         stores,
@@ -400,6 +435,9 @@ struct Stores {
     /// The price table's ConfigMap (`namespace/name`), when one is named.
     prices: Option<(String, Store<ConfigMap>)>,
     webhooks: Store<ValidatingWebhookConfiguration>,
+    /// ServingRuntimes and ClusterServingRuntimes (empty until KServe's
+    /// CRDs are served; never waited for).
+    serving_runtimes: Vec<Store<DynamicObject>>,
 }
 
 impl Stores {
@@ -464,6 +502,11 @@ impl Stores {
                 configmap: store.state().into_iter().next(),
             }),
             webhooks: self.webhooks.state(),
+            serving_runtimes: self
+                .serving_runtimes
+                .iter()
+                .flat_map(Store::state)
+                .collect(),
         }
     }
 }
@@ -835,6 +878,74 @@ impl crate::state::WorkloadIndex for Workloads {
         let (_, store) = self.stores.iter().find(|(k, _)| *k == kind)?;
         store.get(namespace, name).map(|c| c.json.to_string())
     }
+}
+
+/// How often a kind whose CRD is not installed is looked for again.
+const CRD_RECHECK: Duration = Duration::from_secs(60);
+
+/// Whether the apiserver serves this kind now.
+async fn served(client: &Client, gvk: &GroupVersionKind) -> bool {
+    kube::discovery::pinned_kind(client, gvk).await.is_ok()
+}
+
+/// A text store of a kind a CRD adds, and the task that fills it: until
+/// the kind is served the store is listed and empty (the audit and the
+/// webhook never wait for it), looked for again every [`CRD_RECHECK`], so
+/// a CRD installed after the webhook is seen without a restart.
+fn served_texts_of<K>(client: &Client, what: &'static str) -> (texts::TextStore, Task)
+where
+    K: texts::Cacheable
+        + Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let (store, mut writer) = texts::store::<K>();
+    let client = client.clone();
+    let gvk = GroupVersionKind::gvk(&K::group(&()), &K::version(&()), &K::kind(&()));
+    let task = async move {
+        let mut said = false;
+        while !served(&client, &gvk).await {
+            writer.none_served();
+            if !said {
+                tracing::info!(kind = %gvk.kind, "not served (its CRD is not installed): none to judge; looked for again every minute");
+                said = true;
+            }
+            tokio::time::sleep(CRD_RECHECK).await;
+        }
+        watch_texts(Api::<K>::all(client), writer, what).1.await;
+    };
+    (store, (what, task.boxed()))
+}
+
+/// A store of a KServe runtime kind (namespaced or cluster-wide, as
+/// `kind` is), filled once the kind is served: never waited for.
+fn served_store(
+    client: &Client,
+    kind: &'static str,
+    plural: &'static str,
+    changed: Arc<Notify>,
+) -> (Store<DynamicObject>, Task) {
+    let gvk = GroupVersionKind::gvk("serving.kserve.io", "v1alpha1", kind);
+    let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
+    let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
+    let store = writer.as_reader();
+    let client = client.clone();
+    let what = if kind == "ServingRuntime" {
+        "ServingRuntime watch"
+    } else {
+        "ClusterServingRuntime watch"
+    };
+    let task = async move {
+        while !served(&client, &gvk).await {
+            tokio::time::sleep(CRD_RECHECK).await;
+        }
+        let api = Api::<DynamicObject>::all_with(client, &resource);
+        watch(api, writer, changed, what).1.await;
+    };
+    (store, (what, task.boxed()))
 }
 
 /// A text store of one kind and the watch that fills it.

@@ -54,6 +54,8 @@ pub struct Inputs {
     pub webhooks: Vec<Arc<ValidatingWebhookConfiguration>>,
     /// The price table's ConfigMap, when `--prices-configmap` names one.
     pub prices: Option<PricesInput>,
+    /// KServe ServingRuntimes and ClusterServingRuntimes, when served.
+    pub serving_runtimes: Vec<Arc<DynamicObject>>,
 }
 
 /// A ConfigMap's uid and resourceVersion: what says it changed.
@@ -162,6 +164,8 @@ struct Key {
     webhooks: Coverage,
     /// The price table's ConfigMap by uid and resourceVersion.
     prices: Option<Option<PricesVersion>>,
+    /// ServingRuntimes by generation.
+    runtimes: Vec<Identity>,
 }
 
 type Identity = (Option<String>, Option<String>, String, Option<i64>);
@@ -340,6 +344,20 @@ impl Builder {
         for node in &inputs.nodes {
             context.add_node(NodeRef::from(node.as_ref()));
         }
+        for r in &inputs.serving_runtimes {
+            let read = serde_json::to_value(r.as_ref())
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    crate::ai::ServingRuntime::from_value(&v, "ServingRuntime")
+                        .map_err(|e| e.to_string())
+                });
+            match read {
+                Ok(runtime) => context.add_serving_runtime(runtime),
+                Err(err) => {
+                    tracing::warn!(error = %err, name = %r.name_any(), "ServingRuntime not understood")
+                }
+            }
+        }
         context.set_prices(self.prices_of(inputs));
         for pdb in &inputs.pdbs {
             let value = serde_json::to_value(pdb.as_ref());
@@ -485,7 +503,14 @@ impl Key {
             .map(|s| (s.name_any(), s.resource_version()))
             .collect();
         secrets.sort();
+        let mut runtimes: Vec<_> = inputs
+            .serving_runtimes
+            .iter()
+            .map(|r| (r.uid(), r.namespace(), r.name_any(), r.metadata.generation))
+            .collect();
+        runtimes.sort();
         Key {
+            runtimes,
             nodes: nodes_digest(&inputs.nodes),
             policies,
             exceptions,

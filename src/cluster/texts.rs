@@ -14,12 +14,14 @@
 //! at `InitDone`, so an object the list no longer holds is gone and the
 //! audit never sees half a list.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::watcher;
 use tokio::sync::watch;
@@ -68,7 +70,11 @@ pub trait Cacheable: Resource + serde::Serialize + Sized {
                     uid: o.uid.clone(),
                     controller: true,
                 };
+                // An AI operator's object (KServe's predictor Deployment, a
+                // LeaderWorkerSet's StatefulSets) is judged through the
+                // resource it comes from, as a core controller's is.
                 crate::ownership::makes(&owner, child).is_some()
+                    || crate::ai::made_from(&owner, child)
             })
     }
 
@@ -143,6 +149,107 @@ impl Cacheable for Pod {
     }
 }
 
+/// An AI-serving resource as the cache keeps it: its metadata and the
+/// rest of its fields as they are (the engine reads them with `ai::read`).
+/// `status` is dropped, except what says how KServe runs an
+/// InferenceService (its deployment mode and the runtime it chose).
+macro_rules! ai_object {
+    ($name:ident, $kind:ident, $group:literal, $version:literal, $plural:literal) => {
+        #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+        pub struct $name {
+            #[serde(rename = "apiVersion", default)]
+            pub api_version: String,
+            #[serde(default)]
+            pub kind: String,
+            #[serde(default)]
+            pub metadata: ObjectMeta,
+            #[serde(flatten)]
+            pub rest: serde_json::Map<String, serde_json::Value>,
+        }
+
+        impl Resource for $name {
+            type DynamicType = ();
+            type Scope = kube::core::NamespaceResourceScope;
+            fn kind(_: &()) -> Cow<'_, str> {
+                stringify!($kind).into()
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                $group.into()
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                $version.into()
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                $plural.into()
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+
+        impl Cacheable for $name {
+            const KIND: WorkloadKind = WorkloadKind::$kind;
+            fn clear_status(&mut self) {
+                let kept = self.rest.remove("status").and_then(|s| {
+                    let s = s.as_object()?;
+                    let kept: serde_json::Map<String, serde_json::Value> = [
+                        "deploymentMode",
+                        "servingRuntimeName",
+                        "clusterServingRuntimeName",
+                    ]
+                    .iter()
+                    .filter_map(|k| Some((k.to_string(), s.get(*k)?.clone())))
+                    .collect();
+                    (Self::KIND == WorkloadKind::InferenceService && !kept.is_empty())
+                        .then_some(serde_json::Value::Object(kept))
+                });
+                if let Some(kept) = kept {
+                    self.rest.insert("status".into(), kept);
+                }
+            }
+        }
+    };
+}
+
+ai_object!(
+    InferenceServiceObject,
+    InferenceService,
+    "serving.kserve.io",
+    "v1beta1",
+    "inferenceservices"
+);
+ai_object!(
+    LLMInferenceServiceObject,
+    LLMInferenceService,
+    "serving.kserve.io",
+    "v1alpha1",
+    "llminferenceservices"
+);
+ai_object!(
+    LeaderWorkerSetObject,
+    LeaderWorkerSet,
+    "leaderworkerset.x-k8s.io",
+    "v1",
+    "leaderworkersets"
+);
+ai_object!(
+    WorkspaceObject,
+    Workspace,
+    "kaito.sh",
+    "v1beta1",
+    "workspaces"
+);
+ai_object!(
+    InferenceSetObject,
+    InferenceSet,
+    "kaito.sh",
+    "v1beta1",
+    "inferencesets"
+);
+
 /// The reading half: cheap to clone, shared with the audit.
 #[derive(Clone)]
 pub struct TextStore {
@@ -214,6 +321,13 @@ impl<K: Cacheable> TextWriter<K> {
     /// Applies one watcher event. An object that cannot be written as JSON
     /// (it came from the API server typed, so this should not happen) is
     /// said and left out, never the others.
+    /// Marks the store listed and empty: its kind is not served (its CRD
+    /// is not installed), so there is nothing to wait for.
+    pub fn none_served(&mut self) {
+        self.apply(watcher::Event::Init);
+        self.apply(watcher::Event::InitDone);
+    }
+
     pub fn apply(&mut self, event: watcher::Event<K>) {
         match event {
             watcher::Event::Apply(o) => {

@@ -128,10 +128,16 @@ impl KindsNotSent {
 }
 
 /// Where the apiserver finds a kind: (API group, version, resource).
-/// Every kind the engine reads is served at v1 of its group.
+/// The core kinds are served at v1 of their group, the AI-serving
+/// resources at the version the engine names (a rule for another served
+/// version sends them too, under `matchPolicy: Equivalent`).
 pub fn resource_of(kind: WorkloadKind) -> (&'static str, &'static str, &'static str) {
     let (group, resource) = kind.resource();
-    (group, "v1", resource)
+    let version = kind
+        .api_version()
+        .rsplit_once('/')
+        .map_or(kind.api_version(), |(_, v)| v);
+    (group, version, resource)
 }
 
 /// Every kind the engine judges, for reading rules against (a test checks
@@ -230,7 +236,14 @@ mod tests {
             {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
              "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers"], "scope": "Namespaced"},
             {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-             "resources": ["jobs", "cronjobs"], "scope": "Namespaced"}
+             "resources": ["jobs", "cronjobs"], "scope": "Namespaced"},
+            {"apiGroups": ["serving.kserve.io"], "apiVersions": ["v1beta1", "v1alpha1", "v1alpha2"],
+             "operations": ["CREATE", "UPDATE"],
+             "resources": ["inferenceservices", "llminferenceservices"], "scope": "Namespaced"},
+            {"apiGroups": ["leaderworkerset.x-k8s.io"], "apiVersions": ["v1"],
+             "operations": ["CREATE", "UPDATE"], "resources": ["leaderworkersets"], "scope": "Namespaced"},
+            {"apiGroups": ["kaito.sh"], "apiVersions": ["v1beta1", "v1alpha1"],
+             "operations": ["CREATE", "UPDATE"], "resources": ["workspaces", "inferencesets"], "scope": "Namespaced"},
         ])
     }
 
@@ -247,7 +260,14 @@ mod tests {
             {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
              "resources": ["jobs", "cronjobs"]},
             {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-             "resources": ["pods", "replicationcontrollers"]}
+             "resources": ["pods", "replicationcontrollers"]},
+            {"apiGroups": ["serving.kserve.io"], "apiVersions": ["v1beta1", "v1alpha1", "v1alpha2"],
+             "operations": ["CREATE", "UPDATE"],
+             "resources": ["inferenceservices", "llminferenceservices"], "scope": "Namespaced"},
+            {"apiGroups": ["leaderworkerset.x-k8s.io"], "apiVersions": ["v1"],
+             "operations": ["CREATE", "UPDATE"], "resources": ["leaderworkersets"], "scope": "Namespaced"},
+            {"apiGroups": ["kaito.sh"], "apiVersions": ["v1beta1", "v1alpha1"],
+             "operations": ["CREATE", "UPDATE"], "resources": ["workspaces", "inferencesets"], "scope": "Namespaced"}
         ]);
         assert_eq!(
             sent(rules),
@@ -279,10 +299,20 @@ mod tests {
         for rules in [
             json!([{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*"]}]),
             json!([{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*/*"], "scope": "*"}]),
-            json!([{"apiGroups": ["*"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["*"]}]),
         ] {
             assert_eq!(sent(rules.clone()), all, "{rules}");
         }
+        // Every version's `*` but one version: the kinds served at v1 (the
+        // AI-serving resources are at v1beta1 and v1alpha1, but for
+        // LeaderWorkerSet).
+        let v1 = json!([{"apiGroups": ["*"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["*"]}]);
+        let at_v1: Vec<_> = all
+            .iter()
+            .copied()
+            .filter(|k| resource_of(*k).1 == "v1")
+            .collect();
+        assert_eq!(sent(v1), at_v1);
+        assert_eq!(at_v1.len(), 9);
         assert_eq!(
             sent(
                 json!([{"apiGroups": ["batch"], "apiVersions": ["*"], "operations": ["*"], "resources": ["*"]}])

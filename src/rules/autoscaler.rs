@@ -14,7 +14,7 @@ use super::{Edit, Finding, Outcome, PolicyFacts, Rule, Subject, on_scaler, two};
 use crate::gpu::GpuResources;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
-use crate::workload::Workload;
+use crate::workload::{Workload, WorkloadKind};
 
 /// `autoscaler` (Performance Efficiency): an HPA (autoscaling/v2) or KEDA
 /// ScaledObject scales the workload with load.
@@ -83,7 +83,7 @@ impl Rule for Autoscaler {
         let w = on.workload;
         let scalers = on.scalers;
         let mut out = Outcome::default();
-        if !w.kind.is_replicated() {
+        if !w.holds_replicas() {
             return out;
         }
         if scalers.is_empty() {
@@ -97,9 +97,8 @@ impl Rule for Autoscaler {
                     sc.kind.min_field(),
                     s.min_replicas,
                     format!(
-                        "{} {} has {} {}; the policy needs at least {}",
-                        sc.kind,
-                        sc.name,
+                        "{} has {} {}; the policy needs at least {}",
+                        sc.describe(),
                         sc.kind.min_field(),
                         sc.min_replicas,
                         s.min_replicas
@@ -113,9 +112,8 @@ impl Rule for Autoscaler {
                     sc.kind.max_field(),
                     ceiling(floor),
                     format!(
-                        "{} {} has {} {} and {} {}: it has no room to scale",
-                        sc.kind,
-                        sc.name,
+                        "{} has {} {} and {} {}: it has no room to scale",
+                        sc.describe(),
                         sc.kind.min_field(),
                         sc.min_replicas,
                         sc.kind.max_field(),
@@ -156,15 +154,52 @@ pub(crate) fn queue_metric(w: &Workload) -> Option<(Server, &'static str)> {
 fn missing(w: &Workload, s: &Settings) -> Finding {
     let floor = s.min_replicas;
     let max = ceiling(floor);
+    // KServe makes the autoscaler from the resource's own fields.
+    match w.kind {
+        WorkloadKind::InferenceService => {
+            return Finding::new(
+                format!(
+                    "InferenceService {} gets no autoscaler (serving.kserve.io/autoscalerClass \
+                     none or external, and no HorizontalPodAutoscaler targets Deployment \
+                     {}-predictor): it cannot follow load",
+                    w.name, w.name
+                ),
+                format!(
+                    "remove the autoscalerClass annotation (KServe then makes an HPA) and set \
+                     spec.predictor.minReplicas: {floor}, spec.predictor.maxReplicas: {max}"
+                ),
+                "/spec/predictor/maxReplicas",
+            );
+        }
+        WorkloadKind::LLMInferenceService => {
+            return Finding::new(
+                format!(
+                    "LLMInferenceService {} runs a fixed spec.replicas and no autoscaler: it \
+                     cannot follow load",
+                    w.name
+                ),
+                format!(
+                    "replace spec.replicas with spec.scaling: {{minReplicas: {floor}, \
+                     maxReplicas: {max}}} and a signal (spec.scaling.wva, or \
+                     spec.scaling.keda.triggers on the server's queue)"
+                ),
+                "/spec/replicas",
+            );
+        }
+        _ => {}
+    }
     let message = format!(
         "no HorizontalPodAutoscaler or KEDA ScaledObject targets {} {}: it cannot follow load",
         w.kind, w.name
     );
     let target =
         json!({"apiVersion": w.kind.api_version(), "kind": w.kind.as_str(), "name": w.name});
-    let gpu = GpuResources::builtin().requested_by(w).is_some();
-    let finding = |fix: String| Finding::new(message.clone(), fix, "/spec/replicas");
-    match (queue_metric(w), gpu) {
+    // A KAITO preset runs vLLM on the GPUs of the VM size it asks for.
+    let kaito = matches!(w.kind, WorkloadKind::Workspace | WorkloadKind::InferenceSet);
+    let gpu = kaito || GpuResources::builtin().requested_by(w).is_some();
+    let queue = queue_metric(w).or(kaito.then_some((Server::Vllm, "vllm:num_requests_waiting")));
+    let finding = |fix: String| Finding::new(message.clone(), fix, w.replicas_path);
+    match (queue, gpu) {
         (Some((server, metric)), _) => {
             let query = format!(
                 "sum({metric}{{namespace=\"{}\",pod=~\"{}-.*\"}})",

@@ -120,8 +120,29 @@ fn finding(w: &Workload, sc: &ScalerRef, s: &Settings) -> Finding {
          queue do)",
         sc.kind, sc.name
     );
+    let message = match sc.own {
+        Some(_) => message.replacen(&format!("{} {}", sc.kind, sc.name), &sc.describe(), 1),
+        None => message,
+    };
     let object = ObjectRef::from(sc);
     let Some((server, metric)) = queue_metric(w) else {
+        if let Some(fields) = sc.own {
+            return Finding::new(
+                message,
+                format!(
+                    "scale on the server's queue or running requests (vLLM \
+                     vllm:num_requests_waiting, TGI tgi_queue_size, SGLang sglang:num_queue_reqs) \
+                     through {}",
+                    if w.kind == crate::workload::WorkloadKind::LLMInferenceService {
+                        "spec.scaling.keda.triggers or spec.scaling.wva"
+                    } else {
+                        "serving.kserve.io/autoscalerClass: keda and an External metric in \
+                         spec.predictor.autoScaling.metrics"
+                    }
+                ),
+                fields,
+            );
+        }
         return Finding::new(
             message,
             format!(
@@ -138,7 +159,29 @@ fn finding(w: &Workload, sc: &ScalerRef, s: &Settings) -> Finding {
         "sum({metric}{{namespace=\"{}\",pod=~\"{}-.*\"}})",
         w.namespace, w.name
     );
+    if let Some(fields) = sc.own {
+        // KServe's HPA takes only cpu or memory: the queue needs its KEDA
+        // class, with an External Prometheus metric.
+        let fix = if w.kind == crate::workload::WorkloadKind::LLMInferenceService {
+            format!(
+                "scale on the {server} queue: set spec.scaling.keda.triggers to [{{type:                  prometheus, metadata: {{serverAddress: {}, query: '{query}', threshold:                  '{QUEUE_THRESHOLD}'}}}}], or use spec.scaling.wva",
+                s.prometheus_server
+            )
+        } else {
+            format!(
+                "scale on the {server} queue: annotate serving.kserve.io/autoscalerClass: keda and                  set spec.predictor.autoScaling.metrics: [{{type: External, external: {{metric:                  {{backend: prometheus, serverAddress: {}, query: '{query}'}}, target: {{type:                  Value, value: '{QUEUE_THRESHOLD}'}}}}}}]",
+                s.prometheus_server
+            )
+        };
+        return Finding::new(message, fix, fields);
+    }
     match (sc.kind, sc.metrics) {
+        (ScalerKind::KnativePodAutoscaler, _) => Finding::new(
+            message,
+            "set spec.predictor.scaleMetric: concurrency (Knative scales on requests in flight)"
+                .to_owned(),
+            "/spec/predictor/scaleMetric",
+        ),
         (ScalerKind::ScaledObject, _) => {
             let trigger = json!({
                 "type": "prometheus",

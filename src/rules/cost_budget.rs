@@ -225,6 +225,11 @@ impl<'a> Replicas<'a> {
                 scaler: Some(sc),
             });
         }
+        // An AI-serving resource's pods are its operator's to count (a
+        // LeaderWorkerSet group, Knative without a ceiling): not priced yet.
+        if w.kind.is_ai_resource() || w.part.is_some() || w.source.is_some() {
+            return None;
+        }
         let n = if w.kind.is_replicated() {
             w.replicas.unwrap_or(1)
         } else if w.kind == WorkloadKind::Pod {

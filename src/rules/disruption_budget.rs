@@ -101,7 +101,7 @@ impl Rule for DisruptionBudget {
         let scalers = on.scalers;
         let pdbs = on.pdbs;
         let mut out = Outcome::default();
-        if !w.kind.is_replicated() {
+        if !w.holds_replicas() {
             return out;
         }
         // Judged at the replicas the policy asks for where it runs fewer
@@ -111,7 +111,7 @@ impl Rule for DisruptionBudget {
         if floor < s.min_replicas {
             return out;
         }
-        let path = "/spec/template/metadata/labels";
+        let path = w.template_field("labels");
         let who = format!("{} {}", w.kind, w.name);
         let pdb = match pdbs {
             [] => {

@@ -20,6 +20,7 @@ use crate::placement::required_terms;
 use crate::problems::duplicates;
 use crate::release::Release;
 use crate::rule_list::{Action, Pillar, RuleId};
+use crate::workload::WorkloadKind;
 
 pub const INSTANCE_TYPE_LABELS: [&str; 2] = [
     "node.kubernetes.io/instance-type",
@@ -166,6 +167,33 @@ impl Rule for GpuPlacement {
         let w = on.workload;
         let ctx = on.ctx;
         let mut out = Outcome::default();
+        // KAITO places its pods itself (node affinity to the nodes it
+        // provisions, its own GPU tolerations): only the VM size it asks
+        // for is the user's choice.
+        if matches!(w.kind, WorkloadKind::Workspace | WorkloadKind::InferenceSet) {
+            if let Some((size, path)) = &w.instance_type
+                && !s.allowed_vm_sizes.is_empty()
+                && !s.allowed_vm_sizes.contains(size)
+                && w.part.is_none()
+            {
+                out.findings.push(Finding::new(
+                    format!(
+                        "{} {} asks KAITO for VM size {size}, which the policy does not allow \
+                         (allowed: {})",
+                        w.kind,
+                        w.name,
+                        join(&s.allowed_vm_sizes.iter().collect::<Vec<_>>())
+                    ),
+                    format!(
+                        "set {}: {}",
+                        path.trim_start_matches('/').replace('/', "."),
+                        s.allowed_vm_sizes.iter().next().map_or("", String::as_str)
+                    ),
+                    *path,
+                ));
+            }
+            return out;
+        }
         let pod = &w.pod;
         let node_selector = pod.node_selector.clone().unwrap_or_default();
         let selector_path = w.pod_field("nodeSelector");

@@ -99,7 +99,7 @@ impl Rule for GpuRightSize {
                     if idle == 1 { "" } else { "s" }
                 ),
                 format!("request {} {resource} (limits){use_all}", p.total),
-                format!("{}/containers/{i}/resources", w.pod_path),
+                format!("{}/resources", w.container_path(i)),
             ));
         }
         out

@@ -145,7 +145,7 @@ impl Rule for GracefulTermination {
             });
         }
         for (i, c) in serving(w) {
-            let cpath = format!("{}/containers/{i}", w.pod_path);
+            let cpath = w.container_path(i);
             let who = format!("container \"{}\"", c.name);
             let lifecycle = c.lifecycle.as_ref();
             match lifecycle.and_then(|l| l.pre_stop.as_ref()) {

@@ -231,7 +231,7 @@ fn views<'a>(w: &'a Workload, s: &Settings) -> Vec<View<'a>> {
     for (i, c) in w.pod.containers.iter().enumerate() {
         out.push(View {
             who: format!("container \"{}\"", c.name),
-            path: format!("{base}/containers/{i}"),
+            path: w.container_path(i),
             security: c.security_context.as_ref(),
             ports: c.ports.as_deref().unwrap_or_default(),
             env: c.env.as_deref().unwrap_or_default(),

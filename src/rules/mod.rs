@@ -360,6 +360,20 @@ impl Edit {
 /// `maxReplicaCount`, …) whose fix sets it to `value`: on that object, at
 /// its line, with the patch.
 pub(crate) fn on_scaler(sc: &ScalerRef, field: &str, value: i32, message: String) -> Finding {
+    // The autoscaler an operator makes from the workload's own fields is
+    // fixed there.
+    if let Some(fields) = sc.own {
+        let path = format!("{fields}/{field}");
+        return Finding::new(
+            message,
+            format!("set {}: {value}", sc.field_name(field)),
+            path.clone(),
+        )
+        .edit(Edit::Patch(vec![add(
+            pointer(&path, &[]),
+            serde_json::json!(value),
+        )]));
+    }
     let path = format!("/spec/{field}");
     Finding::new(
         message,

@@ -161,7 +161,7 @@ impl Rule for ModelFit {
         let w = on.workload;
         let mut out = Outcome::default();
         for (i, c) in w.pod.containers.iter().enumerate() {
-            let cpath = format!("{}/containers/{i}", w.pod_path);
+            let cpath = w.container_path(i);
             if let Some(f) = judge(on, s, c, &cpath) {
                 out.findings.push(f);
             }

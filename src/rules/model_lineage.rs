@@ -226,7 +226,7 @@ impl Rule for ModelLineage {
         }
         if s.require_model_revision {
             for (i, c) in w.pod.containers.iter().enumerate() {
-                if let Some(f) = unpinned_model(c, s, &format!("{}/containers/{i}", w.pod_path)) {
+                if let Some(f) = unpinned_model(c, s, &w.container_path(i)) {
                     out.findings.push(f);
                 }
             }

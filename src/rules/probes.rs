@@ -197,7 +197,7 @@ impl Rule for Probes {
             .containers
             .iter()
             .enumerate()
-            .map(|(i, c)| (c, format!("{}/containers/{i}", w.pod_path), "container"));
+            .map(|(i, c)| (c, w.container_path(i), "container"));
         for (c, path, role) in app.chain(sidecars) {
             if !s.exempts(c) {
                 check_container(c, &path, role, s, mutate, &mut out);

@@ -90,6 +90,9 @@ impl Rule for RolloutStrategy {
         let Some(rollout) = &w.rollout else {
             return out;
         };
+        if !w.holds_replicas() {
+            return out;
+        }
         let floor = replica_floor(w, scalers);
         if floor < s.min_replicas {
             return out;

@@ -146,7 +146,7 @@ impl Rule for SecretEnv {
         for (i, c) in w.pod.containers.iter().enumerate() {
             all.push(Strings {
                 who: format!("container \"{}\"", c.name),
-                path: format!("{base}/containers/{i}"),
+                path: w.container_path(i),
                 env: c.env.as_deref().unwrap_or_default(),
                 command: c.command.as_deref().unwrap_or_default(),
                 args: c.args.as_deref().unwrap_or_default(),

@@ -159,7 +159,7 @@ impl Rule for SharedMemory {
                 continue;
             };
             let who = format!("container \"{}\" {why}", c.name);
-            let cpath = format!("{}/containers/{i}", w.pod_path);
+            let cpath = w.container_path(i);
             let mounts = c.volume_mounts.as_deref().unwrap_or(&[]);
             let Some((mi, mount)) = mounts
                 .iter()

@@ -161,5 +161,6 @@ pub fn scaler(target: &str, min: i32, max: i32) -> ScalerRef {
             metric: "cpu".into(),
         }],
         metrics: crate::context::MetricsField::List,
+        own: None,
     }
 }

@@ -144,7 +144,11 @@ impl Rule for WorkloadIdentity {
                     .map(|(i, c)| (format!("container \"{}\"", c.name), "containers", i, c)),
             );
         for (who, list, i, c) in containers {
-            let cpath = format!("{}/{list}/{i}", w.pod_path);
+            let cpath = if list == "containers" {
+                w.container_path(i)
+            } else {
+                format!("{}/{list}/{i}", w.pod_path)
+            };
             for (j, e) in c.env.iter().flatten().enumerate() {
                 if !s.credential_env_names.contains(&e.name) {
                     continue;

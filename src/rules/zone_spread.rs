@@ -122,7 +122,7 @@ impl Rule for ZoneSpread {
         let w = on.workload;
         let scalers = on.scalers;
         let mut out = Outcome::default();
-        if !w.kind.is_replicated() {
+        if !w.holds_replicas() {
             return out;
         }
         let floor = replica_floor(w, scalers);
@@ -133,10 +133,9 @@ impl Rule for ZoneSpread {
                     sc.kind.min_field(),
                     s.min_replicas,
                     format!(
-                        "{} {} lets it scale down to {floor} replica{}; one zone or node failure \
+                        "{} lets it scale down to {floor} replica{}; one zone or node failure \
                      then takes the model offline (needs at least {})",
-                        sc.kind,
-                        sc.name,
+                        sc.describe(),
                         if floor == 1 { "" } else { "s" },
                         s.min_replicas
                     ),
@@ -147,26 +146,35 @@ impl Rule for ZoneSpread {
                      (needs at least {})",
                         if floor == 1 { "" } else { "s" },
                         if w.replicas.is_none() {
-                            " (spec.replicas omitted)"
+                            format!(" ({} omitted)", w.replicas_field())
                         } else {
-                            ""
+                            String::new()
                         },
                         s.min_replicas
                     ),
                     format!(
-                        "set spec.replicas: {} (or let an autoscaler with minReplicas: {} manage it)",
-                        s.min_replicas, s.min_replicas
+                        "set {}: {} (or let an autoscaler with minReplicas: {} manage it)",
+                        w.replicas_field(),
+                        s.min_replicas,
+                        s.min_replicas
                     ),
-                    "/spec/replicas",
+                    w.replicas_path,
                 )
                 .edit(Edit::Patch(vec![add(
-                    pointer("/spec/replicas", &[]),
+                    pointer(w.replicas_path, &[]),
                     json!(s.min_replicas),
                 )])),
             };
             out.findings.push(finding);
         }
 
+        // A KAITO preset's pods are KAITO's, and it sets no spread: the
+        // zones come from the nodes it provisions, not from a field here.
+        if matches!(w.kind, WorkloadKind::Workspace | WorkloadKind::InferenceSet)
+            && w.pod.containers.is_empty()
+        {
+            return out;
+        }
         let constraints = w.pod.topology_spread_constraints.as_deref().unwrap_or(&[]);
         let zonal: Vec<(usize, &TopologySpreadConstraint)> = constraints
             .iter()
@@ -242,7 +250,7 @@ impl Rule for ZoneSpread {
         });
         let add_it = format!(
             "add to {}: topologySpreadConstraints: [{}]",
-            spec_field_name(w.kind),
+            w.pod_field_name(),
             flow_constraint(&wanted)
         );
         let patchable = selector.is_some() && blocked.is_none();
@@ -374,14 +382,6 @@ fn constraint_patch(
         }
         (None, true) => add(pointer(&list, &["-"]), wanted),
         (None, false) => add(pointer(&list, &[]), json!([wanted])),
-    }
-}
-
-fn spec_field_name(kind: WorkloadKind) -> &'static str {
-    match kind {
-        WorkloadKind::Pod => "spec",
-        WorkloadKind::CronJob => "spec.jobTemplate.spec.template.spec",
-        _ => "spec.template.spec",
     }
 }
 
@@ -625,7 +625,7 @@ impl<'a> Zones<'a> {
             join(&self.runnable),
             self.capacity(c.max_skew),
         );
-        let field = format!("{}.topologySpreadConstraints[{i}]", spec_field_name(w.kind));
+        let field = format!("{}.topologySpreadConstraints[{i}]", w.pod_field_name());
         let honored = self.pending(true, true);
         if !honored.is_empty() {
             let fix = format!(

@@ -88,6 +88,19 @@ pub struct Args {
     /// unreadable, cost-budget judges nothing.
     #[arg(long, env = "WAF_PRICES_CONFIGMAP", value_name = "NAMESPACE/NAME")]
     pub prices_configmap: Option<String>,
+    /// The identity (`system:serviceaccount:NS:NAME`) of an operator that
+    /// makes Deployments, StatefulSets, LeaderWorkerSets or Workspaces from
+    /// AI-serving resources (repeatable, or comma-separated): its writes
+    /// of objects owned by such a resource are judged through it for
+    /// workload-level rules. Defaults to KServe's, Knative's,
+    /// LeaderWorkerSet's and KAITO's upstream service accounts.
+    #[arg(
+        long = "operator-account",
+        env = "WAF_OPERATOR_ACCOUNTS",
+        value_delimiter = ',',
+        default_values_t = crate::ai::OPERATOR_ACCOUNTS.map(str::to_owned)
+    )]
+    pub operator_accounts: Vec<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[command(flatten)]

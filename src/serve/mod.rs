@@ -248,7 +248,10 @@ async fn start_state(
     tasks: &mut Tasks,
 ) -> Result<(Arc<State>, Option<Arc<Notify>>)> {
     if args.baseline {
-        let state = Arc::new(State::standalone(crate::PolicySet::baseline()?));
+        let state = Arc::new(
+            State::standalone(crate::PolicySet::baseline()?)
+                .with_operators(args.operator_accounts.clone()),
+        );
         return Ok((state, None));
     }
     if !args.policies.is_empty() {
@@ -260,7 +263,7 @@ async fn start_state(
             policies = set.policies().len(),
             "standalone mode: policies from files, followed for changes"
         );
-        let state = Arc::new(State::standalone(set));
+        let state = Arc::new(State::standalone(set).with_operators(args.operator_accounts.clone()));
         tasks.spawn(
             "policy-file follower",
             webhook::policy_files::follow(
@@ -295,7 +298,7 @@ async fn start_state(
         },
     };
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let state = Arc::new(State::for_cluster(tx));
+    let state = Arc::new(State::for_cluster(tx).with_operators(args.operator_accounts.clone()));
     let released = Arc::new(Notify::new());
     let options = crate::cluster::ClusterOptions {
         pod_name: args.pod_name.clone(),

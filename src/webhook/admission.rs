@@ -268,6 +268,17 @@ fn prepare<'a>(
     if workload.deleting {
         return Prepared::Answered(response, Summary::allowed(DELETING));
     }
+    // An operator's write of what it makes from an AI-serving resource
+    // (KServe's predictor Deployment, a LeaderWorkerSet's StatefulSet):
+    // workload-level rules were judged at that resource. The requester,
+    // authenticated by the apiserver, proves it; a user who writes the
+    // same ownerReference is judged as before.
+    let mut workload = workload;
+    workload.source = crate::ai::operator_source(
+        &workload,
+        req.user_info.username.as_deref().unwrap_or_default(),
+        state.operators(),
+    );
     Prepared::Judge(Box::new(Pending {
         response,
         workload,

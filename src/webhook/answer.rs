@@ -236,6 +236,12 @@ pub fn denial_message(w: &Workload, d: &Decision) -> String {
             v.rule.pillar(),
             v.message
         )));
+        // Where in what they applied: an operator's resource names its
+        // fields its own way (`/spec/predictor/minReplicas`).
+        if v.object.is_none() && !v.path.is_empty() {
+            out.push_str("\n  At: ");
+            out.push_str(&v.path);
+        }
         out.push_str("\n  Fix: ");
         out.push_str(&v.fix);
         if let Some(manifest) = v.edit.as_ref().and_then(Edit::manifest) {

@@ -318,11 +318,24 @@ pub fn review(operation: &str, object: Option<&Value>, dry_run: bool) -> Value {
         "HorizontalPodAutoscaler" => ("autoscaling", "horizontalpodautoscalers"),
         "WellArchitectedPolicy" => ("waf-admission.dev", "wellarchitectedpolicies"),
         "WellArchitectedException" => ("waf-admission.dev", "wellarchitectedexceptions"),
+        "InferenceService" => ("serving.kserve.io", "inferenceservices"),
+        "LLMInferenceService" => ("serving.kserve.io", "llminferenceservices"),
+        "ServingRuntime" => ("serving.kserve.io", "servingruntimes"),
+        "LeaderWorkerSet" => ("leaderworkerset.x-k8s.io", "leaderworkersets"),
+        "Workspace" => ("kaito.sh", "workspaces"),
+        "InferenceSet" => ("kaito.sh", "inferencesets"),
         _ => ("apps", "deployments"),
     };
-    let version = match group {
-        "waf-admission.dev" => "v1alpha1",
-        "autoscaling" => "v2",
+    // The object's own version where it names one in that group.
+    let own_version = object
+        .and_then(|o| o["apiVersion"].as_str())
+        .and_then(|v| v.split_once('/'))
+        .filter(|(g, _)| *g == group)
+        .map(|(_, v)| v);
+    let version = match (own_version, group) {
+        (Some(v), _) => v,
+        (None, "waf-admission.dev") => "v1alpha1",
+        (None, "autoscaling") => "v2",
         _ => "v1",
     };
     let name = object

@@ -69,6 +69,30 @@ is workload::WorkloadKind::ALL, and a test holds the two equal.
 {{- end -}}
 
 {{- /*
+The AI-serving resources, judged in their own fields (validating only: an
+operator merges them into what it runs, so they are never patched). A
+cluster without their CRDs never sends them. With the rules above, the
+engine's WorkloadKind::ALL; a test holds the two equal.
+*/ -}}
+{{- define "waf-admission.aiRules" -}}
+- apiGroups: [serving.kserve.io]
+  apiVersions: [v1beta1, v1alpha1, v1alpha2]
+  operations: [CREATE, UPDATE]
+  resources: [inferenceservices, llminferenceservices]
+  scope: Namespaced
+- apiGroups: [leaderworkerset.x-k8s.io]
+  apiVersions: [v1]
+  operations: [CREATE, UPDATE]
+  resources: [leaderworkersets]
+  scope: Namespaced
+- apiGroups: [kaito.sh]
+  apiVersions: [v1beta1, v1alpha1]
+  operations: [CREATE, UPDATE]
+  resources: [workspaces, inferencesets]
+  scope: Namespaced
+{{- end -}}
+
+{{- /*
 Replica floors hold however replicas are set: the scale subresource is
 judged as a change of spec.replicas, an autoscaler against the workload it
 targets (validating only: neither is ever patched).
@@ -83,6 +107,16 @@ targets (validating only: neither is ever patched).
   apiVersions: [v1]
   operations: [UPDATE]
   resources: [replicationcontrollers/scale]
+  scope: Namespaced
+- apiGroups: [leaderworkerset.x-k8s.io]
+  apiVersions: [v1]
+  operations: [UPDATE]
+  resources: [leaderworkersets/scale]
+  scope: Namespaced
+- apiGroups: [kaito.sh]
+  apiVersions: [v1beta1, v1alpha1]
+  operations: [UPDATE]
+  resources: [inferencesets/scale]
   scope: Namespaced
 - apiGroups: [autoscaling]
   apiVersions: [v2]
