@@ -90,6 +90,16 @@ pub struct WorkloadResult {
     pub exemptions: Vec<ExemptionOut>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expired_exceptions: Vec<String>,
+    /// Rules that give no verdict on this object, and why (an
+    /// InferenceService whose ServingRuntime is not in the input).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_judged: Vec<NotJudgedOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NotJudgedOut {
+    pub rule: &'static str,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -274,6 +284,14 @@ pub(super) fn result(source: String, fixes: Option<Fixes>, eval: Evaluation) -> 
             })
             .collect(),
         expired_exceptions: d.expired_exceptions,
+        not_judged: d
+            .unjudged
+            .into_iter()
+            .map(|(rule, reason)| NotJudgedOut {
+                rule: rule.as_str(),
+                reason,
+            })
+            .collect(),
     }
 }
 
@@ -390,6 +408,9 @@ impl Report {
             }
             for e in &r.expired_exceptions {
                 let _ = writeln!(out, "    ignored exception {e}");
+            }
+            for n in &r.not_judged {
+                let _ = writeln!(out, "    no verdict on {}: {}", n.rule, n.reason);
             }
         }
         for (source, why) in &self.skipped {
