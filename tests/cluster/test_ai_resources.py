@@ -313,3 +313,74 @@ def test_the_operators_deployment_is_judged_through_its_inference_service(
     stored = ai_dev.json("get", "deployment", deployment["metadata"]["name"])
     assert stored["metadata"]["ownerReferences"][0]["uid"] == inference_service["metadata"]["uid"]
     ai_dev("delete", "deployment", deployment["metadata"]["name"], "--wait=false")
+
+
+# ------------------------------ floors through scale, autoscalers and the audit
+
+
+@pytest.fixture
+def leader_worker_set(ai_dev):
+    """The developer's LeaderWorkerSet of two groups (pass-ha.yaml), once the
+    webhook's cache holds it: a dry run of a scale to one group is refused
+    (the controller finds a CRD installed after it started within a minute)."""
+    [lws] = docs("leaderworkerset/pass-ha.yaml")
+    r = ai_dev.apply([lws])
+    assert r.ok, r
+    name = lws["metadata"]["name"]
+    poll("the LeaderWorkerSet in the webhook's cache", lambda: denied_for(ai_dev(
+        "scale", f"leaderworkersets.leaderworkerset.x-k8s.io/{name}", "--replicas=1",
+        "--dry-run=server"), "zone-spread"), timeout=150, interval=1)
+    yield name
+    ai_dev("delete", "leaderworkersets.leaderworkerset.x-k8s.io", name, "--wait=false")
+
+
+def test_a_leader_worker_set_keeps_its_floor_through_the_scale_subresource(ai_dev, leader_worker_set):
+    """`kubectl scale` writes spec.replicas through the scale subresource,
+    which no template rule sees: the webhook judges it as a change of the
+    groups, and refuses one group where the policy asks for two."""
+    lws = "leaderworkersets.leaderworkerset.x-k8s.io"
+    r = ai_dev("scale", f"{lws}/{leader_worker_set}", "--replicas=1")
+    assert denied_for(r, "zone-spread"), r
+    assert ai_dev.json("get", lws, leader_worker_set)["spec"]["replicas"] == 2
+    # Up is a change that holds the floor.
+    r = ai_dev("scale", f"{lws}/{leader_worker_set}", "--replicas=3")
+    assert r.ok, r
+
+
+def test_an_autoscaler_cannot_take_a_leader_worker_set_below_its_floor(ai_dev, leader_worker_set):
+    """An HPA that targets the LeaderWorkerSet (its scale subresource) is
+    judged against it: a floor of one group is refused, two admitted."""
+    hpa = {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": leader_worker_set},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                               "name": leader_worker_set},
+            "minReplicas": 1, "maxReplicas": 4,
+            "metrics": [{"type": "Pods", "pods": {"metric": {"name": "vllm:num_requests_waiting"},
+                         "target": {"type": "AverageValue", "averageValue": "5"}}}],
+        },
+    }
+    r = ai_dev.apply([hpa])
+    assert denied_for(r, "zone-spread"), r
+    hpa["spec"]["minReplicas"] = 2
+    r = ai_dev.apply([hpa])
+    assert r.ok, r
+    ai_dev("delete", "hpa", leader_worker_set, "--wait=false")
+
+
+def test_the_audit_reports_the_ai_resources_themselves(ai_dev, leader_worker_set):
+    """The background audit judges what is stored, in the resource's own
+    terms: the namespace's report lists the LeaderWorkerSet with its
+    results (its worker template has no probes: a warning)."""
+    def results():
+        r = kubectl("get", "-n", ai_dev.ns, "reports.openreports.io", "waf-admission", "-o", "json")
+        if not r.ok:
+            return set()
+        import json
+        rep = json.loads(r.stdout)
+        return {(x["rule"], x["result"], x["resources"][0]["kind"]) for x in rep["results"]
+                if x["resources"][0]["name"] == leader_worker_set}
+    got = poll("the LeaderWorkerSet in the namespace's report", results, timeout=120)
+    assert ("probes", "warn", "LeaderWorkerSet") in got, got
+    assert ("zone-spread", "pass", "LeaderWorkerSet") in got, got
