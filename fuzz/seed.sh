@@ -13,6 +13,7 @@ mkdir -p "$out"/{admission_review,check_load,image_ref,quantity,policy_compile,p
 # files from the corpus (a List, multi-document, JSON, odd YAML).
 manifests=(examples/bad/*.yaml examples/good/*.yaml examples/exceptions/*.yaml
   tests/fixtures/rules/*/fail-*.yaml
+  tests/fixtures/ai/*/*.yaml
   tests/fixtures/corpus/kubernetes-testdata-list-service-deployment.yaml
   tests/fixtures/corpus/kubernetes-fixture-multi-pod.yaml
   tests/fixtures/corpus/azuredisk-csi-nginx-pod-trailing-separator.yaml

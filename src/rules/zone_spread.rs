@@ -142,8 +142,15 @@ impl Rule for ZoneSpread {
                 ),
                 None => Finding::new(
                     format!(
-                        "runs {floor} replica{}{}; one zone or node failure takes the model offline \
+                        "runs {floor} {}{}{}; one zone or node failure takes the model offline \
                      (needs at least {})",
+                        // A LeaderWorkerSet's replicas are its groups: one
+                        // group is one model instance, however many pods.
+                        if w.kind == WorkloadKind::LeaderWorkerSet {
+                            "group"
+                        } else {
+                            "replica"
+                        },
                         if floor == 1 { "" } else { "s" },
                         if w.replicas.is_none() {
                             format!(" ({} omitted)", w.replicas_field())
