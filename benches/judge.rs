@@ -24,6 +24,11 @@ const GPU_DEPLOYMENT: &str =
 /// a pinned VM size, a context that fits.
 const VLLM_ON_A10: &str =
     include_str!("../tests/fixtures/rules/model-fit/pass-8b-short-context-on-a10.yaml");
+/// A KServe InferenceService in its `model:` form and the ServingRuntime it
+/// names: read in its own fields, merged with the runtime, then judged.
+const INFERENCE_SERVICE: &str = include_str!("../tests/fixtures/ai/inferenceservice/pass-ha.yaml");
+const SERVING_RUNTIME: &str =
+    include_str!("../tests/fixtures/ai/inferenceservice/servingruntime.yaml");
 
 fn context() -> Context {
     let mut ctx = Context::default();
@@ -102,6 +107,31 @@ fn bench(c: &mut Criterion) {
     c.bench_function("judge: vLLM on a pinned A10, model-aware rules off", |b| {
         b.iter(|| black_box(judge(&without, black_box(&vllm), &ctx, now)))
     });
+    // An InferenceService: its predictor read in its own fields, its model
+    // container merged with the ServingRuntime it names.
+    let mut ai_ctx = context();
+    let runtime: serde_json::Value = serde_yaml_ng::from_str(SERVING_RUNTIME).expect("fixture");
+    ai_ctx.add_serving_runtime(
+        waf_admission::ai::ServingRuntime::from_value(&runtime, "bench").expect("a runtime"),
+    );
+    let isvc: serde_json::Value = serde_yaml_ng::from_str(INFERENCE_SERVICE).expect("fixture");
+    let isvc_json = serde_json::to_vec(&isvc).expect("json");
+    let parsed = Workload::from_value(isvc, "ml")
+        .expect("valid")
+        .expect("workload");
+    assert!(!judge(&set, &parsed, &ai_ctx, now).denied());
+    c.bench_function(
+        "judge: InferenceService with its ServingRuntime from JSON bytes",
+        |b| {
+            b.iter(|| {
+                let text = std::str::from_utf8(black_box(&isvc_json)).expect("utf-8");
+                let w = Workload::from_json(text, "ml")
+                    .expect("valid")
+                    .expect("workload");
+                black_box(judge(&set, &w, &ai_ctx, now))
+            })
+        },
+    );
     c.bench_function(
         "evaluate: GPU Deployment needing a patch (patch + re-judge)",
         |b| b.iter(|| black_box(evaluate(&set, black_box(&broken), "ml", &ctx, now).expect("ok"))),

@@ -271,26 +271,27 @@ fn int_at(v: &Value, pointer: &str, at: &str) -> Result<Option<i32>> {
 }
 
 fn pod_at(object: &Value, pointer: &str, at: &str) -> Result<Option<PodSpec>> {
-    let field = pointer.trim_start_matches('/').replace('/', ".");
-    match at_ptr(object, pointer) {
-        None => Ok(None),
-        Some(v) if !v.is_object() => Err(Error::input(
-            at,
-            format!("field {field}: expected a pod spec, found {v}"),
-        )),
-        Some(v) => typed(v.clone(), at)
-            .map(Some)
-            .map_err(|e| prefix(e, &field)),
-    }
+    typed_at(object, pointer, at, "a pod spec")
 }
 
 fn template_at(object: &Value, pointer: &str, at: &str) -> Result<Option<PodTemplateSpec>> {
+    typed_at(object, pointer, at, "a pod template")
+}
+
+/// The object at `pointer` read as `what`, None when absent; an error
+/// naming the field when it is not one.
+fn typed_at<T: serde::de::DeserializeOwned>(
+    object: &Value,
+    pointer: &str,
+    at: &str,
+    what: &str,
+) -> Result<Option<T>> {
     let field = pointer.trim_start_matches('/').replace('/', ".");
     match at_ptr(object, pointer) {
         None => Ok(None),
         Some(v) if !v.is_object() => Err(Error::input(
             at,
-            format!("field {field}: expected a pod template, found {v}"),
+            format!("field {field}: expected {what}, found {v}"),
         )),
         Some(v) => typed(v.clone(), at)
             .map(Some)

@@ -236,7 +236,19 @@ mod tests {
             {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
              "resources": ["pods", "pods/ephemeralcontainers", "replicationcontrollers"], "scope": "Namespaced"},
             {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-             "resources": ["jobs", "cronjobs"], "scope": "Namespaced"},
+             "resources": ["jobs", "cronjobs"], "scope": "Namespaced"}
+        ])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(ai_rules().as_array().into_iter().flatten())
+        .cloned()
+        .collect()
+    }
+
+    /// The chart's rules for the AI-serving resources.
+    fn ai_rules() -> Value {
+        json!([
             {"apiGroups": ["serving.kserve.io"], "apiVersions": ["v1beta1", "v1alpha1", "v1alpha2"],
              "operations": ["CREATE", "UPDATE"],
              "resources": ["inferenceservices", "llminferenceservices"], "scope": "Namespaced"},
@@ -260,15 +272,15 @@ mod tests {
             {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
              "resources": ["jobs", "cronjobs"]},
             {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-             "resources": ["pods", "replicationcontrollers"]},
-            {"apiGroups": ["serving.kserve.io"], "apiVersions": ["v1beta1", "v1alpha1", "v1alpha2"],
-             "operations": ["CREATE", "UPDATE"],
-             "resources": ["inferenceservices", "llminferenceservices"], "scope": "Namespaced"},
-            {"apiGroups": ["leaderworkerset.x-k8s.io"], "apiVersions": ["v1"],
-             "operations": ["CREATE", "UPDATE"], "resources": ["leaderworkersets"], "scope": "Namespaced"},
-            {"apiGroups": ["kaito.sh"], "apiVersions": ["v1beta1", "v1alpha1"],
-             "operations": ["CREATE", "UPDATE"], "resources": ["workspaces", "inferencesets"], "scope": "Namespaced"}
+             "resources": ["pods", "replicationcontrollers"]}
         ]);
+        let rules: Value = rules
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(ai_rules().as_array().into_iter().flatten())
+            .cloned()
+            .collect();
         assert_eq!(
             sent(rules),
             KINDS
