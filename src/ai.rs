@@ -34,7 +34,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::rule_list::RuleId;
 use crate::scaler::{MetricsField, ScalerKind, ScalerRef, Signal};
-use crate::workload::{Owner, SlimMeta, Workload, WorkloadKind, typed};
+use crate::workload::{Owner, SlimMeta, Workload, WorkloadKind, typed_ref};
 
 /// The label KServe puts on an InferenceService's pods and objects.
 pub const ISVC_LABEL: &str = "serving.kserve.io/inferenceservice";
@@ -217,7 +217,7 @@ pub(crate) fn read(
 ) -> Result<Workload> {
     let meta: SlimMeta = match object.get("metadata") {
         None | Some(Value::Null) => SlimMeta::default(),
-        Some(m) => typed(m.clone(), at).map_err(|e| prefix(e, "metadata"))?,
+        Some(m) => typed_ref(m, at).map_err(|e| prefix(e, "metadata"))?,
     };
     match kind {
         WorkloadKind::InferenceService => inference_service(object, meta, at, default_namespace),
@@ -286,16 +286,14 @@ fn typed_at<T: serde::de::DeserializeOwned>(
     at: &str,
     what: &str,
 ) -> Result<Option<T>> {
-    let field = pointer.trim_start_matches('/').replace('/', ".");
+    let field = || pointer.trim_start_matches('/').replace('/', ".");
     match at_ptr(object, pointer) {
         None => Ok(None),
         Some(v) if !v.is_object() => Err(Error::input(
             at,
-            format!("field {field}: expected {what}, found {v}"),
+            format!("field {}: expected {what}, found {v}", field()),
         )),
-        Some(v) => typed(v.clone(), at)
-            .map(Some)
-            .map_err(|e| prefix(e, &field)),
+        Some(v) => typed_ref(v, at).map(Some).map_err(|e| prefix(e, &field())),
     }
 }
 
@@ -383,7 +381,7 @@ fn inference_service(
     let mut container_paths = Vec::new();
     if let Some((key, model)) = form {
         let mut container: Container =
-            typed(model.clone(), at).map_err(|e| prefix(e, &format!("spec.predictor.{key}")))?;
+            typed_ref(model, at).map_err(|e| prefix(e, &format!("spec.predictor.{key}")))?;
         if container.name.is_empty() {
             container.name = KSERVE_CONTAINER.into();
         }

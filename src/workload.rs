@@ -1109,7 +1109,7 @@ pub(crate) fn typed<T: DeserializeOwned>(object: serde_json::Value, at: &str) ->
 }
 
 /// [`typed`] reading a borrowed tree (nothing is cloned).
-fn typed_ref<T: DeserializeOwned>(object: &serde_json::Value, at: &str) -> Result<T> {
+pub(crate) fn typed_ref<T: DeserializeOwned>(object: &serde_json::Value, at: &str) -> Result<T> {
     if let Ok(t) = T::deserialize(object) {
         return Ok(t);
     }
