@@ -145,6 +145,13 @@ fn fixtures_pass_or_fail_exactly_their_rule() {
                     .iter()
                     .all(|v| !v.message.is_empty() && !v.fix.is_empty())
             );
+            // Read as one sentence: no source indentation spilled into it.
+            for v in &of_rule {
+                assert!(
+                    !v.message.contains("  ") && !v.fix.contains("  "),
+                    "{name}: a run of spaces in {v:#?}"
+                );
+            }
             assert!(of_rule.iter().all(|v| v.path.starts_with('/')), "{name}");
         }
     }

@@ -169,7 +169,10 @@ fn finding(w: &Workload, sc: &ScalerRef, s: &Settings) -> Finding {
             )
         } else {
             format!(
-                "scale on the {server} queue: annotate serving.kserve.io/autoscalerClass: keda and                  set spec.predictor.autoScaling.metrics: [{{type: External, external: {{metric:                  {{backend: prometheus, serverAddress: {}, query: '{query}'}}, target: {{type:                  Value, value: '{QUEUE_THRESHOLD}'}}}}}}]",
+                "scale on the {server} queue: annotate serving.kserve.io/autoscalerClass: keda and \
+                 set spec.predictor.autoScaling.metrics: [{{type: External, external: {{metric: \
+                 {{backend: prometheus, serverAddress: {}, query: '{query}'}}, target: {{type: \
+                 Value, value: '{QUEUE_THRESHOLD}'}}}}}}]",
                 s.prometheus_server
             )
         };
