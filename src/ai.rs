@@ -501,7 +501,10 @@ fn s_at(v: &Value, pointer: &str) -> Option<String> {
 
 /// KServe's deployment mode: `status.deploymentMode`, else the
 /// annotation, else the mode KServe's defaulter leaves (Knative: it
-/// writes the annotation only when the configured default is Standard).
+/// writes the annotation only when the configured default is Standard or
+/// ModelMesh, and it runs before any validating webhook, so the webhook
+/// and the audit never need KServe's config; `check`, which has no
+/// defaulter in front of it, applies [`default_deployment_mode`]).
 pub fn deployment_mode(object: &Value) -> &'static str {
     let written = s_at(object, "/status/deploymentMode").or_else(|| {
         s_at(
@@ -513,6 +516,83 @@ pub fn deployment_mode(object: &Value) -> &'static str {
         Some("Standard" | "RawDeployment") => "Standard",
         Some("ModelMesh") => "ModelMesh",
         _ => "Knative",
+    }
+}
+
+/// KServe's configuration: `deploy.defaultDeploymentMode` is the mode of
+/// an InferenceService that names none.
+pub const KSERVE_CONFIG: &str = "inferenceservice-config";
+
+const DEPLOYMENT_MODE: &str = "serving.kserve.io/deploymentMode";
+
+/// The default deployment mode in KServe's `inferenceservice-config`
+/// ConfigMap, in today's names (`Serverless` is `Knative`,
+/// `RawDeployment` is `Standard`); None when it has no `deploy` key. An
+/// error, as KServe's own reader gives one, when the key is not JSON or
+/// names no mode KServe knows.
+pub fn kserve_default_mode(configmap: &Value, at: &str) -> Result<Option<&'static str>> {
+    let Some(deploy) = configmap.pointer("/data/deploy") else {
+        return Ok(None);
+    };
+    let text = deploy.as_str().ok_or_else(|| {
+        Error::input(
+            at,
+            format!("data.deploy: expected a JSON string, found {deploy}"),
+        )
+    })?;
+    let config: Value = serde_json::from_str(text)
+        .map_err(|e| Error::input(at, format!("data.deploy is not JSON: {e}")))?;
+    match config.get("defaultDeploymentMode").and_then(Value::as_str) {
+        Some("Serverless" | "Knative") => Ok(Some("Knative")),
+        Some("RawDeployment" | "Standard") => Ok(Some("Standard")),
+        Some("ModelMesh") => Ok(Some("ModelMesh")),
+        None | Some("") => Err(Error::input(
+            at,
+            "data.deploy: defaultDeploymentMode is required (KServe refuses this config)",
+        )),
+        Some(other) => Err(Error::input(
+            at,
+            format!(
+                "data.deploy: defaultDeploymentMode {other:?} is not a mode KServe knows \
+                 (Knative or Serverless, Standard or RawDeployment, ModelMesh)"
+            ),
+        )),
+    }
+}
+
+/// Whether an InferenceService's status or annotation names its mode.
+pub fn names_deployment_mode(object: &Value) -> bool {
+    s_at(object, "/status/deploymentMode").is_some()
+        || s_at(
+            object,
+            "/metadata/annotations/serving.kserve.io~1deploymentMode",
+        )
+        .is_some()
+}
+
+/// What KServe's defaulter does before any validating webhook sees an
+/// InferenceService: with no mode in its status or annotation, it writes
+/// the configured default onto the annotation when that is Standard or
+/// ModelMesh (Knative it leaves unwritten). True when it wrote one.
+pub fn default_deployment_mode(object: &mut Value, default: &str) -> bool {
+    if names_deployment_mode(object) || default == "Knative" {
+        return false;
+    }
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if annotations.is_null() {
+        *annotations = Value::Object(Default::default());
+    }
+    match annotations.as_object_mut() {
+        Some(a) => {
+            a.insert(DEPLOYMENT_MODE.into(), Value::String(default.into()));
+            true
+        }
+        None => false,
     }
 }
 

@@ -102,6 +102,13 @@ fn each_failing_resource_is_denied_at_paths_in_its_own_fields() {
             };
             assert!(inside, "{name}: {kind} path {}", v.path);
         }
+        // Read as sentences: no source indentation spilled into them.
+        for v in &r.violations {
+            assert!(
+                !v.message.contains("  ") && !v.fix.contains("  "),
+                "{name}: a run of spaces in {v:#?}"
+            );
+        }
         // Never patched: the operator merges what it runs.
         assert!(r.patch.is_empty(), "{name}: {:?}", r.patch);
     }
@@ -226,5 +233,124 @@ fn what_the_runtime_supplies_gives_no_verdict_when_the_runtime_is_unknown() {
             "{rule}: {:?}",
             r.not_judged
         );
+    }
+}
+
+/// KServe's `inferenceservice-config` with this default deployment mode.
+fn kserve_config(mode: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: inferenceservice-config, namespace: kserve}}
+data:
+  deploy: |-
+    {{"defaultDeploymentMode": "{mode}"}}
+"#
+    )
+}
+
+#[test]
+fn check_judges_an_inference_service_in_the_mode_kserve_s_config_gives_it() {
+    let path = root().join("inferenceservice/pass-ha.yaml");
+    let autoscaler_warnings = |report: &Report| {
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let r = report
+            .results
+            .iter()
+            .find(|r| r.kind == "InferenceService")
+            .unwrap();
+        assert!(r.allowed, "{:#?}", r.violations);
+        let of_rule = r
+            .violations
+            .iter()
+            .filter(|v| v.rule == "autoscaler-metric");
+        for v in of_rule.clone() {
+            assert!(v.fix.contains("autoscalerClass: keda"), "{v:#?}");
+            assert!(!v.fix.contains("  "), "a run of spaces in {}", v.fix);
+        }
+        of_rule.map(|v| v.message.clone()).collect::<Vec<_>>()
+    };
+    // No config in the input: KServe's shipped default, Knative, whose
+    // autoscaler follows requests in flight; and check says so.
+    let report = judge(&path, &[]);
+    assert!(autoscaler_warnings(&report).is_empty());
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("judged in Knative mode, KServe's shipped default")),
+        "{:?}",
+        report.notes
+    );
+    // The cluster's default is Standard (under either name): KServe's
+    // defaulter would make it a CPU HPA, and check judges that one.
+    for mode in ["RawDeployment", "Standard"] {
+        let report = judge(&path, &[&kserve_config(mode)]);
+        let warned = autoscaler_warnings(&report);
+        assert!(
+            warned
+                .iter()
+                .any(|m| m.contains("HorizontalPodAutoscaler KServe makes")),
+            "{mode}: {warned:?}"
+        );
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("judged in Standard mode")
+                    && n.contains("inferenceservice-config")),
+            "{mode}: {:?}",
+            report.notes
+        );
+    }
+    // ModelMesh makes no autoscaler of the predictor's.
+    let report = judge(&path, &[&kserve_config("ModelMesh")]);
+    assert!(autoscaler_warnings(&report).is_empty());
+    // A mode the object names wins over the config, as in KServe.
+    let annotated = std::fs::read_to_string(&path).unwrap().replace(
+        "  name: qwen-isvc-ha\n",
+        "  name: qwen-isvc-ha\n  annotations: {serving.kserve.io/deploymentMode: Knative}\n",
+    );
+    assert!(annotated.contains("deploymentMode"), "fixture changed");
+    let mut loaded = check::load(&[root().join("inferenceservice/servingruntime.yaml")]);
+    check::load::parse_text(&annotated, "annotated.yaml", &mut loaded);
+    check::load::parse_text(&kserve_config("RawDeployment"), "config.yaml", &mut loaded);
+    let report = check::run(&policies(), loaded, jiff::Timestamp::now());
+    assert!(autoscaler_warnings(&report).is_empty());
+    assert!(
+        report.notes.iter().all(|n| !n.contains("deployment mode")),
+        "{:?}",
+        report.notes
+    );
+}
+
+#[test]
+fn a_kserve_config_kserve_would_refuse_is_an_error_naming_it() {
+    let path = root().join("inferenceservice/pass-ha.yaml");
+    for (config, says) in [
+        (
+            kserve_config("Sometimes"),
+            "\"Sometimes\" is not a mode KServe knows",
+        ),
+        (kserve_config(""), "defaultDeploymentMode is required"),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: inferenceservice-config}\n\
+             data: {deploy: '{not json'}\n"
+                .to_owned(),
+            "data.deploy is not JSON",
+        ),
+    ] {
+        let report = judge(&path, &[&config]);
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.to_string().contains("extra#0") && e.to_string().contains(says)),
+            "{says}: {:?}",
+            report.errors
+        );
+        // The InferenceService is still judged (with KServe's shipped default).
+        assert!(report.results.iter().any(|r| r.kind == "InferenceService"));
     }
 }

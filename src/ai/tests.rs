@@ -385,3 +385,18 @@ fn an_operators_object_is_judged_through_its_source_only_when_proven() {
         .is_none()
     );
 }
+
+#[test]
+fn kserve_s_defaulter_writes_only_standard_or_modelmesh_and_never_over_a_named_mode() {
+    use super::{default_deployment_mode, deployment_mode};
+    let mut bare = json!({"metadata": {"name": "m", "annotations": null}, "spec": {}});
+    assert!(!default_deployment_mode(&mut bare, "Knative"));
+    assert_eq!(deployment_mode(&bare), "Knative");
+    assert!(default_deployment_mode(&mut bare, "Standard"));
+    assert_eq!(deployment_mode(&bare), "Standard");
+    // Status and annotation win over the configured default.
+    let mut running =
+        json!({"metadata": {"name": "m"}, "status": {"deploymentMode": "Serverless"}});
+    assert!(!default_deployment_mode(&mut running, "ModelMesh"));
+    assert_eq!(deployment_mode(&running), "Knative");
+}

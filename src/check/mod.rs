@@ -77,6 +77,8 @@ pub fn run_priced(
     // Where each named object was first seen: the same object twice in one
     // input is said (kubectl apply keeps the last).
     let mut seen: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    // KServe's default deployment mode and where it was read.
+    let mut kserve_default: Option<(&'static str, String)> = None;
     for mut doc in loaded.documents {
         let kind = doc
             .value
@@ -199,6 +201,19 @@ pub fn run_priced(
                 }
                 *others.entry(kind).or_default() += 1;
             }
+            // KServe's config: the deployment mode of an InferenceService
+            // that names none, as KServe's defaulter writes it.
+            ("v1", "ConfigMap")
+                if doc.value.pointer("/metadata/name").and_then(Value::as_str)
+                    == Some(crate::ai::KSERVE_CONFIG) =>
+            {
+                match crate::ai::kserve_default_mode(&doc.value, &doc.source) {
+                    Ok(Some(mode)) => kserve_default = Some((mode, doc.source.clone())),
+                    Ok(None) => {}
+                    Err(e) => report.errors.push(at_document(&doc, e)),
+                }
+                *others.entry(kind).or_default() += 1;
+            }
             (API_VERSION, "WellArchitectedException") => {
                 locate(&mut located, &doc, &key);
                 match typed::<WellArchitectedException>(std::mem::take(&mut doc.value), &doc.source)
@@ -230,6 +245,9 @@ pub fn run_priced(
             }
         }
     }
+    if let Some(note) = default_kserve_modes(&mut workloads, kserve_default) {
+        report.notes.push(note);
+    }
     // Every workload is judged on its own against the context the loop
     // above gathered: in parallel, collected back in input order.
     let judged: Vec<Judged> = workloads
@@ -245,6 +263,47 @@ pub fn run_priced(
     }
     report.other_objects = others;
     report
+}
+
+/// KServe's defaulter runs before any validating webhook and writes the
+/// configured deployment mode onto an InferenceService that names none;
+/// `check` has no defaulter in front of it, so it does the same here,
+/// with the mode of KServe's `inferenceservice-config` in the input, else
+/// KServe's shipped default (Knative, written nowhere). Says what it
+/// assumed, once.
+fn default_kserve_modes(
+    workloads: &mut [(Document, String)],
+    configured: Option<(&'static str, String)>,
+) -> Option<String> {
+    let (mode, from) = match &configured {
+        Some((mode, source)) => (*mode, Some(source.as_str())),
+        None => ("Knative", None),
+    };
+    let mut unnamed = Vec::new();
+    for (doc, kind) in workloads.iter_mut() {
+        if kind != "InferenceService" || crate::ai::names_deployment_mode(&doc.value) {
+            continue;
+        }
+        crate::ai::default_deployment_mode(&mut doc.value, mode);
+        unnamed.push(doc.source.clone());
+    }
+    let first = unnamed.first()?;
+    let which = match unnamed.len() {
+        1 => format!("the InferenceService in {first} names"),
+        n => format!("{n} InferenceServices (the first in {first}) name"),
+    };
+    Some(match from {
+        Some(source) => format!(
+            "{which} no deployment mode: judged in {mode} mode, the default of KServe's \
+             {} in {source}",
+            crate::ai::KSERVE_CONFIG
+        ),
+        None => format!(
+            "{which} no deployment mode: judged in Knative mode, KServe's shipped default; \
+             give KServe's ConfigMap {} in the input to judge with the cluster's",
+            crate::ai::KSERVE_CONFIG
+        ),
+    })
 }
 
 /// Why cost-budget, where a policy turns it on, judges nothing: no table,
