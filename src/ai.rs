@@ -372,6 +372,7 @@ fn inference_service(
     labels.insert("component".into(), "predictor".into());
     labels.insert("app".into(), format!("isvc.{name}-predictor"));
     let annotations = string_map(predictor.get("annotations"));
+    let multinode = predictor.get("workerSpec").is_some_and(|v| !v.is_null());
 
     // The model container: `model:` or one of the framework keys.
     let form = std::iter::once("model")
@@ -418,7 +419,7 @@ fn inference_service(
             format_version: s("/modelFormat/version"),
             protocol: s("/protocolVersion").unwrap_or_else(|| "v1".into()),
             runtime_version: s("/runtimeVersion"),
-            multinode: predictor.get("workerSpec").is_some_and(|w| !w.is_null()),
+            multinode,
             chosen,
         }));
         container_paths.push(format!("/spec/predictor/{key}"));
@@ -445,7 +446,6 @@ fn inference_service(
     w.container_paths = container_paths;
     w.kserve = kserve;
     w.own_scaler = isvc_scaler(object, &w, replicas, max)?.map(Box::new);
-    let multinode = predictor.get("workerSpec").is_some_and(|v| !v.is_null());
 
     for (key, what, path) in [
         ("transformer", "transformer", "/spec/transformer"),
@@ -506,16 +506,30 @@ fn s_at(v: &Value, pointer: &str) -> Option<String> {
 /// and the audit never need KServe's config; `check`, which has no
 /// defaulter in front of it, applies [`default_deployment_mode`]).
 pub fn deployment_mode(object: &Value) -> &'static str {
-    let written = s_at(object, "/status/deploymentMode").or_else(|| {
+    written_mode(object)
+        .as_deref()
+        .and_then(mode_named)
+        .unwrap_or("Knative")
+}
+
+/// The mode `status.deploymentMode` or the annotation names, as written.
+fn written_mode(object: &Value) -> Option<String> {
+    s_at(object, "/status/deploymentMode").or_else(|| {
         s_at(
             object,
             "/metadata/annotations/serving.kserve.io~1deploymentMode",
         )
-    });
-    match written.as_deref() {
-        Some("Standard" | "RawDeployment") => "Standard",
-        Some("ModelMesh") => "ModelMesh",
-        _ => "Knative",
+    })
+}
+
+/// A deployment mode KServe knows, in today's names (`Serverless` is
+/// `Knative`, `RawDeployment` is `Standard`).
+fn mode_named(name: &str) -> Option<&'static str> {
+    match name {
+        "Serverless" | "Knative" => Some("Knative"),
+        "RawDeployment" | "Standard" => Some("Standard"),
+        "ModelMesh" => Some("ModelMesh"),
+        _ => None,
     }
 }
 
@@ -543,31 +557,25 @@ pub fn kserve_default_mode(configmap: &Value, at: &str) -> Result<Option<&'stati
     let config: Value = serde_json::from_str(text)
         .map_err(|e| Error::input(at, format!("data.deploy is not JSON: {e}")))?;
     match config.get("defaultDeploymentMode").and_then(Value::as_str) {
-        Some("Serverless" | "Knative") => Ok(Some("Knative")),
-        Some("RawDeployment" | "Standard") => Ok(Some("Standard")),
-        Some("ModelMesh") => Ok(Some("ModelMesh")),
         None | Some("") => Err(Error::input(
             at,
             "data.deploy: defaultDeploymentMode is required (KServe refuses this config)",
         )),
-        Some(other) => Err(Error::input(
-            at,
-            format!(
-                "data.deploy: defaultDeploymentMode {other:?} is not a mode KServe knows \
-                 (Knative or Serverless, Standard or RawDeployment, ModelMesh)"
-            ),
-        )),
+        Some(name) => mode_named(name).map(Some).ok_or_else(|| {
+            Error::input(
+                at,
+                format!(
+                    "data.deploy: defaultDeploymentMode {name:?} is not a mode KServe knows \
+                     (Knative or Serverless, Standard or RawDeployment, ModelMesh)"
+                ),
+            )
+        }),
     }
 }
 
 /// Whether an InferenceService's status or annotation names its mode.
 pub fn names_deployment_mode(object: &Value) -> bool {
-    s_at(object, "/status/deploymentMode").is_some()
-        || s_at(
-            object,
-            "/metadata/annotations/serving.kserve.io~1deploymentMode",
-        )
-        .is_some()
+    written_mode(object).is_some()
 }
 
 /// What KServe's defaulter does before any validating webhook sees an
